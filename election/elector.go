@@ -1,0 +1,76 @@
+package election
+
+import "context"
+
+// An Elector takes part in one election for one node.
+//
+// Run campaigns until ctx is done and sends every State change on out. Sends must select on
+// ctx.Done(), and the Elector's own liveness work (lease keepalives, session pings, adverts) must not
+// wait for out to be read: the Coordinator may be busy in Promote or Demote for up to the self-fencing
+// deadline. Before returning, Run resigns (best effort, bounded by a short timeout: delete its
+// candidacy and release its session so another node takes over at once) and returns nil when ctx was
+// cancelled, or the error that made it give up. Run may be called once.
+type Elector interface {
+	Run(ctx context.Context, out chan<- State) error
+}
+
+// A Yielder is an Elector that can give up mastership and stay a candidate: it resigns and campaigns
+// again, so another candidate, if any, becomes master. The Coordinator calls Yield when becoming
+// master failed on this node (a VIP could not be bound). Safe to call from any goroutine.
+type Yielder interface {
+	Yield()
+}
+
+// An Eligibility is an Elector whose candidacy can be withdrawn and restored, for health gating: with
+// SetEligible(false) a master resigns and a backup stops campaigning (VRRP instead lowers its
+// priority); SetEligible(true) campaigns again. Safe to call from any goroutine.
+type Eligibility interface {
+	SetEligible(ok bool)
+}
+
+// An Observer follows the master record of a group without taking part in the election. Observe sends
+// the current record (a zero Record when the group has no master) and then every change until ctx is
+// done. Records that do not parse are reported as a zero Record and logged.
+type Observer interface {
+	Observe(ctx context.Context, out chan<- Record) error
+}
+
+// An Action is one step of becoming or ceasing to be master (fence hook, IPVS table, VIP binding,
+// announcement, notify hook). Promote and Demote are idempotent. The Coordinator calls Promote with a
+// context that expires at State.ValidUntil, and Demote with a context that outlives a cancelled parent.
+type Action interface {
+	Promote(ctx context.Context, s State) error
+	Demote(ctx context.Context, s State) error
+}
+
+// A Renewer is an Action that wants to hear each extension of the master's deadline (a VIP bound with
+// a kernel lifetime renews it). Renew is called with the new State while promoted.
+type Renewer interface {
+	Renew(ctx context.Context, s State) error
+}
+
+// ActionFunc adapts a pair of functions to an Action.
+type ActionFunc struct {
+	Name        string
+	PromoteFunc func(ctx context.Context, s State) error
+	DemoteFunc  func(ctx context.Context, s State) error
+}
+
+// Promote calls PromoteFunc, if set.
+func (a ActionFunc) Promote(ctx context.Context, s State) error {
+	if a.PromoteFunc == nil {
+		return nil
+	}
+	return a.PromoteFunc(ctx, s)
+}
+
+// Demote calls DemoteFunc, if set.
+func (a ActionFunc) Demote(ctx context.Context, s State) error {
+	if a.DemoteFunc == nil {
+		return nil
+	}
+	return a.DemoteFunc(ctx, s)
+}
+
+// String returns the action's name for logs.
+func (a ActionFunc) String() string { return a.Name }
