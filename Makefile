@@ -1,0 +1,48 @@
+# hacoord — see README.md. Targets: demo, test, bench, build, lint, test-ipvs.
+SHELL   := /bin/bash
+GO      ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+BIN     := bin
+LDFLAGS := -s -w -X main.version=$(VERSION)
+# Tests that run the real binaries find them here (built once by `make build`).
+export HACOORD_BIN     := $(CURDIR)/$(BIN)/hacoord
+export HACOORD_LAB_BIN := $(CURDIR)/$(BIN)/hacoord-lab
+
+.PHONY: all build deps test test-unit test-ipvs bench demo lint clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/hacoord ./cmd/hacoord
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/hacoord-lab ./cmd/hacoord-lab
+
+deps:
+	@.ci/deps
+
+# All tests. Root-only tests skip with a reason when not root; under CI=true nothing skips.
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -p 2 -timeout 15m ./...
+	$(MAKE) test-ipvs
+
+test-unit:
+	$(GO) test -count=1 -short ./...
+
+# The ipvs package's integration tests inside a VM whose kernel has IPVS (this kernel has none).
+test-ipvs:
+	@if [ -x ipvs/vmtest/run ]; then ipvs/vmtest/run; else echo "test-ipvs: ipvs/vmtest/run missing" >&2; [ "$${CI:-}" != "true" ]; fi
+
+# Failover figures in the namespace lab: min/median/max over repeated runs.
+bench: build
+	$(BIN)/hacoord-lab bench --runs $${RUNS:-5}
+
+# A lab of network namespaces with an embedded etcd: watch a VIP fail over.
+demo: build
+	$(BIN)/hacoord-lab demo
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

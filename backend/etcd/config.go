@@ -1,0 +1,136 @@
+package etcd
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/fencing"
+)
+
+// Config configures an Elector or an Observer. Only cmd reads files: TLS arrives as a *tls.Config.
+type Config struct {
+	// Endpoints are the etcd client endpoints (host:port or URLs). Required.
+	Endpoints []string
+	// DialTimeout bounds connecting and every request other than keepalives (grant, campaign check,
+	// leader write, resign, revoke are each bounded by it; cleanup by min(DialTimeout, 1s)).
+	DialTimeout time.Duration
+	// TLS, if set, is used for the client connections.
+	TLS *tls.Config
+	// Username and Password, if set, authenticate to etcd.
+	Username, Password string
+
+	// Group names the election: keys live under /hacoord/<Group>/. Required; no '/'.
+	Group string
+	// Name is this candidate's node name, unique in the group. Required for an Elector.
+	Name string
+	// Record is the template of the master record this node publishes: Address and VIPs. The
+	// backend fills Group, Node (= Name), Term and Since.
+	Record election.Record
+
+	// TTL is the lease TTL: a whole number of seconds, at least 1s. Default 2s.
+	TTL time.Duration
+	// Margin is taken off every deadline (see fencing.Deadline). 0 means fencing.DefaultMargin(TTL).
+	Margin time.Duration
+	// KeepaliveInterval is how often the elector renews its lease with its own KeepAliveOnce; each
+	// attempt is bounded by it too. 0 means TTL/4. It must be below TTL-Margin.
+	KeepaliveInterval time.Duration
+
+	// RetryMin and RetryMax bound the exponential backoff between attempts to reach etcd.
+	RetryMin, RetryMax time.Duration
+}
+
+// DefaultConfig returns the production defaults: TTL 2s (so Margin 200ms and keepalives every 500ms),
+// DialTimeout 2s, retries from 100ms doubling to 5s. Endpoints, Group and Name must still be set.
+func DefaultConfig() Config {
+	return Config{
+		DialTimeout: 2 * time.Second,
+		TTL:         2 * time.Second,
+		RetryMin:    100 * time.Millisecond,
+		RetryMax:    5 * time.Second,
+	}
+}
+
+// withDefaults fills the fields derived from TTL.
+func (c Config) withDefaults() Config {
+	if c.Margin == 0 {
+		c.Margin = fencing.DefaultMargin(c.TTL)
+	}
+	if c.KeepaliveInterval == 0 {
+		c.KeepaliveInterval = c.TTL / 4
+	}
+	return c
+}
+
+// validateObserver checks what an Observer needs.
+func (c Config) validateObserver() error {
+	var errs []error
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errors.New("no endpoints"))
+	}
+	if c.Group == "" || strings.Contains(c.Group, "/") {
+		errs = append(errs, fmt.Errorf("group %q must be non-empty without '/'", c.Group))
+	}
+	if c.DialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("dial timeout %v must be positive", c.DialTimeout))
+	}
+	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
+		errs = append(errs, fmt.Errorf("retry backoff %v..%v: need 0 < min <= max", c.RetryMin, c.RetryMax))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("etcd: config: %w", err)
+	}
+	return nil
+}
+
+// Validate checks c for an Elector, with the TTL-derived defaults applied.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.validateObserver(); err != nil {
+		errs = append(errs, err)
+	}
+	c = c.withDefaults()
+	if c.Name == "" {
+		errs = append(errs, errors.New("etcd: config: name is required"))
+	}
+	if c.Record.Node != "" && c.Record.Node != c.Name {
+		errs = append(errs, fmt.Errorf("etcd: config: record node %q differs from name %q", c.Record.Node, c.Name))
+	}
+	if c.TTL < time.Second || c.TTL%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("etcd: config: ttl %v must be a whole number of seconds, at least 1s", c.TTL))
+	} else {
+		if err := fencing.CheckMargin(c.TTL, c.Margin); err != nil {
+			errs = append(errs, fmt.Errorf("etcd: config: %w", err))
+		}
+		if c.KeepaliveInterval <= 0 || c.KeepaliveInterval >= c.TTL-c.Margin {
+			errs = append(errs, fmt.Errorf("etcd: config: keepalive interval %v must be positive and below ttl-margin %v",
+				c.KeepaliveInterval, c.TTL-c.Margin))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// groupPrefix returns /hacoord/<group>.
+func groupPrefix(group string) string { return "/hacoord/" + group }
+
+// ElectionPrefix returns the prefix under which the candidates of group campaign
+// (/hacoord/<group>/election, without the trailing slash concurrency.NewElection adds).
+func ElectionPrefix(group string) string { return groupPrefix(group) + "/election" }
+
+// LeaderKey returns the key holding the master record of group (/hacoord/<group>/leader).
+func LeaderKey(group string) string { return groupPrefix(group) + "/leader" }
+
+// TTLError is returned by Run when etcd grants a lease TTL other than the configured one, because
+// the TTL is below the server's minimum (ceil(1.5 * its election timeout)). It is a configuration
+// error: retrying does not help.
+type TTLError struct {
+	Requested, Granted time.Duration
+}
+
+func (e *TTLError) Error() string {
+	return fmt.Sprintf("etcd: lease ttl %v requested but the server granted %v (its minimum lease TTL, "+
+		"ceil(1.5 x election timeout)); configure ttl >= %v", e.Requested, e.Granted, e.Granted)
+}

@@ -1,0 +1,328 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hacoord/hacoord/election"
+)
+
+// ResignTimeout bounds the delivery of the final Backup State after ctx is done.
+const ResignTimeout = time.Second
+
+// Elector takes part in one virtual router with native VRRP and implements election.Elector,
+// election.Eligibility and election.Yielder. It only decides the role: the VIPs are bound by the
+// consumer of its States. VRRP has no quorum, so if the VRRP path is cut both sides become master.
+//
+// Run may be called once. SetPriority, SetEligible, Yield and Stats are safe from any goroutine.
+type Elector struct {
+	cfg  Config
+	log  *zap.Logger
+	conn Conn // set by WithConn; else Run opens a RawConn
+
+	ran     atomic.Bool
+	mu      sync.Mutex
+	pending []Event
+	stats   Stats
+	state   election.State
+	kick    chan struct{}
+}
+
+// Option changes how an Elector is built.
+type Option func(*Elector)
+
+// WithConn makes Run use c (and close it when it returns) instead of opening a RawConn on
+// Config.Interface: for tests, and for a socket opened inside another network namespace.
+func WithConn(c Conn) Option { return func(e *Elector) { e.conn = c } }
+
+var (
+	_ election.Elector     = (*Elector)(nil)
+	_ election.Eligibility = (*Elector)(nil)
+	_ election.Yielder     = (*Elector)(nil)
+)
+
+// New validates cfg and returns an Elector. It opens nothing and starts no goroutine.
+func New(cfg Config, log *zap.Logger, opts ...Option) (*Elector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	cfg.UnicastPeers = append([]netip.Addr(nil), cfg.UnicastPeers...)
+	cfg.VIPs = append([]netip.Prefix(nil), cfg.VIPs...)
+	e := &Elector{
+		cfg:   cfg,
+		log:   log.Named("vrrp").With(zap.Int("vrid", cfg.VRID), zap.String("interface", cfg.Interface)),
+		kick:  make(chan struct{}, 1),
+		stats: Stats{Dropped: map[DropReason]uint64{}},
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	return e, nil
+}
+
+// SetPriority changes the advertised priority (clamped to 1-254; 255 stays for an owner), like a
+// keepalived vrrp_script weight. A lower priority lets a preempting backup take over.
+func (e *Elector) SetPriority(p int) { e.post(SetPriority{Priority: p}) }
+
+// SetEligible(false) makes a master send a priority-0 advert and the node enter Fault (reported as
+// election.Fault); SetEligible(true) makes it a candidate again.
+func (e *Elector) SetEligible(ok bool) { e.post(SetEligible{OK: ok}) }
+
+// Yield makes a master send a priority-0 advert and become a backup; another router takes over after
+// its Skew_Time, or this one again after Master_Down_Interval if there is none.
+func (e *Elector) Yield() { e.post(Yield{}) }
+
+// Stats returns the packet counters, updated after every step of the state machine.
+func (e *Elector) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats.clone()
+}
+
+// State returns the last State the Elector reported (whether or not it was read from out yet).
+func (e *Elector) State() election.State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.state
+}
+
+func (e *Elector) post(ev Event) {
+	e.mu.Lock()
+	e.pending = append(e.pending, ev)
+	e.mu.Unlock()
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run implements election.Elector: it runs the VRRP state machine until ctx is done, then sends a
+// priority-0 advert if master, reports a Backup State (best effort, within ResignTimeout) and returns
+// nil. A receive error other than the socket closing ends Run with that error.
+func (e *Elector) Run(ctx context.Context, out chan<- election.State) (err error) {
+	if !e.ran.CompareAndSwap(false, true) {
+		return errors.New("vrrp: Run called twice")
+	}
+	conn := e.conn
+	if conn == nil {
+		rc, err := Listen(ListenConfig{Interface: e.cfg.Interface, Unicast: len(e.cfg.UnicastPeers) > 0, Exclude: e.cfg.addresses()})
+		if err != nil {
+			return err
+		}
+		conn = rc
+	}
+	m, err := NewMachine(e.cfg, conn.Addr())
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	e.log.Warn("VRRP has no quorum: if the VRRP path between the routers is cut, each side becomes master (split brain)",
+		zap.Int("priority", e.cfg.Priority), zap.Stringer("address", conn.Addr()))
+
+	r := &runner{e: e, m: m, conn: conn, pub: make(chan struct{}, 1)}
+	var g errgroup.Group
+	pctx, stopPub := context.WithCancel(ctx)
+	pkts := make(chan Received)
+	readErr := make(chan error, 1)
+	done := make(chan struct{})
+	g.Go(func() error { r.publish(pctx, out); return nil })
+	g.Go(func() error {
+		for {
+			p, err := conn.Read()
+			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					readErr <- err
+				}
+				return nil
+			}
+			select {
+			case pkts <- p:
+			case <-done:
+				return nil
+			}
+		}
+	})
+	defer func() {
+		close(done)
+		conn.Close()
+		stopPub()
+		_ = g.Wait()
+		// Report the final, non-Master State: the Coordinator keeps reading until Run returns.
+		final := r.snapshot()
+		tm := time.NewTimer(ResignTimeout)
+		defer tm.Stop()
+		select {
+		case out <- final:
+		case <-tm.C:
+			e.log.Warn("final state not read before the resign timeout")
+		}
+	}()
+
+	r.step(Startup{})
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		timer.Stop()
+		if next := m.NextTimer(); !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			r.step(Shutdown{})
+			return nil
+		case err := <-readErr:
+			r.step(Shutdown{})
+			return err
+		case p := <-pkts:
+			r.step(p)
+		case <-timer.C:
+			r.step(Tick{})
+		case <-e.kick:
+			e.mu.Lock()
+			evs := e.pending
+			e.pending = nil
+			e.mu.Unlock()
+			for _, ev := range evs {
+				r.step(ev)
+			}
+		}
+	}
+}
+
+// runner is the state of one Run call; only Run's loop calls step.
+type runner struct {
+	e    *Elector
+	m    *Machine
+	conn Conn
+	term uint64
+	pub  chan struct{} // a new State is waiting in e.state
+}
+
+func (r *runner) step(ev Event) {
+	e := r.e
+	outs := r.m.Step(time.Now(), ev)
+	for _, o := range outs {
+		switch o := o.(type) {
+		case Send:
+			r.send(o.Packet)
+		case Transition:
+			r.transition(o)
+		}
+	}
+	st := r.m.Stats()
+	e.mu.Lock()
+	prev := e.stats
+	e.stats = st
+	e.mu.Unlock()
+	if p, ok := ev.(Received); ok && st.DroppedTotal() != prev.DroppedTotal() {
+		for reason, n := range st.Dropped {
+			if prev.Dropped[reason] != n {
+				// Debug only: a misconfigured neighbour sends one every advert interval.
+				e.log.Debug("advert dropped", zap.String("reason", string(reason)), zap.Stringer("src", p.Src))
+			}
+		}
+	}
+}
+
+func (r *runner) send(p Packet) {
+	src := r.conn.Addr()
+	dsts := r.e.cfg.UnicastPeers
+	if len(dsts) == 0 {
+		dsts = []netip.Addr{MulticastGroup}
+	}
+	for _, dst := range dsts {
+		b, err := p.Marshal(src, dst)
+		if err == nil {
+			err = r.conn.Write(b, dst)
+		}
+		if err != nil {
+			r.e.log.Warn("advert not sent", zap.Stringer("dst", dst), zap.Error(err))
+		}
+	}
+}
+
+func (r *runner) transition(t Transition) {
+	e := r.e
+	if t.To == Master && t.From != Master {
+		r.term++
+	}
+	s := election.State{Reason: t.Reason}
+	switch t.To {
+	case Master:
+		s.Role = election.Master
+		s.Term = r.term
+	case Fault:
+		s.Role = election.Fault
+	default:
+		s.Role = election.Backup
+	}
+	if t.Master.IsValid() {
+		node := t.Master.String()
+		if t.Master == r.conn.Addr() && e.cfg.Node != "" {
+			node = e.cfg.Node
+		}
+		s.Leader = election.Record{
+			Group:   e.cfg.group(),
+			Node:    node,
+			Address: t.Master,
+			VIPs:    e.cfg.VIPs,
+			Term:    s.Term,
+			Since:   time.Now(),
+		}
+	}
+	lvl := e.log.Info
+	if t.From == t.To {
+		lvl = e.log.Debug
+	}
+	master := ""
+	if t.Master.IsValid() {
+		master = t.Master.String()
+	}
+	lvl("vrrp state", zap.Stringer("from", t.From), zap.Stringer("to", t.To),
+		zap.String("master", master), zap.Int("priority", r.m.Priority()),
+		zap.Uint64("term", s.Term), zap.String("reason", t.Reason))
+	e.mu.Lock()
+	e.state = s
+	e.mu.Unlock()
+	select {
+	case r.pub <- struct{}{}:
+	default:
+	}
+}
+
+func (r *runner) snapshot() election.State {
+	s := r.e.State()
+	if s.Role == election.Master || s.Role == election.Init {
+		s.Role, s.Term, s.Reason = election.Backup, 0, "shutdown"
+	}
+	return s
+}
+
+// publish delivers the latest State on out until ctx is done. It coalesces: a State replaced
+// before out was read is never sent, so the state machine never waits for the reader.
+func (r *runner) publish(ctx context.Context, out chan<- election.State) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.pub:
+		}
+		s := r.e.State()
+		select {
+		case <-ctx.Done():
+			return
+		case out <- s:
+		}
+	}
+}

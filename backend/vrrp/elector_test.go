@@ -1,0 +1,337 @@
+package vrrp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/election"
+)
+
+// fakeNet is an in-memory link: a Write to the multicast group reaches every other conn, a unicast
+// Write the conn with that address. Packets arrive with TTL 255 unless ttl is set.
+type fakeNet struct {
+	mu    sync.Mutex
+	conns []*fakeConn
+	cut   bool
+}
+
+type fakeConn struct {
+	net    *fakeNet
+	addr   netip.Addr
+	in     chan Received
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (n *fakeNet) conn(addr netip.Addr) *fakeConn {
+	c := &fakeConn{net: n, addr: addr, in: make(chan Received, 64), closed: make(chan struct{})}
+	n.mu.Lock()
+	n.conns = append(n.conns, c)
+	n.mu.Unlock()
+	return c
+}
+
+func (n *fakeNet) setCut(cut bool) {
+	n.mu.Lock()
+	n.cut = cut
+	n.mu.Unlock()
+}
+
+func (c *fakeConn) Addr() netip.Addr { return c.addr }
+
+func (c *fakeConn) Read() (Received, error) {
+	select {
+	case r := <-c.in:
+		return r, nil
+	case <-c.closed:
+		return Received{}, net.ErrClosed
+	}
+}
+
+func (c *fakeConn) Write(b []byte, dst netip.Addr) error {
+	select {
+	case <-c.closed:
+		return net.ErrClosed
+	default:
+	}
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	if c.net.cut {
+		return nil
+	}
+	for _, o := range c.net.conns {
+		if o == c || (dst != MulticastGroup && dst != o.addr) {
+			continue
+		}
+		select {
+		case o.in <- Received{Src: c.addr, Dst: dst, TTL: TTL, Data: append([]byte(nil), b...)}:
+		default: // a full queue loses the packet, like a real link
+		}
+	}
+	return nil
+}
+
+func (c *fakeConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return nil
+}
+
+// node runs one Elector on a fakeNet and records the States it reports.
+type node struct {
+	e      *Elector
+	cancel context.CancelFunc
+	done   chan error
+	ended  chan struct{} // the recorder has stopped
+	// changed receives a token after each recorded State.
+	changed chan struct{}
+	once    sync.Once
+	err     error
+	mu      sync.Mutex
+	states  []election.State
+}
+
+func startNode(t testing.TB, n *fakeNet, addr netip.Addr, cfg Config) *node {
+	t.Helper()
+	return runNode(t, n.conn(addr), cfg, nil)
+}
+
+// runNode runs an Elector on conn. The caller stops it (node.stop).
+func runNode(t testing.TB, conn Conn, cfg Config, log *zap.Logger) *node {
+	t.Helper()
+	e, err := New(cfg, log, WithConn(conn))
+	if err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nd := &node{e: e, cancel: cancel, done: make(chan error, 1), ended: make(chan struct{}), changed: make(chan struct{}, 1)}
+	out := make(chan election.State)
+	stop := make(chan struct{})
+	go func() {
+		defer close(nd.ended)
+		for {
+			select {
+			case s := <-out:
+				nd.mu.Lock()
+				nd.states = append(nd.states, s)
+				nd.mu.Unlock()
+				select {
+				case nd.changed <- struct{}{}:
+				default:
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	go func() {
+		nd.done <- e.Run(ctx, out)
+		close(stop)
+	}()
+	return nd
+}
+
+// stop cancels the node's Run and waits for it and its recorder. Idempotent, so tests also defer it.
+func (nd *node) stop(t testing.TB) {
+	t.Helper()
+	nd.once.Do(func() {
+		nd.cancel()
+		nd.err = <-nd.done
+		<-nd.ended
+		if nd.err != nil {
+			t.Errorf("Run: %v", nd.err)
+		}
+	})
+}
+
+func (nd *node) last() election.State {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if len(nd.states) == 0 {
+		return election.State{}
+	}
+	return nd.states[len(nd.states)-1]
+}
+
+func TestElectorFailover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNet{}
+		cfgA, cfgB := LocalConfig(), LocalConfig()
+		cfgA.Interface, cfgA.VRID, cfgA.Priority, cfgA.VIPs, cfgA.Node = "eth0", 9, 200, testVI, "node-a"
+		cfgB.Interface, cfgB.VRID, cfgB.Priority, cfgB.VIPs = "eth0", 9, 100, testVI
+		a := startNode(t, n, addrA, cfgA)
+		defer a.stop(t)
+		b := startNode(t, n, addrB, cfgB)
+		defer b.stop(t)
+
+		// Both start as backups; A's shorter skew makes it master first (3*100ms + 55ms).
+		time.Sleep(400 * time.Millisecond)
+		synctest.Wait()
+		sa, sb := a.last(), b.last()
+		if sa.Role != election.Master || sa.Term != 1 || sa.Leader.Node != "node-a" || sa.Leader.Address != addrA {
+			t.Fatalf("A: %+v, want master, term 1", sa)
+		}
+		if sb.Role != election.Backup || sb.Leader.Address != addrA || sb.Leader.Node != addrA.String() {
+			t.Fatalf("B: %+v, want backup following %s", sb, addrA)
+		}
+		if sa.Leader.Group != "vrid-9" || len(sa.Leader.VIPs) != 2 {
+			t.Fatalf("A's record %+v", sa.Leader)
+		}
+
+		// Stable for a long time: adverts keep B a backup.
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if b.last().Role != election.Backup || a.last().Role != election.Master {
+			t.Fatalf("not stable: A %+v, B %+v", a.last(), b.last())
+		}
+		if st := b.e.Stats(); st.Accepted < 90 || st.DroppedTotal() != 0 {
+			t.Fatalf("B stats %+v", st)
+		}
+
+		// A shuts down: its priority-0 advert lets B take over after Skew_Time (61ms), not 361ms.
+		stopAt := time.Now()
+		a.stop(t)
+		if s := a.last(); s.Role != election.Backup || s.Reason != "shutdown" {
+			t.Fatalf("A's final state %+v, want backup", s)
+		}
+		time.Sleep(62 * time.Millisecond)
+		synctest.Wait()
+		if s := b.last(); s.Role != election.Master || s.Term != 1 {
+			t.Fatalf("B %+v, %s after A stopped: want master", s, time.Since(stopAt))
+		}
+		b.stop(t)
+	})
+}
+
+func TestElectorMasterDownWithoutShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNet{}
+		cfgA, cfgB := LocalConfig(), LocalConfig()
+		cfgA.Interface, cfgA.VRID, cfgA.Priority = "eth0", 9, 200
+		cfgB.Interface, cfgB.VRID, cfgB.Priority = "eth0", 9, 100
+		a := startNode(t, n, addrA, cfgA)
+		defer a.stop(t)
+		b := startNode(t, n, addrB, cfgB)
+		defer b.stop(t)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		// Cut the link: B declares A down after Master_Down_Interval; both are master (no quorum).
+		n.setCut(true)
+		cut := time.Now()
+		time.Sleep(361 * time.Millisecond)
+		synctest.Wait()
+		if a.last().Role != election.Master || b.last().Role != election.Master {
+			t.Fatalf("after %s: A %+v, B %+v, want split brain", time.Since(cut), a.last(), b.last())
+		}
+		// Heal: B hears the higher priority and steps down.
+		n.setCut(false)
+		time.Sleep(200 * time.Millisecond)
+		synctest.Wait()
+		if a.last().Role != election.Master || b.last().Role != election.Backup {
+			t.Fatalf("after heal: A %+v, B %+v", a.last(), b.last())
+		}
+		a.stop(t)
+		b.stop(t)
+	})
+}
+
+func TestElectorPriorityEligibilityYield(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNet{}
+		cfgA, cfgB := LocalConfig(), LocalConfig()
+		cfgA.Interface, cfgA.VRID, cfgA.Priority = "eth0", 9, 150
+		cfgB.Interface, cfgB.VRID, cfgB.Priority = "eth0", 9, 100
+		a := startNode(t, n, addrA, cfgA)
+		defer a.stop(t)
+		b := startNode(t, n, addrB, cfgB)
+		defer b.stop(t)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if a.last().Role != election.Master {
+			t.Fatalf("A %+v", a.last())
+		}
+		// A's check weight drops it below B: B (preempt) takes over after Master_Down_Interval.
+		a.e.SetPriority(50)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if a.last().Role != election.Backup || b.last().Role != election.Master {
+			t.Fatalf("after priority 50: A %+v, B %+v", a.last(), b.last())
+		}
+		a.e.SetPriority(150)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if a.last().Role != election.Master || a.last().Term != 2 {
+			t.Fatalf("after priority 150: A %+v, want master with term 2", a.last())
+		}
+		// Ineligible: A reports Fault and B takes over.
+		a.e.SetEligible(false)
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if a.last().Role != election.Fault || b.last().Role != election.Master {
+			t.Fatalf("ineligible: A %+v, B %+v", a.last(), b.last())
+		}
+		a.e.SetEligible(true)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if a.last().Role != election.Master {
+			t.Fatalf("eligible again: A %+v", a.last())
+		}
+		// Yield: B becomes master within its skew; A preempts it back later (it has the higher priority).
+		a.e.Yield()
+		time.Sleep(70 * time.Millisecond)
+		synctest.Wait()
+		if b.last().Role != election.Master {
+			t.Fatalf("after yield: B %+v", b.last())
+		}
+		a.stop(t)
+		b.stop(t)
+	})
+}
+
+func TestElectorCountsMismatchedPeers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNet{}
+		cfgA, cfgB := testConfig(2), testConfig(2)
+		cfgA.AuthPass, cfgB.AuthPass = "one", "two"
+		a := startNode(t, n, addrA, cfgA)
+		defer a.stop(t)
+		b := startNode(t, n, addrB, cfgB)
+		defer b.stop(t)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if a.last().Role != election.Master || b.last().Role != election.Master {
+			t.Fatalf("mismatched auth: A %+v, B %+v, want both master", a.last(), b.last())
+		}
+		if a.e.Stats().Dropped[DropAuth] == 0 || b.e.Stats().Dropped[DropAuth] == 0 {
+			t.Fatalf("drops not counted: A %+v, B %+v", a.e.Stats(), b.e.Stats())
+		}
+		a.stop(t)
+		b.stop(t)
+	})
+}
+
+func TestElectorRunTwice(t *testing.T) {
+	e, err := New(testConfig(3), nil, WithConn((&fakeNet{}).conn(addrA)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := make(chan election.State, 4)
+	if err := e.Run(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(ctx, out); err == nil {
+		t.Fatal("second Run succeeded")
+	}
+	if _, err := New(Config{}, nil); err == nil {
+		t.Fatal("New accepted an empty config")
+	}
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hacoord/hacoord/internal/lab"
+)
+
+// labFlags are the flags demo and bench share.
+type labFlags struct {
+	hacoord string
+	backend string
+	nodes   int
+	ttl     time.Duration
+	extra   []string
+	dir     string
+	verbose bool
+	jitter  time.Duration
+}
+
+func (f *labFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.hacoord, "hacoord", "", `hacoord binary (default: $HACOORD_BIN, else "hacoord" next to this binary, else in PATH; "standin" for the plumbing stand-in)`)
+	fs.StringVar(&f.backend, "backend", "etcd", "store backend: etcd or zk (ZooKeeper; needs java and Debian's zookeeper)")
+	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes")
+	fs.DurationVar(&f.ttl, "ttl", 2*time.Second, "daemons' --lease-ttl (whole seconds for etcd)")
+	fs.StringArrayVar(&f.extra, "daemon-arg", nil, "extra argument for every daemon (repeat)")
+	fs.StringVar(&f.dir, "dir", "", "directory for logs and store data (default: a new temporary directory, kept)")
+	fs.DurationVar(&f.jitter, "jitter", -1, "random wait in [0, jitter) before each fault, to vary its phase against the keepalives (default TTL/2 for bench, 0 for demo)")
+	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print lab progress")
+}
+
+func (f *labFlags) hacoordBin() (string, error) {
+	if f.hacoord != "" {
+		return f.hacoord, nil
+	}
+	if p := os.Getenv("HACOORD_BIN"); p != "" {
+		return p, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "hacoord")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("hacoord"); err == nil {
+		return p, nil
+	}
+	return "", errors.New(`no hacoord binary: pass --hacoord (go build -o bin/hacoord ./cmd/hacoord)`)
+}
+
+// newLab builds the lab; the caller must Close it (also on error paths: it is nil then).
+func (f *labFlags) newLab(ctx context.Context, out io.Writer) (*lab.Lab, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the lab needs root (network namespaces): run with sudo")
+	}
+	bin, err := f.hacoordBin()
+	if err != nil {
+		return nil, err
+	}
+	o := lab.Options{Nodes: f.nodes, Backend: f.backend, TTL: f.ttl, ExtraArgs: f.extra, HacoordBin: bin, Dir: f.dir, Jitter: f.jitter}
+	if f.verbose {
+		o.Logf = func(format string, args ...any) { fmt.Fprintf(out, "  lab: "+format+"\n", args...) }
+	}
+	bctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	return lab.New(bctx, o)
+}

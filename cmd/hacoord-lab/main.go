@@ -1,0 +1,49 @@
+// Command hacoord-lab runs the pieces of hacoord's network-namespace lab (internal/lab) and the lab
+// itself:
+//
+//	hacoord-lab etcd --listen-client http://10.77.0.2:2379 --dir D   serve a single-member embedded etcd
+//	hacoord-lab serve --listen :8080 --name n1                      reply with the node name, close
+//	hacoord-lab demo  --hacoord bin/hacoord                         a 3-node failover, as a timeline
+//	hacoord-lab bench --hacoord bin/hacoord --runs 5 --scenarios crash,term,partition
+//
+// demo and bench need root; they build the lab, clean it up on exit and on Ctrl-C, and sweep what an
+// earlier killed run left behind. The hidden `standin` subcommand is a minimal etcd-only stand-in for
+// the hacoord daemon, for testing the lab's plumbing (HACOORD_BIN=standin).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := &cobra.Command{
+		Use:           "hacoord-lab",
+		Short:         "hacoord's network-namespace lab: store, service, demo and bench",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(args)
+	root.AddCommand(newEtcdCommand(stderr), newServeCommand(stdout), newStandinCommand(stderr),
+		newDemoCommand(stdout), newBenchCommand(stdout))
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(stderr, "hacoord-lab: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/fencing"
+	"github.com/hacoord/hacoord/vip"
+)
+
+// runDaemon runs one node until ctx is done (SIGINT/SIGTERM), then lets go of the VIPs, resigns
+// and returns nil. Start-up problems that are the operator's to fix come back as configError.
+func runDaemon(ctx context.Context, s Settings, stderr io.Writer) error {
+	log, err := newLogger(s.Log, stderr)
+	if err != nil {
+		return configError{err}
+	}
+	defer func() { _ = log.Sync() }()
+	log = log.With(zap.String("group", s.Group), zap.String("node", s.Name))
+
+	vips, _ := s.vipPrefixes() // validated
+	vm, err := vip.New(vipConfig(s, vips), log.Named("vip"))
+	if err != nil {
+		return configError{err}
+	}
+	addr, err := nodeAddress(s)
+	if err != nil {
+		return configError{err}
+	}
+	rec := election.Record{Group: s.Group, Node: s.Name, Address: addr, VIPs: vips}
+	el, err := newElector(s, rec, log)
+	if err != nil {
+		return configError{err}
+	}
+
+	// Start-up: a VIP on our interface now is a leftover (a crash, a SIGKILL): we are not master yet.
+	if err := vm.Cleanup(ctx); err != nil {
+		return fmt.Errorf("remove leftover VIPs: %w", err)
+	}
+
+	actions, notifier, err := buildActions(s, vm, log)
+	if err != nil {
+		return configError{err}
+	}
+	co, err := election.NewCoordinator(el, actions, log.Named("coordinator"))
+	if err != nil {
+		return err
+	}
+	log.Info("starting", zap.String("backend", s.Backend), zap.String("interface", s.Interface),
+		zap.Stringers("vips", vips), zap.String("version", version))
+	if s.Backend == "vrrp" {
+		log.Warn("VRRP mode has no quorum: if the path between nodes is cut, more than one node becomes master")
+	}
+
+	// vip.Run (address/link watch, announce schedule) and the notifier outlive the coordinator: they
+	// are stopped only after it has demoted.
+	aux, stopAux := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAux()
+	cctx, stopCo := context.WithCancelCause(ctx)
+	defer stopCo(nil)
+	vipDone := make(chan error, 1)
+	go func() {
+		err := vm.Run(aux)
+		if err != nil && aux.Err() == nil {
+			stopCo(fmt.Errorf("vip watch stopped: %w", err))
+		}
+		vipDone <- err
+	}()
+	notifyDone := make(chan error, 1)
+	if notifier != nil {
+		go func() { notifyDone <- notifier.Run(aux) }()
+	} else {
+		notifyDone <- nil
+	}
+
+	err = co.Run(cctx)
+	stopAux()
+	verr := <-vipDone
+	<-notifyDone
+	if cause := context.Cause(cctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	if err == nil && verr != nil && !errors.Is(verr, context.Canceled) {
+		err = verr
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("stopped: VIPs released and candidacy resigned")
+	return nil
+}
+
+func vipConfig(s Settings, vips []netip.Prefix) vip.Config {
+	c := vip.DefaultConfig()
+	c.Interface = s.Interface
+	c.VIPs = vips
+	c.Label = s.VIPLabel
+	if s.VIPLifetime != nil {
+		c.Lifetime = *s.VIPLifetime
+	}
+	c.Announce.Count = s.Announce.Count
+	c.Announce.Repeat = s.Announce.Repeat
+	c.Announce.RepeatInterval = time.Duration(s.Announce.Interval)
+	c.Announce.Refresh = time.Duration(s.Announce.Refresh)
+	return c
+}
+
+// vipAction binds the VIPs on promote (with the deadline, which also sets their kernel lifetime),
+// renews the lifetime on every lease renewal and unbinds them on demote.
+type vipAction struct{ m *vip.Manager }
+
+func (a vipAction) Promote(ctx context.Context, s election.State) error {
+	return a.m.Acquire(ctx, s.ValidUntil)
+}
+func (a vipAction) Renew(ctx context.Context, s election.State) error {
+	return a.m.Extend(ctx, s.ValidUntil)
+}
+func (a vipAction) Demote(ctx context.Context, _ election.State) error { return a.m.Release(ctx) }
+func (a vipAction) String() string                                     { return "vip" }
+
+// buildActions returns the promote chain (fence hook -> VIPs -> notify) and the notifier to run.
+func buildActions(s Settings, vm *vip.Manager, log *zap.Logger) ([]election.Action, *fencing.Notifier, error) {
+	event := func(role string, st election.State, reason string) fencing.Event {
+		return fencing.Event{Group: s.Group, Node: s.Name, Role: role, Term: st.Term, Leader: st.Leader.Node, Reason: reason}
+	}
+	var actions []election.Action
+	if s.Hooks.Fence != "" {
+		h := fencing.Hook{Path: s.Hooks.Fence, Timeout: time.Duration(s.Hooks.Timeout)}
+		actions = append(actions, election.ActionFunc{
+			Name: "fence-hook",
+			PromoteFunc: func(ctx context.Context, st election.State) error {
+				return h.Run(ctx, event("master", st, st.Reason))
+			},
+		})
+	}
+	actions = append(actions, vipAction{vm})
+	var n *fencing.Notifier
+	if s.Hooks.Notify != "" {
+		var err error
+		n, err = fencing.NewNotifier(fencing.Hook{Path: s.Hooks.Notify, Timeout: time.Duration(s.Hooks.Timeout)}, log.Named("notify"))
+		if err != nil {
+			return nil, nil, err
+		}
+		actions = append(actions, election.ActionFunc{
+			Name: "notify-hook",
+			PromoteFunc: func(_ context.Context, st election.State) error {
+				n.Notify(event("master", st, st.Reason))
+				return nil
+			},
+			DemoteFunc: func(_ context.Context, st election.State) error {
+				n.Notify(event("backup", st, st.Reason))
+				return nil
+			},
+		})
+	}
+	return actions, n, nil
+}
+
+// nodeAddress is the address published in the master record: --address, or the interface's first
+// global address (IPv4 preferred).
+func nodeAddress(s Settings) (netip.Addr, error) {
+	if s.Address != "" {
+		return netip.ParseAddr(s.Address)
+	}
+	ifi, err := net.InterfaceByName(s.Interface)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--interface %s: %w", s.Interface, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("--interface %s: addresses: %w", s.Interface, err)
+	}
+	vips, _ := s.vipPrefixes()
+	isVIP := func(a netip.Addr) bool {
+		for _, v := range vips {
+			if v.Addr() == a {
+				return true
+			}
+		}
+		return false
+	}
+	var v6 netip.Addr
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || !ip.IsGlobalUnicast() || isVIP(ip.Unmap()) {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.Is4() {
+			return ip, nil
+		}
+		if !v6.IsValid() {
+			v6 = ip
+		}
+	}
+	return v6, nil // may be the zero Addr: the record then carries no address
+}
+
+func newLogger(ls LogSettings, w io.Writer) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(ls.Level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", ls.Level, err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.TimeKey = "ts"
+	var enc zapcore.Encoder
+	if ls.Format == "json" {
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}

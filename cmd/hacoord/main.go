@@ -1,0 +1,108 @@
+// Command hacoord keeps one node of a group holding the group's virtual IPs, with a quorum store
+// (etcd or ZooKeeper) or native VRRP deciding which node that is. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitError  = 1 // the daemon or a subcommand failed at run time
+	exitConfig = 2 // bad flags or configuration
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes hacoord with args and returns the process exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "hacoord: %v\n", err)
+	var ce configError
+	if errors.As(err, &ce) {
+		return exitConfig
+	}
+	return exitError
+}
+
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+	s := defaultSettings()
+	var configPath string
+	root := &cobra.Command{
+		Use:   "hacoord",
+		Short: "Consensus-backed virtual IP failover (a keepalived with a quorum)",
+		Long: `hacoord runs on every node of a group. Exactly one node, the master, holds the group's
+virtual IPs: it binds them, announces them with gratuitous ARP (unsolicited NA for IPv6) and
+publishes a master record under /hacoord/<group>/leader. When the master dies, stops or loses
+the store, another node takes over.
+
+Backends: etcd and ZooKeeper decide with a quorum, so a cut-off master lets go (self-fencing)
+before anyone else can take over. The native VRRP backend (wire-compatible with keepalived) has
+NO quorum: when the VRRP path between nodes is cut, both sides become master (split brain).`,
+		Example: `  # etcd, three nodes run the same command with their own --name
+  hacoord --backend etcd --endpoints http://10.0.0.1:2379,http://10.0.0.2:2379 \
+      --name node1 --interface eth0 --vip 10.0.0.100/24 --group web --lease-ttl 2s
+
+  # ZooKeeper ensemble with a chroot and digest auth
+  hacoord --backend zk --endpoints zk1:2181,zk2:2181,zk3:2181/ha --zk-auth hacoord:secret \
+      --name node1 --interface eth0 --vip 10.0.0.100/24
+
+  # native VRRP next to keepalived (same virtual_router_id)
+  hacoord --backend vrrp --interface eth0 --vip 10.0.0.100/24 --vrid 51 --priority 150
+
+  # settings from a file, flags override it
+  hacoord --config /etc/hacoord/hacoord.yaml --name node2`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			set, err := resolveSettings(cmd, &s, configPath)
+			if err != nil {
+				return err
+			}
+			return runDaemon(cmd.Context(), set, stderr)
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return configError{err} })
+	root.Flags().StringVar(&configPath, "config", "", "YAML settings file; flags given on the command line override it")
+	registerFlags(root.Flags(), &s)
+	root.AddCommand(newVersionCommand(stdout), newCheckConfigCommand(stdout), newWatchCommand(stdout, stderr))
+	return root
+}
+
+// resolveSettings returns the effective settings: defaults, then the file, then the flags given.
+func resolveSettings(cmd *cobra.Command, flagged *Settings, configPath string) (Settings, error) {
+	s := *flagged
+	if configPath != "" {
+		s = defaultSettings()
+		if err := loadFile(configPath, &s); err != nil {
+			return Settings{}, configError{err}
+		}
+		if err := overlay(cmd.Flags(), &s); err != nil {
+			return Settings{}, configError{err}
+		}
+	}
+	s.normalize()
+	return s, s.validate()
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+var base = []string{"--endpoints", "http://127.0.0.1:2379", "--interface", "lo", "--vip", "10.0.0.100/24", "--name", "n1"}
+
+func TestUsageErrorsExit2NamingTheProblem(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no interface", []string{"check-config", "--vip", "10.0.0.1/24", "--endpoints", "http://e:2379"}, "--interface"},
+		{"no vip", []string{"check-config", "--interface", "lo", "--endpoints", "http://e:2379"}, "--vip"},
+		{"bad cidr", append([]string{"check-config"}, append(base, "--vip", "10.0.0.300/24")...), `--vip "10.0.0.300/24"`},
+		{"duplicate vip", append([]string{"check-config"}, append(base, "--vip", "10.0.0.100/24")...), "listed twice"},
+		{"no endpoints", []string{"check-config", "--interface", "lo", "--vip", "10.0.0.1/24"}, "--endpoints"},
+		{"unknown flag", append([]string{"check-config", "--bogus"}, base...), "bogus"},
+		{"unknown backend", append([]string{"check-config", "--backend", "consul"}, base...), `--backend "consul"`},
+		{"ttl too small", append([]string{"check-config", "--lease-ttl", "500ms"}, base...), "--lease-ttl 500ms"},
+		{"ttl not whole seconds for etcd", append([]string{"check-config", "--lease-ttl", "1500ms"}, base...), "whole seconds"},
+		{"bad duration", append([]string{"check-config", "--lease-ttl", "soon"}, base...), "lease-ttl"},
+		{"garp interval within locktime", append([]string{"check-config", "--garp-interval", "500ms"}, base...), "--garp-interval"},
+		{"log format", append([]string{"check-config", "--log-format", "xml"}, base...), "--log-format"},
+		{"cert without key", append([]string{"check-config", "--cert", "c.pem"}, base...), "--cert and --key"},
+		{"zk auth form", append([]string{"check-config", "--backend", "zk", "--zk-auth", "nocolon"}, base...), "--zk-auth"},
+		{"stray argument", append([]string{"stray"}, base...), "stray"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, c.args...)
+			if code != exitConfig {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, exitConfig, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Fatalf("stderr %q does not name %q", stderr, c.want)
+			}
+		})
+	}
+}
+
+func TestHelpShowsExamplesAndNoQuorumWarning(t *testing.T) {
+	code, out, _ := runCLI(t, "--help")
+	if code != exitOK {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, want := range []string{"Examples:", "--backend etcd --endpoints", "--vrid 51", "NO quorum", "--lease-ttl"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "version")
+	if code != exitOK || !strings.HasPrefix(out, "hacoord ") {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+func TestConfigFileWithFlagOverrides(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hacoord.yaml")
+	file := `backend: etcd
+group: web
+name: node1
+interface: lo
+vips: [10.0.0.100/24, 10.0.0.101/24]
+endpoints: [http://10.1.0.1:2379, http://10.1.0.2:2379]
+lease_ttl: 3s
+etcd:
+  user: root
+  password: hunter2
+`
+	if err := os.WriteFile(p, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, "check-config", "--config", p, "--name", "node2", "--vip", "10.0.0.200/24")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"name: node2", "group: web", "10.0.0.200/24", "lease_ttl: 3s", "http://10.1.0.2:2379", "password: <redacted>"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("effective config lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "10.0.0.101") || strings.Contains(out, "hunter2") {
+		t.Errorf("a flag did not replace the file's list, or a secret leaked:\n%s", out)
+	}
+}
+
+func TestConfigFileErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"unknown key":  "interface: lo\nvips: [10.0.0.1/24]\nendpoints: [http://e:2379]\nlease_tl: 2s\n",
+		"bad duration": "interface: lo\nvips: [10.0.0.1/24]\nendpoints: [http://e:2379]\nlease_ttl: two\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+			if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr := runCLI(t, "check-config", "--config", p)
+			if code != exitConfig || !strings.Contains(stderr, p) {
+				t.Fatalf("exit %d, stderr %q: want 2 naming the file", code, stderr)
+			}
+		})
+	}
+	code, _, stderr := runCLI(t, "check-config", "--config", filepath.Join(dir, "missing.yaml"))
+	if code != exitConfig || !strings.Contains(stderr, "missing.yaml") {
+		t.Fatalf("missing file: exit %d, %q", code, stderr)
+	}
+}
+
+func TestEtcdctlUserPasswordForm(t *testing.T) {
+	code, out, stderr := runCLI(t, append([]string{"check-config", "--user", "alice:s3cret"}, base...)...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "user: alice") || strings.Contains(out, "s3cret") {
+		t.Fatalf("user:password not split or not redacted:\n%s", out)
+	}
+}
+
+func TestDaemonRefusesUnknownInterface(t *testing.T) {
+	code, _, stderr := runCLI(t, "--endpoints", "http://127.0.0.1:1", "--interface", "nosuch0", "--vip", "10.0.0.100/24", "--name", "n1")
+	if code != exitConfig || !strings.Contains(stderr, "nosuch0") {
+		t.Fatalf("exit %d, stderr %q: want 2 naming the interface", code, stderr)
+	}
+}

@@ -1,0 +1,248 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// DemoteTimeout bounds one Demote pass when the parent context is already cancelled (shutdown).
+const DemoteTimeout = 10 * time.Second
+
+// Status is a snapshot of what the Coordinator knows and holds.
+type Status struct {
+	// State is the last State the Elector reported.
+	State State
+	// Promoted is true while every Action has been promoted (the node holds the VIPs).
+	Promoted bool
+	// Fenced is true when the node let go because its deadline passed without a renewal, and has not
+	// been promoted again since.
+	Fenced bool
+	// Since is when Promoted or Fenced last changed.
+	Since time.Time
+}
+
+// Coordinator turns the States an Elector reports into Promote and Demote calls on an ordered list of
+// Actions, and enforces the self-fencing deadline.
+//
+// Guarantees:
+//   - Actions are promoted in order and demoted in reverse order. Promote runs only for a Master State
+//     whose ValidUntil is still in the future, with a context that expires at ValidUntil.
+//   - While promoted, a timer fires at the current ValidUntil; unless a renewal moved it on, the
+//     Coordinator demotes everything then (self-fencing). It does not wait for the Elector to notice
+//     that its session is gone: the Elector may be stuck in a network call.
+//   - A Master State with a new Term while promoted promotes again (Actions are idempotent), so hooks
+//     see the new fencing token and the VIPs are announced again.
+//   - If a Promote fails, everything is demoted and the Elector, if it is a Yielder, is asked to
+//     yield so that another node can be master.
+//   - On shutdown the Actions are demoted before the Elector is stopped (and resigns), so the VIPs
+//     are gone before another node can win.
+//
+// A Coordinator is used by one Run call; Status may be called from any goroutine.
+type Coordinator struct {
+	elector Elector
+	actions []Action
+	log     *zap.Logger
+
+	mu     sync.Mutex
+	status Status
+}
+
+// NewCoordinator returns a Coordinator for elector and actions (in promote order). It starts nothing.
+func NewCoordinator(elector Elector, actions []Action, log *zap.Logger) (*Coordinator, error) {
+	if elector == nil {
+		return nil, errors.New("election: coordinator needs an elector")
+	}
+	for i, a := range actions {
+		if a == nil {
+			return nil, fmt.Errorf("election: action %d is nil", i)
+		}
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Coordinator{elector: elector, actions: actions, log: log}, nil
+}
+
+// Status returns a snapshot of the Coordinator's view.
+func (c *Coordinator) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+// Run runs the Elector and acts on its States until ctx is done, then demotes, stops the Elector and
+// returns its error. It returns early, after demoting, if the Elector gives up on its own.
+func (c *Coordinator) Run(ctx context.Context) error {
+	// The Elector outlives ctx: it is stopped only after the demote, so it resigns last.
+	ectx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElector()
+	states := make(chan State)
+	done := make(chan error, 1)
+	go func() { done <- c.elector.Run(ectx, states) }()
+
+	r := &run{c: c, timer: time.NewTimer(time.Hour)}
+	r.timer.Stop()
+	defer r.timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.demote(ctx, "shutdown")
+			stopElector()
+			for {
+				select {
+				case s := <-states:
+					r.observe(s)
+				case err := <-done:
+					return err
+				}
+			}
+		case err := <-done:
+			r.demote(ctx, "elector stopped")
+			if err == nil {
+				err = errors.New("stopped before its context was done")
+			}
+			return fmt.Errorf("election: elector: %w", err)
+		case s := <-states:
+			r.handle(ctx, s)
+		case <-r.timer.C:
+			r.fence(ctx)
+		}
+	}
+}
+
+// run is the state of one Coordinator.Run loop; only that loop touches it.
+type run struct {
+	c     *Coordinator
+	cur   State // last State from the Elector
+	held  bool  // all Actions promoted
+	term  uint64
+	timer *time.Timer // fires at the held State's ValidUntil
+}
+
+// observe records s as the current State and logs a change of role, term or leader.
+func (r *run) observe(s State) {
+	prev := r.cur
+	r.cur = s
+	r.c.mu.Lock()
+	r.c.status.State = s
+	r.c.mu.Unlock()
+	if prev.Role != s.Role || prev.Term != s.Term || prev.Leader.Node != s.Leader.Node {
+		r.c.log.Info("election state",
+			zap.Stringer("role", s.Role), zap.Uint64("term", s.Term),
+			zap.String("leader", s.Leader.Node), zap.String("reason", s.Reason))
+	}
+}
+
+func (r *run) handle(ctx context.Context, s State) {
+	r.observe(s)
+	now := time.Now()
+	switch {
+	case s.Role == Master && s.Valid(now):
+		if r.held && s.Term == r.term {
+			r.renew(ctx, s)
+		} else {
+			r.promote(ctx, s)
+		}
+	case s.Role == Master:
+		r.c.log.Warn("master state arrived after its deadline; not acting on it",
+			zap.Uint64("term", s.Term), zap.Duration("late-by", now.Sub(s.ValidUntil)))
+		r.demote(ctx, "deadline passed")
+	default:
+		r.demote(ctx, s.Reason)
+	}
+}
+
+// arm sets the fencing timer to the deadline of s (none for a zero ValidUntil).
+func (r *run) arm(s State) {
+	r.timer.Stop()
+	if !s.ValidUntil.IsZero() {
+		r.timer.Reset(time.Until(s.ValidUntil))
+	}
+}
+
+func (r *run) promote(ctx context.Context, s State) {
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if !s.ValidUntil.IsZero() {
+		pctx, cancel = context.WithDeadline(ctx, s.ValidUntil)
+	}
+	defer cancel()
+	for i, a := range r.c.actions {
+		if err := a.Promote(pctx, s); err != nil {
+			r.c.log.Error("promote failed; letting go",
+				zap.Uint64("term", s.Term), zap.String("action", actionName(a, i)), zap.Error(err))
+			r.held = true // demote everything, including what a failed Promote half did
+			r.demote(ctx, "promote failed")
+			if y, ok := r.c.elector.(Yielder); ok {
+				y.Yield()
+			}
+			return
+		}
+	}
+	r.held, r.term = true, s.Term
+	r.arm(s)
+	r.setStatus(true, false)
+	r.c.log.Info("became master", zap.Uint64("term", s.Term), zap.Time("valid-until", s.ValidUntil))
+}
+
+func (r *run) renew(ctx context.Context, s State) {
+	r.arm(s)
+	for i, a := range r.c.actions {
+		rn, ok := a.(Renewer)
+		if !ok {
+			continue
+		}
+		if err := rn.Renew(ctx, s); err != nil {
+			// The previous deadline still binds what the action holds, so this is not a safety issue.
+			r.c.log.Warn("renew failed", zap.String("action", actionName(a, i)), zap.Error(err))
+		}
+	}
+}
+
+// fence is the self-fencing path: the deadline passed with no renewal.
+func (r *run) fence(ctx context.Context) {
+	if !r.held {
+		return
+	}
+	r.c.log.Error("self-fencing: no lease renewal acknowledged before the deadline; letting go",
+		zap.Uint64("term", r.term))
+	r.demote(ctx, "self-fence")
+	r.setStatus(false, true)
+}
+
+// demote demotes every Action in reverse order, with a context that outlives a cancelled ctx.
+func (r *run) demote(ctx context.Context, reason string) {
+	r.timer.Stop()
+	if !r.held {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DemoteTimeout)
+	defer cancel()
+	s := r.cur
+	for i := len(r.c.actions) - 1; i >= 0; i-- {
+		a := r.c.actions[i]
+		if err := a.Demote(dctx, s); err != nil {
+			r.c.log.Error("demote failed", zap.String("action", actionName(a, i)), zap.Error(err))
+		}
+	}
+	r.held = false
+	r.setStatus(false, false)
+	r.c.log.Info("no longer master", zap.Uint64("term", r.term), zap.String("reason", reason))
+}
+
+func (r *run) setStatus(promoted, fenced bool) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	r.c.status.Promoted, r.c.status.Fenced, r.c.status.Since = promoted, fenced, time.Now()
+}
+
+func actionName(a Action, i int) string {
+	if s, ok := a.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return fmt.Sprintf("action-%d", i)
+}

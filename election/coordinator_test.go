@@ -1,0 +1,312 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// scripted is an Elector whose States come from the test.
+type scripted struct {
+	in      chan State
+	yields  int
+	mu      sync.Mutex
+	stopped chan struct{}
+	rec     *recorder
+}
+
+func newScripted(rec *recorder) *scripted {
+	return &scripted{in: make(chan State), stopped: make(chan struct{}), rec: rec}
+}
+
+func (e *scripted) Run(ctx context.Context, out chan<- State) error {
+	defer close(e.stopped)
+	for {
+		select {
+		case <-ctx.Done():
+			e.rec.add("elector stopped")
+			return nil
+		case s := <-e.in:
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+func (e *scripted) Yield() { e.mu.Lock(); e.yields++; e.mu.Unlock() }
+
+// recorder is an Action (several, by name) that records calls in order with their instants.
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+	at     []time.Time
+}
+
+func (r *recorder) add(ev string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+	r.at = append(r.at, time.Now())
+}
+
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+func (r *recorder) when(ev string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, e := range r.events {
+		if e == ev {
+			return r.at[i]
+		}
+	}
+	return time.Time{}
+}
+
+type recAction struct {
+	name    string
+	rec     *recorder
+	failOn  uint64 // fail Promote for this term
+	renewed int
+}
+
+func (a *recAction) Promote(ctx context.Context, s State) error {
+	if s.Term == a.failOn {
+		a.rec.add(fmt.Sprintf("promote-fail %s %d", a.name, s.Term))
+		return errors.New("boom")
+	}
+	a.rec.add(fmt.Sprintf("promote %s %d", a.name, s.Term))
+	return nil
+}
+
+func (a *recAction) Demote(ctx context.Context, s State) error {
+	a.rec.add("demote " + a.name)
+	return nil
+}
+
+func (a *recAction) Renew(ctx context.Context, s State) error {
+	a.renewed++
+	return nil
+}
+
+type fixture struct {
+	rec    *recorder
+	el     *scripted
+	co     *Coordinator
+	a, b   *recAction
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T) *fixture {
+	rec := &recorder{}
+	f := &fixture{rec: rec, el: newScripted(rec), a: &recAction{name: "a", rec: rec}, b: &recAction{name: "b", rec: rec}}
+	var err error
+	f.co, err = NewCoordinator(f.el, []Action{f.a, f.b}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	f.cancel, f.done = cancel, make(chan error, 1)
+	go func() { f.done <- f.co.Run(ctx) }()
+	return f
+}
+
+func (f *fixture) send(s State) { f.el.in <- s; synctest.Wait() }
+
+func (f *fixture) stop(t *testing.T) {
+	f.cancel()
+	if err := <-f.done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func master(term uint64, ttl time.Duration) State {
+	return State{Role: Master, Term: term, ValidUntil: time.Now().Add(ttl), Reason: "elected"}
+}
+
+func TestPromoteInOrderDemoteInReverse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		f.send(master(7, 2*time.Second))
+		if !f.co.Status().Promoted {
+			t.Fatal("not promoted after a valid Master state")
+		}
+		f.send(State{Role: Backup, Term: 8, Reason: "lease lost"})
+		f.stop(t)
+		want := []string{"promote a 7", "promote b 7", "demote b", "demote a", "elector stopped"}
+		if got := f.rec.list(); !slices.Equal(got, want) {
+			t.Fatalf("calls = %q, want %q", got, want)
+		}
+	})
+}
+
+func TestSelfFenceAtDeadlineWithoutRenewal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		s := master(3, 1800*time.Millisecond)
+		f.send(s)
+		time.Sleep(1799 * time.Millisecond)
+		synctest.Wait()
+		if !f.co.Status().Promoted {
+			t.Fatal("demoted before the deadline")
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		st := f.co.Status()
+		if st.Promoted || !st.Fenced {
+			t.Fatalf("status at deadline = %+v, want fenced", st)
+		}
+		if at := f.rec.when("demote a"); at.After(s.ValidUntil) {
+			t.Fatalf("demoted at %v, after the deadline %v", at, s.ValidUntil)
+		}
+		f.stop(t)
+	})
+}
+
+func TestRenewalsKeepMasterAndReachRenewers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		f.send(master(3, 1800*time.Millisecond))
+		for range 10 {
+			time.Sleep(500 * time.Millisecond)
+			f.send(master(3, 1800*time.Millisecond))
+		}
+		if st := f.co.Status(); !st.Promoted || st.Fenced {
+			t.Fatalf("status after renewals = %+v, want promoted", st)
+		}
+		if f.a.renewed != 10 {
+			t.Fatalf("Renew called %d times, want 10", f.a.renewed)
+		}
+		if got := f.rec.list(); !slices.Equal(got, []string{"promote a 3", "promote b 3"}) {
+			t.Fatalf("renewals caused calls %q", got)
+		}
+		f.stop(t)
+	})
+}
+
+func TestExpiredMasterStateIsNotActedOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		s := master(4, time.Second)
+		time.Sleep(2 * time.Second) // the State was computed long ago: it arrives stale
+		f.send(s)
+		if f.co.Status().Promoted {
+			t.Fatal("promoted on a Master state whose deadline had passed")
+		}
+		f.stop(t)
+	})
+}
+
+func TestPromoteFailureRollsBackAndYields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		f.b.failOn = 5
+		f.send(master(5, 2*time.Second))
+		want := []string{"promote a 5", "promote-fail b 5", "demote b", "demote a"}
+		if got := f.rec.list(); !slices.Equal(got, want) {
+			t.Fatalf("calls = %q, want %q", got, want)
+		}
+		if f.co.Status().Promoted || f.el.yields != 1 {
+			t.Fatalf("promoted=%v yields=%d, want not promoted and one yield", f.co.Status().Promoted, f.el.yields)
+		}
+		f.stop(t)
+	})
+}
+
+func TestShutdownDemotesBeforeElectorResigns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		f.send(master(9, 2*time.Second))
+		f.stop(t)
+		want := []string{"promote a 9", "promote b 9", "demote b", "demote a", "elector stopped"}
+		if got := f.rec.list(); !slices.Equal(got, want) {
+			t.Fatalf("calls = %q, want %q", got, want)
+		}
+	})
+}
+
+func TestReassertAfterFenceAndNewTermPromoteAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		f.send(master(3, time.Second))
+		time.Sleep(time.Second)
+		synctest.Wait() // fenced
+		f.send(master(3, time.Second)) // a late keepalive was acknowledged after all: still master
+		f.send(master(11, time.Second)) // re-elected with a new term while promoted
+		want := []string{"promote a 3", "promote b 3", "demote b", "demote a",
+			"promote a 3", "promote b 3", "promote a 11", "promote b 11"}
+		if got := f.rec.list(); !slices.Equal(got, want) {
+			t.Fatalf("calls = %q, want %q", got, want)
+		}
+		if st := f.co.Status(); !st.Promoted || st.Fenced {
+			t.Fatalf("status = %+v, want promoted", st)
+		}
+		f.stop(t)
+	})
+}
+
+func TestNoDeadlineMeansNoFence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		f.send(State{Role: Master, Term: 1})
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if !f.co.Status().Promoted {
+			t.Fatal("a Master state without a deadline (VRRP) was fenced")
+		}
+		f.stop(t)
+	})
+}
+
+func TestElectorGivingUpDemotesAndReturnsError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		a := &recAction{name: "a", rec: rec}
+		el := &failing{states: []State{master(2, time.Second)}, err: errors.New("ttl below minimum")}
+		co, _ := NewCoordinator(el, []Action{a}, nil)
+		err := co.Run(t.Context())
+		if err == nil || !errors.Is(err, el.err) {
+			t.Fatalf("Run = %v, want the elector's error", err)
+		}
+		if got := rec.list(); !slices.Equal(got, []string{"promote a 2", "demote a"}) {
+			t.Fatalf("calls = %q", got)
+		}
+	})
+}
+
+type failing struct {
+	states []State
+	err    error
+}
+
+func (e *failing) Run(ctx context.Context, out chan<- State) error {
+	for _, s := range e.states {
+		out <- s
+	}
+	return e.err
+}
+
+func TestParseRecord(t *testing.T) {
+	good := Record{Group: "web", Node: "n1", Term: 42, VIPs: nil}
+	r, err := ParseRecord(good.Marshal())
+	if err != nil || r.Node != "n1" || r.Term != 42 {
+		t.Fatalf("round trip: %+v, %v", r, err)
+	}
+	for _, bad := range []string{"", "garbage", `{"node":""}`, `{"node":"x"}`, `[1,2]`} {
+		if _, err := ParseRecord([]byte(bad)); !errors.Is(err, ErrBadRecord) {
+			t.Errorf("ParseRecord(%q) = %v, want ErrBadRecord", bad, err)
+		}
+	}
+}

@@ -1,0 +1,305 @@
+package lab
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hacoord/hacoord/internal/testenv"
+	"github.com/hacoord/hacoord/internal/zktest"
+)
+
+// The lab tests run the real daemon: TestMain builds cmd/hacoord and cmd/hacoord-lab once, unless
+// HACOORD_BIN (a path, or "standin" for the plumbing stand-in) and HACOORD_LAB_BIN say otherwise.
+var (
+	hacoordBin, labBin string
+	buildErr           error
+)
+
+const testTTL = 2 * time.Second
+
+func TestMain(m *testing.M) {
+	stop := CleanupOnInterrupt()
+	code := func() int {
+		flag.Parse()
+		if os.Geteuid() == 0 && !testing.Short() {
+			dir, err := os.MkdirTemp("", "hacoord-lab-bin-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			labBin = os.Getenv("HACOORD_LAB_BIN")
+			if labBin == "" {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				hacoordBin, labBin, buildErr = Build(ctx, dir)
+				cancel()
+			} else {
+				hacoordBin = os.Getenv("HACOORD_BIN")
+			}
+		}
+		return m.Run()
+	}()
+	stop()
+	os.Exit(code)
+}
+
+// newLab starts a 3-node etcd lab for a root test, skipping (failing under CI) without root or nft.
+func newLab(t *testing.T) *Lab {
+	t.Helper()
+	skipShort(t)
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "nft", "Debian package nftables")
+	if buildErr != nil {
+		t.Fatalf("building the lab binaries: %v", buildErr)
+	}
+	return NewTest(t, Options{TTL: testTTL, HacoordBin: hacoordBin, LabBin: labBin})
+}
+
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("lab: skipped in -short mode (builds binaries, runs daemons in namespaces)")
+	}
+}
+
+func steady(t *testing.T, l *Lab) *Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := l.WaitSteady(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func runScenario(t *testing.T, l *Lab, name string) Result {
+	t.Helper()
+	r, err := l.RunScenario(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(r.Summary())
+	t.Logf("timeline:\n%s", FormatTimeline(r))
+	if r.New == "" || r.New == r.Old {
+		t.Fatalf("%s: no other node took over (old %s, new %q)", name, r.Old, r.New)
+	}
+	return r
+}
+
+func TestSteadyStateOneHolderAndClientReachesIt(t *testing.T) {
+	l := newLab(t)
+	h := steady(t, l)
+	from := time.Now()
+	// Watch for a second: nothing should change.
+	timer := time.NewTimer(time.Second)
+	<-timer.C
+	to := time.Now()
+	for _, c := range l.Sampler.HolderHistory() {
+		if c.At.After(from) {
+			t.Errorf("holder set changed in steady state at +%v: %v", c.At.Sub(from), c.Holders)
+		}
+	}
+	if got := l.Sampler.Holders(); len(got) != 1 || got[0] != h.Name {
+		t.Errorf("holders = %v, want [%s]", got, h.Name)
+	}
+	probes := l.Prober.Probes(from, to)
+	ok := 0
+	for _, p := range probes {
+		if p.Node != "" && p.Node != h.Name {
+			t.Errorf("client reached %s, holder is %s", p.Node, h.Name)
+		}
+		if p.Node == h.Name {
+			ok++
+		}
+	}
+	if len(probes) < 20 || ok < len(probes)*9/10 {
+		t.Errorf("%d of %d probes answered by %s", ok, len(probes), h.Name)
+	}
+	if mac := l.Sampler.NeighMAC(); mac != h.MAC.String() {
+		t.Errorf("client neighbour entry %s, holder's MAC %s", mac, h.MAC)
+	}
+	// A connection of our own from the client namespace.
+	var got string
+	err := l.Client.Do(func() error {
+		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(VIP.Addr(), ServicePort).String(), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		b, err := io.ReadAll(c)
+		got = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil || got != h.Name {
+		t.Errorf("client connection to the VIP: answered by %q (%v), want %s", got, err, h.Name)
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if rec, err := l.LeaderRecord(rctx); err != nil || rec.Node != h.Name {
+		t.Errorf("master record: %+v, %v; want node %s", rec, err, h.Name)
+	} else {
+		t.Logf("master record: %s", rec.Marshal())
+	}
+	if n, err := l.Sampler.Errors(); n > 0 {
+		t.Logf("sampler: %d rounds with netlink errors, last: %v", n, err)
+	}
+}
+
+func TestCrashFailover(t *testing.T) {
+	l := newLab(t)
+	r := runScenario(t, l, Crash)
+	nn := l.Node(r.New)
+	if r.NeighSwitched < 0 || l.Sampler.NeighMAC() != nn.MAC.String() {
+		t.Errorf("client neighbour entry for the VIP is %s, want the new holder's %s (%s)", l.Sampler.NeighMAC(), nn.MAC, r.New)
+	}
+	if r.TwoHolders != 0 {
+		t.Errorf("two holders for %v after a crash", r.TwoHolders)
+	}
+}
+
+func TestTermFastHandover(t *testing.T) {
+	l := newLab(t)
+	r := runScenario(t, l, Term)
+	if limit := testTTL / 2; r.Takeover > limit || r.Outage > limit {
+		t.Errorf("SIGTERM handover: takeover %v, client outage %v; want both under %v (TTL %v)", r.Takeover, r.Outage, limit, testTTL)
+	}
+	if r.TwoHolders != 0 {
+		t.Errorf("two holders for %v on a graceful handover", r.TwoHolders)
+	}
+}
+
+func TestPartitionFencesBeforeTakeover(t *testing.T) {
+	l := newLab(t)
+	r := runScenario(t, l, Partition)
+	if r.TwoHolders != 0 {
+		t.Errorf("partitioned master still held the VIP while %s had it: two holders for %v", r.New, r.TwoHolders)
+	}
+	if r.OldReleased < 0 || r.OldReleased > r.Takeover {
+		t.Errorf("old holder released at %v, new holder bound at %v: want release first", r.OldReleased, r.Takeover)
+	}
+}
+
+func TestPauseNoReannounce(t *testing.T) {
+	l := newLab(t)
+	r := runScenario(t, l, Pause)
+	if len(r.StaleARP) > 0 {
+		t.Errorf("resumed %s announced the VIP %d times after SIGCONT, first at +%v", r.Old, len(r.StaleARP), r.StaleARP[0].At.Sub(r.Resumed))
+	}
+	if !r.NeighStayed {
+		t.Errorf("client neighbour entry left %s after %s resumed (now %s)", r.New, r.Old, l.Sampler.NeighMAC())
+	}
+	// A stopped daemon cannot fence itself: like kill, the kernel lifetime is the backstop.
+	t.Logf("pause: two holders for %v", r.TwoHolders)
+}
+
+func TestKillLifetimeBackstop(t *testing.T) {
+	l := newLab(t)
+	r := runScenario(t, l, Kill)
+	old := l.Node(r.Old)
+	if r.OldReleased < 0 {
+		t.Fatalf("SIGKILLed %s kept the VIP for the whole window (%v): no lifetime backstop", r.Old, r.End.Sub(r.Fault))
+	}
+	if has, err := old.HasVIP(); err != nil || has {
+		t.Errorf("%s HasVIP = %v, %v after the backstop", r.Old, has, err)
+	}
+	if old.starts != 1 {
+		t.Errorf("%s daemon started %d times, want no restart", r.Old, old.starts)
+	}
+	t.Logf("kill: two holders for %v (VIP left the killed node %v after SIGKILL, new holder bound it after %v)",
+		r.TwoHolders, r.OldReleased, r.Takeover)
+}
+
+func TestOwnerPID(t *testing.T) {
+	for name, want := range map[string]int{
+		"hct-lab123-n1-abcdef": 123,
+		"hct-lab7-br-000000":   7,
+		"hct-a-abcdef":         0,
+		"hct-labx-n1-abcdef":   0,
+		"other":                0,
+	} {
+		got, ok := ownerPID(name)
+		if got != want || ok != (want != 0) {
+			t.Errorf("ownerPID(%q) = %d, %v; want %d", name, got, ok, want)
+		}
+	}
+}
+
+func TestHolderTimes(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	s := &Sampler{holders: []HolderChange{
+		{At: at(0), Holders: []string{"n1"}},
+		{At: at(100), Holders: nil},
+		{At: at(300), Holders: []string{"n2"}},
+		{At: at(400), Holders: []string{"n1", "n2"}},
+		{At: at(450), Holders: []string{"n2"}},
+	}}
+	two, none := s.HolderTimes(at(50), at(1000))
+	if two != 50*time.Millisecond || none != 200*time.Millisecond {
+		t.Errorf("HolderTimes = two %v, none %v; want 50ms, 200ms", two, none)
+	}
+}
+
+// TestStandinPlumbing runs the lab around the stand-in daemon (hacoord-lab standin), so a broken
+// lab is told apart from a broken daemon.
+func TestStandinPlumbing(t *testing.T) {
+	skipShort(t)
+	testenv.RequireRoot(t)
+	if buildErr != nil && labBin == "" {
+		t.Fatalf("building hacoord-lab: %v", buildErr)
+	}
+	l := NewTest(t, Options{TTL: testTTL, HacoordBin: "standin", LabBin: labBin})
+	r := runScenario(t, l, Term)
+	if r.TwoHolders != 0 || r.Outage > testTTL/2 {
+		t.Errorf("stand-in SIGTERM handover: two holders %v, outage %v", r.TwoHolders, r.Outage)
+	}
+	if _, err := l.RestoreAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := l.LeaderRecord(rctx); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestOutage(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	pr := func(start int, node string) Probe { return Probe{Start: at(start), End: at(start + 1), Node: node} }
+	l := &Lab{Prober: &Prober{probes: []Probe{
+		pr(-20, "n1"), pr(-10, "n1"), pr(0, ""), pr(10, "n1"), pr(20, ""), pr(30, ""), pr(40, "n2"), pr(50, "n2"),
+	}}}
+	r := Result{Old: "n1", New: "n2", Fault: at(0), End: at(100)}
+	l.outage(&r)
+	if r.Outage != 30*time.Millisecond || r.FailedProbes != 2 {
+		t.Errorf("outage %v with %d failed probes; want 30ms, 2", r.Outage, r.FailedProbes)
+	}
+}
+
+// TestZKStore starts the lab's ZooKeeper store (no daemons) and asks it "ruok" from the client
+// namespace.
+func TestZKStore(t *testing.T) {
+	skipShort(t)
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "java", "Debian package default-jre-headless, with zookeeper")
+	if labBin == "" {
+		t.Fatalf("building hacoord-lab: %v", buildErr)
+	}
+	l := NewTest(t, Options{Backend: "zk", NoStart: true, HacoordBin: "standin", LabBin: labBin})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ep := l.Store.Endpoints()[0]; !zktest.Ruok(ctx, l.DialContext, ep) {
+		t.Fatalf("ZooKeeper at %s does not answer ruok from the client namespace", ep)
+	}
+}

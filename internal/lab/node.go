@@ -1,0 +1,266 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// DaemonArgs returns the daemon's command line (without the binary) for this node.
+func (n *Node) DaemonArgs() []string {
+	o := n.lab.opts
+	args := []string{
+		"--backend", n.lab.Store.Backend(),
+		"--endpoints", strings.Join(n.lab.Store.Endpoints(), ","),
+		"--name", n.Name,
+		"--interface", "eth0",
+		"--vip", VIP.String(),
+		"--lease-ttl", o.TTL.String(),
+		"--log-format", "json",
+	}
+	return append(args, o.ExtraArgs...)
+}
+
+// Start starts whichever of the node's service and daemon is not running, the service first (and
+// waits until it listens). A stopped (paused) daemon counts as running.
+func (n *Node) Start(ctx context.Context) error {
+	o := n.lab.opts
+	n.mu.Lock()
+	if n.service == nil || n.service.Exited() {
+		p, err := startProc(n.NS, n.Name+"/serve", filepath.Join(n.lab.dir, n.Name+"-serve.log"), o.LabBin,
+			"serve", "--listen", ":"+strconv.Itoa(ServicePort), "--name", n.Name)
+		if err != nil {
+			n.mu.Unlock()
+			return err
+		}
+		n.service = p
+		n.mu.Unlock()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = p.WaitLine(wctx, "READY")
+		cancel()
+		if err != nil {
+			return fmt.Errorf("lab: %s service: %w\n%s", n.Name, err, p.Tail(10))
+		}
+		n.mu.Lock()
+	}
+	defer n.mu.Unlock()
+	if n.daemon == nil || n.daemon.Exited() {
+		bin, args := o.HacoordBin, n.DaemonArgs()
+		if bin == "standin" {
+			bin, args = o.LabBin, append([]string{"standin"}, args...)
+		}
+		p, err := startProc(n.NS, n.Name+"/hacoord", filepath.Join(n.lab.dir, n.Name+"-hacoord.log"), bin, args...)
+		if err != nil {
+			return err
+		}
+		n.daemon = p
+		n.starts++
+	}
+	return nil
+}
+
+// Daemon returns the current daemon process (nil before Start).
+func (n *Node) Daemon() *Proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.daemon
+}
+
+// Service returns the current service process (nil before Start).
+func (n *Node) Service() *Proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.service
+}
+
+func (n *Node) isDead() bool { return n.dead.Load() }
+
+// Crash kills the whole node: it is marked dead first (the sampler stops counting its addresses: a
+// dead machine holds nothing), then its daemon and service get SIGKILL and its link is cut (the
+// bridge-side veth is set down, so eth0 loses carrier).
+func (n *Node) Crash() error {
+	n.dead.Store(true)
+	n.mu.Lock()
+	d, s := n.daemon, n.service
+	n.mu.Unlock()
+	for _, p := range []*Proc{d, s} {
+		if p != nil {
+			p.Kill()
+		}
+	}
+	return n.setCut(true)
+}
+
+func (n *Node) setCut(cut bool) error {
+	h := n.lab.Bridge.Netlink
+	link, err := h.LinkByName(n.Peer)
+	if err != nil {
+		return fmt.Errorf("lab: %s: bridge port %s: %w", n.Name, n.Peer, err)
+	}
+	if cut {
+		err = h.LinkSetDown(link)
+	} else {
+		err = h.LinkSetUp(link)
+	}
+	if err != nil {
+		return fmt.Errorf("lab: %s: set bridge port %s cut=%v: %w", n.Name, n.Peer, cut, err)
+	}
+	n.mu.Lock()
+	n.cut = cut
+	n.mu.Unlock()
+	return nil
+}
+
+// signalDaemon sends sig to the daemon.
+func (n *Node) signalDaemon(sig syscall.Signal) error {
+	d := n.Daemon()
+	if d == nil {
+		return fmt.Errorf("lab: %s: daemon not started", n.Name)
+	}
+	return d.Signal(sig)
+}
+
+// Kill SIGKILLs the daemon only; the service keeps running and the kernel keeps whatever addresses
+// the daemon bound (until their lifetime ends).
+func (n *Node) Kill() error {
+	d := n.Daemon()
+	if d == nil {
+		return fmt.Errorf("lab: %s: daemon not started", n.Name)
+	}
+	d.Kill()
+	return nil
+}
+
+// Term sends SIGTERM to the daemon (graceful: release and resign) without waiting for it to exit.
+func (n *Node) Term() error { return n.signalDaemon(syscall.SIGTERM) }
+
+// Pause stops the daemon with SIGSTOP.
+func (n *Node) Pause() error {
+	if err := n.signalDaemon(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.paused = true
+	n.mu.Unlock()
+	return nil
+}
+
+// Resume continues a paused daemon with SIGCONT.
+func (n *Node) Resume() error {
+	if err := n.signalDaemon(syscall.SIGCONT); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.paused = false
+	n.mu.Unlock()
+	return nil
+}
+
+// partitionRules drop everything but loopback, in both directions: IP (inet), ARP, and — with the
+// netdev ingress/egress hooks on eth0 — frames of AF_PACKET sockets too (gratuitous ARP is sent on
+// one, and those bypass the inet and arp hooks). The egress hook needs Linux 5.16.
+const partitionRules = `table inet hacoord_lab {
+	chain input { type filter hook input priority -300; policy drop; iif "lo" accept; }
+	chain output { type filter hook output priority -300; policy drop; oif "lo" accept; }
+}
+table arp hacoord_lab {
+	chain input { type filter hook input priority 0; policy drop; }
+	chain output { type filter hook output priority 0; policy drop; }
+}
+table netdev hacoord_lab {
+	chain ingress { type filter hook ingress device "eth0" priority 0; policy drop; }
+	chain egress { type filter hook egress device "eth0" priority 0; policy drop; }
+}
+`
+
+const healRules = "delete table inet hacoord_lab\ndelete table arp hacoord_lab\ndelete table netdev hacoord_lab\n"
+
+// Partition cuts the node off from the store, its peers and the client with nftables inside its
+// namespace (see partitionRules). Heal undoes it.
+func (n *Node) Partition(ctx context.Context) error {
+	if err := n.nft(ctx, partitionRules, "-f", "-"); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.parted = true
+	n.mu.Unlock()
+	return nil
+}
+
+// Heal removes the partition rules.
+func (n *Node) Heal(ctx context.Context) error {
+	n.mu.Lock()
+	parted := n.parted
+	n.mu.Unlock()
+	if !parted {
+		return nil
+	}
+	if err := n.nft(ctx, healRules, "-f", "-"); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.parted = false
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Node) nft(ctx context.Context, stdin string, args ...string) error {
+	cmd := n.NS.Command(ctx, "nft", args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: %s: nft %s: %w\n%s", n.Name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Restore undoes every fault on the node (resume, heal, reconnect, un-dead) and starts whatever is
+// not running. It does not wait for the daemon to join; use Lab.WaitSteady.
+func (n *Node) Restore(ctx context.Context) error {
+	n.mu.Lock()
+	paused, cut := n.paused, n.cut
+	n.mu.Unlock()
+	if paused {
+		if err := n.Resume(); err != nil {
+			return err
+		}
+	}
+	if err := n.Heal(ctx); err != nil {
+		return err
+	}
+	if n.dead.Load() {
+		// A crashed node comes back as if rebooted: without the addresses its daemon had bound.
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: VIP.Addr().AsSlice(), Mask: net.CIDRMask(VIP.Bits(), 32)}}
+		if err := n.NS.Netlink.AddrDel(linkIndex(n.eth0), a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return fmt.Errorf("lab: %s: reboot: remove VIP: %w", n.Name, err)
+		}
+	}
+	if cut {
+		if err := n.setCut(false); err != nil {
+			return err
+		}
+	}
+	n.dead.Store(false)
+	return n.Start(ctx)
+}
+
+// HasVIP reports whether the VIP is bound on the node's eth0 right now.
+func (n *Node) HasVIP() (bool, error) {
+	addrs, err := n.NS.Netlink.AddrList(linkIndex(n.eth0), 2 /* AF_INET */)
+	if err != nil {
+		return false, fmt.Errorf("lab: %s: addresses: %w", n.Name, err)
+	}
+	for _, a := range addrs {
+		if a.IP.Equal(VIP.Addr().AsSlice()) {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,369 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// kernel is what the Manager needs from the system: the interface's addresses, a way to put frames on
+// the wire, and notice of changes. netlinkKernel is the real one; tests may substitute a fake. The
+// Manager serialises every call except watch, which runs on its own goroutine.
+type kernel interface {
+	// bind adds v to the interface, or updates it in place if present. lifetime is the valid and
+	// preferred lifetime in seconds; 0 means permanent.
+	bind(v netip.Prefix, lifetime uint32) error
+	// unbind removes v from the interface; an absent address is not an error.
+	unbind(v netip.Prefix) error
+	// addrs lists the addresses on the interface.
+	addrs() ([]netip.Prefix, error)
+	// linkUp reports whether the interface is up and running (IFF_UP and IFF_RUNNING).
+	linkUp() (bool, error)
+	// send puts one Ethernet frame on the wire.
+	send(frame []byte, ipv6 bool) error
+	// watch sends address removals and link state changes of the interface on out until ctx is done
+	// (it then returns nil) or the subscription fails.
+	watch(ctx context.Context, out chan<- event) error
+	close() error
+}
+
+type eventKind int
+
+const (
+	// addrRemoved: addr left the interface.
+	addrRemoved eventKind = iota + 1
+	// linkChanged: the interface changed; up says whether it is up and running now.
+	linkChanged
+	// subscribed: watching has (re)started; anything before may have been missed.
+	subscribed
+)
+
+type event struct {
+	kind eventKind
+	addr netip.Prefix
+	up   bool
+}
+
+// netlinkKernel is kernel over rtnetlink and AF_PACKET sockets, all opened by openNetlink in the
+// network namespace of the calling thread. Opening everything up front, the subscription socket too,
+// means the Manager never switches namespaces (setns needs CAP_SYS_ADMIN, which the daemon does not
+// otherwise need) and can be used from any goroutine afterwards.
+type netlinkKernel struct {
+	nl    *netlink.Handle
+	link  netlink.Link
+	label string
+	// sub receives the kernel's address and link notifications; watch reads it.
+	sub      *nl.NetlinkSocket
+	closeSub sync.Once
+	// arpConn and ndConn send the announcements; nil when there is nothing of that family to announce.
+	arpConn, ndConn *packet.Conn
+}
+
+// netlinkTimeout bounds every netlink request, so a wedged kernel cannot hold the Manager forever.
+const netlinkTimeout = 5 * time.Second
+
+// sendTimeout bounds one frame's send: announcing must never block binding and releasing.
+const sendTimeout = 100 * time.Millisecond
+
+// openNetlink opens everything the Manager needs, in the network namespace of the calling OS thread,
+// and returns it with the interface's hardware address.
+func openNetlink(cfg Config) (_ *netlinkKernel, mac net.HardwareAddr, err error) {
+	k := &netlinkKernel{label: cfg.Label}
+	defer func() {
+		if err != nil {
+			_ = k.close()
+		}
+	}()
+	if k.nl, err = netlink.NewHandle(); err != nil {
+		return nil, nil, fmt.Errorf("vip: netlink: %w", err)
+	}
+	if err := k.nl.SetSocketTimeout(netlinkTimeout); err != nil {
+		return nil, nil, fmt.Errorf("vip: netlink timeout: %w", err)
+	}
+	if k.link, err = k.nl.LinkByName(cfg.Interface); err != nil {
+		return nil, nil, fmt.Errorf("vip: interface %q: %w", cfg.Interface, err)
+	}
+	if k.sub, err = nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK, unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR); err != nil {
+		return nil, nil, fmt.Errorf("vip: netlink subscription: %w", err)
+	}
+	// A larger buffer makes overflow (ENOBUFS, lost notifications) unlikely; watch recovers from it.
+	_ = k.sub.SetReceiveBufferSize(1<<20, false)
+	attrs := k.link.Attrs()
+	mac = attrs.HardwareAddr
+	if !cfg.announces() {
+		return k, mac, nil
+	}
+	if len(mac) != 6 {
+		return nil, nil, fmt.Errorf("vip: interface %q has no Ethernet address (%q) to announce from; set the announce counts to 0", cfg.Interface, mac)
+	}
+	// The sockets only send. A filter that accepts nothing keeps the kernel from queueing every ARP
+	// and IPv6 packet of the interface on them.
+	drop, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("vip: assemble filter: %w", err)
+	}
+	ifi := &net.Interface{Index: attrs.Index, Name: attrs.Name, HardwareAddr: mac, MTU: attrs.MTU}
+	var v4, v6 bool
+	for _, v := range cfg.VIPs {
+		v4 = v4 || v.Addr().Is4()
+		v6 = v6 || v.Addr().Is6()
+	}
+	if v4 {
+		if k.arpConn, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: drop}); err != nil {
+			return nil, nil, fmt.Errorf("vip: ARP socket on %s: %w", cfg.Interface, err)
+		}
+	}
+	if v6 {
+		if k.ndConn, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeIPv6), &packet.Config{Filter: drop}); err != nil {
+			return nil, nil, fmt.Errorf("vip: IPv6 socket on %s: %w", cfg.Interface, err)
+		}
+	}
+	return k, mac, nil
+}
+
+func toIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func fromIPNet(n net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a, ones), true
+}
+
+func (k *netlinkKernel) bind(v netip.Prefix, lifetime uint32) error {
+	a := &netlink.Addr{IPNet: toIPNet(v)} // scope global
+	if v.Addr().Is4() {
+		a.Label = k.label
+	} else {
+		a.Flags = unix.IFA_F_NODAD // usable at once: no duplicate address detection delay
+	}
+	if lifetime > 0 {
+		a.ValidLft, a.PreferedLft = int(lifetime), int(lifetime)
+	}
+	// RTM_NEWADDR with NLM_F_REPLACE: adds the address, or updates the flags and lifetime of the
+	// present one in place (no delete, no route flap).
+	return k.nl.AddrReplace(k.link, a)
+}
+
+func (k *netlinkKernel) unbind(v netip.Prefix) error {
+	err := k.nl.AddrDel(k.link, &netlink.Addr{IPNet: toIPNet(v)})
+	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
+		return nil // not there (or the interface is gone, and its addresses with it)
+	}
+	return err
+}
+
+func (k *netlinkKernel) addrs() ([]netip.Prefix, error) {
+	var (
+		list []netlink.Addr
+		err  error
+	)
+	for range 3 { // a dump interrupted by a concurrent change may be incomplete: ask again
+		list, err = k.nl.AddrList(k.link, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Prefix, 0, len(list))
+	for _, a := range list {
+		if a.IPNet == nil {
+			continue
+		}
+		if p, ok := fromIPNet(*a.IPNet); ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (k *netlinkKernel) linkUp() (bool, error) {
+	l, err := k.nl.LinkByIndex(k.link.Attrs().Index)
+	if err != nil {
+		return false, err
+	}
+	return isUp(l.Attrs().RawFlags), nil
+}
+
+func isUp(rawFlags uint32) bool {
+	return rawFlags&unix.IFF_UP != 0 && rawFlags&unix.IFF_RUNNING != 0
+}
+
+func (k *netlinkKernel) send(frame []byte, ipv6 bool) error {
+	c, dst := k.arpConn, net.HardwareAddr(ethernet.Broadcast)
+	if ipv6 {
+		c, dst = k.ndConn, allNodesMAC
+	}
+	if c == nil {
+		return errors.New("no socket for this address family")
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(sendTimeout)); err != nil {
+		return err
+	}
+	_, err := c.WriteTo(frame, &packet.Addr{HardwareAddr: dst})
+	if errors.Is(err, unix.ENETDOWN) {
+		// When the interface goes down the kernel sets a pending ENETDOWN on every packet socket bound
+		// to it, which the next send reports (and clears) even once the interface is up again. A
+		// second try tells the stale error from a down interface.
+		_, err = c.WriteTo(frame, &packet.Addr{HardwareAddr: dst})
+	}
+	return err
+}
+
+func (k *netlinkKernel) watch(ctx context.Context, out chan<- event) error {
+	// Closing the socket is what ends a blocked Receive; watch is called once (Run may be called once).
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			k.closeSubscription()
+		case <-stop:
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+	emit := func(ev event) bool {
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	// Changes before now were not seen: the receiver checks the state afresh.
+	if !emit(event{kind: subscribed}) {
+		return nil
+	}
+	index := k.link.Attrs().Index
+	for {
+		msgs, from, err := k.sub.Receive()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, unix.ENOBUFS):
+			// The socket overflowed and notifications were lost; it is still usable.
+			if !emit(event{kind: subscribed}) {
+				return nil
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("netlink notifications: %w", err)
+		case from.Pid != nl.PidKernel:
+			continue
+		}
+		for _, m := range msgs {
+			if ev, ok := parseNotification(m, index); ok && !emit(ev) {
+				return nil
+			}
+		}
+	}
+}
+
+// parseNotification turns an rtnetlink notification about interface index into an event: an address
+// removed (RTM_DELADDR), or the link's state (RTM_NEWLINK, RTM_DELLINK).
+func parseNotification(m syscall.NetlinkMessage, index int) (event, bool) {
+	switch m.Header.Type {
+	case unix.RTM_DELADDR:
+		if len(m.Data) < unix.SizeofIfAddrmsg {
+			return event{}, false
+		}
+		msg := nl.DeserializeIfAddrmsg(m.Data)
+		if int(msg.Index) != index {
+			return event{}, false
+		}
+		attrs, err := nl.ParseRouteAttr(m.Data[unix.SizeofIfAddrmsg:])
+		if err != nil {
+			return event{}, false
+		}
+		var local, address []byte
+		for _, a := range attrs {
+			switch a.Attr.Type {
+			case unix.IFA_LOCAL:
+				local = a.Value
+			case unix.IFA_ADDRESS:
+				address = a.Value
+			}
+		}
+		if local == nil { // IPv6 carries IFA_ADDRESS only; IPv4 IFA_LOCAL, and IFA_ADDRESS is the peer
+			local = address
+		}
+		ip, ok := netip.AddrFromSlice(local)
+		if !ok {
+			return event{}, false
+		}
+		return event{kind: addrRemoved, addr: netip.PrefixFrom(ip.Unmap(), int(msg.Prefixlen))}, true
+	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
+		if len(m.Data) < unix.SizeofIfInfomsg {
+			return event{}, false
+		}
+		msg := nl.DeserializeIfInfomsg(m.Data)
+		if int(msg.Index) != index {
+			return event{}, false
+		}
+		return event{kind: linkChanged, up: m.Header.Type == unix.RTM_NEWLINK && isUp(msg.Flags)}, true
+	}
+	return event{}, false
+}
+
+func (k *netlinkKernel) closeSubscription() {
+	k.closeSub.Do(func() {
+		if k.sub != nil {
+			k.sub.Close()
+		}
+	})
+}
+
+func (k *netlinkKernel) close() error {
+	var errs []error
+	for _, c := range []*packet.Conn{k.arpConn, k.ndConn} {
+		if c != nil {
+			errs = append(errs, c.Close())
+		}
+	}
+	k.arpConn, k.ndConn = nil, nil
+	k.closeSubscription()
+	if k.nl != nil {
+		k.nl.Close()
+		k.nl = nil
+	}
+	return errors.Join(errs...)
+}
+
+// lifetimeSeconds returns the kernel lifetime that keeps an address until deadline until, seen at now:
+// whole seconds rounded up, at least 1. A zero until means permanent (0).
+func lifetimeSeconds(until, now time.Time) uint32 {
+	if until.IsZero() {
+		return 0
+	}
+	d := until.Sub(now)
+	if d <= 0 {
+		return 1
+	}
+	s := (d + time.Second - 1) / time.Second
+	// 0xFFFFFFFF is the kernel's "forever"; stay below it.
+	if s >= math.MaxUint32 {
+		return math.MaxUint32 - 1
+	}
+	return uint32(s)
+}

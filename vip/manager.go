@@ -1,0 +1,562 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+var (
+	// ErrDeadlinePassed is returned by Acquire and Extend when the self-fencing deadline is not in the
+	// future: the node may no longer be master, so nothing was bound or extended.
+	ErrDeadlinePassed = errors.New("self-fencing deadline has passed")
+	// ErrNotHeld is returned by Extend when the VIPs are not held (no Acquire, or Released since).
+	ErrNotHeld = errors.New("VIPs are not held")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("manager closed")
+)
+
+// A Manager binds a set of VIPs to one interface and announces them while they are held.
+//
+// Concurrency contract: Acquire, Extend, Release, Cleanup, Bound and Close may be called from any
+// goroutine (in hacoord, the coordinator's), concurrently with Run. One mutex serialises them with
+// Run's own work, and every kernel change and every frame sent happens under it, after checking the
+// deadline. So once Release has returned, the Manager sends nothing and binds nothing until the next
+// Acquire, and it never sends or binds once time.Now() has reached the deadline of the last Acquire or
+// Extend.
+//
+// Network namespace: New opens all its sockets, the netlink notification socket that Run reads
+// included, in the network namespace of the calling OS thread — the process's own, unless the caller
+// has locked its thread into another one (tests do, with netnstest.NS.Do). The Manager never
+// switches namespaces afterwards (that would need CAP_SYS_ADMIN), so any goroutine may call Run and
+// the other methods.
+type Manager struct {
+	cfg  Config
+	log  *zap.Logger
+	k    kernel
+	anns []announcement // one per VIP, in cfg.VIPs order; nil when cfg announces nothing
+	wake chan struct{}  // capacity 1: the schedule changed, Run recomputes its timer
+	ran  atomic.Bool    // Run was called
+
+	mu     sync.Mutex // guards the fields below and serialises all kernel calls but watch
+	closed bool
+	held   bool
+	until  time.Time // self-fencing deadline while held; zero = none
+	linkUp bool      // the interface is up and running, as last seen
+	// The announcement schedule while held: repeats rounds left, RepeatInterval apart, and the next
+	// periodic refresh (zero when off).
+	repeatsLeft int
+	nextRepeat  time.Time
+	nextRefresh time.Time
+}
+
+// New validates cfg and opens the sockets the Manager needs (see the Manager's namespace contract):
+// a netlink handle and notification socket, and, when cfg announces anything, one AF_PACKET socket
+// per address family (CAP_NET_RAW). It starts no goroutines. An interface that does not exist is an
+// error naming it. log (nil: no logging) is used as given; the caller names it. Close releases the
+// sockets.
+func New(cfg Config, log *zap.Logger) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	k, mac, err := openNetlink(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newManager(cfg, log, k, mac)
+	if err != nil {
+		_ = k.close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// newManager builds a Manager over k, which it owns from now on.
+func newManager(cfg Config, log *zap.Logger, k kernel, mac net.HardwareAddr) (*Manager, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	m := &Manager{
+		cfg:  cfg,
+		log:  log.With(zap.String("interface", cfg.Interface)),
+		k:    k,
+		wake: make(chan struct{}, 1),
+	}
+	if cfg.announces() {
+		for _, v := range cfg.VIPs {
+			a, err := buildAnnouncement(mac, v)
+			if err != nil {
+				return nil, err
+			}
+			m.anns = append(m.anns, a)
+		}
+	}
+	up, err := k.linkUp()
+	if err != nil {
+		return nil, fmt.Errorf("vip: state of %s: %w", cfg.Interface, err)
+	}
+	m.linkUp = up
+	return m, nil
+}
+
+// Run watches the interface and keeps the announcement schedule until ctx is done, then returns nil.
+// While the VIPs are held and the deadline has not passed, it re-adds (and announces) a VIP that
+// someone removed, announces again when the interface comes back up, sends the repeated rounds after
+// Acquire's burst, and every Refresh checks the binding and re-announces. Without Run, Acquire still
+// binds and sends the first burst, but nothing more happens. Run may be called once.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.ran.CompareAndSwap(false, true) {
+		return errors.New("vip: Run called twice")
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	events := make(chan event, 16)
+	watchErr := make(chan error, 1)
+	wg.Go(func() { watchErr <- m.k.watch(wctx, events) })
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if next, ok := m.nextWake(); ok {
+			timer.Reset(time.Until(next))
+		} else {
+			timer.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.wake:
+		case <-timer.C:
+			m.tick()
+		case ev := <-events:
+			m.handle(ev)
+		case err := <-watchErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Not expected (overflow is recovered from inside watch). The periodic refresh still
+			// checks the binding and the link.
+			m.log.Error("watching the interface failed; relying on the periodic refresh", zap.Error(err))
+		}
+	}
+}
+
+// Acquire binds every VIP (idempotent: a bound VIP is updated in place, never duplicated), sends the
+// announcement burst and schedules the repeats and refreshes. until is the self-fencing deadline on
+// the monotonic clock (zero: none, as with VRRP); with Config.Lifetime the kernel removes the VIPs
+// shortly after it unless Extend moves it. An until that is not in the future is refused with
+// ErrDeadlinePassed, binding nothing.
+//
+// Acquire is all or nothing: if a VIP cannot be bound it removes them all again, returns the error,
+// and the Manager does not hold them. A failure to send an announcement is logged, not returned:
+// the VIPs are bound, and Run announces again when it can.
+func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("vip: acquire on %s: %w", m.cfg.Interface, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("vip: acquire on %s: %w", m.cfg.Interface, ErrClosed)
+	}
+	var err error
+	for _, v := range m.cfg.VIPs {
+		if err = ctx.Err(); err != nil {
+			err = fmt.Errorf("vip: acquire on %s: %w", m.cfg.Interface, err)
+			break
+		}
+		if err = m.bindLocked(v, until); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		if rerr := m.releaseLocked(); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("vip: roll back: %w", rerr))
+		}
+		return err
+	}
+	if !m.held {
+		m.log.Info("VIPs bound", zap.Stringers("vips", m.cfg.VIPs), zap.Bool("lifetime", m.cfg.Lifetime))
+	}
+	m.held, m.until = true, until
+	m.startAnnouncingLocked(time.Now(), "acquired")
+	return nil
+}
+
+// Extend moves the self-fencing deadline to until and, with Config.Lifetime, sets the kernel lifetime
+// of every VIP to match (in place: the address is not removed, connections are not disturbed). It is
+// one netlink request per VIP, or nothing at all without Lifetime. It returns ErrNotHeld when the VIPs
+// are not held, and ErrDeadlinePassed, changing nothing, when until is not in the future.
+func (m *Manager) Extend(ctx context.Context, until time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return fmt.Errorf("vip: extend on %s: %w", m.cfg.Interface, ErrClosed)
+	case !m.held:
+		return fmt.Errorf("vip: extend on %s: %w", m.cfg.Interface, ErrNotHeld)
+	case expired(until, time.Now()):
+		return fmt.Errorf("vip: extend on %s to %s: %w", m.cfg.Interface, until.Format(time.StampMilli), ErrDeadlinePassed)
+	}
+	m.until = until
+	if m.cfg.Announce.Refresh > 0 && m.nextRefresh.IsZero() { // stopped by a passed deadline
+		m.nextRefresh = time.Now().Add(m.cfg.Announce.Refresh)
+		m.poke()
+	}
+	if !m.cfg.Lifetime {
+		return nil
+	}
+	var errs []error
+	for _, v := range m.cfg.VIPs {
+		if err := m.bindLocked(v, until); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Release removes every VIP from the interface and stops announcing. It is idempotent: an absent VIP
+// is not an error. It tries every VIP even when one fails, and returns the failures joined. It does
+// not give up when ctx is done (letting go of the VIPs matters more); each netlink request is bounded
+// by a timeout of its own.
+func (m *Manager) Release(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("vip: release on %s: %w", m.cfg.Interface, ErrClosed)
+	}
+	wasHeld := m.held
+	err := m.releaseLocked()
+	if wasHeld {
+		m.log.Info("VIPs released", zap.Stringers("vips", m.cfg.VIPs))
+	}
+	return err
+}
+
+// Cleanup removes the configured VIPs found on the interface: what a previous run that was killed
+// left behind. Call it at start-up, before the first Acquire; it refuses while the VIPs are held.
+func (m *Manager) Cleanup(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return fmt.Errorf("vip: cleanup on %s: %w", m.cfg.Interface, ErrClosed)
+	case m.held:
+		return fmt.Errorf("vip: cleanup on %s: VIPs are held; Release them instead", m.cfg.Interface)
+	}
+	present, err := m.boundLocked()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, v := range present {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("vip: cleanup on %s: %w", m.cfg.Interface, err))
+			break
+		}
+		if err := m.k.unbind(v); err != nil {
+			errs = append(errs, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, err))
+			continue
+		}
+		m.log.Warn("removed a VIP left over by a previous run", zap.Stringer("vip", v))
+	}
+	return errors.Join(errs...)
+}
+
+// Bound returns the configured VIPs present on the interface now (same address and prefix length),
+// in configuration order.
+func (m *Manager) Bound() ([]netip.Prefix, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("vip: list on %s: %w", m.cfg.Interface, ErrClosed)
+	}
+	return m.boundLocked()
+}
+
+// Close closes the Manager's sockets. It does not remove the VIPs (Release does; with Lifetime the
+// kernel removes them after the deadline). Call it after Run has returned. Idempotent.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed, m.held = true, false
+	if err := m.k.close(); err != nil {
+		return fmt.Errorf("vip: close on %s: %w", m.cfg.Interface, err)
+	}
+	return nil
+}
+
+// expired reports whether deadline until has been reached at now. A zero until never expires.
+func expired(until, now time.Time) bool {
+	return !until.IsZero() && !now.Before(until)
+}
+
+// mayActLocked reports whether the Manager may bind or announce now: the VIPs are held and the
+// deadline has not been reached. Checked right before every bind and every frame.
+func (m *Manager) mayActLocked() bool {
+	return m.held && !m.closed && !expired(m.until, time.Now())
+}
+
+// bindLocked binds v with the lifetime that deadline until calls for, unless until has passed.
+func (m *Manager) bindLocked(v netip.Prefix, until time.Time) error {
+	now := time.Now()
+	if expired(until, now) {
+		return fmt.Errorf("vip: add %s on %s: %w", v, m.cfg.Interface, ErrDeadlinePassed)
+	}
+	var lft uint32
+	if m.cfg.Lifetime {
+		lft = lifetimeSeconds(until, now)
+	}
+	if err := m.k.bind(v, lft); err != nil {
+		return fmt.Errorf("vip: add %s on %s: %w", v, m.cfg.Interface, err)
+	}
+	return nil
+}
+
+func (m *Manager) releaseLocked() error {
+	m.held, m.until = false, time.Time{}
+	m.repeatsLeft, m.nextRepeat, m.nextRefresh = 0, time.Time{}, time.Time{}
+	var errs []error
+	for _, v := range m.cfg.VIPs {
+		if err := m.k.unbind(v); err != nil {
+			errs = append(errs, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, err))
+		}
+	}
+	m.poke()
+	return errors.Join(errs...)
+}
+
+func (m *Manager) boundLocked() ([]netip.Prefix, error) {
+	addrs, err := m.k.addrs()
+	if err != nil {
+		return nil, fmt.Errorf("vip: list addresses on %s: %w", m.cfg.Interface, err)
+	}
+	var out []netip.Prefix
+	for _, v := range m.cfg.VIPs {
+		for _, a := range addrs {
+			if a == v {
+				out = append(out, v)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// poke tells Run that the schedule changed.
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// startAnnouncingLocked sends the burst and schedules the repeats and the refresh.
+func (m *Manager) startAnnouncingLocked(now time.Time, reason string) {
+	a := m.cfg.Announce
+	for range a.Count {
+		m.announceLocked(m.anns, reason)
+	}
+	m.repeatsLeft, m.nextRepeat = a.Repeat, now.Add(a.RepeatInterval)
+	m.nextRefresh = time.Time{}
+	if a.Refresh > 0 {
+		m.nextRefresh = now.Add(a.Refresh)
+	}
+	m.poke()
+}
+
+// announceLocked sends one round for anns, checking before every frame that the Manager may still
+// announce. It tries even when it believes the interface is down (the belief may be stale; coming up
+// starts a new burst anyway), and then logs a failure at debug level only.
+func (m *Manager) announceLocked(anns []announcement, reason string) {
+	if len(anns) == 0 {
+		return
+	}
+	var (
+		sent  int
+		errs  []error
+		fresh = true
+	)
+	for _, a := range anns {
+		for _, f := range a.frames {
+			if !m.mayActLocked() {
+				fresh = false
+				break
+			}
+			if err := m.k.send(f, a.ipv6); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", a.vip, err))
+				continue
+			}
+			sent++
+		}
+	}
+	if len(errs) > 0 {
+		logf := m.log.Warn
+		if !m.linkUp {
+			logf = m.log.Debug
+		}
+		logf("announcing VIPs failed", zap.String("reason", reason), zap.Int("frames-sent", sent), zap.Error(errors.Join(errs...)))
+		return
+	}
+	if !fresh {
+		m.log.Warn("stopped announcing: the self-fencing deadline has passed", zap.String("reason", reason), zap.Int("frames-sent", sent))
+		return
+	}
+	m.log.Debug("announced VIPs", zap.String("reason", reason), zap.Int("frames-sent", sent))
+}
+
+// nextWake returns when Run's timer should next fire, if at all.
+func (m *Manager) nextWake() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.held {
+		return time.Time{}, false
+	}
+	var next time.Time
+	if m.repeatsLeft > 0 {
+		next = m.nextRepeat
+	}
+	if !m.nextRefresh.IsZero() && (next.IsZero() || m.nextRefresh.Before(next)) {
+		next = m.nextRefresh
+	}
+	return next, !next.IsZero()
+}
+
+// tick runs the due repeat and refresh.
+func (m *Manager) tick() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.held {
+		return
+	}
+	now := time.Now()
+	if expired(m.until, now) {
+		// The owner should have released by now. Stay quiet: no more rounds until Acquire.
+		m.repeatsLeft, m.nextRefresh = 0, time.Time{}
+		m.log.Warn("self-fencing deadline passed while the VIPs are held; announcements stopped")
+		return
+	}
+	announced := false
+	if m.repeatsLeft > 0 && !now.Before(m.nextRepeat) {
+		m.repeatsLeft--
+		m.nextRepeat = now.Add(m.cfg.Announce.RepeatInterval)
+		m.announceLocked(m.anns, "repeat")
+		announced = true
+	}
+	if !m.nextRefresh.IsZero() && !now.Before(m.nextRefresh) {
+		m.nextRefresh = now.Add(m.cfg.Announce.Refresh)
+		m.resyncLocked("refresh")
+		if !announced {
+			m.announceLocked(m.anns, "refresh")
+		}
+	}
+}
+
+// handle reacts to one change of the interface.
+func (m *Manager) handle(ev event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch ev.kind {
+	case addrRemoved:
+		for i, v := range m.cfg.VIPs {
+			if v != ev.addr || !m.mayActLocked() {
+				continue
+			}
+			if err := m.bindLocked(v, m.until); err != nil {
+				m.log.Error("a VIP was removed from the interface and could not be added back", zap.Stringer("vip", v), zap.Error(err))
+				continue
+			}
+			m.log.Warn("a VIP was removed from the interface; added it back", zap.Stringer("vip", v))
+			if m.anns != nil {
+				m.announceLocked(m.anns[i:i+1], "re-added")
+			}
+		}
+	case linkChanged:
+		m.setLinkLocked(ev.up)
+	case subscribed:
+		m.resyncLocked("subscribed")
+	}
+}
+
+// setLinkLocked records the interface's state; coming up while held starts a new burst, because
+// switches and hosts may have forgotten or re-learnt the VIPs' location meanwhile. IPv6 addresses
+// are flushed when an interface goes down (net.ipv6.conf.*.keep_addr_on_down=0), so it also checks
+// the binding.
+func (m *Manager) setLinkLocked(up bool) {
+	was := m.linkUp
+	m.linkUp = up
+	switch {
+	case was && !up:
+		m.log.Warn("interface is down")
+	case !was && up:
+		if !m.mayActLocked() {
+			m.log.Info("interface is up")
+			return
+		}
+		m.log.Info("interface is up; announcing the VIPs again")
+		m.repairLocked("link up")
+		m.startAnnouncingLocked(time.Now(), "link up")
+	}
+}
+
+// resyncLocked reads the interface's state and binding, in case an event was missed.
+func (m *Manager) resyncLocked(reason string) {
+	up, err := m.k.linkUp()
+	if err != nil {
+		m.log.Warn("reading the interface state failed", zap.String("reason", reason), zap.Error(err))
+		up = m.linkUp
+	}
+	if up != m.linkUp {
+		m.setLinkLocked(up)
+		if up {
+			return // setLinkLocked repaired and announced
+		}
+	}
+	m.repairLocked(reason)
+}
+
+// repairLocked binds and announces, while the VIPs may be held, any VIP missing from the interface.
+func (m *Manager) repairLocked(reason string) {
+	if !m.mayActLocked() {
+		return
+	}
+	present, err := m.boundLocked()
+	if err != nil {
+		m.log.Warn("checking the VIPs failed", zap.String("reason", reason), zap.Error(err))
+		return
+	}
+	for i, v := range m.cfg.VIPs {
+		if containsPrefix(present, v) || !m.mayActLocked() {
+			continue
+		}
+		if err := m.bindLocked(v, m.until); err != nil {
+			m.log.Error("a VIP was missing from the interface and could not be added back", zap.String("reason", reason), zap.Stringer("vip", v), zap.Error(err))
+			continue
+		}
+		m.log.Warn("a VIP was missing from the interface; added it back", zap.String("reason", reason), zap.Stringer("vip", v))
+		if m.anns != nil {
+			m.announceLocked(m.anns[i:i+1], "re-added")
+		}
+	}
+}
+
+func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,441 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+)
+
+// These tests drive the Manager's schedule and fencing over a fake kernel, on synctest's fake clock:
+// time.Sleep below advances the bubble's clock once every goroutine is idle, it does not wait.
+
+type sentFrame struct {
+	at   time.Time
+	ipv6 bool
+}
+
+type fakeKernel struct {
+	events chan event // what watch reports
+
+	mu       sync.Mutex
+	bound    map[netip.Prefix]uint32 // VIP -> lifetime (0 = permanent)
+	binds    int
+	failBind map[netip.Prefix]error
+	up       bool
+	sent     []sentFrame
+}
+
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{events: make(chan event), bound: map[netip.Prefix]uint32{}, failBind: map[netip.Prefix]error{}, up: true}
+}
+
+func (k *fakeKernel) bind(v netip.Prefix, lifetime uint32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.failBind[v]; err != nil {
+		return err
+	}
+	k.binds++
+	k.bound[v] = lifetime
+	return nil
+}
+
+func (k *fakeKernel) unbind(v netip.Prefix) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.bound, v)
+	return nil
+}
+
+func (k *fakeKernel) addrs() ([]netip.Prefix, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []netip.Prefix
+	for p := range k.bound {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) linkUp() (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.up, nil
+}
+
+func (k *fakeKernel) send(frame []byte, ipv6 bool) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.sent = append(k.sent, sentFrame{at: time.Now(), ipv6: ipv6})
+	return nil
+}
+
+func (k *fakeKernel) watch(ctx context.Context, out chan<- event) error {
+	select {
+	case out <- event{kind: subscribed}:
+	case <-ctx.Done():
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-k.events:
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+func (k *fakeKernel) close() error { return nil }
+
+// remove deletes v behind the Manager's back, as `ip addr del` would, and reports it.
+func (k *fakeKernel) remove(v netip.Prefix) {
+	k.mu.Lock()
+	delete(k.bound, v)
+	k.mu.Unlock()
+	k.events <- event{kind: addrRemoved, addr: v}
+}
+
+// offsets returns the instants frames were sent, as offsets from start (one per frame).
+func (k *fakeKernel) offsets(start time.Time) []time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []time.Duration
+	for _, s := range k.sent {
+		out = append(out, s.at.Sub(start))
+	}
+	return out
+}
+
+func (k *fakeKernel) boundCopy() map[netip.Prefix]uint32 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[netip.Prefix]uint32, len(k.bound))
+	for p, l := range k.bound {
+		out[p] = l
+	}
+	return out
+}
+
+var (
+	fakeV4 = netip.MustParsePrefix("192.0.2.100/24")
+	fakeV6 = netip.MustParsePrefix("2001:db8::100/64")
+)
+
+// startFake builds a Manager over a fake kernel and runs it until the returned stop is called.
+// Call inside a synctest bubble.
+func startFake(t *testing.T, announce AnnounceConfig, lifetime bool) (*Manager, *fakeKernel, func()) {
+	t.Helper()
+	cfg := validConfig()
+	cfg.VIPs = []netip.Prefix{fakeV4, fakeV6}
+	cfg.Announce = announce
+	cfg.Lifetime = lifetime
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	k := newFakeKernel()
+	m, err := newManager(cfg, zaptest.NewLogger(t), k, testMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	synctest.Wait() // Run has subscribed and is idle
+	return m, k, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}
+}
+
+// round repeats offset d once per frame of a round: 2 gratuitous ARPs for the IPv4 VIP and 1 NA for
+// the IPv6 VIP.
+func round(d time.Duration) []time.Duration { return []time.Duration{d, d, d} }
+
+func rounds(ds ...time.Duration) []time.Duration {
+	var out []time.Duration
+	for _, d := range ds {
+		out = append(out, round(d)...)
+	}
+	return out
+}
+
+func TestScheduleBurstRepeatsRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 2, Repeat: 2, RepeatInterval: 1100 * time.Millisecond, Refresh: 10 * time.Second}, true)
+		defer stop()
+		start := time.Now()
+		if err := m.Acquire(context.Background(), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(25 * time.Second)
+		ms := time.Millisecond
+		want := rounds(0, 0, 1100*ms, 2200*ms, 10*time.Second, 20*time.Second)
+		if got := k.offsets(start); !slices.Equal(got, want) {
+			t.Fatalf("frames sent at %v, want %v", got, want)
+		}
+		if got := k.boundCopy(); len(got) != 2 || got[fakeV4] != 0 || got[fakeV6] != 0 {
+			t.Fatalf("bound = %v, want both VIPs, permanent (zero deadline)", got)
+		}
+	})
+}
+
+func TestAcquireRefusesPassedDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, DefaultConfig().Announce, true)
+		defer stop()
+		for _, until := range []time.Time{time.Now(), time.Now().Add(-time.Second)} {
+			err := m.Acquire(context.Background(), until)
+			if !errors.Is(err, ErrDeadlinePassed) {
+				t.Fatalf("Acquire(past deadline) = %v, want ErrDeadlinePassed", err)
+			}
+		}
+		time.Sleep(time.Minute)
+		if b, s := k.boundCopy(), k.offsets(time.Now()); len(b) != 0 || len(s) != 0 {
+			t.Fatalf("after a refused Acquire: bound %v, %d frames sent; want nothing", b, len(s))
+		}
+		if err := m.Extend(context.Background(), time.Now().Add(time.Minute)); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("Extend after a refused Acquire = %v, want ErrNotHeld", err)
+		}
+	})
+}
+
+// TestNoAnnounceAfterDeadline is the SIGSTOP scenario: the deadline passes with repeat and refresh
+// timers pending (the coordinator could not release: stopped, or stuck). When they fire, nothing may
+// be sent, and a VIP removed meanwhile (by the kernel lifetime, or the new master's operator) must
+// not be added back.
+func TestNoAnnounceAfterDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 1, Repeat: 3, RepeatInterval: 1100 * time.Millisecond, Refresh: 2 * time.Second}, true)
+		defer stop()
+		start := time.Now()
+		until := start.Add(1500 * time.Millisecond)
+		if err := m.Acquire(context.Background(), until); err != nil {
+			t.Fatal(err)
+		}
+		if got := k.boundCopy()[fakeV4]; got != 2 {
+			t.Errorf("kernel lifetime = %ds, want 2 (1.5s rounded up)", got)
+		}
+		time.Sleep(5 * time.Second)
+		binds := k.binds
+		k.remove(fakeV4)
+		time.Sleep(time.Minute)
+		if got, want := k.offsets(start), rounds(0, 1100*time.Millisecond); !slices.Equal(got, want) {
+			t.Fatalf("frames sent at %v, want %v (nothing at or after the deadline %v)", got, want, until.Sub(start))
+		}
+		if k.binds != binds {
+			t.Fatalf("a VIP removed after the deadline was bound again")
+		}
+		if err := m.Extend(context.Background(), until); !errors.Is(err, ErrDeadlinePassed) {
+			t.Fatalf("Extend(passed deadline) = %v, want ErrDeadlinePassed", err)
+		}
+		if err := m.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if b := k.boundCopy(); len(b) != 0 {
+			t.Fatalf("bound after Release = %v", b)
+		}
+	})
+}
+
+func TestReleaseStopsEverything(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 1, Repeat: 3, RepeatInterval: 1100 * time.Millisecond, Refresh: 2 * time.Second}, false)
+		defer stop()
+		start := time.Now()
+		if err := m.Acquire(context.Background(), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if err := m.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Release(context.Background()); err != nil {
+			t.Fatalf("second Release = %v, want nil (idempotent)", err)
+		}
+		k.remove(fakeV6) // a late event about an address Release removed
+		k.events <- event{kind: linkChanged, up: false}
+		k.events <- event{kind: linkChanged, up: true}
+		time.Sleep(time.Minute)
+		if got, want := k.offsets(start), round(0); !slices.Equal(got, want) {
+			t.Fatalf("frames sent at %v, want only the burst %v", got, want)
+		}
+		if b := k.boundCopy(); len(b) != 0 {
+			t.Fatalf("bound after Release = %v", b)
+		}
+		if err := m.Extend(context.Background(), time.Time{}); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("Extend after Release = %v, want ErrNotHeld", err)
+		}
+	})
+}
+
+func TestRepairRemovedVIP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 1, RepeatInterval: 2 * time.Second}, true)
+		defer stop()
+		start := time.Now()
+		if err := m.Acquire(context.Background(), start.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		k.remove(fakeV4)
+		synctest.Wait()
+		if got := k.boundCopy(); got[fakeV4] != 3597 {
+			t.Fatalf("bound = %v, want %v added back with the lifetime left (3597s)", got, fakeV4)
+		}
+		want := append(round(0), 3*time.Second, 3*time.Second) // the IPv4 VIP's two GARPs
+		if got := k.offsets(start); !slices.Equal(got, want) {
+			t.Fatalf("frames sent at %v, want %v", got, want)
+		}
+	})
+}
+
+func TestRefreshRepairsMissedRemoval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 1, RepeatInterval: 2 * time.Second, Refresh: 5 * time.Second}, false)
+		defer stop()
+		if err := m.Acquire(context.Background(), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		k.mu.Lock()
+		delete(k.bound, fakeV6) // and no event: the subscription missed it
+		k.mu.Unlock()
+		time.Sleep(6 * time.Second)
+		if _, ok := k.boundCopy()[fakeV6]; !ok {
+			t.Fatal("the refresh did not add back a VIP whose removal went unreported")
+		}
+	})
+}
+
+func TestLinkUpAnnouncesAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 2, Repeat: 1, RepeatInterval: 1100 * time.Millisecond}, false)
+		defer stop()
+		start := time.Now()
+		if err := m.Acquire(context.Background(), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		k.events <- event{kind: linkChanged, up: false}
+		time.Sleep(5 * time.Second)
+		k.events <- event{kind: linkChanged, up: true}
+		time.Sleep(5 * time.Second)
+		s := time.Second
+		want := rounds(0, 0, 1100*time.Millisecond, 10*s, 10*s, 11100*time.Millisecond)
+		if got := k.offsets(start); !slices.Equal(got, want) {
+			t.Fatalf("frames sent at %v, want %v (a new burst and repeats after link up)", got, want)
+		}
+	})
+}
+
+func TestExtendRenewsLifetime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{RepeatInterval: 2 * time.Second}, true)
+		defer stop()
+		if err := m.Acquire(context.Background(), time.Now().Add(2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if err := m.Extend(context.Background(), time.Now().Add(2200*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if got := k.boundCopy(); got[fakeV4] != 3 || got[fakeV6] != 3 {
+			t.Fatalf("lifetimes after Extend = %v, want 3s each (2.2s rounded up)", got)
+		}
+		if err := m.Extend(context.Background(), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := k.boundCopy(); got[fakeV4] != 0 || got[fakeV6] != 0 {
+			t.Fatalf("lifetimes after Extend(zero) = %v, want permanent", got)
+		}
+	})
+}
+
+func TestExtendWithoutLifetimeIsFree(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{RepeatInterval: 2 * time.Second}, false)
+		defer stop()
+		if err := m.Acquire(context.Background(), time.Now().Add(2*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		binds := k.binds
+		for range 10 {
+			time.Sleep(500 * time.Millisecond)
+			if err := m.Extend(context.Background(), time.Now().Add(2*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if k.binds != binds {
+			t.Fatalf("Extend without Lifetime made %d kernel calls, want 0", k.binds-binds)
+		}
+	})
+}
+
+func TestAcquireAllOrNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, DefaultConfig().Announce, true)
+		defer stop()
+		k.failBind[fakeV6] = errors.New("boom")
+		err := m.Acquire(context.Background(), time.Now().Add(time.Minute))
+		if err == nil || !strings.Contains(err.Error(), "vip: add 2001:db8::100/64 on eth0: boom") {
+			t.Fatalf("Acquire = %v, want the bind error naming the VIP and interface", err)
+		}
+		time.Sleep(time.Minute)
+		if b, s := k.boundCopy(), k.offsets(time.Now()); len(b) != 0 || len(s) != 0 {
+			t.Fatalf("after a failed Acquire: bound %v, %d frames; want nothing (rolled back)", b, len(s))
+		}
+	})
+}
+
+func TestAcquireTwiceBindsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, DefaultConfig().Announce, true)
+		defer stop()
+		for range 2 {
+			if err := m.Acquire(context.Background(), time.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := m.Bound()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, []netip.Prefix{fakeV4, fakeV6}) {
+			t.Fatalf("Bound = %v", got)
+		}
+		_ = k
+	})
+}
+
+func TestClosedManager(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, _, stop := startFake(t, DefaultConfig().Announce, true)
+		stop()
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatalf("second Close = %v", err)
+		}
+		if err := m.Acquire(context.Background(), time.Time{}); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Acquire after Close = %v, want ErrClosed", err)
+		}
+		if err := m.Run(context.Background()); err == nil {
+			t.Fatal("second Run succeeded")
+		}
+	})
+}
