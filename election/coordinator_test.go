@@ -242,8 +242,8 @@ func TestReassertAfterFenceAndNewTermPromoteAgain(t *testing.T) {
 		f := start(t)
 		f.send(master(3, time.Second))
 		time.Sleep(time.Second)
-		synctest.Wait() // fenced
-		f.send(master(3, time.Second)) // a late keepalive was acknowledged after all: still master
+		synctest.Wait()                 // fenced
+		f.send(master(3, time.Second))  // a late keepalive was acknowledged after all: still master
 		f.send(master(11, time.Second)) // re-elected with a new term while promoted
 		want := []string{"promote a 3", "promote b 3", "demote b", "demote a",
 			"promote a 3", "promote b 3", "promote a 11", "promote b 11"}

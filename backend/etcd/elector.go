@@ -51,9 +51,9 @@ type Elector struct {
 	box *mailbox
 
 	mu       sync.Mutex
-	deadline time.Time      // self-fencing deadline of the current lease
+	deadline time.Time       // self-fencing deadline of the current lease
 	observed election.Record // last master record seen by the follower
-	ownTerm  uint64         // last term this node held
+	ownTerm  uint64          // last term this node held
 }
 
 // New validates cfg and returns an Elector. It starts nothing; Run does. log may be nil.

@@ -19,7 +19,7 @@ touching the network, and prints the effective settings as YAML. Exit status 2 n
 first problem found.`,
 		Example: `  hacoord check-config --config /etc/hacoord/hacoord.yaml
   hacoord check-config --backend etcd --endpoints http://10.0.0.1:2379 --interface eth0 --vip 10.0.0.100/24`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set, err := resolveSettings(cmd, &s, configPath)
 			if err != nil {

@@ -64,11 +64,11 @@ type Settings struct {
 
 // EtcdSettings are the etcd connection settings, spelled as etcdctl spells its flags.
 type EtcdSettings struct {
-	CACert    string   `yaml:"cacert,omitempty"`
-	Cert      string   `yaml:"cert,omitempty"`
-	Key       string   `yaml:"key,omitempty"`
-	User      string   `yaml:"user,omitempty"`
-	Password  string   `yaml:"password,omitempty"`
+	CACert   string `yaml:"cacert,omitempty"`
+	Cert     string `yaml:"cert,omitempty"`
+	Key      string `yaml:"key,omitempty"`
+	User     string `yaml:"user,omitempty"`
+	Password string `yaml:"password,omitempty"`
 }
 
 // ZKSettings are the ZooKeeper connection settings.
@@ -177,8 +177,8 @@ func (s Settings) validate() error {
 	if s.Name == "" {
 		return configErrorf("--name: empty (and the host name is unknown)")
 	}
-	if s.Group == "" || strings.ContainsAny(s.Group, "/ \t\n") {
-		return configErrorf("--group %q: want a non-empty name without '/' or spaces", s.Group)
+	if err := s.validateStore(); err != nil {
+		return err
 	}
 	if s.Interface == "" {
 		return configErrorf("--interface: required (the interface that carries the VIPs)")
@@ -193,6 +193,34 @@ func (s Settings) validate() error {
 		if _, err := netip.ParseAddr(s.Address); err != nil {
 			return configErrorf("--address %q: not an IP address", s.Address)
 		}
+	}
+	if s.Backend != "vrrp" {
+		if s.LeaseTTL < Duration(time.Second) {
+			return configErrorf("--lease-ttl %v: at least 1s (etcd grants leases in whole seconds)", time.Duration(s.LeaseTTL))
+		}
+		if s.Backend == "etcd" && time.Duration(s.LeaseTTL)%time.Second != 0 {
+			return configErrorf("--lease-ttl %v: etcd grants leases in whole seconds", time.Duration(s.LeaseTTL))
+		}
+	}
+	if s.Announce.Count < 1 {
+		return configErrorf("--garp-count %d: at least 1", s.Announce.Count)
+	}
+	if s.Announce.Repeat < 0 {
+		return configErrorf("--garp-repeat %d: not negative", s.Announce.Repeat)
+	}
+	if s.Announce.Repeat > 0 && s.Announce.Interval <= Duration(time.Second) {
+		return configErrorf("--garp-interval %v: must be more than 1s (Linux ignores a second ARP update within its 1s locktime)", time.Duration(s.Announce.Interval))
+	}
+	if s.Announce.Refresh < 0 {
+		return configErrorf("--garp-refresh %v: not negative (0 turns it off)", time.Duration(s.Announce.Refresh))
+	}
+	return nil
+}
+
+// validateStore checks the settings that say which store to reach (the daemon's and watch's).
+func (s Settings) validateStore() error {
+	if s.Group == "" || strings.ContainsAny(s.Group, "/ \t\n") {
+		return configErrorf("--group %q: want a non-empty name without '/' or spaces", s.Group)
 	}
 	switch s.Backend {
 	case "etcd":
@@ -225,14 +253,6 @@ func (s Settings) validate() error {
 	default:
 		return configErrorf("--backend %q: want etcd, zk or vrrp", s.Backend)
 	}
-	if s.Backend != "vrrp" {
-		if s.LeaseTTL < Duration(time.Second) {
-			return configErrorf("--lease-ttl %v: at least 1s (etcd grants leases in whole seconds)", time.Duration(s.LeaseTTL))
-		}
-		if s.Backend == "etcd" && time.Duration(s.LeaseTTL)%time.Second != 0 {
-			return configErrorf("--lease-ttl %v: etcd grants leases in whole seconds", time.Duration(s.LeaseTTL))
-		}
-	}
 	switch s.Log.Format {
 	case "console", "json":
 	default:
@@ -242,18 +262,6 @@ func (s Settings) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return configErrorf("--log-level %q: want debug, info, warn or error", s.Log.Level)
-	}
-	if s.Announce.Count < 1 {
-		return configErrorf("--garp-count %d: at least 1", s.Announce.Count)
-	}
-	if s.Announce.Repeat < 0 {
-		return configErrorf("--garp-repeat %d: not negative", s.Announce.Repeat)
-	}
-	if s.Announce.Repeat > 0 && s.Announce.Interval <= Duration(time.Second) {
-		return configErrorf("--garp-interval %v: must be more than 1s (Linux ignores a second ARP update within its 1s locktime)", time.Duration(s.Announce.Interval))
-	}
-	if s.Announce.Refresh < 0 {
-		return configErrorf("--garp-refresh %v: not negative (0 turns it off)", time.Duration(s.Announce.Refresh))
 	}
 	return nil
 }

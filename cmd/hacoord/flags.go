@@ -24,25 +24,14 @@ func (f durationFlag) Set(s string) error {
 // command's own flag set and once on a scratch set over the settings read from --config, so that
 // the flags a user gave can be applied on top of the file (see overlay).
 func registerFlags(fs *pflag.FlagSet, s *Settings) {
-	fs.StringVar(&s.Backend, "backend", s.Backend, "election backend: etcd, zk (ZooKeeper) or vrrp (native VRRP, no quorum)")
-	fs.StringSliceVar(&s.Endpoints, "endpoints", s.Endpoints, "store endpoints, comma-separated: etcd URLs (http://10.0.0.1:2379) or ZooKeeper host:port[/chroot]")
+	registerStoreFlags(fs, s)
 	fs.StringVar(&s.Name, "name", s.Name, "this node's name, unique in the group (default: host name)")
-	fs.StringVar(&s.Group, "group", s.Group, "group name: nodes with the same group share the VIPs")
 	fs.StringVar(&s.Interface, "interface", s.Interface, "interface that carries the VIPs")
 	fs.StringArrayVar(&s.VIPs, "vip", s.VIPs, "virtual IP with prefix length, e.g. 10.0.0.100/24 (repeat for several)")
 	fs.StringVar(&s.Address, "address", s.Address, "this node's address in the master record (default: the interface's first global address)")
 	fs.StringVar(&s.VIPLabel, "vip-label", s.VIPLabel, "IPv4 label for the VIPs, e.g. eth0:vip")
 	fs.Var(durationFlag{&s.LeaseTTL}, "lease-ttl", "lease TTL (etcd) / how long a silent master keeps the VIPs; whole seconds for etcd")
 	fs.Var(durationFlag{&s.FenceMargin}, "fence-margin", "how long before the lease can expire the master lets go (default: TTL/10, 100ms..1s)")
-
-	fs.StringVar(&s.Etcd.CACert, "cacert", s.Etcd.CACert, "etcd: verify the server with this CA bundle")
-	fs.StringVar(&s.Etcd.Cert, "cert", s.Etcd.Cert, "etcd: client certificate")
-	fs.StringVar(&s.Etcd.Key, "key", s.Etcd.Key, "etcd: client key")
-	fs.StringVar(&s.Etcd.User, "user", s.Etcd.User, "etcd: user name (or user:password)")
-	fs.StringVar(&s.Etcd.Password, "password", s.Etcd.Password, "etcd: password")
-
-	fs.StringVar(&s.ZK.Auth, "zk-auth", s.ZK.Auth, "ZooKeeper: digest user:password; znodes get an ACL only this identity can change")
-	fs.Var(durationFlag{&s.ZK.SessionTimeout}, "zk-session-timeout", "ZooKeeper: session timeout (the server may clamp it)")
 
 	fs.IntVar(&s.VRRP.VRID, "vrid", s.VRRP.VRID, "VRRP: virtual router id 1-255 (keepalived's virtual_router_id)")
 	fs.IntVar(&s.VRRP.Priority, "priority", s.VRRP.Priority, "VRRP: priority 1-254 (255 = address owner)")
@@ -60,6 +49,23 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 
 	fs.StringVar(&s.Hooks.Fence, "fence-hook", s.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
 	fs.StringVar(&s.Hooks.Notify, "notify-hook", s.Hooks.Notify, "program run after each transition with args: group node role term")
+
+}
+
+// registerStoreFlags binds the flags that say which store to reach and how: the daemon's and
+// hacoord watch's.
+func registerStoreFlags(fs *pflag.FlagSet, s *Settings) {
+	fs.StringVar(&s.Backend, "backend", s.Backend, "election backend: etcd, zk (ZooKeeper) or vrrp (native VRRP: NO quorum, two masters if the path between nodes is cut)")
+	fs.StringSliceVar(&s.Endpoints, "endpoints", s.Endpoints, "store endpoints, comma-separated: etcd URLs (http://10.0.0.1:2379) or ZooKeeper host:port[/chroot]")
+	fs.StringVar(&s.Group, "group", s.Group, "group name: nodes with the same group share the VIPs")
+	fs.StringVar(&s.Etcd.CACert, "cacert", s.Etcd.CACert, "etcd: verify the server with this CA bundle")
+	fs.StringVar(&s.Etcd.Cert, "cert", s.Etcd.Cert, "etcd: client certificate")
+	fs.StringVar(&s.Etcd.Key, "key", s.Etcd.Key, "etcd: client key")
+	fs.StringVar(&s.Etcd.User, "user", s.Etcd.User, "etcd: user name (or user:password)")
+	fs.StringVar(&s.Etcd.Password, "password", s.Etcd.Password, "etcd: password")
+
+	fs.StringVar(&s.ZK.Auth, "zk-auth", s.ZK.Auth, "ZooKeeper: digest user:password; znodes get an ACL only this identity can change")
+	fs.Var(durationFlag{&s.ZK.SessionTimeout}, "zk-session-timeout", "ZooKeeper: session timeout (the server may clamp it)")
 
 	fs.StringVar(&s.Log.Format, "log-format", s.Log.Format, "log format: console or json")
 	fs.StringVar(&s.Log.Level, "log-level", s.Log.Level, "log level: debug, info, warn, error")

@@ -73,7 +73,7 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
   hacoord --config /etc/hacoord/hacoord.yaml --name node2`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
+		Args:          noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set, err := resolveSettings(cmd, &s, configPath)
 			if err != nil {
@@ -105,4 +105,12 @@ func resolveSettings(cmd *cobra.Command, flagged *Settings, configPath string) (
 	}
 	s.normalize()
 	return s, s.validate()
+}
+
+// noArgs rejects positional arguments as a usage error (exit 2).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return configError{err}
+	}
+	return nil
 }

@@ -15,7 +15,7 @@ func newVersionCommand(stdout io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version and build information",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			rev, goVersion := "unknown", "unknown"
 			if bi, ok := debug.ReadBuildInfo(); ok {
