@@ -222,17 +222,22 @@ func (e *Elector) campaign(ctx context.Context, rep *reporter) error {
 		start := time.Now()
 		r := newSessionRun(e, s, rep)
 		err = r.serve(ctx)
+		lost := ctx.Err() == nil && !isPermanent(err)
+		if lost {
+			// Demote first, then tidy up: closing the connection of an expired session makes
+			// go-zookeeper wait up to 1s for a close request that can no longer be sent.
+			e.log.Warn("session lost; starting a new one", zap.Error(err))
+			rep.set(e.fault(rep, err.Error()))
+		}
 		stopWatch()
 		s.close()
 		if ctx.Err() != nil {
 			return nil
 		}
-		if isPermanent(err) {
+		if !lost {
 			e.log.Error("giving up", zap.Error(err))
 			return err
 		}
-		e.log.Warn("session lost; starting a new one", zap.Error(err))
-		rep.set(e.fault(rep, err.Error()))
 		if time.Since(start) > s.timeout {
 			bo.reset()
 		}

@@ -121,22 +121,23 @@ func (r *Recorder) Last() Stamped {
 	return r.states[len(r.states)-1]
 }
 
-// Wait waits until cond holds for the recorded States, or fails t after timeout.
+// Wait waits until cond holds for the recorded States, or fails t after timeout. cond is called
+// after every new State, never with an empty list.
 func (r *Recorder) Wait(t *testing.T, timeout time.Duration, what string, cond func([]Stamped) bool) {
 	t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		r.mu.Lock()
-		ok, ch := cond(r.states), r.changed
+		states, ch := slices.Clone(r.states), r.changed
 		r.mu.Unlock()
-		if ok {
+		if len(states) > 0 && cond(states) { // cond runs unlocked, and never sees an empty list
 			return
 		}
 		select {
 		case <-ch:
 		case <-r.done:
-			if cond(r.States()) {
+			if st := r.States(); len(st) > 0 && cond(st) {
 				return
 			}
 			t.Fatalf("%s: Run returned (%v) before %s; states:\n%s", r.Name, r.err, what, r.dump())
