@@ -28,7 +28,7 @@ type labFlags struct {
 }
 
 func (f *labFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.hacoord, "hacoord", "", `hacoord binary (default: $HACOORD_BIN, else "hacoord" next to this binary, else in PATH; "standin" for the plumbing stand-in)`)
+	fs.StringVar(&f.hacoord, "hacoord", "", `hacoord binary (default: $HACOORD_BIN, else "hacoord" next to this binary, else in PATH)`)
 	fs.StringVar(&f.backend, "backend", "etcd", "store backend: etcd or zk (ZooKeeper; needs java and Debian's zookeeper)")
 	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes")
 	fs.DurationVar(&f.ttl, "ttl", 2*time.Second, "daemons' --lease-ttl (whole seconds for etcd)")

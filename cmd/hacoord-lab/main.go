@@ -7,8 +7,7 @@
 //	hacoord-lab bench --hacoord bin/hacoord --runs 5 --scenarios crash,term,partition
 //
 // demo and bench need root; they build the lab, clean it up on exit and on Ctrl-C, and sweep what an
-// earlier killed run left behind. The hidden `standin` subcommand is a minimal etcd-only stand-in for
-// the hacoord daemon, for testing the lab's plumbing (HACOORD_BIN=standin).
+// earlier killed run left behind.
 package main
 
 import (
@@ -39,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetArgs(args)
-	root.AddCommand(newEtcdCommand(stderr), newServeCommand(stdout), newStandinCommand(stderr),
+	root.AddCommand(newEtcdCommand(stderr), newServeCommand(stdout),
 		newDemoCommand(stdout), newBenchCommand(stdout))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "hacoord-lab: %v\n", err)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/hacoord/hacoord/ipvs"
 )
 
 // Duration is a time.Duration that reads "2s" or "1500ms" from YAML.
@@ -60,6 +62,20 @@ type Settings struct {
 	Announce AnnounceSettings `yaml:"announce"`
 	Hooks    HookSettings     `yaml:"hooks"`
 	Log      LogSettings      `yaml:"log"`
+
+	// TrackScripts and TrackInterfaces gate candidacy on this node's health (keepalived's
+	// vrrp_script and track_interface). --track-script / --track-interface add to them.
+	TrackScripts    []TrackScript    `yaml:"track_scripts,omitempty"`
+	TrackInterfaces []TrackInterface `yaml:"track_interfaces,omitempty"`
+	trackScriptArgs []string
+	trackIfaceArgs  []string
+
+	// IPVS holds keepalived's virtual_server blocks (virtual_servers: at the top level of the file).
+	IPVS ipvs.Config `yaml:",inline"`
+
+	// StatusFile is where the daemon keeps a JSON snapshot of its state for `hacoord status`;
+	// default /run/hacoord/<group>.<name>.json.
+	StatusFile string `yaml:"status_file,omitempty"`
 }
 
 // EtcdSettings are the etcd connection settings, spelled as etcdctl spells its flags.
@@ -125,6 +141,7 @@ func defaultSettings() Settings {
 		Announce: AnnounceSettings{Count: 3, Repeat: 3, Interval: Duration(1100 * time.Millisecond), Refresh: Duration(10 * time.Second)},
 		Hooks:    HookSettings{Timeout: Duration(5 * time.Second)},
 		Log:      LogSettings{Format: "console", Level: "info"},
+		IPVS:     ipvs.DefaultConfig(),
 	}
 }
 
@@ -214,6 +231,12 @@ func (s Settings) validate() error {
 	if s.Announce.Refresh < 0 {
 		return configErrorf("--garp-refresh %v: not negative (0 turns it off)", time.Duration(s.Announce.Refresh))
 	}
+	if err := s.validateTracks(); err != nil {
+		return err
+	}
+	if err := s.IPVS.Validate(); err != nil {
+		return configError{err}
+	}
 	return nil
 }
 
@@ -281,6 +304,16 @@ func (s *Settings) normalize() {
 		return out
 	}
 	s.Endpoints, s.VIPs, s.VRRP.UnicastPeers = trim(s.Endpoints), trim(s.VIPs), trim(s.VRRP.UnicastPeers)
+	for i, a := range trim(s.trackScriptArgs) {
+		s.TrackScripts = append(s.TrackScripts, TrackScript{Name: fmt.Sprintf("script-%d", i+1), Script: a})
+	}
+	for _, a := range trim(s.trackIfaceArgs) {
+		s.TrackInterfaces = append(s.TrackInterfaces, TrackInterface{Name: a})
+	}
+	s.trackScriptArgs, s.trackIfaceArgs = nil, nil
+	if s.StatusFile == "" {
+		s.StatusFile = fmt.Sprintf("/run/hacoord/%s.%s.json", s.Group, s.Name)
+	}
 }
 
 // redact hides secrets before settings are printed.

@@ -11,9 +11,11 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hacoord/hacoord/election"
 	"github.com/hacoord/hacoord/fencing"
+	"github.com/hacoord/hacoord/ipvs"
 	"github.com/hacoord/hacoord/vip"
 )
 
@@ -47,7 +49,25 @@ func runDaemon(ctx context.Context, s Settings, stderr io.Writer) error {
 		return fmt.Errorf("remove leftover VIPs: %w", err)
 	}
 
-	actions, notifier, err := buildActions(s, vm, log)
+	ipv, err := ipvs.New(s.IPVS, log.Named("ipvs"))
+	switch {
+	case errors.Is(err, ipvs.ErrUnavailable):
+		// Said once; the VIPs are managed regardless and status reports IPVS as unavailable.
+		log.Warn("IPVS unavailable: virtual servers will not be programmed", zap.Error(err))
+	case err != nil:
+		return configError{err}
+	}
+	defer ipv.Close()
+
+	actions, notifier, err := buildActions(s, vm, ipv, log)
+	if err != nil {
+		return configError{err}
+	}
+	checkers, checks, err := healthCheckers(s, log.Named("health"))
+	if err != nil {
+		return err
+	}
+	gate, err := election.NewGate(el, s.VRRP.Priority, checks, log.Named("health"))
 	if err != nil {
 		return configError{err}
 	}
@@ -59,44 +79,55 @@ func runDaemon(ctx context.Context, s Settings, stderr io.Writer) error {
 		zap.Stringers("vips", vips), zap.String("version", version))
 	if s.Backend == "vrrp" {
 		log.Warn("VRRP mode has no quorum: if the path between nodes is cut, more than one node becomes master")
+		if len(s.TrackInterfaces) == 0 && len(s.VRRP.UnicastPeers) == 0 {
+			log.Warn("VRRP adverts travel on a single interface path: one cut link or switch port gives two masters; " +
+				"add a second path (bond the interface) or use --backend etcd or zk")
+		}
 	}
 
-	// vip.Run (address/link watch, announce schedule) and the notifier outlive the coordinator: they
-	// are stopped only after it has demoted.
+	// The helpers (address/link watch and announce schedule, IPVS checkers, health checks, notifier,
+	// status file) outlive the coordinator: they are stopped only after it has demoted.
 	aux, stopAux := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAux()
 	cctx, stopCo := context.WithCancelCause(ctx)
 	defer stopCo(nil)
-	vipDone := make(chan error, 1)
-	go func() {
+	var helpers errgroup.Group
+	helpers.Go(func() error {
 		err := vm.Run(aux)
 		if err != nil && aux.Err() == nil {
 			stopCo(fmt.Errorf("vip watch stopped: %w", err))
 		}
-		vipDone <- err
-	}()
-	notifyDone := make(chan error, 1)
+		return ignoreCanceled(err)
+	})
 	if notifier != nil {
-		go func() { notifyDone <- notifier.Run(aux) }()
-	} else {
-		notifyDone <- nil
+		helpers.Go(func() error { return ignoreCanceled(notifier.Run(aux)) })
 	}
+	helpers.Go(func() error { return ignoreCanceled(ipv.Run(aux)) })
+	helpers.Go(func() error { return ignoreCanceled(runHealth(aux, checkers, gate)) })
+	st := &statusWriter{path: s.StatusFile, s: s, co: co, vm: vm, ipvs: ipv, gate: gate, log: log.Named("status")}
+	helpers.Go(func() error { st.run(aux); return nil })
 
 	err = co.Run(cctx)
 	stopAux()
-	verr := <-vipDone
-	<-notifyDone
+	herr := helpers.Wait()
 	if cause := context.Cause(cctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
-	if err == nil && verr != nil && !errors.Is(verr, context.Canceled) {
-		err = verr
+	if err == nil {
+		err = herr
 	}
 	if err != nil {
 		return err
 	}
 	log.Info("stopped: VIPs released and candidacy resigned")
 	return nil
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 func vipConfig(s Settings, vips []netip.Prefix) vip.Config {
@@ -127,8 +158,17 @@ func (a vipAction) Renew(ctx context.Context, s election.State) error {
 func (a vipAction) Demote(ctx context.Context, _ election.State) error { return a.m.Release(ctx) }
 func (a vipAction) String() string                                     { return "vip" }
 
-// buildActions returns the promote chain (fence hook -> VIPs -> notify) and the notifier to run.
-func buildActions(s Settings, vm *vip.Manager, log *zap.Logger) ([]election.Action, *fencing.Notifier, error) {
+// ipvsAction programs the IPVS table before the VIPs are bound and withdraws it (when
+// program_on_backup is off) after they are released.
+type ipvsAction struct{ r *ipvs.Reconciler }
+
+func (a ipvsAction) Promote(ctx context.Context, _ election.State) error { return a.r.Promote(ctx) }
+func (a ipvsAction) Demote(ctx context.Context, _ election.State) error  { return a.r.Demote(ctx) }
+func (a ipvsAction) String() string                                      { return "ipvs" }
+
+// buildActions returns the promote chain (fence hook -> IPVS -> VIPs -> notify) and the notifier
+// to run.
+func buildActions(s Settings, vm *vip.Manager, ipv *ipvs.Reconciler, log *zap.Logger) ([]election.Action, *fencing.Notifier, error) {
 	event := func(role string, st election.State, reason string) fencing.Event {
 		return fencing.Event{Group: s.Group, Node: s.Name, Role: role, Term: st.Term, Leader: st.Leader.Node, Reason: reason}
 	}
@@ -141,6 +181,9 @@ func buildActions(s Settings, vm *vip.Manager, log *zap.Logger) ([]election.Acti
 				return h.Run(ctx, event("master", st, st.Reason))
 			},
 		})
+	}
+	if len(s.IPVS.VirtualServers) > 0 {
+		actions = append(actions, ipvsAction{ipv})
 	}
 	actions = append(actions, vipAction{vm})
 	var n *fencing.Notifier

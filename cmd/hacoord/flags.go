@@ -47,6 +47,10 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.Var(durationFlag{&s.Announce.Interval}, "garp-interval", "spacing of the further rounds (more than 1s)")
 	fs.Var(durationFlag{&s.Announce.Refresh}, "garp-refresh", "re-announce this often while master (0: off)")
 
+	fs.StringArrayVar(&s.trackScriptArgs, "track-script", s.trackScriptArgs, "program whose failure withdraws this node's candidacy (repeat; runs every 2s, no shell: use sh -c '...'); the YAML track_scripts set interval, rise/fall and VRRP weight")
+	fs.StringArrayVar(&s.trackIfaceArgs, "track-interface", s.trackIfaceArgs, "interface whose link loss withdraws this node's candidacy (repeat)")
+	fs.StringVar(&s.StatusFile, "status-file", s.StatusFile, "where the daemon keeps its state for `hacoord status` (default /run/hacoord/<group>.<name>.json)")
+
 	fs.StringVar(&s.Hooks.Fence, "fence-hook", s.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
 	fs.StringVar(&s.Hooks.Notify, "notify-hook", s.Hooks.Notify, "program run after each transition with args: group node role term")
 

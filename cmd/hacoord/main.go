@@ -87,7 +87,8 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return configError{err} })
 	root.Flags().StringVar(&configPath, "config", "", "YAML settings file; flags given on the command line override it")
 	registerFlags(root.Flags(), &s)
-	root.AddCommand(newVersionCommand(stdout), newCheckConfigCommand(stdout), newWatchCommand(stdout, stderr))
+	root.AddCommand(newVersionCommand(stdout), newCheckConfigCommand(stdout), newWatchCommand(stdout, stderr),
+		newStatusCommand(stdout), newIPVSCommand(stdout))
 	return root
 }
 

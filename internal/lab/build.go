@@ -10,7 +10,7 @@ import (
 )
 
 // Build compiles the binaries a lab needs into dir and returns their paths: hacoord-lab always,
-// hacoord unless $HACOORD_BIN names one already (or "standin"). It runs `go build` from the module
+// hacoord unless $HACOORD_BIN names one already. It runs `go build` from the module
 // root, found with `go env GOMOD` from the working directory. For TestMain.
 func Build(ctx context.Context, dir string) (hacoordBin, labBin string, err error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()

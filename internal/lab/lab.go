@@ -70,8 +70,9 @@ type Options struct {
 	TTL time.Duration
 	// ExtraArgs are appended to every daemon's command line.
 	ExtraArgs []string
-	// HacoordBin is the daemon binary; default $HACOORD_BIN. The value "standin" runs
-	// `hacoord-lab standin`, a minimal etcd-only stand-in, for testing the lab's plumbing.
+	// NodeArgs, if set, returns more arguments for the daemon of the named node.
+	NodeArgs func(node string) []string
+	// HacoordBin is the daemon binary; default $HACOORD_BIN.
 	HacoordBin string
 	// LabBin is the hacoord-lab binary (etcd, serve); default $HACOORD_LAB_BIN, else this executable
 	// when it is hacoord-lab.
@@ -134,9 +135,6 @@ func (o *Options) defaults() error {
 		return errors.New("lab: options: no hacoord binary (HacoordBin or $HACOORD_BIN)")
 	}
 	for _, p := range []*string{&o.LabBin, &o.HacoordBin} {
-		if *p == "standin" {
-			continue
-		}
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return fmt.Errorf("lab: options: %s: %w", *p, err)

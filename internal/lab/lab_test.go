@@ -8,16 +8,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hacoord/hacoord/internal/testenv"
-	"github.com/hacoord/hacoord/internal/zktest"
 )
 
 // The lab tests run the real daemon: TestMain builds cmd/hacoord and cmd/hacoord-lab once, unless
-// HACOORD_BIN (a path, or "standin" for the plumbing stand-in) and HACOORD_LAB_BIN say otherwise.
+// HACOORD_BIN and HACOORD_LAB_BIN say otherwise.
 var (
 	hacoordBin, labBin string
 	buildErr           error
@@ -51,16 +51,34 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newLab starts a 3-node etcd lab for a root test, skipping (failing under CI) without root or nft.
-func newLab(t *testing.T) *Lab {
+// backends are the stores every failover test runs against.
+var backends = []string{"etcd", "zk"}
+
+// newLab starts a 3-node lab over backend for a root test, skipping (failing under CI) without
+// root, nft or (for zk) java. mod, if set, adjusts the options.
+func newLab(t *testing.T, backend string, mod ...func(*Options)) *Lab {
 	t.Helper()
 	skipShort(t)
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "nft", "Debian package nftables")
+	if backend == "zk" {
+		testenv.RequireCommand(t, "java", "Debian package default-jre-headless, with zookeeper")
+	}
 	if buildErr != nil {
 		t.Fatalf("building the lab binaries: %v", buildErr)
 	}
-	return NewTest(t, Options{TTL: testTTL, HacoordBin: hacoordBin, LabBin: labBin})
+	o := Options{Backend: backend, TTL: testTTL, HacoordBin: hacoordBin, LabBin: labBin}
+	for _, m := range mod {
+		m(&o)
+	}
+	return NewTest(t, o)
+}
+
+// forBackends runs f as a subtest per backend.
+func forBackends(t *testing.T, f func(t *testing.T, backend string)) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) { f(t, b) })
+	}
 }
 
 func skipShort(t *testing.T) {
@@ -95,8 +113,10 @@ func runScenario(t *testing.T, l *Lab, name string) Result {
 	return r
 }
 
-func TestSteadyStateOneHolderAndClientReachesIt(t *testing.T) {
-	l := newLab(t)
+func TestSteadyStateOneHolderAndClientReachesIt(t *testing.T) { forBackends(t, testSteadyState) }
+
+func testSteadyState(t *testing.T, backend string) {
+	l := newLab(t, backend)
 	h := steady(t, l)
 	from := time.Now()
 	// Watch for a second: nothing should change.
@@ -155,8 +175,10 @@ func TestSteadyStateOneHolderAndClientReachesIt(t *testing.T) {
 	}
 }
 
-func TestCrashFailover(t *testing.T) {
-	l := newLab(t)
+func TestCrashFailover(t *testing.T) { forBackends(t, testCrashFailover) }
+
+func testCrashFailover(t *testing.T, backend string) {
+	l := newLab(t, backend)
 	r := runScenario(t, l, Crash)
 	nn := l.Node(r.New)
 	if r.NeighSwitched < 0 || l.Sampler.NeighMAC() != nn.MAC.String() {
@@ -167,8 +189,10 @@ func TestCrashFailover(t *testing.T) {
 	}
 }
 
-func TestTermFastHandover(t *testing.T) {
-	l := newLab(t)
+func TestTermFastHandover(t *testing.T) { forBackends(t, testTermFastHandover) }
+
+func testTermFastHandover(t *testing.T, backend string) {
+	l := newLab(t, backend)
 	r := runScenario(t, l, Term)
 	if limit := testTTL / 2; r.Takeover > limit || r.Outage > limit {
 		t.Errorf("SIGTERM handover: takeover %v, client outage %v; want both under %v (TTL %v)", r.Takeover, r.Outage, limit, testTTL)
@@ -179,7 +203,11 @@ func TestTermFastHandover(t *testing.T) {
 }
 
 func TestPartitionFencesBeforeTakeover(t *testing.T) {
-	l := newLab(t)
+	forBackends(t, testPartitionFencesBeforeTakeover)
+}
+
+func testPartitionFencesBeforeTakeover(t *testing.T, backend string) {
+	l := newLab(t, backend)
 	r := runScenario(t, l, Partition)
 	if r.TwoHolders != 0 {
 		t.Errorf("partitioned master still held the VIP while %s had it: two holders for %v", r.New, r.TwoHolders)
@@ -189,8 +217,10 @@ func TestPartitionFencesBeforeTakeover(t *testing.T) {
 	}
 }
 
-func TestPauseNoReannounce(t *testing.T) {
-	l := newLab(t)
+func TestPauseNoReannounce(t *testing.T) { forBackends(t, testPauseNoReannounce) }
+
+func testPauseNoReannounce(t *testing.T, backend string) {
+	l := newLab(t, backend)
 	r := runScenario(t, l, Pause)
 	if len(r.StaleARP) > 0 {
 		t.Errorf("resumed %s announced the VIP %d times after SIGCONT, first at +%v", r.Old, len(r.StaleARP), r.StaleARP[0].At.Sub(r.Resumed))
@@ -202,8 +232,10 @@ func TestPauseNoReannounce(t *testing.T) {
 	t.Logf("pause: two holders for %v", r.TwoHolders)
 }
 
-func TestKillLifetimeBackstop(t *testing.T) {
-	l := newLab(t)
+func TestKillLifetimeBackstop(t *testing.T) { forBackends(t, testKillLifetimeBackstop) }
+
+func testKillLifetimeBackstop(t *testing.T, backend string) {
+	l := newLab(t, backend)
 	r := runScenario(t, l, Kill)
 	old := l.Node(r.Old)
 	if r.OldReleased < 0 {
@@ -250,29 +282,6 @@ func TestHolderTimes(t *testing.T) {
 	}
 }
 
-// TestStandinPlumbing runs the lab around the stand-in daemon (hacoord-lab standin), so a broken
-// lab is told apart from a broken daemon.
-func TestStandinPlumbing(t *testing.T) {
-	skipShort(t)
-	testenv.RequireRoot(t)
-	if buildErr != nil && labBin == "" {
-		t.Fatalf("building hacoord-lab: %v", buildErr)
-	}
-	l := NewTest(t, Options{TTL: testTTL, HacoordBin: "standin", LabBin: labBin})
-	r := runScenario(t, l, Term)
-	if r.TwoHolders != 0 || r.Outage > testTTL/2 {
-		t.Errorf("stand-in SIGTERM handover: two holders %v, outage %v", r.TwoHolders, r.Outage)
-	}
-	if _, err := l.RestoreAll(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := l.LeaderRecord(rctx); err != nil {
-		t.Error(err)
-	}
-}
-
 func TestOutage(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -287,19 +296,48 @@ func TestOutage(t *testing.T) {
 	}
 }
 
-// TestZKStore starts the lab's ZooKeeper store (no daemons) and asks it "ruok" from the client
-// namespace.
-func TestZKStore(t *testing.T) {
-	skipShort(t)
-	testenv.RequireRoot(t)
-	testenv.RequireCommand(t, "java", "Debian package default-jre-headless, with zookeeper")
-	if labBin == "" {
-		t.Fatalf("building hacoord-lab: %v", buildErr)
+// A master whose track script starts failing withdraws its candidacy: another node takes the VIP,
+// with no instant of two holders; once the script passes again the node is a candidate again.
+func TestTrackScriptFailureHandsOver(t *testing.T) { forBackends(t, testTrackScript) }
+
+func testTrackScript(t *testing.T, backend string) {
+	dir := t.TempDir()
+	l := newLab(t, backend, func(o *Options) {
+		o.Nodes = 2
+		o.NodeArgs = func(node string) []string {
+			conf := filepath.Join(dir, node+".yaml")
+			body := fmt.Sprintf("track_scripts:\n  - name: service\n    script: test ! -e %s\n    interval: 100ms\n    fall: 2\n",
+				filepath.Join(dir, "fail-"+node))
+			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--config", conf}
+		}
+	})
+	h := steady(t, l)
+	fail := filepath.Join(dir, "fail-"+h.Name)
+	if err := os.WriteFile(fail, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	l := NewTest(t, Options{Backend: "zk", NoStart: true, HacoordBin: "standin", LabBin: labBin})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	failed := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if ep := l.Store.Endpoints()[0]; !zktest.Ruok(ctx, l.DialContext, ep) {
-		t.Fatalf("ZooKeeper at %s does not answer ruok from the client namespace", ep)
+	holders, at, err := l.Sampler.WaitHolders(ctx, func(hs []string) bool { return len(hs) == 1 && hs[0] != h.Name })
+	if err != nil {
+		t.Fatalf("no other node took over after %s's track script failed: %v", h.Name, err)
+	}
+	t.Logf("%s's track script failed; %s holds the VIP %v later", h.Name, holders[0], at.Sub(failed))
+	if two, _ := l.Sampler.HolderTimes(failed, time.Now()); two != 0 {
+		t.Errorf("two holders for %v during a health handover", two)
+	}
+	if err := os.Remove(fail); err != nil {
+		t.Fatal(err)
+	}
+	// Healthy again, it campaigns again: stopping the other node hands the VIP back to it.
+	if err := l.Node(holders[0]).Term(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Sampler.WaitHolders(ctx, func(hs []string) bool { return len(hs) == 1 && hs[0] == h.Name }); err != nil {
+		t.Fatalf("%s did not take the VIP back after its script passed again and %s stopped: %v", h.Name, holders[0], err)
 	}
 }

@@ -26,7 +26,14 @@ func (n *Node) DaemonArgs() []string {
 		"--lease-ttl", o.TTL.String(),
 		"--log-format", "json",
 	}
-	return append(args, o.ExtraArgs...)
+	if n.lab.Store.Backend() == "zk" {
+		args = append(args, "--zk-session-timeout", o.TTL.String())
+	}
+	args = append(args, o.ExtraArgs...)
+	if o.NodeArgs != nil {
+		args = append(args, o.NodeArgs(n.Name)...)
+	}
+	return args
 }
 
 // Start starts whichever of the node's service and daemon is not running, the service first (and
@@ -54,9 +61,6 @@ func (n *Node) Start(ctx context.Context) error {
 	defer n.mu.Unlock()
 	if n.daemon == nil || n.daemon.Exited() {
 		bin, args := o.HacoordBin, n.DaemonArgs()
-		if bin == "standin" {
-			bin, args = o.LabBin, append([]string{"standin"}, args...)
-		}
 		p, err := startProc(n.NS, n.Name+"/hacoord", filepath.Join(n.lab.dir, n.Name+"-hacoord.log"), bin, args...)
 		if err != nil {
 			return err

@@ -1,15 +1,12 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
+	"strings"
 
 	"github.com/hacoord/hacoord/election"
 	"github.com/hacoord/hacoord/internal/netnstest"
@@ -39,31 +36,20 @@ func dialIn(ctx context.Context, ns *netnstest.NS, network, addr string) (net.Co
 	return c, err
 }
 
-// LeaderRecord reads the master record the daemons publish (etcd stores only), through an etcd
-// client whose connections are made from the client namespace.
+// LeaderRecord reads the master record the daemons publish, the way a client would: it runs
+// `hacoord watch --once` in the client namespace.
 func (l *Lab) LeaderRecord(ctx context.Context) (election.Record, error) {
-	if l.Store.Backend() != "etcd" {
-		return election.Record{}, fmt.Errorf("lab: LeaderRecord: backend %s: only etcd", l.Store.Backend())
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   l.Store.Endpoints(),
-		DialTimeout: 5 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return l.DialContext(ctx, "tcp", addr)
-		})},
-		Logger: zap.NewNop(),
-	})
+	cmd := l.Client.Command(ctx, l.opts.HacoordBin, "watch", "--once", "--backend", l.Store.Backend(),
+		"--endpoints", strings.Join(l.Store.Endpoints(), ","), "--group", Group)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return election.Record{}, fmt.Errorf("lab: etcd client: %w", err)
+		return election.Record{}, fmt.Errorf("lab: hacoord watch --once: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	defer cli.Close()
-	key := "/hacoord/" + Group + "/leader"
-	resp, err := cli.Get(ctx, key)
-	if err != nil {
-		return election.Record{}, fmt.Errorf("lab: get %s: %w", key, err)
+	out = bytes.TrimSpace(out)
+	if string(out) == "{}" {
+		return election.Record{}, fmt.Errorf("%w under /hacoord/%s/leader", ErrNoRecord, Group)
 	}
-	if len(resp.Kvs) == 0 {
-		return election.Record{}, fmt.Errorf("%w under %s", ErrNoRecord, key)
-	}
-	return election.ParseRecord(resp.Kvs[0].Value)
+	return election.ParseRecord(out)
 }
