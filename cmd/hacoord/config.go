@@ -48,6 +48,9 @@ type Settings struct {
 	// VIPLifetime puts a kernel lifetime on bound VIPs, renewed with every lease renewal, so a
 	// SIGKILLed or stopped daemon's VIP is removed by the kernel shortly after its fencing deadline.
 	VIPLifetime *bool `yaml:"vip_lifetime,omitempty"`
+	// FenceGuard runs the fence guard, a watchdog process that removes the VIPs the moment the
+	// daemon dies and when a stopped daemon's deadline passes (fencing.Guard). Default true.
+	FenceGuard bool `yaml:"fence_guard"`
 
 	// Endpoints are the store's servers: etcd URLs, or ZooKeeper host:port (optionally with a chroot
 	// suffix on the last one, as ZooKeeper connection strings allow).
@@ -132,16 +135,17 @@ type LogSettings struct {
 func defaultSettings() Settings {
 	host, _ := os.Hostname()
 	return Settings{
-		Backend:  "etcd",
-		Group:    "default",
-		Name:     host,
-		LeaseTTL: Duration(2 * time.Second),
-		ZK:       ZKSettings{SessionTimeout: Duration(4 * time.Second)},
-		VRRP:     VRRPSettings{Priority: 100, AdvertInt: Duration(time.Second), Version: 3},
-		Announce: AnnounceSettings{Count: 3, Repeat: 3, Interval: Duration(1100 * time.Millisecond), Refresh: Duration(10 * time.Second)},
-		Hooks:    HookSettings{Timeout: Duration(5 * time.Second)},
-		Log:      LogSettings{Format: "console", Level: "info"},
-		IPVS:     ipvs.DefaultConfig(),
+		Backend:    "etcd",
+		FenceGuard: true,
+		Group:      "default",
+		Name:       host,
+		LeaseTTL:   Duration(2 * time.Second),
+		ZK:         ZKSettings{SessionTimeout: Duration(4 * time.Second)},
+		VRRP:       VRRPSettings{Priority: 100, AdvertInt: Duration(time.Second), Version: 3},
+		Announce:   AnnounceSettings{Count: 3, Repeat: 3, Interval: Duration(1100 * time.Millisecond), Refresh: Duration(10 * time.Second)},
+		Hooks:      HookSettings{Timeout: Duration(5 * time.Second)},
+		Log:        LogSettings{Format: "console", Level: "info"},
+		IPVS:       ipvs.DefaultConfig(),
 	}
 }
 

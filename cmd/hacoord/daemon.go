@@ -59,7 +59,14 @@ func runDaemon(ctx context.Context, s Settings, stderr io.Writer) error {
 	}
 	defer ipv.Close()
 
-	actions, notifier, err := buildActions(s, vm, ipv, log)
+	var g *guard
+	if s.FenceGuard {
+		if g, err = startGuard(s, stderr, log); err != nil {
+			return err
+		}
+		defer g.Close()
+	}
+	actions, notifier, err := buildActions(s, vm, ipv, g, log)
 	if err != nil {
 		return configError{err}
 	}
@@ -147,16 +154,52 @@ func vipConfig(s Settings, vips []netip.Prefix) vip.Config {
 
 // vipAction binds the VIPs on promote (with the deadline, which also sets their kernel lifetime),
 // renews the lifetime on every lease renewal and unbinds them on demote.
-type vipAction struct{ m *vip.Manager }
+// With a fence guard, the guard hears of the hold (and its deadline) before anything is bound, of
+// every renewal before the kernel lifetime moves, and of the release after the VIPs are gone.
+type vipAction struct {
+	m     *vip.Manager
+	guard *guard // nil: no fence guard
+	log   *zap.Logger
+}
+
+func (a vipAction) hold(until time.Time) error {
+	if a.guard == nil {
+		return nil
+	}
+	err := a.guard.Hold(until)
+	if err != nil && !errors.Is(err, fencing.ErrGuardDeadline) {
+		// The daemon still fences itself and the kernel lifetime still backs it up.
+		a.log.Error("fence guard unreachable: a SIGKILLed or stopped daemon would keep the VIPs until their kernel lifetime ends", zap.Error(err))
+		return nil
+	}
+	return err
+}
 
 func (a vipAction) Promote(ctx context.Context, s election.State) error {
+	if err := a.hold(s.ValidUntil); err != nil {
+		return err
+	}
 	return a.m.Acquire(ctx, s.ValidUntil)
 }
+
 func (a vipAction) Renew(ctx context.Context, s election.State) error {
+	if err := a.hold(s.ValidUntil); err != nil {
+		return err
+	}
 	return a.m.Extend(ctx, s.ValidUntil)
 }
-func (a vipAction) Demote(ctx context.Context, _ election.State) error { return a.m.Release(ctx) }
-func (a vipAction) String() string                                     { return "vip" }
+
+func (a vipAction) Demote(ctx context.Context, _ election.State) error {
+	err := a.m.Release(ctx)
+	if a.guard != nil && err == nil {
+		if gerr := a.guard.Release(); gerr != nil {
+			a.log.Warn("telling the fence guard", zap.Error(gerr))
+		}
+	}
+	return err
+}
+
+func (a vipAction) String() string { return "vip" }
 
 // ipvsAction programs the IPVS table before the VIPs are bound and withdraws it (when
 // program_on_backup is off) after they are released.
@@ -168,7 +211,7 @@ func (a ipvsAction) String() string                                      { retur
 
 // buildActions returns the promote chain (fence hook -> IPVS -> VIPs -> notify) and the notifier
 // to run.
-func buildActions(s Settings, vm *vip.Manager, ipv *ipvs.Reconciler, log *zap.Logger) ([]election.Action, *fencing.Notifier, error) {
+func buildActions(s Settings, vm *vip.Manager, ipv *ipvs.Reconciler, g *guard, log *zap.Logger) ([]election.Action, *fencing.Notifier, error) {
 	event := func(role string, st election.State, reason string) fencing.Event {
 		return fencing.Event{Group: s.Group, Node: s.Name, Role: role, Term: st.Term, Leader: st.Leader.Node, Reason: reason}
 	}
@@ -185,7 +228,7 @@ func buildActions(s Settings, vm *vip.Manager, ipv *ipvs.Reconciler, log *zap.Lo
 	if len(s.IPVS.VirtualServers) > 0 {
 		actions = append(actions, ipvsAction{ipv})
 	}
-	actions = append(actions, vipAction{vm})
+	actions = append(actions, vipAction{m: vm, guard: g, log: log.Named("vip")})
 	var n *fencing.Notifier
 	if s.Hooks.Notify != "" {
 		var err error

@@ -51,6 +51,7 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	fs.StringArrayVar(&s.trackIfaceArgs, "track-interface", s.trackIfaceArgs, "interface whose link loss withdraws this node's candidacy (repeat)")
 	fs.StringVar(&s.StatusFile, "status-file", s.StatusFile, "where the daemon keeps its state for `hacoord status` (default /run/hacoord/<group>.<name>.json)")
 
+	fs.BoolVar(&s.FenceGuard, "fence-guard", s.FenceGuard, "run a watchdog process that removes the VIPs as soon as the daemon dies or a stopped daemon's deadline passes")
 	fs.StringVar(&s.Hooks.Fence, "fence-hook", s.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
 	fs.StringVar(&s.Hooks.Notify, "notify-hook", s.Hooks.Notify, "program run after each transition with args: group node role term")
 
