@@ -32,9 +32,10 @@ test-unit:
 test-ipvs:
 	@if [ -x ipvs/vmtest/run ]; then ipvs/vmtest/run; else echo "test-ipvs: ipvs/vmtest/run missing" >&2; [ "$${CI:-}" != "true" ]; fi
 
-# Failover figures in the namespace lab: min/median/max over repeated runs.
+# Failover figures in the namespace lab: min/median/max over repeated runs of every backend, and
+# native VRRP against keepalived side by side. RUNS=n sets the repetitions.
 bench: build
-	$(BIN)/hacoord-lab bench --runs $${RUNS:-5}
+	$(BIN)/hacoord-lab bench --all --runs $${RUNS:-5}
 
 # A lab of network namespaces with an embedded etcd: watch a VIP fail over.
 demo: build

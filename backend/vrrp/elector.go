@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/fencing"
 )
 
 // ResignTimeout bounds the delivery of the final Backup State after ctx is done.
@@ -241,6 +242,8 @@ func (r *runner) send(p Packet) {
 	if len(dsts) == 0 {
 		dsts = []netip.Addr{MulticastGroup}
 	}
+	now := time.Now()
+	sent := false
 	for _, dst := range dsts {
 		b, err := p.Marshal(src, dst)
 		if err == nil {
@@ -248,7 +251,39 @@ func (r *runner) send(p Packet) {
 		}
 		if err != nil {
 			r.e.log.Warn("advert not sent", zap.Stringer("dst", dst), zap.Error(err))
+			continue
 		}
+		sent = true
+	}
+	if sent && p.Priority != PriorityStop && r.m.State() == Master {
+		r.renew(now)
+	}
+}
+
+// validity is how long a master may hold the VIPs after sending an advert: a backup declares it
+// down Master_Down_Interval = 3 x Master_Adver_Interval + Skew_Time after the last advert it
+// received (RFC 5798 §6.1), so a master that stops advertising (SIGSTOP, a hang) must have let go
+// before 3 x Advertisement_Interval from its last send, less a margin for timer latency and the
+// netlink round trip (fencing.DefaultMargin).
+func (c Config) validity() time.Duration {
+	mdi := 3 * c.AdvertInt
+	return mdi - fencing.DefaultMargin(mdi)
+}
+
+// renew moves the master's self-fencing deadline on after an advert sent at now.
+func (r *runner) renew(now time.Time) {
+	e := r.e
+	e.mu.Lock()
+	if e.state.Role != election.Master {
+		e.mu.Unlock()
+		return
+	}
+	e.state.ValidUntil = now.Add(e.cfg.validity())
+	e.state.Reason = "advert sent"
+	e.mu.Unlock()
+	select {
+	case r.pub <- struct{}{}:
+	default:
 	}
 }
 
@@ -262,6 +297,7 @@ func (r *runner) transition(t Transition) {
 	case Master:
 		s.Role = election.Master
 		s.Term = r.term
+		s.ValidUntil = time.Now().Add(e.cfg.validity()) // moved on by every advert sent
 	case Fault:
 		s.Role = election.Fault
 	default:

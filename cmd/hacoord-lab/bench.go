@@ -14,14 +14,55 @@ import (
 	"github.com/hacoord/hacoord/internal/lab"
 )
 
+// setup is one lab configuration the bench measures: a backend, what runs on the nodes, and the
+// scenarios.
+type setup struct {
+	backend, impl string
+	advert        time.Duration
+	scenarios     []string
+}
+
+func (s setup) String() string {
+	switch {
+	case s.backend == "vrrp":
+		return fmt.Sprintf("%s vrrp %v", s.impl, s.advert)
+	default:
+		return s.impl + " " + s.backend
+	}
+}
+
+// suite is what `make bench` runs: the quorum backends' crash, term and partition, and VRRP-mode
+// SIGKILL and SIGTERM at two advert intervals for hacoord and, side by side, keepalived.
+func suite() []setup {
+	quorum := []string{lab.Crash, lab.Term, lab.Partition}
+	vrrp := []string{lab.Kill, lab.Term}
+	var out []setup
+	for _, b := range []string{"etcd", "zk"} {
+		out = append(out, setup{backend: b, impl: lab.ImplHacoord, scenarios: quorum})
+	}
+	for _, adv := range []time.Duration{time.Second, 100 * time.Millisecond} {
+		for _, impl := range []string{lab.ImplHacoord, lab.ImplKeepalived} {
+			out = append(out, setup{backend: "vrrp", impl: impl, advert: adv, scenarios: vrrp})
+		}
+	}
+	return out
+}
+
 func newBenchCommand(stdout io.Writer) *cobra.Command {
 	var f labFlags
 	var runs int
 	var scenarios []string
+	var all bool
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Run fault scenarios repeatedly in one lab and print min/median/max of outage, two-holder and no-holder time (root)",
-		Args:  cobra.NoArgs,
+		Short: "Run fault scenarios repeatedly and print min/median/max of outage, two-holder and no-holder time (root)",
+		Long: `bench builds a lab, runs each scenario --runs times (restoring the lab in between) and prints
+min / median / max of the client-visible outage (last reply from the old holder to the first from
+the new one), the time two nodes held the VIP, the time none did, the takeover and the old holder's
+release, all from the fault. With --all it runs the whole suite in one go: etcd and ZooKeeper
+(crash, term, partition), then native VRRP (kill, term) at advert intervals 1s and 100ms with
+hacoord on every node and, for comparison, with keepalived on every node.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, s := range scenarios {
 				if !slices.Contains(lab.Scenarios, s) {
@@ -31,67 +72,56 @@ func newBenchCommand(stdout io.Writer) *cobra.Command {
 			if runs < 1 {
 				return fmt.Errorf("--runs %d: need at least 1", runs)
 			}
-			return bench(cmd.Context(), &f, runs, scenarios, stdout)
+			setups := []setup{{backend: f.backend, impl: f.impl, advert: f.advert, scenarios: scenarios}}
+			if all {
+				setups = suite()
+			}
+			return bench(cmd.Context(), &f, runs, setups, stdout)
 		},
 	}
 	f.register(cmd.Flags())
 	cmd.Flags().IntVar(&runs, "runs", 5, "runs per scenario")
+	cmd.Flags().BoolVar(&all, "all", false, "run the whole suite (every backend, VRRP against keepalived); ignores --backend, --impl, --advert-int, --scenarios")
 	cmd.Flags().StringSliceVar(&scenarios, "scenarios", []string{lab.Crash, lab.Term, lab.Partition}, "scenarios, comma-separated: "+strings.Join(lab.Scenarios, ","))
 	return cmd
 }
 
-func bench(ctx context.Context, f *labFlags, runs int, scenarios []string, out io.Writer) (err error) {
-	if f.jitter < 0 {
-		f.jitter = f.ttl / 2
-	}
-	fmt.Fprintf(out, "hacoord bench: %d nodes, %s store, lease TTL %v, %d runs of %s, fault jitter %v\n", f.nodes, f.backend, f.ttl, runs, strings.Join(scenarios, ","), f.jitter)
-	l, err := f.newLab(ctx, out)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(out, l.Tails(15))
+// row is the results of one scenario in one setup.
+type row struct {
+	setup    setup
+	scenario string
+	results  []lab.Result
+}
+
+func bench(ctx context.Context, f *labFlags, runs int, setups []setup, out io.Writer) error {
+	var rows []row
+	var resolution string
+	for _, s := range setups {
+		rs, res, err := benchSetup(ctx, f, runs, s, out)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s, err)
 		}
-		fmt.Fprintf(out, "logs: %s\n", l.Dir())
-		l.Close()
-	}()
-	results := map[string][]lab.Result{}
-	for i := 1; i <= runs; i++ {
-		for _, s := range scenarios {
-			r, err := l.RunScenario(ctx, s)
-			if err != nil {
-				return fmt.Errorf("run %d %s: %w", i, s, err)
-			}
-			results[s] = append(results[s], r)
-			fmt.Fprintf(out, "  run %d %s\n", i, r.Summary())
-			rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			_, err = l.RestoreAll(rctx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("run %d %s: restore: %w", i, s, err)
-			}
-		}
+		rows, resolution = append(rows, rs...), res
 	}
-	period, round, _ := l.Sampler.Resolution()
-	fmt.Fprintf(out, "\nmin / median / max over %d runs (ms); sampler every %v (slowest round %v), client probe every 10ms\n\n",
-		runs, period, round.Round(time.Microsecond))
+	fmt.Fprintf(out, "\nmin / median / max over %d runs (ms); %s, client probe every 10ms; '+': the old holder never let go within the window\n\n", runs, resolution)
 	tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tclient outage\ttwo holders\tno holder\ttakeover\told released\t")
-	for _, s := range scenarios {
-		rs := results[s]
+	fmt.Fprintln(tw, "setup\tscenario\tclient outage\ttwo holders\tno holder\ttakeover\told released\t")
+	for _, r := range rows {
 		col := func(get func(lab.Result) time.Duration) string {
 			var v []time.Duration
-			for _, r := range rs {
-				if d := get(r); d >= 0 {
+			for _, res := range r.results {
+				if d := get(res); d >= 0 {
 					v = append(v, d)
 				}
 			}
 			return stats(v)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", s,
-			col(func(r lab.Result) time.Duration { return r.Outage }),
-			col(func(r lab.Result) time.Duration { return r.TwoHolders }),
+		two := col(func(r lab.Result) time.Duration { return r.TwoHolders })
+		if slices.ContainsFunc(r.results, func(r lab.Result) bool { return r.OldReleased < 0 }) {
+			two += "+"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.setup, r.scenario,
+			col(func(r lab.Result) time.Duration { return r.Outage }), two,
 			col(func(r lab.Result) time.Duration { return r.NoHolder }),
 			col(func(r lab.Result) time.Duration { return r.Takeover }),
 			col(func(r lab.Result) time.Duration { return r.OldReleased }))
@@ -99,6 +129,52 @@ func bench(ctx context.Context, f *labFlags, runs int, scenarios []string, out i
 	tw.Flush()
 	fmt.Fprintln(out)
 	return nil
+}
+
+// benchSetup runs every scenario of s runs times in one lab.
+func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.Writer) (rows []row, resolution string, err error) {
+	f := *base
+	f.backend, f.impl, f.advert = s.backend, s.impl, s.advert
+	detect := f.ttl
+	if s.backend == "vrrp" {
+		detect = 4 * s.advert
+	}
+	if f.jitter < 0 {
+		f.jitter = detect / 2
+	}
+	fmt.Fprintf(out, "%s: %d nodes, lease TTL %v, %d runs of %s, fault jitter %v\n", s, f.nodes, f.ttl, runs, strings.Join(s.scenarios, ","), f.jitter)
+	l, err := f.newLab(ctx, out)
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			fmt.Fprintln(out, l.Tails(15))
+		}
+		fmt.Fprintf(out, "  logs: %s\n", l.Dir())
+		l.Close()
+	}()
+	for _, sc := range s.scenarios {
+		rows = append(rows, row{setup: s, scenario: sc})
+	}
+	for i := 1; i <= runs; i++ {
+		for j, sc := range s.scenarios {
+			r, err := l.RunScenario(ctx, sc)
+			if err != nil {
+				return nil, "", fmt.Errorf("run %d %s: %w", i, sc, err)
+			}
+			rows[j].results = append(rows[j].results, r)
+			fmt.Fprintf(out, "  run %d %s\n", i, r.Summary())
+			rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			_, err = l.RestoreAll(rctx)
+			cancel()
+			if err != nil {
+				return nil, "", fmt.Errorf("run %d %s: restore: %w", i, sc, err)
+			}
+		}
+	}
+	period, round, _ := l.Sampler.Resolution()
+	return rows, fmt.Sprintf("sampler every %v (slowest round %v)", period, round.Round(time.Microsecond)), nil
 }
 
 // stats renders min / median / max in milliseconds.

@@ -19,6 +19,8 @@ import (
 type labFlags struct {
 	hacoord string
 	backend string
+	impl    string
+	advert  time.Duration
 	nodes   int
 	ttl     time.Duration
 	extra   []string
@@ -29,7 +31,9 @@ type labFlags struct {
 
 func (f *labFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.hacoord, "hacoord", "", `hacoord binary (default: $HACOORD_BIN, else "hacoord" next to this binary, else in PATH)`)
-	fs.StringVar(&f.backend, "backend", "etcd", "store backend: etcd or zk (ZooKeeper; needs java and Debian's zookeeper)")
+	fs.StringVar(&f.backend, "backend", "etcd", "backend: etcd, zk (ZooKeeper; needs java and Debian's zookeeper) or vrrp (native VRRP, no store)")
+	fs.StringVar(&f.impl, "impl", "hacoord", "what runs on the nodes: hacoord, or keepalived (backend vrrp only) for comparison")
+	fs.DurationVar(&f.advert, "advert-int", time.Second, "VRRP advert interval (backend vrrp)")
 	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes")
 	fs.DurationVar(&f.ttl, "ttl", 2*time.Second, "daemons' --lease-ttl (whole seconds for etcd)")
 	fs.StringArrayVar(&f.extra, "daemon-arg", nil, "extra argument for every daemon (repeat)")
@@ -66,7 +70,7 @@ func (f *labFlags) newLab(ctx context.Context, out io.Writer) (*lab.Lab, error) 
 	if err != nil {
 		return nil, err
 	}
-	o := lab.Options{Nodes: f.nodes, Backend: f.backend, TTL: f.ttl, ExtraArgs: f.extra, HacoordBin: bin, Dir: f.dir, Jitter: f.jitter}
+	o := lab.Options{Nodes: f.nodes, Backend: f.backend, Impl: f.impl, AdvertInt: f.advert, TTL: f.ttl, ExtraArgs: f.extra, HacoordBin: bin, Dir: f.dir, Jitter: f.jitter}
 	if f.verbose {
 		o.Logf = func(format string, args ...any) { fmt.Fprintf(out, "  lab: "+format+"\n", args...) }
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
@@ -86,9 +87,9 @@ func runDaemon(ctx context.Context, s Settings, stderr io.Writer) error {
 		zap.Stringers("vips", vips), zap.String("version", version))
 	if s.Backend == "vrrp" {
 		log.Warn("VRRP mode has no quorum: if the path between nodes is cut, more than one node becomes master")
-		if len(s.TrackInterfaces) == 0 && len(s.VRRP.UnicastPeers) == 0 {
-			log.Warn("VRRP adverts travel on a single interface path: one cut link or switch port gives two masters; " +
-				"add a second path (bond the interface) or use --backend etcd or zk")
+		if n := linkPaths(s.Interface); n < 2 {
+			log.Warn("VRRP adverts travel on a single interface path: one cut link or switch port gives two masters; "+
+				"bond two links under the interface, or use --backend etcd or zk", zap.String("interface", s.Interface), zap.Int("paths", n))
 		}
 	}
 
@@ -311,4 +312,26 @@ func newLogger(ls LogSettings, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}
+
+// linkPaths counts the physical paths under an interface: the slaves of a bond or team, else 1.
+func linkPaths(ifname string) int {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return 1
+	}
+	if t := l.Type(); t != "bond" && t != "team" {
+		return 1
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return 1
+	}
+	n := 0
+	for _, o := range links {
+		if o.Attrs().MasterIndex == l.Attrs().Index && o.Attrs().OperState == netlink.OperUp {
+			n++
+		}
+	}
+	return n
 }

@@ -62,8 +62,17 @@ func NodeAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 77, 0, byte
 type Options struct {
 	// Nodes is the number of nodes, 1..9; default 3.
 	Nodes int
-	// Backend selects the store when Store is nil: "etcd" (default) or "zk".
+	// Backend selects the store when Store is nil: "etcd" (default), "zk", or "vrrp" (no store:
+	// the nodes elect with native VRRP on the lab bridge).
 	Backend string
+	// Impl is what runs on the nodes: "hacoord" (default) or, with backend vrrp, "keepalived"
+	// (Debian's keepalived with the same VRID, priorities and advert interval), for comparison.
+	Impl string
+	// NodeImpl, if set, overrides Impl per node (a mixed hacoord/keepalived VRRP group).
+	NodeImpl func(node string) string
+	// AdvertInt is the VRRP advert interval (backend vrrp); default 1s. Node i gets priority
+	// 100+10*(Nodes-i), so n1 is the preferred master.
+	AdvertInt time.Duration
 	// Store overrides Backend with a store of the caller's (the ZooKeeper store, for one).
 	Store Store
 	// TTL is the daemons' --lease-ttl; default 2s.
@@ -110,12 +119,28 @@ func (o *Options) defaults() error {
 			o.Store = &EtcdStore{}
 		case "zk":
 			o.Store = &ZKStore{}
+		case "vrrp":
+			o.Store = noStore{}
 		default:
 			return fmt.Errorf("lab: options: backend %q has no built-in store (set Options.Store)", o.Backend)
 		}
 	}
 	if o.TTL == 0 {
 		o.TTL = 2 * time.Second
+	}
+	if o.AdvertInt == 0 {
+		o.AdvertInt = time.Second
+	}
+	switch o.Impl {
+	case "":
+		o.Impl = ImplHacoord
+	case ImplHacoord:
+	case ImplKeepalived:
+	default:
+		return fmt.Errorf("lab: options: impl %q: want %s or %s", o.Impl, ImplHacoord, ImplKeepalived)
+	}
+	if (o.Impl == ImplKeepalived || o.NodeImpl != nil) && o.Store.Backend() != "vrrp" {
+		return fmt.Errorf("lab: options: keepalived nodes need backend vrrp, not %q", o.Store.Backend())
 	}
 	if o.HacoordBin == "" {
 		o.HacoordBin = os.Getenv("HACOORD_BIN")

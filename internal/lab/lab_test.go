@@ -356,3 +356,64 @@ func testTrackScript(t *testing.T, backend string) {
 		t.Fatalf("%s did not take the VIP back after its script passed again and %s stopped: %v", h.Name, holders[0], err)
 	}
 }
+
+// newVRRPLab starts a lab of native VRRP nodes with 100ms adverts; impl names what each node runs
+// (nil: hacoord everywhere).
+func newVRRPLab(t *testing.T, nodes int, impl func(string) string) *Lab {
+	t.Helper()
+	if impl != nil {
+		testenv.RequireCommand(t, "keepalived", "Debian package keepalived")
+	}
+	return newLab(t, "vrrp", func(o *Options) {
+		o.Nodes, o.AdvertInt, o.NodeImpl = nodes, 100*time.Millisecond, impl
+	})
+}
+
+// VRRP mode, hacoord on every node: SIGKILL of the master's daemon leaves no VIP behind (the fence
+// guard), SIGTERM hands over at once (priority-0 advert), and a paused master lets go before a
+// backup declares it down (its deadline is 3 adverts from its last one), so none of them gives two
+// holders — which keepalived gives for kill and pause.
+func TestVRRPFailover(t *testing.T) {
+	for _, sc := range []string{Kill, Term, Pause, Crash} {
+		t.Run(sc, func(t *testing.T) {
+			l := newVRRPLab(t, 3, nil)
+			r := runScenario(t, l, sc)
+			if r.TwoHolders != 0 {
+				t.Errorf("two holders for %v", r.TwoHolders)
+			}
+			if sc == Term && r.Takeover > 4*100*time.Millisecond {
+				t.Errorf("SIGTERM takeover %v, want within a Master_Down_Interval (priority-0 advert)", r.Takeover)
+			}
+			if sc == Pause && len(r.StaleARP) > 0 {
+				t.Logf("resumed master announced %d times (VRRP preempts back: expected)", len(r.StaleARP))
+			}
+		})
+	}
+}
+
+// A group of keepalived (n1, preferred) and hacoord (n2): hacoord follows keepalived, takes over
+// when keepalived is killed, and hands the VIP back when keepalived returns (preempt).
+func TestVRRPMixedWithKeepalived(t *testing.T) {
+	l := newVRRPLab(t, 2, func(node string) string {
+		if node == "n1" {
+			return ImplKeepalived
+		}
+		return ImplHacoord
+	})
+	if h := steady(t, l); h.Name != "n1" {
+		t.Fatalf("steady holder %s, want keepalived on n1 (priority %d)", h.Name, l.Node("n1").Priority())
+	}
+	r := runScenario(t, l, Crash)
+	if r.New != "n2" || r.TwoHolders != 0 {
+		t.Fatalf("keepalived crashed: %s took over with two holders %v; want hacoord on n2, none", r.New, r.TwoHolders)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := l.RestoreAll(ctx); err != nil {
+		t.Fatalf("keepalived did not take the VIP back from hacoord: %v", err)
+	}
+	r = runScenario(t, l, Term)
+	if r.New != "n2" || r.Takeover > 400*time.Millisecond {
+		t.Errorf("keepalived SIGTERM: %s took over after %v; want hacoord within a Master_Down_Interval", r.New, r.Takeover)
+	}
+}

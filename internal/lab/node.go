@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,26 +15,113 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// What a lab node runs (Options.Impl).
+const (
+	ImplHacoord    = "hacoord"
+	ImplKeepalived = "keepalived"
+)
+
+// VRID is the virtual router id of the VRRP lab.
+const VRID = 51
+
+// Priority is node i's VRRP priority: n1 is preferred.
+func (n *Node) Priority() int { return 100 + 10*(len(n.lab.Nodes)-n.Index) }
+
 // DaemonArgs returns the daemon's command line (without the binary) for this node.
 func (n *Node) DaemonArgs() []string {
 	o := n.lab.opts
 	args := []string{
 		"--backend", n.lab.Store.Backend(),
-		"--endpoints", strings.Join(n.lab.Store.Endpoints(), ","),
 		"--name", n.Name,
 		"--interface", "eth0",
 		"--vip", VIP.String(),
-		"--lease-ttl", o.TTL.String(),
 		"--log-format", "json",
+		"--status-file", filepath.Join(n.lab.dir, n.Name+".status.json"),
 	}
-	if n.lab.Store.Backend() == "zk" {
-		args = append(args, "--zk-session-timeout", o.TTL.String())
+	switch n.lab.Store.Backend() {
+	case "vrrp":
+		args = append(args, "--vrid", strconv.Itoa(VRID), "--priority", strconv.Itoa(n.Priority()),
+			"--advert-int", o.AdvertInt.String())
+	case "zk":
+		args = append(args, "--endpoints", strings.Join(n.lab.Store.Endpoints(), ","),
+			"--zk-session-timeout", o.TTL.String())
+	default:
+		args = append(args, "--endpoints", strings.Join(n.lab.Store.Endpoints(), ","),
+			"--lease-ttl", o.TTL.String())
 	}
 	args = append(args, o.ExtraArgs...)
 	if o.NodeArgs != nil {
 		args = append(args, o.NodeArgs(n.Name)...)
 	}
 	return args
+}
+
+// keepalivedConf is the node's keepalived.conf: one vrrp_instance equivalent to DaemonArgs
+// (VRRPv3, same VRID, priority, advert interval and VIP; keepalived's own GARP defaults).
+func (n *Node) keepalivedConf() string {
+	adv := strconv.FormatFloat(n.lab.opts.AdvertInt.Seconds(), 'f', -1, 64)
+	return fmt.Sprintf(`global_defs {
+  router_id %s
+}
+vrrp_instance VI {
+  state BACKUP
+  interface eth0
+  virtual_router_id %d
+  priority %d
+  advert_int %s
+  version 3
+  virtual_ipaddress {
+    %s dev eth0
+  }
+}
+`, n.Name, VRID, n.Priority(), adv, VIP)
+}
+
+// startDaemon starts the node's daemon: hacoord, or keepalived (in the foreground, its whole
+// process group signalled as one).
+func (n *Node) startDaemon() (*Proc, error) {
+	o := n.lab.opts
+	logPath := filepath.Join(n.lab.dir, n.Name+"-"+n.impl()+".log")
+	if n.impl() != ImplKeepalived {
+		return startProc(n.NS, n.Name+"/hacoord", logPath, o.HacoordBin, n.DaemonArgs()...)
+	}
+	dir := filepath.Join(n.lab.dir, n.Name+"-keepalived")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %s: %w", n.Name, err)
+	}
+	for _, f := range []string{"keepalived.pid", "vrrp.pid"} { // the previous run is dead
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	conf := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(n.keepalivedConf()), 0o644); err != nil {
+		return nil, fmt.Errorf("lab: %s: %w", n.Name, err)
+	}
+	p, err := startProc(n.NS, n.Name+"/keepalived", logPath, "keepalived", "--dont-fork", "--log-console",
+		"--log-detail", "--no-syslog", "--vrrp", "--dont-respawn", "--use-file", conf,
+		"--pid", filepath.Join(dir, "keepalived.pid"), "--vrrp_pid", filepath.Join(dir, "vrrp.pid"))
+	if err != nil {
+		return nil, err
+	}
+	p.group = true
+	return p, nil
+}
+
+// impl is what the node runs: Options.NodeImpl's answer, else Options.Impl.
+func (n *Node) impl() string {
+	if f := n.lab.opts.NodeImpl; f != nil {
+		if i := f(n.Name); i != "" {
+			return i
+		}
+	}
+	return n.lab.opts.Impl
+}
+
+// readyLine is what the daemon logs once it is running.
+func (n *Node) readyLine() string {
+	if n.impl() == ImplKeepalived {
+		return "Starting VRRP child process"
+	}
+	return "starting"
 }
 
 // Start starts whichever of the node's service and daemon is not running, the service first (and
@@ -60,8 +148,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	defer n.mu.Unlock()
 	if n.daemon == nil || n.daemon.Exited() {
-		bin, args := o.HacoordBin, n.DaemonArgs()
-		p, err := startProc(n.NS, n.Name+"/hacoord", filepath.Join(n.lab.dir, n.Name+"-hacoord.log"), bin, args...)
+		p, err := n.startDaemon()
 		if err != nil {
 			return err
 		}
@@ -88,10 +175,13 @@ func (n *Node) Service() *Proc {
 func (n *Node) isDead() bool { return n.dead.Load() }
 
 // Crash kills the whole node: it is marked dead first (the sampler stops counting its addresses: a
-// dead machine holds nothing), then its daemon and service get SIGKILL and its link is cut (the
-// bridge-side veth is set down, so eth0 loses carrier).
+// dead machine holds nothing), its link is cut (the bridge-side veth is set down, so eth0 loses
+// carrier), then its daemon and service get SIGKILL.
 func (n *Node) Crash() error {
 	n.dead.Store(true)
+	// The link first: from the network's view the machine is gone at once, however long its
+	// processes take to die.
+	err := n.setCut(true)
 	n.mu.Lock()
 	d, s := n.daemon, n.service
 	n.mu.Unlock()
@@ -100,7 +190,7 @@ func (n *Node) Crash() error {
 			p.Kill()
 		}
 	}
-	return n.setCut(true)
+	return err
 }
 
 func (n *Node) setCut(cut bool) error {

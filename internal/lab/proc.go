@@ -29,9 +29,11 @@ type Proc struct {
 	Name    string // "n1/hacoord"
 	LogPath string
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited and its output is drained
-	err  error         // Wait's result, valid after done
+	cmd *exec.Cmd
+	// group: signals go to the whole process group (keepalived's parent and its VRRP child).
+	group bool
+	done  chan struct{} // closed when the process has exited and its output is drained
+	err   error         // Wait's result, valid after done
 
 	mu      sync.Mutex
 	lines   []string
@@ -107,6 +109,12 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 	if p.Exited() {
 		return nil
 	}
+	if p.group {
+		if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("lab: signal %v to %s's group: %w", sig, p.Name, err)
+		}
+		return nil
+	}
 	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("lab: signal %v to %s: %w", sig, p.Name, err)
 	}
@@ -158,6 +166,14 @@ func (p *Proc) Stop(grace time.Duration) {
 func (p *Proc) Kill() {
 	_ = p.Signal(syscall.SIGKILL)
 	<-p.done
+	if p.group { // a child may outlive the group leader: kill it and wait until the group is gone
+		pgid := p.cmd.Process.Pid
+		deadline := time.Now().Add(5 * time.Second)
+		for syscall.Kill(-pgid, syscall.SIGKILL) == nil && time.Now().Before(deadline) {
+			// Polling is the only way to wait for processes that are not our children.
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
 
 // WaitLine waits until an output line containing substr has been written (also before the call)

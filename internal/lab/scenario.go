@@ -116,22 +116,38 @@ func (l *Lab) RestoreAll(ctx context.Context) (*Node, error) {
 			return nil, err
 		}
 		if d := n.Daemon(); d != before {
-			if _, err := d.WaitLine(ctx, "starting"); err != nil {
+			if _, err := d.WaitLine(ctx, n.readyLine()); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if l.Store.Backend() == "vrrp" {
+		// VRRP preempts: the restarted preferred node takes the VIP back a Master_Down_Interval
+		// later. Wait for that, so it does not happen in the middle of the next measurement.
+		if _, _, err := l.Sampler.WaitHolders(ctx, func(h []string) bool { return len(h) == 1 && h[0] == l.Nodes[0].Name }); err != nil {
+			return nil, fmt.Errorf("lab: %s did not preempt back after the restore: %w", l.Nodes[0].Name, err)
 		}
 	}
 	return l.WaitSteady(ctx)
 }
 
+// detectTime is how long the nodes take to notice a dead master: the lease TTL, or in VRRP the
+// Master_Down_Interval (3 adverts plus a skew of at most one).
+func (l *Lab) detectTime() time.Duration {
+	if l.Store.Backend() == "vrrp" {
+		return 4 * l.opts.AdvertInt
+	}
+	return l.opts.TTL
+}
+
 // RunScenario waits for a steady state (then Options.Jitter), injects the named fault into the
-// holder and waits, bounded by ctx and by 3×TTL+15s, until another node holds the VIP and answers the
+// holder and waits, bounded by ctx and by 3×(detection time)+15s, until another node holds the VIP and answers the
 // client, the old holder has let go of it (kill: its kernel lifetime) and the client's neighbour entry
 // names the new holder; for pause it then continues the daemon and watches max(TTL, 1s) for stale
 // announcements. It returns the measurements, and leaves the faulty node as it is: call RestoreAll
 // before the next run.
 func (l *Lab) RunScenario(ctx context.Context, name string) (Result, error) {
-	ttl := l.opts.TTL
+	ttl := l.detectTime()
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	old, err := l.WaitSteady(sctx)
@@ -190,10 +206,13 @@ func (l *Lab) RunScenario(ctx context.Context, name string) (Result, error) {
 	if _, err := l.Prober.WaitReply(wctx, r.Fault, func(p Probe) bool { return p.Node == r.New }); err != nil {
 		return r, fmt.Errorf("lab: %s: client never reached the new holder %s: %w", name, r.New, err)
 	}
-	// The old holder lets go (kill: the kernel lifetime; crash: at once, it is dead).
-	if _, _, err := l.Sampler.WaitHolders(wctx, func(h []string) bool { return !slices.Contains(h, old.Name) }); err != nil {
+	// The old holder lets go (crash: at once, it is dead), within 2x the detection time of the
+	// takeover; in VRRP a killed keepalived or a partitioned master never does.
+	rctx, rcancel := context.WithTimeout(wctx, max(2*ttl, 2*time.Second))
+	if _, _, err := l.Sampler.WaitHolders(rctx, func(h []string) bool { return !slices.Contains(h, old.Name) }); err != nil {
 		r.Notes = append(r.Notes, fmt.Sprintf("%s still holds the VIP %v after the fault", old.Name, time.Since(r.Fault).Round(time.Millisecond)))
 	}
+	rcancel()
 	if t, err := l.Sampler.WaitNeigh(wctx, nn.MAC); err == nil {
 		r.NeighSwitched = t.Sub(r.Fault)
 	} else {

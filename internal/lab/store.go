@@ -91,3 +91,12 @@ func (s *EtcdStore) Tail(n int) string {
 	}
 	return s.proc.Tail(n)
 }
+
+// noStore is the "store" of backend vrrp: there is none, the nodes elect among themselves.
+type noStore struct{}
+
+func (noStore) Backend() string                       { return "vrrp" }
+func (noStore) Start(context.Context, StoreEnv) error { return nil }
+func (noStore) Endpoints() []string                   { return nil }
+func (noStore) Stop() error                           { return nil }
+func (noStore) Tail(int) string                       { return "" }
