@@ -39,6 +39,10 @@ func TestUsageErrorsExit2NamingTheProblem(t *testing.T) {
 		{"cert without key", append([]string{"check-config", "--cert", "c.pem"}, base...), "--cert and --key"},
 		{"zk auth form", append([]string{"check-config", "--backend", "zk", "--zk-auth", "nocolon"}, base...), "--zk-auth"},
 		{"stray argument", append([]string{"stray"}, base...), "stray"},
+		{"vrrp without vrid", []string{"check-config", "--backend", "vrrp", "--interface", "lo", "--vip", "10.0.0.1/24"}, "vrid 0"},
+		{"vrrp v2 sub-second advert", []string{"check-config", "--backend", "vrrp", "--vrid", "51", "--vrrp-version", "2", "--advert-int", "100ms", "--interface", "lo", "--vip", "10.0.0.1/24"}, "advert-int 100ms"},
+		{"vrrp bad unicast peer", []string{"check-config", "--backend", "vrrp", "--vrid", "51", "--unicast-peer", "peer1", "--interface", "lo", "--vip", "10.0.0.1/24"}, `--unicast-peer "peer1"`},
+		{"zk bad chroot", append([]string{"check-config", "--backend", "zk", "--endpoints", "zk1:2181/a//b"}, base[2:]...), "chroot"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -139,5 +143,53 @@ func TestDaemonRefusesUnknownInterface(t *testing.T) {
 	code, _, stderr := runCLI(t, "--endpoints", "http://127.0.0.1:1", "--interface", "nosuch0", "--vip", "10.0.0.100/24", "--name", "n1")
 	if code != exitConfig || !strings.Contains(stderr, "nosuch0") {
 		t.Fatalf("exit %d, stderr %q: want 2 naming the interface", code, stderr)
+	}
+}
+
+// The example configuration shipped in deploy/ is valid and means what it says.
+func TestExampleConfigIsValid(t *testing.T) {
+	code, out, stderr := runCLI(t, "check-config", "--config", "../../deploy/hacoord.example.yaml", "--interface", "lo")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"group: web", "lb_algo: wrr", "name: haproxy", "fence_guard: true", "address: 10.0.0.11"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("effective config lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestTrackAndIPVSConfigErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	head := "interface: lo\nvips: [10.0.0.1/24]\nendpoints: [http://e:2379]\n"
+	for name, c := range map[string]struct{ body, want string }{
+		"script without name":   {"track_scripts: [{script: 'true'}]\n", "track_scripts[0].name"},
+		"script without script": {"track_scripts: [{name: a}]\n", "track_scripts[0].script"},
+		"duplicate script":      {"track_scripts: [{name: a, script: 'true'}, {name: a, script: 'true'}]\n", `"a": listed twice`},
+		"bad scheduler":         {"virtual_servers: [{address: 10.0.0.1, port: 80, lb_algo: fastest, real_servers: [{address: 10.0.0.2}]}]\n", "lb_algo"},
+		"bad real server":       {"virtual_servers: [{address: 10.0.0.1, port: 80, real_servers: [{address: nope}]}]\n", "nope"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+			if err := os.WriteFile(p, []byte(head+c.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, stderr := runCLI(t, "check-config", "--config", p)
+			if code != exitConfig || !strings.Contains(stderr, c.want) {
+				t.Fatalf("exit %d, stderr %q: want 2 naming %q", code, stderr, c.want)
+			}
+		})
+	}
+}
+
+func TestTrackFlagsAddChecks(t *testing.T) {
+	code, out, stderr := runCLI(t, append([]string{"check-config", "--track-script", "pidof nginx", "--track-interface", "lo"}, base...)...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"script: pidof nginx", "name: script-1", "name: lo"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("effective config lacks %q:\n%s", want, out)
+		}
 	}
 }
