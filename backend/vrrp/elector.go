@@ -81,7 +81,9 @@ func (e *Elector) SetPriority(p int) { e.post(SetPriority{Priority: p}) }
 func (e *Elector) SetEligible(ok bool) { e.post(SetEligible{OK: ok}) }
 
 // Yield makes a master send a priority-0 advert and become a backup; another router takes over after
-// its Skew_Time, or this one again after Master_Down_Interval if there is none.
+// its Skew_Time, or this one again after Master_Down_Interval if there is none. A yielded router
+// does not preempt the router that took over (even with a lower priority) until it has been master
+// again.
 func (e *Elector) Yield() { e.post(Yield{}) }
 
 // Stats returns the packet counters, updated after every step of the state machine.

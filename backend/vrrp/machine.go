@@ -162,6 +162,9 @@ type Machine struct {
 	masterDown     time.Time     // Master_Down_Timer deadline; zero when stopped
 	adver          time.Time     // Adver_Timer deadline; zero when stopped
 	preemptAt      time.Time     // keepalived preempt_time; zero when not running
+	// yielded: this router gave up mastership (Yield) and does not preempt the master that took
+	// over; it preempts again once it has been master since.
+	yielded bool
 
 	stats Stats
 }
@@ -272,6 +275,7 @@ func (m *Machine) Step(now time.Time, ev Event) []Output {
 			m.masterAdverInt = m.cfg.AdvertInt
 			m.masterDown = now.Add(m.MasterDownInterval())
 			out = m.enter(out, Backup, netip.Addr{}, "yielded")
+			m.yielded = true
 		}
 	}
 	return out
@@ -331,6 +335,9 @@ func (m *Machine) enter(out []Output, to RouterState, master netip.Addr, reason 
 		m.stats.Transitions++
 	}
 	m.state, m.master = to, master
+	if to == Master {
+		m.yielded = false
+	}
 	if to != Master {
 		m.adver = time.Time{}
 	}
@@ -516,7 +523,7 @@ func (m *Machine) receiveBackup(now time.Time, p Packet, src netip.Addr, out []O
 		return m.enter(out, Backup, master, "master stopped")
 	}
 	delaying := m.cfg.PreemptDelay > 0 && (m.preemptAt.IsZero() || now.Before(m.preemptAt))
-	if !m.cfg.Preempt || p.Priority >= m.prio || delaying {
+	if !m.cfg.Preempt || p.Priority >= m.prio || delaying || m.yielded {
 		m.learn(p)
 		m.masterDown = now.Add(m.MasterDownInterval())
 		if m.cfg.PreemptDelay > 0 {

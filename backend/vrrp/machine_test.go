@@ -517,3 +517,31 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// A router that yielded does not preempt the lower-priority router that took over; once it has been
+// master again (the other stopped), it preempts as before.
+func TestYieldedRouterDoesNotPreempt(t *testing.T) {
+	cfg := testConfig(3)
+	cfg.Priority = 200
+	h := newHarness(t, cfg, addrA)
+	h.step(0, Startup{})
+	mdi := h.m.MasterDownInterval()
+	h.step(mdi, Tick{})
+	h.wantState(Master)
+	h.step(mdi, Yield{})
+	h.wantState(Backup)
+	h.wantSent(0)
+	for i := 1; i <= 5; i++ {
+		at := mdi + time.Duration(i)*time.Second
+		h.step(at, h.advert(addrB, 100))
+		h.step(at, Tick{})
+		h.wantState(Backup)
+	}
+	// B stops: A takes over, and from then on preempts again.
+	at := mdi + 6*time.Second
+	h.step(at, h.advert(addrB, 0))
+	h.step(at+h.m.SkewTime(), Tick{})
+	h.wantState(Master)
+	h.step(at+time.Second, h.advert(addrB, 100))
+	h.wantState(Master)
+}
