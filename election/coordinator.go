@@ -36,7 +36,8 @@ type Status struct {
 //     Coordinator demotes everything then (self-fencing). It does not wait for the Elector to notice
 //     that its session is gone: the Elector may be stuck in a network call.
 //   - A Master State with a new Term while promoted promotes again (Actions are idempotent), so hooks
-//     see the new fencing token and the VIPs are announced again.
+//     see the new fencing token and the VIPs are announced again. A renewal whose Contact rose calls
+//     every Reasserter (the VIPs are announced again after the master was cut off for a while).
 //   - If a Promote fails, everything is demoted and the Elector, if it is a Yielder, is asked to
 //     yield so that another node can be master.
 //   - On shutdown the Actions are demoted before the Elector is stopped (and resigns), so the VIPs
@@ -117,11 +118,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 
 // run is the state of one Coordinator.Run loop; only that loop touches it.
 type run struct {
-	c     *Coordinator
-	cur   State // last State from the Elector
-	held  bool  // all Actions promoted
-	term  uint64
-	timer *time.Timer // fires at the held State's ValidUntil
+	c       *Coordinator
+	cur     State // last State from the Elector
+	held    bool  // all Actions promoted
+	term    uint64
+	contact uint64      // State.Contact when last promoted or reasserted
+	timer   *time.Timer // fires at the held State's ValidUntil
 }
 
 // observe records s as the current State and logs a change of role, term or leader.
@@ -183,7 +185,7 @@ func (r *run) promote(ctx context.Context, s State) {
 			return
 		}
 	}
-	r.held, r.term = true, s.Term
+	r.held, r.term, r.contact = true, s.Term, s.Contact
 	r.arm(s)
 	r.setStatus(true, false)
 	r.c.log.Info("became master", zap.Uint64("term", s.Term), zap.Time("valid-until", s.ValidUntil))
@@ -191,6 +193,17 @@ func (r *run) promote(ctx context.Context, s State) {
 
 func (r *run) renew(ctx context.Context, s State) {
 	r.arm(s)
+	if s.Contact != r.contact {
+		r.contact = s.Contact
+		r.c.log.Info("contact with the store regained within the term; announcing again", zap.Uint64("term", s.Term))
+		for i, a := range r.c.actions {
+			if ra, ok := a.(Reasserter); ok {
+				if err := ra.Reassert(ctx, s); err != nil {
+					r.c.log.Warn("reassert failed", zap.String("action", actionName(a, i)), zap.Error(err))
+				}
+			}
+		}
+	}
 	for i, a := range r.c.actions {
 		rn, ok := a.(Renewer)
 		if !ok {

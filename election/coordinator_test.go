@@ -100,6 +100,11 @@ func (a *recAction) Renew(ctx context.Context, s State) error {
 	return nil
 }
 
+func (a *recAction) Reassert(ctx context.Context, s State) error {
+	a.rec.add(fmt.Sprintf("reassert %s %d", a.name, s.Contact))
+	return nil
+}
+
 type fixture struct {
 	rec    *recorder
 	el     *scripted
@@ -309,4 +314,26 @@ func TestParseRecord(t *testing.T) {
 			t.Errorf("ParseRecord(%q) = %v, want ErrBadRecord", bad, err)
 		}
 	}
+}
+
+// A renewal whose Contact rose (the master regained its store within its term) reasserts every
+// Reasserter once; plain renewals do not.
+func TestContactRegainedReasserts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := start(t)
+		f.send(master(3, 1800*time.Millisecond))
+		time.Sleep(500 * time.Millisecond)
+		f.send(master(3, 1800*time.Millisecond))
+		s := master(3, 1800*time.Millisecond)
+		s.Contact = 1
+		time.Sleep(1200 * time.Millisecond) // keepalives failed for a while, then one got through
+		f.send(s)
+		time.Sleep(500 * time.Millisecond)
+		f.send(s) // same contact count: nothing more
+		f.stop(t)
+		want := []string{"promote a 3", "promote b 3", "reassert a 1", "reassert b 1", "demote b", "demote a", "elector stopped"}
+		if got := f.rec.list(); !slices.Equal(got, want) {
+			t.Fatalf("calls = %q, want %q", got, want)
+		}
+	})
 }

@@ -22,8 +22,9 @@ type Yielder interface {
 }
 
 // An Eligibility is an Elector whose candidacy can be withdrawn and restored, for health gating: with
-// SetEligible(false) a master resigns and a backup stops campaigning (VRRP instead lowers its
-// priority); SetEligible(true) campaigns again. Safe to call from any goroutine.
+// SetEligible(false) a master resigns and a backup stops campaigning (a VRRP router sends a
+// priority-0 advert and enters Fault); SetEligible(true) campaigns again. Safe to call from any
+// goroutine. Weighted health checks use Prioritizer instead (see Gate).
 type Eligibility interface {
 	SetEligible(ok bool)
 }
@@ -47,6 +48,12 @@ type Action interface {
 // a kernel lifetime renews it). Renew is called with the new State while promoted.
 type Renewer interface {
 	Renew(ctx context.Context, s State) error
+}
+
+// A Reasserter is an Action with something to do when a master regains contact with its store
+// within its term (State.Contact rose): the VIP action announces the addresses again.
+type Reasserter interface {
+	Reassert(ctx context.Context, s State) error
 }
 
 // ActionFunc adapts a pair of functions to an Action.

@@ -96,8 +96,16 @@ type State struct {
 	Leader Record
 	// ValidUntil, for a Master, is the self-fencing deadline on the monotonic clock (a time.Time from
 	// time.Now, plus a duration): the node must have let go of the VIPs by then, because the store may
-	// elect another master soon after. Zero means the backend gives no deadline (VRRP).
+	// elect another master soon after. VRRP, which has no store, derives it from the last advert
+	// sent: a backup declares the master down three advert intervals after it last heard one. Zero
+	// means the backend gives no deadline.
 	ValidUntil time.Time
+	// Contact counts, within a master's term, the times it lost and regained contact with the store
+	// (a lease keepalive failed and a later one succeeded; ZooKeeper reconnected within the
+	// session). Whenever it rises, the Coordinator has the VIPs announced again: clients and
+	// switches may have moved on while the master was unreachable. It only ever rises within a term,
+	// so a State that supersedes another before it is read loses nothing.
+	Contact uint64
 	// Reason says why the State changed, for logs ("elected", "lease lost", "resigned", ...).
 	Reason string
 }

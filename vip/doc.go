@@ -48,8 +48,10 @@
 // whole seconds (at least 1), and every Extend sets it again. If the process stops extending, the
 // kernel deletes the addresses by itself: within about a second of the lifetime's end (the kernel's
 // address expiry work is rounded to whole seconds), so at most about two seconds after the deadline.
-// The backstop is for a dead or frozen process; a live one releases at the deadline itself. A zero
-// deadline (VRRP, which has no lease) binds permanently.
+// The backstop is for a dead or frozen process; a live one releases at the deadline itself. The
+// daemon's fence guard (a watchdog process, see fencing.Guard) acts first, within milliseconds of
+// the death or the deadline; the lifetime covers the case where the guard is killed too. A zero
+// deadline binds permanently.
 //
 // # Network namespaces
 //

@@ -152,7 +152,7 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // Acquire binds every VIP (idempotent: a bound VIP is updated in place, never duplicated), sends the
 // announcement burst and schedules the repeats and refreshes. until is the self-fencing deadline on
-// the monotonic clock (zero: none, as with VRRP); with Config.Lifetime the kernel removes the VIPs
+// the monotonic clock (zero: none); with Config.Lifetime the kernel removes the VIPs
 // shortly after it unless Extend moves it. An until that is not in the future is refused with
 // ErrDeadlinePassed, binding nothing.
 //
@@ -222,6 +222,21 @@ func (m *Manager) Extend(ctx context.Context, until time.Time) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Reannounce starts a new announcement burst (and repeat schedule) for the held VIPs, checking the
+// binding first: for a master that kept its term through a loss of contact with its store, whose
+// clients and switches may have moved on meanwhile. It does nothing unless the VIPs are held and the
+// deadline has not passed.
+func (m *Manager) Reannounce(reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.mayActLocked() {
+		return
+	}
+	m.repairLocked(reason)
+	m.log.Info("announcing the VIPs again", zap.String("reason", reason))
+	m.startAnnouncingLocked(time.Now(), reason)
 }
 
 // Release removes every VIP from the interface and stops announcing. It is idempotent: an absent VIP

@@ -439,3 +439,26 @@ func TestClosedManager(t *testing.T) {
 		}
 	})
 }
+
+// Reannounce sends a fresh burst and repeats for held VIPs, and nothing once they are released or
+// past their deadline.
+func TestReannounce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 1, Repeat: 1, RepeatInterval: 1100 * time.Millisecond}, false)
+		defer stop()
+		start := time.Now()
+		m.Reannounce("not held") // nothing
+		if err := m.Acquire(context.Background(), start.Add(20*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second)
+		m.Reannounce("contact regained")
+		time.Sleep(20 * time.Second) // the deadline passes
+		m.Reannounce("too late")
+		synctest.Wait()
+		want := rounds(0, 1100*time.Millisecond, 5*time.Second, 6100*time.Millisecond)
+		if got := k.offsets(start); !slices.Equal(got, want) {
+			t.Fatalf("frames sent at %v, want %v", got, want)
+		}
+	})
+}

@@ -54,6 +54,7 @@ type Elector struct {
 	deadline time.Time       // self-fencing deadline of the current lease
 	observed election.Record // last master record seen by the follower
 	ownTerm  uint64          // last term this node held
+	contact  uint64          // keepalive recoveries (State.Contact)
 }
 
 // New validates cfg and returns an Elector. It starts nothing; Run does. log may be nil.
@@ -308,6 +309,9 @@ func (e *Elector) keepalive(ctx context.Context, cli *clientv3.Client, lease cli
 		if failing {
 			e.log.Info("lease keepalive recovered")
 			failing = false
+			e.mu.Lock()
+			e.contact++
+			e.mu.Unlock()
 		}
 		e.setDeadline(fencing.Deadline(sent, time.Duration(resp.TTL)*time.Second, e.cfg.Margin), false)
 		select {
@@ -576,6 +580,9 @@ func (t *term) master(ctx context.Context, rec election.Record, validUntil time.
 			return demote(election.Fault, errDeadline)
 		case <-t.renewed:
 			dl := e.currentDeadline()
+			e.mu.Lock()
+			contact := e.contact
+			e.mu.Unlock()
 			if !dl.After(validUntil) {
 				continue
 			}
@@ -583,7 +590,7 @@ func (t *term) master(ctx context.Context, rec election.Record, validUntil time.
 			timer.Reset(time.Until(validUntil))
 			e.box.update(func(s *election.State) {
 				if s.Role == election.Master {
-					s.ValidUntil, s.Reason = validUntil, "renewed"
+					s.ValidUntil, s.Contact, s.Reason = validUntil, contact, "renewed"
 				}
 			})
 		case err := <-keyGone:

@@ -96,7 +96,7 @@ func (m *mailbox) waitSent(ctx context.Context, seq uint64) error {
 }
 
 func sameState(a, b election.State) bool {
-	return a.Role == b.Role && a.Term == b.Term && a.Reason == b.Reason &&
+	return a.Role == b.Role && a.Term == b.Term && a.Reason == b.Reason && a.Contact == b.Contact &&
 		a.ValidUntil.Equal(b.ValidUntil) && sameRecord(a.Leader, b.Leader)
 }
 

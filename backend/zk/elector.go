@@ -265,6 +265,7 @@ type sessionRun struct {
 
 	margin   time.Duration
 	interval time.Duration // between liveness round trips: negotiated timeout / 4
+	contact  uint64        // reconnections within the session (State.Contact)
 
 	// syncs holds the send times of the last answered liveness round trips (oldest first); the
 	// deadline's anchor is derived from them (see anchor).
@@ -359,6 +360,7 @@ func (r *sessionRun) serve(ctx context.Context) error {
 		case <-r.s.lost:
 			return r.lostErr(nil)
 		case <-r.s.reconnected:
+			r.contact++ // reported with the next renewal: the VIPs are announced again
 			needStep = true
 		case ev := <-r.predWatch:
 			r.predWatch = nil
@@ -509,7 +511,7 @@ func (r *sessionRun) ping(ctx context.Context) error {
 
 func (r *sessionRun) reportMaster(reason string) {
 	r.rep.set(election.State{Role: election.Master, Term: r.term, Leader: r.rec,
-		ValidUntil: r.validUntil(), Reason: reason})
+		ValidUntil: r.validUntil(), Contact: r.contact, Reason: reason})
 }
 
 func (r *sessionRun) reportOther(role election.Role, reason string) {

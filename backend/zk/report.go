@@ -32,7 +32,7 @@ func newReporter() *reporter {
 
 // sameState reports whether a and b tell the consumer the same thing.
 func sameState(a, b election.State) bool {
-	return a.Role == b.Role && a.Reason == b.Reason && a.Term == b.Term && a.ValidUntil.Equal(b.ValidUntil) &&
+	return a.Role == b.Role && a.Reason == b.Reason && a.Term == b.Term && a.Contact == b.Contact && a.ValidUntil.Equal(b.ValidUntil) &&
 		bytes.Equal(a.Leader.Marshal(), b.Leader.Marshal())
 }
 

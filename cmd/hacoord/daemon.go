@@ -200,6 +200,11 @@ func (a vipAction) Demote(ctx context.Context, _ election.State) error {
 	return err
 }
 
+func (a vipAction) Reassert(context.Context, election.State) error {
+	a.m.Reannounce("contact with the store regained")
+	return nil
+}
+
 func (a vipAction) String() string { return "vip" }
 
 // ipvsAction programs the IPVS table before the VIPs are bound and withdraws it (when

@@ -2,12 +2,14 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -169,6 +171,26 @@ func testSteadyState(t *testing.T, backend string) {
 		t.Errorf("master record: %+v, %v; want node %s", rec, err, h.Name)
 	} else {
 		t.Logf("master record: %s", rec.Marshal())
+	}
+	// The daemons' status files (hacoord status) agree with the kernel.
+	for _, n := range l.Nodes {
+		out, err := exec.Command(hacoordBin, "status", "--status-file", filepath.Join(l.Dir(), n.Name+".status.json")).Output()
+		var st struct {
+			Role      string   `json:"role"`
+			Promoted  bool     `json:"promoted"`
+			BoundVIPs []string `json:"bound_vips"`
+			IPVS      struct {
+				State string `json:"state"`
+			} `json:"ipvs"`
+		}
+		if err != nil || json.Unmarshal(out, &st) != nil {
+			t.Errorf("%s: hacoord status: %v: %s", n.Name, err, out)
+			continue
+		}
+		holds := n == h
+		if (st.Role == "master") != holds || st.Promoted != holds || (len(st.BoundVIPs) == 1) != holds || st.IPVS.State != "disabled" {
+			t.Errorf("%s: status %+v, holder %v", n.Name, st, holds)
+		}
 	}
 	if n, err := l.Sampler.Errors(); n > 0 {
 		t.Logf("sampler: %d rounds with netlink errors, last: %v", n, err)
@@ -415,5 +437,54 @@ func TestVRRPMixedWithKeepalived(t *testing.T) {
 	r = runScenario(t, l, Term)
 	if r.New != "n2" || r.Takeover > 400*time.Millisecond {
 		t.Errorf("keepalived SIGTERM: %s took over after %v; want hacoord within a Master_Down_Interval", r.New, r.Takeover)
+	}
+}
+
+// A partition shorter than the master's validity: it keeps the VIP and its term, and once its
+// lease keepalives (or ZooKeeper session) get through again it sends a fresh announcement burst,
+// since clients and switches may have moved on while it was unreachable.
+func TestShortPartitionReannounces(t *testing.T) { forBackends(t, testShortPartition) }
+
+func testShortPartition(t *testing.T, backend string) {
+	l := newLab(t, backend, func(o *Options) {
+		o.ExtraArgs = append(o.ExtraArgs, "--garp-repeat", "0", "--garp-refresh", "0") // only bursts
+	})
+	h := steady(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.Partition(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Shorter than the validity (TTL - margin = 1.8s) left after the last keepalive.
+	select {
+	case <-time.After(700 * time.Millisecond): // the fault's duration, not synchronisation
+	case <-ctx.Done():
+	}
+	if err := h.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	healed := time.Now()
+	actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+	defer acancel()
+	_, err := l.ARP.Wait(actx, healed, func(ev []ARPEvent) bool {
+		n := 0
+		for _, e := range ev {
+			if e.MAC == h.MAC.String() {
+				n++
+			}
+		}
+		return n >= 2 // a round: both GARP forms
+	})
+	if err != nil {
+		t.Fatalf("%s sent no announcement within 3s of the partition healing: %v", h.Name, err)
+	}
+	t.Logf("%s announced again %v after the partition healed", h.Name, time.Since(healed).Round(time.Millisecond))
+	if hs := l.Sampler.Holders(); len(hs) != 1 || hs[0] != h.Name {
+		t.Fatalf("holders %v after a short partition, want %s still", hs, h.Name)
+	}
+	for _, c := range l.Sampler.HolderHistory() {
+		if c.At.After(healed.Add(-time.Second)) && (len(c.Holders) != 1 || c.Holders[0] != h.Name) {
+			t.Errorf("holder set changed to %v around a short partition", c.Holders)
+		}
 	}
 }

@@ -512,14 +512,15 @@ type ARPEvent struct {
 
 // ARPWatch records, from the client's eth0, every ARP packet that claims the VIP.
 type ARPWatch struct {
-	lab    *Lab
-	c      *arp.Client
-	mu     sync.Mutex
-	events []ARPEvent
+	lab     *Lab
+	c       *arp.Client
+	mu      sync.Mutex
+	events  []ARPEvent
+	changed chan struct{} // closed and replaced on every event
 }
 
 func newARPWatch(l *Lab) (*ARPWatch, error) {
-	w := &ARPWatch{lab: l}
+	w := &ARPWatch{lab: l, changed: make(chan struct{})}
 	err := l.Client.Do(func() error { // the packet socket and the interface lookup need the namespace
 		ifi, err := net.InterfaceByName("eth0")
 		if err != nil {
@@ -548,7 +549,27 @@ func (w *ARPWatch) run(ctx context.Context) {
 		w.mu.Lock()
 		w.events = append(w.events, ARPEvent{At: time.Now(), Op: pkt.Operation.String(), MAC: pkt.SenderHardwareAddr.String(),
 			Gratuitous: pkt.TargetIP == pkt.SenderIP})
+		close(w.changed)
+		w.changed = make(chan struct{})
 		w.mu.Unlock()
+	}
+}
+
+// Wait waits until ok holds for the ARP packets claiming the VIP seen since from, or ctx is done.
+func (w *ARPWatch) Wait(ctx context.Context, from time.Time, ok func([]ARPEvent) bool) ([]ARPEvent, error) {
+	for {
+		w.mu.Lock()
+		ch := w.changed
+		w.mu.Unlock()
+		ev := w.Events(from, time.Now().Add(time.Hour))
+		if ok(ev) {
+			return ev, nil
+		}
+		select {
+		case <-ctx.Done():
+			return ev, fmt.Errorf("lab: ARP watch: %w", context.Cause(ctx))
+		case <-ch:
+		}
 	}
 }
 
