@@ -78,8 +78,9 @@ func New(cfg Config, log *zap.Logger) (*Elector, error) {
 	return e, nil
 }
 
-// Yield makes a master resign and campaign again, so another candidate, if any, becomes master. It
-// does nothing on a node that is not master.
+// Yield makes a master resign and campaign again after a pause (RetryMin, doubling with every yield
+// in a row up to RetryMax), so another candidate, if any, becomes master. It does nothing on a node
+// that is not master.
 func (e *Elector) Yield() {
 	e.yield.Store(true)
 	e.poke()
@@ -388,6 +389,9 @@ type term struct {
 
 	key string // our election key once Campaign returned
 	rev int64  // its create revision
+
+	yields      int       // yields in a row: each doubles the wait before campaigning again
+	masterSince time.Time // when this node last became master
 }
 
 // serve campaigns and serves as master until ctx (the session) ends; it returns the cause. It reports
@@ -402,6 +406,18 @@ func (t *term) serve(ctx context.Context) error {
 				return t.lost(ctx)
 			case <-e.kick:
 				continue
+			}
+		}
+		if t.yields > 0 {
+			// Yielded: let the other candidates go first (they may still be starting up),
+			// waiting longer after every yield in a row.
+			d := min(t.e.cfg.RetryMin<<min(t.yields-1, 10), t.e.cfg.RetryMax)
+			tm := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				tm.Stop()
+				return t.lost(ctx)
+			case <-tm.C:
 			}
 		}
 		e.setBackup("campaigning")
@@ -422,6 +438,7 @@ func (t *term) serve(ctx context.Context) error {
 			e.setBackup(err.Error())
 			return err
 		}
+		t.masterSince = time.Now()
 		if err := t.master(ctx, rec, validUntil); err != nil {
 			return err
 		}
@@ -609,6 +626,11 @@ func (t *term) master(ctx context.Context, rec election.Record, validUntil time.
 			reason := "yielded"
 			if !e.eligible.Load() {
 				reason = "not eligible"
+			} else {
+				if time.Since(t.masterSince) > e.cfg.TTL {
+					t.yields = 0 // a yield after a good spell as master starts the backoff afresh
+				}
+				t.yields++
 			}
 			// Demote first: the Backup State is delivered before the key goes, so this node never
 			// reports Master after the next master was elected.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hacoord/hacoord/internal/testenv"
+	"github.com/hacoord/hacoord/ipvs"
 )
 
 // The lab tests run the real daemon: TestMain builds cmd/hacoord and cmd/hacoord-lab once, unless
@@ -69,7 +70,7 @@ func newLab(t *testing.T, backend string, mod ...func(*Options)) *Lab {
 	if buildErr != nil {
 		t.Fatalf("building the lab binaries: %v", buildErr)
 	}
-	o := Options{Backend: backend, TTL: testTTL, HacoordBin: hacoordBin, LabBin: labBin}
+	o := Options{Backend: backend, TTL: testTTL, HacoordBin: hacoordBin, LabBin: labBin, AdvertInt: 100 * time.Millisecond}
 	for _, m := range mod {
 		m(&o)
 	}
@@ -335,7 +336,10 @@ func TestOutage(t *testing.T) {
 
 // A master whose track script starts failing withdraws its candidacy: another node takes the VIP,
 // with no instant of two holders; once the script passes again the node is a candidate again.
-func TestTrackScriptFailureHandsOver(t *testing.T) { forBackends(t, testTrackScript) }
+func TestTrackScriptFailureHandsOver(t *testing.T) {
+	forBackends(t, testTrackScript)
+	t.Run("vrrp", func(t *testing.T) { testTrackScript(t, "vrrp") }) // weight 0: FAULT
+}
 
 func testTrackScript(t *testing.T, backend string) {
 	dir := t.TempDir()
@@ -486,5 +490,40 @@ func testShortPartition(t *testing.T, backend string) {
 		if c.At.After(healed.Add(-time.Second)) && (len(c.Holders) != 1 || c.Holders[0] != h.Name) {
 			t.Errorf("holder set changed to %v around a short partition", c.Holders)
 		}
+	}
+}
+
+// With virtual servers configured on a kernel without IPVS (this one), the daemon says so, keeps
+// managing the VIP, and its status reports IPVS as unavailable.
+func TestIPVSUnavailableKeepsVIP(t *testing.T) {
+	if k, err := ipvs.Open(); err == nil {
+		k.Close()
+		t.Skip("this kernel has IPVS; the test is about one without (make test-ipvs covers one with)")
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "ipvs.yaml")
+	body := "virtual_servers:\n  - address: 10.77.0.100\n    port: 8080\n    lb_algo: rr\n    real_servers:\n      - address: 10.77.0.11\n      - address: 10.77.0.12\n"
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(t, "etcd", func(o *Options) { o.Nodes = 2; o.ExtraArgs = append(o.ExtraArgs, "--config", conf) })
+	h := steady(t, l)
+	line, err := h.Daemon().WaitLine(context.Background(), "IPVS unavailable")
+	if err != nil || !strings.Contains(line, "no IPVS") {
+		t.Errorf("no clear 'IPVS unavailable' log line: %q, %v", line, err)
+	}
+	out, err := exec.Command(hacoordBin, "status", "--status-file", filepath.Join(l.Dir(), h.Name+".status.json")).Output()
+	if err != nil {
+		t.Fatalf("hacoord status: %v", err)
+	}
+	var st struct {
+		Role string `json:"role"`
+		IPVS struct {
+			State  string `json:"state"`
+			Reason string `json:"reason"`
+		} `json:"ipvs"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.Role != "master" || st.IPVS.State != "unavailable" || st.IPVS.Reason == "" {
+		t.Fatalf("status %s (%v): want master with IPVS unavailable and a reason", out, err)
 	}
 }
