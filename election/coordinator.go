@@ -49,8 +49,28 @@ type Coordinator struct {
 	actions []Action
 	log     *zap.Logger
 
-	mu     sync.Mutex
-	status Status
+	mu       sync.Mutex
+	status   Status
+	onChange func(Status)
+}
+
+// OnChange registers f to be called with the new Status after every change (a State reported,
+// promoted, demoted, fenced), synchronously on the Coordinator's loop: f must be quick and must not
+// call back into the Coordinator. Call it before Run. The daemon keeps its status file with it.
+func (c *Coordinator) OnChange(f func(Status)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onChange = f
+}
+
+// changed hands the current Status to the OnChange function, if any.
+func (c *Coordinator) changed() {
+	c.mu.Lock()
+	st, f := c.status, c.onChange
+	c.mu.Unlock()
+	if f != nil {
+		f(st)
+	}
 }
 
 // NewCoordinator returns a Coordinator for elector and actions (in promote order). It starts nothing.
@@ -133,6 +153,7 @@ func (r *run) observe(s State) {
 	r.c.mu.Lock()
 	r.c.status.State = s
 	r.c.mu.Unlock()
+	r.c.changed()
 	if prev.Role != s.Role || prev.Term != s.Term || prev.Leader.Node != s.Leader.Node {
 		r.c.log.Info("election state",
 			zap.Stringer("role", s.Role), zap.Uint64("term", s.Term),
@@ -249,8 +270,9 @@ func (r *run) demote(ctx context.Context, reason string) {
 
 func (r *run) setStatus(promoted, fenced bool) {
 	r.c.mu.Lock()
-	defer r.c.mu.Unlock()
 	r.c.status.Promoted, r.c.status.Fenced, r.c.status.Since = promoted, fenced, time.Now()
+	r.c.mu.Unlock()
+	r.c.changed()
 }
 
 func actionName(a Action, i int) string {

@@ -479,6 +479,12 @@ func (r *sessionRun) ping(ctx context.Context) error {
 		r.log.Debug("liveness check failed", zap.Error(err))
 		return nil // no renewal: the deadline runs out unless a later check is answered
 	}
+	if rtt := time.Since(sent); rtt > r.interval/2 {
+		// The server was out of reach for a while without the session noticing (a short
+		// partition): count it as regained contact, so the VIPs are announced again.
+		r.log.Info("ZooKeeper answered after a long silence", zap.Duration("round-trip", rtt))
+		r.contact++
+	}
 	r.synced(sent)
 	if r.node == "" {
 		return nil

@@ -113,7 +113,10 @@ func runDaemon(ctx context.Context, s Settings, stderr io.Writer) error {
 	helpers.Go(func() error { return ignoreCanceled(ipv.Run(aux)) })
 	helpers.Go(func() error { return ignoreCanceled(runHealth(aux, checkers, gate)) })
 	st := &statusWriter{path: s.StatusFile, s: s, co: co, vm: vm, ipvs: ipv, gate: gate, log: log.Named("status")}
-	helpers.Go(func() error { st.run(aux); return nil })
+	if st.prepare() {
+		co.OnChange(func(cs election.Status) { st.write(st.snapshotOf(cs)) })
+		helpers.Go(func() error { st.run(aux); return nil })
+	}
 
 	err = co.Run(cctx)
 	stopAux()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,10 +52,14 @@ type statusWriter struct {
 	ipvs *ipvs.Reconciler
 	gate *election.Gate
 	log  *zap.Logger
+
+	mu      sync.Mutex // serialises writes
+	failing bool
 }
 
-func (w *statusWriter) snapshot() Status {
-	cs := w.co.Status()
+func (w *statusWriter) snapshot() Status { return w.snapshotOf(w.co.Status()) }
+
+func (w *statusWriter) snapshotOf(cs election.Status) Status {
 	eligible, prio := w.gate.Eligible()
 	st := Status{
 		Group: w.s.Group, Node: w.s.Name, Backend: w.s.Backend, PID: os.Getpid(), Updated: time.Now().UTC(),
@@ -73,21 +78,35 @@ func (w *statusWriter) snapshot() Status {
 	return st
 }
 
-func (w *statusWriter) run(ctx context.Context) {
+// prepare creates the status file's directory; the daemon goes on without a status file if it
+// cannot (said once).
+func (w *statusWriter) prepare() bool {
 	if err := os.MkdirAll(filepath.Dir(w.path), 0o755); err != nil {
 		w.log.Warn("no status file", zap.String("path", w.path), zap.Error(err))
-		return
+		return false
 	}
+	return true
+}
+
+// write writes st, logging only the first of a run of failures.
+func (w *statusWriter) write(st Status) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := writeJSONFile(w.path, st)
+	if err != nil && !w.failing {
+		w.log.Warn("writing the status file failed", zap.String("path", w.path), zap.Error(err))
+	}
+	w.failing = err != nil
+}
+
+// run rewrites the status file every second (health and IPVS change on their own) until ctx is
+// done, then removes it. Changes of the election are written at once, by the Coordinator's OnChange.
+func (w *statusWriter) run(ctx context.Context) {
 	defer os.Remove(w.path)
 	t := time.NewTicker(statusEvery)
 	defer t.Stop()
-	failing := false
 	for {
-		err := writeJSONFile(w.path, w.snapshot())
-		if err != nil && !failing {
-			w.log.Warn("writing the status file failed", zap.String("path", w.path), zap.Error(err))
-		}
-		failing = err != nil
+		w.write(w.snapshot())
 		select {
 		case <-ctx.Done():
 			return

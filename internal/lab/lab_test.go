@@ -173,7 +173,11 @@ func testSteadyState(t *testing.T, backend string) {
 	} else {
 		t.Logf("master record: %s", rec.Marshal())
 	}
-	// The daemons' status files (hacoord status) agree with the kernel.
+	// The daemons' status files (hacoord status) agree with the kernel. The status is written as the
+	// Coordinator changes, so once the holder has logged "became master" its file says so.
+	if _, err := h.Daemon().WaitLine(rctx, "became master"); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range l.Nodes {
 		out, err := exec.Command(hacoordBin, "status", "--status-file", filepath.Join(l.Dir(), n.Name+".status.json")).Output()
 		var st struct {
@@ -456,6 +460,7 @@ func testShortPartition(t *testing.T, backend string) {
 	h := steady(t, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	parted := time.Now()
 	if err := h.Partition(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +492,7 @@ func testShortPartition(t *testing.T, backend string) {
 		t.Fatalf("holders %v after a short partition, want %s still", hs, h.Name)
 	}
 	for _, c := range l.Sampler.HolderHistory() {
-		if c.At.After(healed.Add(-time.Second)) && (len(c.Holders) != 1 || c.Holders[0] != h.Name) {
+		if c.At.After(parted) && (len(c.Holders) != 1 || c.Holders[0] != h.Name) {
 			t.Errorf("holder set changed to %v around a short partition", c.Holders)
 		}
 	}
@@ -508,9 +513,14 @@ func TestIPVSUnavailableKeepsVIP(t *testing.T) {
 	}
 	l := newLab(t, "etcd", func(o *Options) { o.Nodes = 2; o.ExtraArgs = append(o.ExtraArgs, "--config", conf) })
 	h := steady(t, l)
-	line, err := h.Daemon().WaitLine(context.Background(), "IPVS unavailable")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	line, err := h.Daemon().WaitLine(ctx, "IPVS unavailable")
 	if err != nil || !strings.Contains(line, "no IPVS") {
 		t.Errorf("no clear 'IPVS unavailable' log line: %q, %v", line, err)
+	}
+	if _, err := h.Daemon().WaitLine(ctx, "became master"); err != nil {
+		t.Fatal(err)
 	}
 	out, err := exec.Command(hacoordBin, "status", "--status-file", filepath.Join(l.Dir(), h.Name+".status.json")).Output()
 	if err != nil {
