@@ -307,8 +307,11 @@ func (e *Elector) keepalive(ctx context.Context, cli *clientv3.Client, lease cli
 			}
 			continue
 		}
-		if failing {
-			e.log.Info("lease keepalive recovered")
+		rtt := time.Since(sent)
+		if failing || rtt > e.cfg.KeepaliveInterval/2 {
+			// Recovered from failures, or answered after a long silence (a short partition the
+			// keepalive survived): count it as regained contact, so the VIPs are announced again.
+			e.log.Info("lease keepalive recovered", zap.Duration("round-trip", rtt), zap.Bool("after-failures", failing))
 			failing = false
 			e.mu.Lock()
 			e.contact++
