@@ -285,7 +285,8 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 }
 
 // NewTest is New for tests: it fails t on error, closes the lab in t.Cleanup and, when t has
-// failed, logs the tail of every process's log first.
+// failed, logs the tail of every process's log first and keeps the lab's directory (it says
+// where); after a passing test the directory is removed, unless Options.Dir named it.
 func NewTest(t testing.TB, o Options) *Lab {
 	t.Helper()
 	if o.Logf == nil {
@@ -293,15 +294,29 @@ func NewTest(t testing.TB, o Options) *Lab {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	keep := o.Dir != ""
+	if !keep {
+		dir, err := os.MkdirTemp("", "hacoord-lab-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Dir = dir
+	}
 	l, err := New(ctx, o)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v (lab logs kept in %s)", err, o.Dir)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(l.Tails(40))
 		}
 		l.Close()
+		switch {
+		case t.Failed():
+			t.Logf("lab logs kept in %s", l.Dir())
+		case !keep:
+			os.RemoveAll(l.Dir())
+		}
 	})
 	return l
 }
