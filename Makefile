@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 export HACOORD_BIN     := $(CURDIR)/$(BIN)/hacoord
 export HACOORD_LAB_BIN := $(CURDIR)/$(BIN)/hacoord-lab
 
-.PHONY: all build deps test test-unit test-ipvs bench demo lint clean
+.PHONY: all build deps test test-unit test-ipvs bench demo lint clean compose-bin compose-up compose-down
 
 all: build
 
@@ -45,5 +45,14 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
+# The Docker Compose lab in deploy/compose (images FROM scratch, built here from bin/).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+compose-bin: build
+	mkdir -p deploy/compose/bin && cp $(BIN)/hacoord $(BIN)/hacoord-lab deploy/compose/bin/
+compose-up: compose-bin
+	$(COMPOSE) -f deploy/compose/docker-compose.yml up -d --build
+compose-down:
+	$(COMPOSE) -f deploy/compose/docker-compose.yml down --rmi all
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) deploy/compose/bin
