@@ -87,7 +87,9 @@ func openNetlink(cfg Config) (_ *netlinkKernel, mac net.HardwareAddr, err error)
 			_ = k.close()
 		}
 	}()
-	if k.nl, err = netlink.NewHandle(); err != nil {
+	// NETLINK_ROUTE only: the default also opens XFRM and NETFILTER sockets, which fail on kernels
+	// where those are modules not loaded (EPROTONOSUPPORT).
+	if k.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return nil, nil, fmt.Errorf("vip: netlink: %w", err)
 	}
 	if err := k.nl.SetSocketTimeout(netlinkTimeout); err != nil {

@@ -48,7 +48,7 @@ func (e exitCode) Error() string {
 // modules are loaded in the VM, in order; dependencies come through modules.dep. crc32c_generic
 // first: libcrc32c only soft-depends on a crc32c implementation, which busybox modprobe ignores.
 var modules = []string{
-	"crc32c_generic", "ip_vs",
+	"crc32c_generic", "ip_vs", "veth",
 	"ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_lblc", "ip_vs_lblcr", "ip_vs_dh",
 	"ip_vs_sh", "ip_vs_sed", "ip_vs_nq", "ip_vs_fo", "ip_vs_ovf", "ip_vs_mh",
 }
@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string) error {
 	verbose := fs.Bool("v", true, "verbose test output")
 	timeout := fs.Duration("timeout", 15*time.Minute, "limit for the whole VM run")
 	busybox := fs.String("busybox", "/bin/busybox", "static busybox (Debian busybox-static)")
+	hacoord := fs.String("hacoord", "", "static hacoord binary to put in the VM as /bin/hacoord (HACOORD_BIN), for the daemon's end-to-end test")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -127,6 +128,14 @@ func run(ctx context.Context, args []string) error {
 		{Path: "vm.test", Source: testBin, Mode: 0o755},
 		{Path: filepath.Join(modDir, "modules.dep"), Data: qemutest.ModulesDep(paths, deps), Mode: 0o644},
 	}
+	env := "CI=true"
+	if *hacoord != "" {
+		if static, err := qemutest.IsStatic(*hacoord); err != nil || !static {
+			return fmt.Errorf("-hacoord %s: not a static binary (build with CGO_ENABLED=0): %v", *hacoord, err)
+		}
+		files = append(files, qemutest.File{Path: "bin/hacoord", Source: *hacoord, Mode: 0o755})
+		env += " HACOORD_BIN=/bin/hacoord"
+	}
 	for _, rel := range paths {
 		files = append(files, qemutest.File{Path: filepath.Join(modDir, rel), Source: filepath.Join(k.ModulesDir(), rel), Mode: 0o644})
 	}
@@ -137,7 +146,7 @@ func run(ctx context.Context, args []string) error {
 	if *runRE != "" {
 		testArgs = append(testArgs, "-test.run='"+strings.ReplaceAll(*runRE, "'", "")+"'")
 	}
-	command := "(cd /tmp && CI=true /vm.test " + strings.Join(testArgs, " ") + ")"
+	command := "(cd /tmp && " + env + " /vm.test " + strings.Join(testArgs, " ") + ")"
 	files = append(files, qemutest.File{Path: "init", Data: qemutest.InitScript(modules, command), Mode: 0o755})
 	initrd := filepath.Join(*cache, "initramfs.cpio")
 	f, err := os.Create(initrd)
