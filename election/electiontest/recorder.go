@@ -30,6 +30,7 @@ type Recorder struct {
 	mu      sync.Mutex
 	states  []Stamped
 	cuts    []time.Time // Kill and Stop instants: a master interval open then ends there
+	stopped time.Time   // the Stop instant: no interval opens after it
 	err     error
 	changed chan struct{} // closed and replaced on every change
 }
@@ -79,7 +80,10 @@ func (r *Recorder) Stop() error {
 	select {
 	case <-r.done:
 	default:
-		r.update(func() { r.cuts = append(r.cuts, time.Now()) })
+		r.update(func() {
+			now := time.Now()
+			r.cuts, r.stopped = append(r.cuts, now), now
+		})
 		r.cancel()
 	}
 	select {
@@ -165,7 +169,7 @@ func fmtState(s election.State) string {
 
 // Interval is one term of mastership of one node, as its States tell it: from the receipt of the
 // first Master State of the term to the earliest of its last ValidUntil, the receipt of the State
-// that ended it, and a Kill or Stop.
+// that ended it, and a Kill or Stop. A Master State received after Stop opens none.
 type Interval struct {
 	Node       string
 	Term       uint64
@@ -175,7 +179,7 @@ type Interval struct {
 // Intervals returns r's master intervals in order.
 func (r *Recorder) Intervals() []Interval {
 	r.mu.Lock()
-	states, cuts := slices.Clone(r.states), slices.Clone(r.cuts)
+	states, cuts, stopped := slices.Clone(r.states), slices.Clone(r.cuts), r.stopped
 	r.mu.Unlock()
 
 	var out []Interval
@@ -212,7 +216,9 @@ func (r *Recorder) Intervals() []Interval {
 			closed[cur.Term] = true
 			closeAt(s.At)
 		}
-		if s.Role == election.Master && !closed[s.Term] {
+		// After Stop the node's consumer has demoted and acts on nothing more (the Coordinator's
+		// shutdown), so a Master State still in flight then opens no interval.
+		if s.Role == election.Master && !closed[s.Term] && (stopped.IsZero() || s.At.Before(stopped)) {
 			cur = &Interval{Node: r.Name, Term: s.Term, Start: s.At, End: s.ValidUntil}
 		}
 	}
