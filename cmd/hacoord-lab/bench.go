@@ -151,8 +151,8 @@ func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.W
 		if err != nil && ctx.Err() == nil {
 			fmt.Fprintln(out, l.Tails(15))
 		}
-		fmt.Fprintf(out, "  logs: %s\n", l.Dir())
 		l.Close()
+		fmt.Fprintf(out, "  %s\n", f.finish(l, err))
 	}()
 	for _, sc := range s.scenarios {
 		rows = append(rows, row{setup: s, scenario: sc})

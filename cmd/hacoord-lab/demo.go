@@ -37,11 +37,11 @@ func demo(ctx context.Context, f *labFlags, scenario string, out io.Writer) (err
 		return err
 	}
 	defer func() {
-		fmt.Fprintf(out, "Tearing down the lab (logs kept in %s).\n", l.Dir())
 		if err != nil && ctx.Err() == nil {
 			fmt.Fprintln(out, l.Tails(15))
 		}
 		l.Close()
+		fmt.Fprintf(out, "Tore down the lab: %s.\n", f.finish(l, err))
 	}()
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	holder, err := l.WaitSteady(sctx)

@@ -37,7 +37,7 @@ func (f *labFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes")
 	fs.DurationVar(&f.ttl, "ttl", 2*time.Second, "daemons' --lease-ttl (whole seconds for etcd)")
 	fs.StringArrayVar(&f.extra, "daemon-arg", nil, "extra argument for every daemon (repeat)")
-	fs.StringVar(&f.dir, "dir", "", "directory for logs and store data (default: a new temporary directory, kept)")
+	fs.StringVar(&f.dir, "dir", "", "directory for logs and store data, kept afterwards (default: a temporary directory, removed unless the run failed)")
 	fs.DurationVar(&f.jitter, "jitter", -1, "random wait in [0, jitter) before each fault, to vary its phase against the keepalives (default TTL/2 for bench, 0 for demo)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print lab progress")
 }
@@ -59,6 +59,18 @@ func (f *labFlags) hacoordBin() (string, error) {
 		return p, nil
 	}
 	return "", errors.New(`no hacoord binary: pass --hacoord (go build -o bin/hacoord ./cmd/hacoord)`)
+}
+
+// finish removes a closed lab's directory (logs) unless --dir named it or the run failed, and
+// says where the logs are, if anywhere.
+func (f *labFlags) finish(l *lab.Lab, err error) string {
+	if f.dir != "" || err != nil {
+		return "logs kept in " + l.Dir()
+	}
+	if rerr := os.RemoveAll(l.Dir()); rerr != nil {
+		return fmt.Sprintf("removing %s: %v", l.Dir(), rerr)
+	}
+	return "no logs kept (pass --dir to keep them)"
 }
 
 // newLab builds the lab; the caller must Close it (also on error paths: it is nil then).
