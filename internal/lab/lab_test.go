@@ -537,3 +537,50 @@ func TestIPVSUnavailableKeepsVIP(t *testing.T) {
 		t.Fatalf("status %s (%v): want master with IPVS unavailable and a reason", out, err)
 	}
 }
+
+// VRRP with a weighted track script (keepalived's vrrp_script weight): when it fails, the preferred
+// node's priority drops below the other's, which preempts it; when it passes again, the preferred
+// node preempts back.
+func TestVRRPTrackScriptWeight(t *testing.T) {
+	dir := t.TempDir()
+	fail := filepath.Join(dir, "fail")
+	l := newLab(t, "vrrp", func(o *Options) {
+		o.Nodes = 2
+		o.NodeArgs = func(node string) []string {
+			if node != "n1" {
+				return nil
+			}
+			conf := filepath.Join(dir, node+".yaml")
+			body := fmt.Sprintf("track_scripts:\n  - name: service\n    script: test ! -e %s\n    interval: 100ms\n    weight: -50\n", fail)
+			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--config", conf}
+		}
+	})
+	if h := steady(t, l); h.Name != "n1" {
+		t.Fatalf("steady holder %s, want n1 (priority %d)", h.Name, l.Node("n1").Priority())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := os.WriteFile(fail, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed := time.Now()
+	if _, _, err := l.Sampler.WaitHolders(ctx, func(h []string) bool { return len(h) == 1 && h[0] == "n2" }); err != nil {
+		t.Fatalf("n2 did not preempt n1 after n1's priority dropped by 50: %v", err)
+	}
+	if line, err := l.Node("n1").Daemon().WaitLine(ctx, "priority changed"); err != nil || !strings.Contains(line, `"priority":60`) {
+		t.Errorf("n1 did not log its priority drop to 60: %q, %v", line, err)
+	}
+	t.Logf("n2 preempted %v after n1's script failed", time.Since(failed).Round(time.Millisecond))
+	if err := os.Remove(fail); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Sampler.WaitHolders(ctx, func(h []string) bool { return len(h) == 1 && h[0] == "n1" }); err != nil {
+		t.Fatalf("n1 did not preempt back once its script passed: %v", err)
+	}
+	if two, _ := l.Sampler.HolderTimes(failed, time.Now()); two != 0 {
+		t.Logf("two holders for %v during the preemptions (VRRP: the old master steps down on hearing the new one)", two)
+	}
+}
