@@ -84,7 +84,11 @@ func (g *guard) startLocked(stderr io.Writer) error {
 	}()
 	exited := make(chan struct{})
 	var werr error
-	go func() { werr = cmd.Wait(); close(exited) }()
+	go func() {
+		werr = cmd.Wait()
+		g.log.Debug("fence guard exited", zap.Int("pid", cmd.Process.Pid), zap.Error(werr))
+		close(exited)
+	}()
 	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	select {
@@ -122,6 +126,7 @@ func (g *guard) send(f func(*fencing.GuardConn) error) error {
 	if serr := g.startLocked(os.Stderr); serr != nil {
 		return errors.Join(err, serr)
 	}
+	g.log.Warn("fence guard restarted", zap.Int("pid", g.cmd.Process.Pid))
 	if g.holding {
 		_ = g.conn.Hold(g.until)
 	}
@@ -176,8 +181,10 @@ func newFenceGuardCommand(stderr io.Writer) *cobra.Command {
 		Args:   noArgs,
 		RunE: func(*cobra.Command, []string) error {
 			// The daemon handles SIGINT/SIGTERM and releases in order; the guard goes on until its
-			// stdin closes, which happens however the daemon ends.
-			signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+			// stdin closes, which happens however the daemon ends. SIGPIPE too: if the daemon is
+			// already dead, writing "ready" (or a log line to a dead log reader) must not kill the
+			// guard before it has released.
+			signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 			log, err := newLogger(ls, stderr)
 			if err != nil {
 				return configError{err}
@@ -204,9 +211,8 @@ func newFenceGuardCommand(stderr io.Writer) *cobra.Command {
 				defer cancel()
 				return true, m.Cleanup(ctx)
 			}
-			if _, err := fmt.Println(guardReady); err != nil {
-				return err
-			}
+			// A failed write means the daemon is gone: Guard then reads EOF and releases.
+			_, _ = fmt.Println(guardReady)
 			return fencing.Guard(context.Background(), os.Stdin, release, log.Named("fence-guard"))
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -582,5 +583,41 @@ func TestVRRPTrackScriptWeight(t *testing.T) {
 	}
 	if two, _ := l.Sampler.HolderTimes(failed, time.Now()); two != 0 {
 		t.Logf("two holders for %v during the preemptions (VRRP: the old master steps down on hearing the new one)", two)
+	}
+}
+
+// If the fence guard dies, the daemon starts a new one at the next renewal; the new one does the
+// job: SIGKILL of the daemon then still removes the VIP at once. And a guard whose daemon dies
+// while it is still starting (its "ready" hits a closed pipe) still releases.
+func TestFenceGuardRestarted(t *testing.T) {
+	l := newLab(t, "etcd", func(o *Options) { o.Nodes = 2 })
+	h := steady(t, l)
+	guardPID := func() int { // the daemon's only child; any of its threads may have started it
+		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", h.Daemon().PID()))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			var pid int
+			if _, err := fmt.Sscan(string(b), &pid); err == nil {
+				return pid
+			}
+		}
+		t.Fatal("no fence guard under the daemon")
+		return 0
+	}
+	old := guardPID()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := h.Daemon().WaitLine(ctx, "fence guard restarted"); err != nil {
+		t.Fatal(err)
+	}
+	if np := guardPID(); np == old {
+		t.Fatalf("guard pid still %d", np)
+	}
+	r := runScenario(t, l, Kill)
+	if r.OldReleased < 0 || r.OldReleased > 500*time.Millisecond || r.TwoHolders != 0 {
+		t.Errorf("with a restarted guard: VIP left the killed node after %v, two holders %v", r.OldReleased, r.TwoHolders)
 	}
 }
