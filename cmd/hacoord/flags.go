@@ -25,7 +25,7 @@ func (f durationFlag) Set(s string) error {
 // the flags a user gave can be applied on top of the file (see overlay).
 func registerFlags(fs *pflag.FlagSet, s *Settings) {
 	registerStoreFlags(fs, s)
-	fs.StringVar(&s.Name, "name", s.Name, "this node's name, unique in the group (default: host name)")
+	fs.StringVar(&s.Name, "name", s.Name, "this node's name, unique in the group (the host name unless set)")
 	fs.StringVar(&s.Interface, "interface", s.Interface, "interface that carries the VIPs")
 	fs.StringArrayVar(&s.VIPs, "vip", s.VIPs, "virtual IP with prefix length, e.g. 10.0.0.100/24 (repeat for several)")
 	fs.StringVar(&s.Address, "address", s.Address, "this node's address in the master record (default: the interface's first global address)")
@@ -49,7 +49,7 @@ func registerFlags(fs *pflag.FlagSet, s *Settings) {
 
 	fs.StringArrayVar(&s.trackScriptArgs, "track-script", s.trackScriptArgs, "program whose failure withdraws this node's candidacy (repeat; runs every 2s, no shell: use sh -c '...'); the YAML track_scripts set interval, rise/fall and VRRP weight")
 	fs.StringArrayVar(&s.trackIfaceArgs, "track-interface", s.trackIfaceArgs, "interface whose link loss withdraws this node's candidacy (repeat)")
-	fs.StringVar(&s.StatusFile, "status-file", s.StatusFile, "where the daemon keeps its state for `hacoord status` (default /run/hacoord/<group>.<name>.json)")
+	fs.StringVar(&s.StatusFile, "status-file", s.StatusFile, "file where the daemon keeps its state for hacoord status (default /run/hacoord/<group>.<name>.json)")
 
 	fs.BoolVar(&s.FenceGuard, "fence-guard", s.FenceGuard, "run a watchdog process that removes the VIPs as soon as the daemon dies or a stopped daemon's deadline passes")
 	fs.StringVar(&s.Hooks.Fence, "fence-hook", s.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
