@@ -29,8 +29,9 @@ import (
 // So M has let go margin (plus the election latency e) before anyone else can hold the VIPs. The
 // margin must cover what can delay M between its timer firing and the address being gone: timer and
 // scheduler latency, a GC pause, the netlink round trip, and clock-rate skew between M and the store
-// (ppm, negligible at these TTLs). A process stopped with SIGSTOP cannot act at all; the kernel
-// lifetime the vip package puts on a bound VIP is the backstop for that case.
+// (ppm, negligible at these TTLs). A process stopped with SIGSTOP, or killed, cannot act at all:
+// the fence guard (Guard, a process of its own that is told every deadline) removes the VIPs for it,
+// and the kernel lifetime the vip package puts on a bound VIP is the last backstop.
 func Deadline(sent time.Time, ttl, margin time.Duration) time.Time {
 	return sent.Add(ttl - margin)
 }
