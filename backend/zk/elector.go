@@ -97,6 +97,9 @@ type Elector struct {
 
 	// onSession, set only by tests (export_test.go), learns each session's id and password.
 	onSession func(id int64, passwd []byte)
+	// loseCreateReply, set only by tests, makes the next candidate create report a lost reply
+	// after it was applied, as when the connection drops before the answer arrives.
+	loseCreateReply atomic.Bool
 }
 
 var (
@@ -687,6 +690,9 @@ func (r *sessionRun) createCandidate() error {
 		p, err = r.s.conn.Create(prefix, []byte(r.e.cfg.Name), zk.FlagEphemeral|zk.FlagSequence, r.e.acls.group)
 		return err
 	})
+	if err == nil && r.e.loseCreateReply.CompareAndSwap(true, false) {
+		err = zk.ErrConnectionClosed // applied, but the answer never came
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, zk.ErrNoAuth):

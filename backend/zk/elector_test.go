@@ -38,6 +38,7 @@ func TestElector(t *testing.T) {
 	t.Run("PartitionSelfFenceAndTakeover", func(t *testing.T) { testPartition(t, addr) })
 	t.Run("UnreachableAtStart", func(t *testing.T) { testUnreachable(t, addr) })
 	t.Run("StopWhileCutOff", func(t *testing.T) { testStopCutOff(t, addr) })
+	t.Run("LostCreateReplyNotDuplicated", func(t *testing.T) { testLostCreateReply(t, addr) })
 }
 
 // A node cut off from ZooKeeper still stops promptly: its requests cannot hold up Run's return.
@@ -705,5 +706,31 @@ func TestServerRestartWithinSession(t *testing.T) {
 		if s.Role == election.Master {
 			t.Errorf("b took over during a restart shorter than the session: %+v", s)
 		}
+	}
+}
+
+// A candidate create that the server applied but whose reply was lost is found again by its
+// protected GUID and adopted, not created a second time: the node has exactly one candidate znode
+// and becomes master with it.
+func testLostCreateReply(t *testing.T, addr string) {
+	const group = "lostreply"
+	e, err := zkb.New(config(addr, group, "a"), testLogger(t).Named("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zkb.LoseNextCreateReply(e)
+	a := runNode(t, "a", e)
+	m := a.waitMaster(t)
+	c := raw(t, addr, "")
+	cands := candidates(t, c, "/hacoord/"+group+"/election")
+	if len(cands) != 1 {
+		t.Fatalf("candidates after a lost create reply: %v, want exactly one", cands)
+	}
+	_, st, err := c.Exists("/hacoord/" + group + "/election/" + cands[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(st.Czxid) != m.Term {
+		t.Errorf("master term %d, but its candidate's czxid is %d", m.Term, st.Czxid)
 	}
 }
