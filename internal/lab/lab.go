@@ -280,6 +280,9 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 				return nil, err
 			}
 		}
+		if err := l.waitPreferred(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return l, nil
 }

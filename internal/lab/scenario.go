@@ -121,14 +121,23 @@ func (l *Lab) RestoreAll(ctx context.Context) (*Node, error) {
 			}
 		}
 	}
-	if l.Store.Backend() == "vrrp" {
-		// VRRP preempts: the restarted preferred node takes the VIP back a Master_Down_Interval
-		// later. Wait for that, so it does not happen in the middle of the next measurement.
-		if _, _, err := l.Sampler.WaitHolders(ctx, func(h []string) bool { return len(h) == 1 && h[0] == l.Nodes[0].Name }); err != nil {
-			return nil, fmt.Errorf("lab: %s did not preempt back after the restore: %w", l.Nodes[0].Name, err)
-		}
+	if err := l.waitPreferred(ctx); err != nil {
+		return nil, err
 	}
 	return l.WaitSteady(ctx)
+}
+
+// waitPreferred, in VRRP, waits until the preferred node (n1, the highest priority) holds the VIP:
+// VRRP preempts, so after a (re)start whoever became master first hands over to it a
+// Master_Down_Interval later. Waiting for that keeps it out of the next measurement.
+func (l *Lab) waitPreferred(ctx context.Context) error {
+	if l.Store.Backend() != "vrrp" {
+		return nil
+	}
+	if _, _, err := l.Sampler.WaitHolders(ctx, func(h []string) bool { return len(h) == 1 && h[0] == l.Nodes[0].Name }); err != nil {
+		return fmt.Errorf("lab: the preferred node %s does not hold the VIP: %w", l.Nodes[0].Name, err)
+	}
+	return nil
 }
 
 // detectTime is how long the nodes take to notice a dead master: the lease TTL, or in VRRP the
