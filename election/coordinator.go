@@ -113,17 +113,20 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			r.demote(ctx, "shutdown")
+			r.report()
 			stopElector()
 			for {
 				select {
 				case s := <-states:
 					r.observe(s)
+					r.report()
 				case err := <-done:
 					return err
 				}
 			}
 		case err := <-done:
 			r.demote(ctx, "elector stopped")
+			r.report()
 			if err == nil {
 				err = errors.New("stopped before its context was done")
 			}
@@ -132,6 +135,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			r.handle(ctx, s)
 		case <-r.timer.C:
 			r.fence(ctx)
+			r.report()
 		}
 	}
 }
@@ -143,6 +147,7 @@ type run struct {
 	held    bool  // all Actions promoted
 	term    uint64
 	contact uint64      // State.Contact when last promoted or reasserted
+	dirty   bool        // Status changed since OnChange last heard
 	timer   *time.Timer // fires at the held State's ValidUntil
 }
 
@@ -153,8 +158,8 @@ func (r *run) observe(s State) {
 	r.c.mu.Lock()
 	r.c.status.State = s
 	r.c.mu.Unlock()
-	r.c.changed()
 	if prev.Role != s.Role || prev.Term != s.Term || prev.Leader.Node != s.Leader.Node {
+		r.dirty = true
 		r.c.log.Info("election state",
 			zap.Stringer("role", s.Role), zap.Uint64("term", s.Term),
 			zap.String("leader", s.Leader.Node), zap.String("reason", s.Reason))
@@ -163,6 +168,9 @@ func (r *run) observe(s State) {
 
 func (r *run) handle(ctx context.Context, s State) {
 	r.observe(s)
+	// OnChange hears of the change after the Coordinator has acted on it: promoting or demoting
+	// comes first, reporting after.
+	defer r.report()
 	now := time.Now()
 	switch {
 	case s.Role == Master && s.Valid(now):
@@ -272,7 +280,16 @@ func (r *run) setStatus(promoted, fenced bool) {
 	r.c.mu.Lock()
 	r.c.status.Promoted, r.c.status.Fenced, r.c.status.Since = promoted, fenced, time.Now()
 	r.c.mu.Unlock()
-	r.c.changed()
+	r.dirty = true
+}
+
+// report hands the Status to OnChange if something a reader cares about changed (role, term,
+// leader, promoted, fenced); plain renewals are left to the status file's periodic refresh.
+func (r *run) report() {
+	if r.dirty {
+		r.dirty = false
+		r.c.changed()
+	}
 }
 
 func actionName(a Action, i int) string {

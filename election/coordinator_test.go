@@ -337,3 +337,37 @@ func TestContactRegainedReasserts(t *testing.T) {
 		}
 	})
 }
+
+// OnChange hears of a promotion after it happened (Promoted set), of a demotion after it, and not
+// of plain renewals.
+func TestOnChangeAfterActing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		a := &recAction{name: "a", rec: rec}
+		el := newScripted(rec)
+		co, err := NewCoordinator(el, []Action{a}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen []Status
+		co.OnChange(func(s Status) { seen = append(seen, s) })
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- co.Run(ctx) }()
+		send := func(s State) { el.in <- s; synctest.Wait() }
+		send(master(3, 1800*time.Millisecond))
+		for range 3 {
+			time.Sleep(500 * time.Millisecond)
+			send(master(3, 1800*time.Millisecond))
+		}
+		send(State{Role: Backup, Term: 4, Reason: "lease lost"})
+		cancel()
+		<-done
+		if len(seen) < 2 || !seen[0].Promoted || seen[0].State.Role != Master {
+			t.Fatalf("first OnChange %+v, want the promoted master", seen)
+		}
+		if seen[1].Promoted || seen[1].State.Role != Backup {
+			t.Fatalf("second OnChange %+v, want the demoted backup (no call for renewals)", seen[1])
+		}
+	})
+}
