@@ -70,7 +70,7 @@ func NewGate(elector Elector, base int, checks []Check, log *zap.Logger) (*Gate,
 		g.checks[c.Name] = c
 	}
 	g.mu.Lock()
-	g.applyLocked(true)
+	g.applyLocked()
 	g.mu.Unlock()
 	return g, nil
 }
@@ -90,7 +90,7 @@ func (g *Gate) Set(name string, up bool) {
 	} else {
 		g.log.Warn("health check fails", zap.String("check", name))
 	}
-	g.applyLocked(false)
+	g.applyLocked()
 }
 
 // Eligible reports whether the node is currently a candidate, and the priority it advertises.
@@ -124,22 +124,20 @@ func (g *Gate) outcome() (bool, int, []string) {
 	return eligible, max(1, min(prio, 254)), failing // weights move a priority within 1-254
 }
 
-func (g *Gate) applyLocked(initial bool) {
+// applyLocked tells the Elector what changed since the last call; NewGate starts from eligible at
+// the base priority, which is also where the Elector starts.
+func (g *Gate) applyLocked() {
 	eligible, prio, failing := g.outcome()
-	if g.prioritz != nil && (initial || prio != g.priority) {
-		if !initial || prio != g.base {
-			g.prioritz.SetPriority(prio)
-			g.log.Info("priority changed", zap.Int("priority", prio), zap.Int("base", g.base), zap.Strings("failing", failing))
-		}
+	if g.prioritz != nil && prio != g.priority {
+		g.prioritz.SetPriority(prio)
+		g.log.Info("priority changed", zap.Int("priority", prio), zap.Int("base", g.base), zap.Strings("failing", failing))
 	}
-	if g.elig != nil && (initial || eligible != g.eligible) {
-		if !initial || !eligible {
-			g.elig.SetEligible(eligible)
-			if eligible {
-				g.log.Info("healthy again: candidate", zap.Strings("failing", failing))
-			} else {
-				g.log.Warn("unhealthy: withdrawing candidacy", zap.Strings("failing", failing))
-			}
+	if g.elig != nil && eligible != g.eligible {
+		g.elig.SetEligible(eligible)
+		if eligible {
+			g.log.Info("healthy again: candidate", zap.Strings("failing", failing))
+		} else {
+			g.log.Warn("unhealthy: withdrawing candidacy", zap.Strings("failing", failing))
 		}
 	}
 	g.eligible, g.priority = eligible, prio

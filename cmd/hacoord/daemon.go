@@ -35,6 +35,7 @@ func runDaemon(ctx context.Context, s Settings, stderr io.Writer) error {
 	if err != nil {
 		return configError{err}
 	}
+	defer vm.Close() // runs last: after the helpers (vm.Run among them) have returned
 	addr, err := nodeAddress(s)
 	if err != nil {
 		return configError{err}

@@ -25,8 +25,9 @@ import (
 // it, tells it when the VIPs are held and until when, and restarts it if it dies. Safe from any
 // goroutine.
 type guard struct {
-	argv []string
-	log  *zap.Logger
+	argv   []string
+	stderr io.Writer // the guard logs where the daemon does
+	log    *zap.Logger
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -47,18 +48,18 @@ func startGuard(s Settings, stderr io.Writer, log *zap.Logger) (*guard, error) {
 	for _, v := range s.VIPs {
 		argv = append(argv, "--vip", v)
 	}
-	g := &guard{argv: argv, log: log}
+	g := &guard{argv: argv, stderr: stderr, log: log}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.startLocked(stderr); err != nil {
+	if err := g.startLocked(); err != nil {
 		return nil, err
 	}
 	return g, nil
 }
 
-func (g *guard) startLocked(stderr io.Writer) error {
+func (g *guard) startLocked() error {
 	cmd := exec.Command(g.argv[0], g.argv[1:]...)
-	cmd.Stderr = stderr
+	cmd.Stderr = g.stderr
 	// Its own process group: a Ctrl-C in a terminal reaches the daemon, which releases in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()
@@ -123,7 +124,7 @@ func (g *guard) send(f func(*fencing.GuardConn) error) error {
 		return err // alive but the write failed: nothing a restart would fix
 	}
 	g.log.Error("fence guard died; restarting it", zap.Error(err))
-	if serr := g.startLocked(os.Stderr); serr != nil {
+	if serr := g.startLocked(); serr != nil {
 		return errors.Join(err, serr)
 	}
 	g.log.Warn("fence guard restarted", zap.Int("pid", g.cmd.Process.Pid))

@@ -92,8 +92,18 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 	return root
 }
 
-// resolveSettings returns the effective settings: defaults, then the file, then the flags given.
+// resolveSettings returns the effective settings, validated for the daemon.
 func resolveSettings(cmd *cobra.Command, flagged *Settings, configPath string) (Settings, error) {
+	s, err := loadSettings(cmd, flagged, configPath)
+	if err != nil {
+		return Settings{}, err
+	}
+	return s, s.validate()
+}
+
+// loadSettings returns the effective settings: defaults, then the file, then the flags given,
+// normalized but not validated.
+func loadSettings(cmd *cobra.Command, flagged *Settings, configPath string) (Settings, error) {
 	s := *flagged
 	if configPath != "" {
 		s = defaultSettings()
@@ -105,7 +115,7 @@ func resolveSettings(cmd *cobra.Command, flagged *Settings, configPath string) (
 		}
 	}
 	s.normalize()
-	return s, s.validate()
+	return s, nil
 }
 
 // noArgs rejects positional arguments as a usage error (exit 2).

@@ -29,17 +29,10 @@ election and writes nothing. While the store is unreachable it keeps retrying (s
   hacoord watch --backend zk --endpoints zk1:2181,zk2:2181/ha --group web --once | jq -r .address`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			set := s
-			if configPath != "" {
-				set = defaultSettings()
-				if err := loadFile(configPath, &set); err != nil {
-					return configError{err}
-				}
-				if err := overlay(cmd.Flags(), &set); err != nil {
-					return configError{err}
-				}
+			set, err := loadSettings(cmd, &s, configPath)
+			if err != nil {
+				return err
 			}
-			set.normalize()
 			if err := set.validateStore(); err != nil {
 				return err
 			}
