@@ -102,9 +102,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	// The Elector outlives ctx: it is stopped only after the demote, so it resigns last.
 	ectx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopElector()
-	states := make(chan State)
+	out := NewOutbox()
 	done := make(chan error, 1)
-	go func() { done <- c.elector.Run(ectx, states) }()
+	go func() { done <- c.elector.Run(ectx, out) }()
 
 	r := &run{c: c, timer: time.NewTimer(time.Hour)}
 	r.timer.Stop()
@@ -117,22 +117,25 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			stopElector()
 			for {
 				select {
-				case s := <-states:
-					r.observe(s)
-					r.report()
+				case <-out.Ready():
+					r.drain(out)
 				case err := <-done:
+					r.drain(out)
 					return err
 				}
 			}
 		case err := <-done:
+			r.drain(out)
 			r.demote(ctx, "elector stopped")
 			r.report()
 			if err == nil {
 				err = errors.New("stopped before its context was done")
 			}
 			return fmt.Errorf("election: elector: %w", err)
-		case s := <-states:
-			r.handle(ctx, s)
+		case <-out.Ready():
+			// Acknowledged after handle: after the demote, if s asked for one, so the Elector may
+			// resign then.
+			out.TakeAll(func(s State) { r.handle(ctx, s) })
 		case <-r.timer.C:
 			r.fence(ctx)
 			r.report()
@@ -149,6 +152,15 @@ type run struct {
 	contact uint64      // State.Contact when last promoted or reasserted
 	dirty   bool        // Status changed since OnChange last heard
 	timer   *time.Timer // fires at the held State's ValidUntil
+}
+
+// drain records what the Elector offered after the Coordinator stopped acting (shutdown): nothing is
+// promoted any more, so every State counts as acted on.
+func (r *run) drain(out *Outbox) {
+	out.TakeAll(func(s State) {
+		r.observe(s)
+		r.report()
+	})
 }
 
 // observe records s as the current State and logs a change of role, term or leader.
@@ -196,11 +208,16 @@ func (r *run) arm(s State) {
 	}
 }
 
-func (r *run) promote(ctx context.Context, s State) {
-	pctx, cancel := ctx, context.CancelFunc(func() {})
-	if !s.ValidUntil.IsZero() {
-		pctx, cancel = context.WithDeadline(ctx, s.ValidUntil)
+// untilValid returns ctx bounded by the deadline of s, if it has one.
+func untilValid(ctx context.Context, s State) (context.Context, context.CancelFunc) {
+	if s.ValidUntil.IsZero() {
+		return context.WithCancel(ctx)
 	}
+	return context.WithDeadline(ctx, s.ValidUntil)
+}
+
+func (r *run) promote(ctx context.Context, s State) {
+	pctx, cancel := untilValid(ctx, s)
 	defer cancel()
 	for i, a := range r.c.actions {
 		if err := a.Promote(pctx, s); err != nil {
@@ -222,6 +239,9 @@ func (r *run) promote(ctx context.Context, s State) {
 
 func (r *run) renew(ctx context.Context, s State) {
 	r.arm(s)
+	// Nothing on the loop waits past the deadline: the fence timer must fire on time.
+	ctx, cancel := untilValid(ctx, s)
+	defer cancel()
 	if s.Contact != r.contact {
 		r.contact = s.Contact
 		r.c.log.Info("contact with the store regained within the term; announcing again", zap.Uint64("term", s.Term))

@@ -24,7 +24,9 @@ func newScripted(rec *recorder) *scripted {
 	return &scripted{in: make(chan State), stopped: make(chan struct{}), rec: rec}
 }
 
-func (e *scripted) Run(ctx context.Context, out chan<- State) error {
+// Run hands each State from the test to the Coordinator and waits until it has acted on it, so a
+// test's send returns once the Coordinator has started on the State.
+func (e *scripted) Run(ctx context.Context, out *Outbox) error {
 	defer close(e.stopped)
 	for {
 		select {
@@ -32,9 +34,7 @@ func (e *scripted) Run(ctx context.Context, out chan<- State) error {
 			e.rec.add("elector stopped")
 			return nil
 		case s := <-e.in:
-			select {
-			case out <- s:
-			case <-ctx.Done():
+			if err := out.WaitActed(ctx, out.Set(s)); err != nil {
 				return nil
 			}
 		}
@@ -296,9 +296,11 @@ type failing struct {
 	err    error
 }
 
-func (e *failing) Run(ctx context.Context, out chan<- State) error {
+func (e *failing) Run(ctx context.Context, out *Outbox) error {
 	for _, s := range e.states {
-		out <- s
+		if err := out.WaitActed(ctx, out.Set(s)); err != nil {
+			return err
+		}
 	}
 	return e.err
 }

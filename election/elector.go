@@ -4,14 +4,20 @@ import "context"
 
 // An Elector takes part in one election for one node.
 //
-// Run campaigns until ctx is done and sends every State change on out. Sends must select on
-// ctx.Done(), and the Elector's own liveness work (lease keepalives, session pings, adverts) must not
-// wait for out to be read: the Coordinator may be busy in Promote or Demote for up to the self-fencing
-// deadline. Before returning, Run resigns (best effort, bounded by a short timeout: delete its
-// candidacy and release its session so another node takes over at once) and returns nil when ctx was
-// cancelled, or the error that made it give up. Run may be called once.
+// Run campaigns until ctx is done and offers every State change on out (an Outbox: latest wins, never
+// blocks), so the Elector's own liveness work (lease keepalives, session pings, adverts) never waits
+// for the consumer, which may be busy in Promote or Demote for up to the self-fencing deadline.
+//
+// Demote before resign: whenever the Elector gives up its candidacy on purpose while ctx is alive
+// (Yield, SetEligible(false)), it first offers a non-Master State and waits with out.WaitActed until
+// the consumer has acted on it (the VIPs are gone), and only then resigns, revokes or deletes its
+// candidate. A slow or silent store is never a reason to resign: the Elector keeps its lease or
+// session and its candidacy, and reports Fault until the store answers again. When ctx is done the
+// consumer has already demoted (the Coordinator cancels the Elector only after demoting): Run then
+// resigns (bounded by a short timeout) so another node takes over at once, offers a final non-Master
+// State and returns nil, or the error that made it give up. Run may be called once.
 type Elector interface {
-	Run(ctx context.Context, out chan<- State) error
+	Run(ctx context.Context, out *Outbox) error
 }
 
 // A Yielder is an Elector that can give up mastership and stay a candidate: it resigns and campaigns

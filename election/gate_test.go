@@ -13,8 +13,8 @@ type gated struct {
 	prios    []int
 }
 
-func (g *gated) Run(context.Context, chan<- State) error { return nil }
-func (g *gated) SetEligible(ok bool)                     { g.mu.Lock(); g.eligible = append(g.eligible, ok); g.mu.Unlock() }
+func (g *gated) Run(context.Context, *Outbox) error { return nil }
+func (g *gated) SetEligible(ok bool)                { g.mu.Lock(); g.eligible = append(g.eligible, ok); g.mu.Unlock() }
 
 type prioGated struct{ gated }
 
@@ -112,4 +112,4 @@ func TestGateRejectsBadChecks(t *testing.T) {
 
 type plainElector struct{}
 
-func (plainElector) Run(context.Context, chan<- State) error { return nil }
+func (plainElector) Run(context.Context, *Outbox) error { return nil }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -116,4 +117,17 @@ func (s State) Valid(now time.Time) bool {
 		return false
 	}
 	return s.ValidUntil.IsZero() || now.Before(s.ValidUntil)
+}
+
+// Same reports whether s and o tell a consumer the same thing: role, term, leader, deadline, contact
+// count and reason.
+func (s State) Same(o State) bool {
+	return s.Role == o.Role && s.Term == o.Term && s.Reason == o.Reason && s.Contact == o.Contact &&
+		s.ValidUntil.Equal(o.ValidUntil) && s.Leader.Same(o.Leader)
+}
+
+// Same reports whether r and o name the same master with the same details.
+func (r Record) Same(o Record) bool {
+	return r.Group == o.Group && r.Node == o.Node && r.Address == o.Address && r.Term == o.Term &&
+		r.Since.Equal(o.Since) && slices.Equal(r.VIPs, o.VIPs)
 }

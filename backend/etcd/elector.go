@@ -20,10 +20,6 @@ import (
 	"github.com/hacoord/hacoord/fencing"
 )
 
-// finalReportTimeout bounds how long Run, after its ctx is done, waits for out to take the last
-// (non-Master) State.
-const finalReportTimeout = 250 * time.Millisecond
-
 // Why a session ended; also the Reason of the State reported for it.
 var (
 	errLeaseLost    = errors.New("lease lost")
@@ -48,7 +44,7 @@ type Elector struct {
 	eligible atomic.Bool
 	kick     chan struct{} // cap 1: yield or eligibility changed
 
-	box *mailbox
+	box *election.Outbox // Run's out
 
 	mu       sync.Mutex
 	deadline time.Time       // self-fencing deadline of the current lease
@@ -72,7 +68,6 @@ func New(cfg Config, log *zap.Logger) (*Elector, error) {
 		prefix:    ElectionPrefix(cfg.Group),
 		leaderKey: LeaderKey(cfg.Group),
 		kick:      make(chan struct{}, 1),
-		box:       newMailbox(),
 	}
 	e.eligible.Store(true)
 	return e, nil
@@ -104,26 +99,18 @@ func (e *Elector) poke() {
 // Run campaigns until ctx is done; see election.Elector. It reports Fault (and keeps retrying with
 // backoff) while etcd is unreachable, and returns a *TTLError when etcd grants another TTL than
 // Config.TTL. On return it has resigned and revoked its lease (bounded by a short timeout) and has
-// offered out a final non-Master State for up to 250ms.
-func (e *Elector) Run(ctx context.Context, out chan<- election.State) error {
+// offered out a final non-Master State.
+func (e *Elector) Run(ctx context.Context, out *election.Outbox) error {
 	if !e.ran.CompareAndSwap(false, true) {
 		return fmt.Errorf("etcd: elector %s/%s: Run called twice", e.cfg.Group, e.cfg.Name)
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { e.box.run(gctx, out); return nil })
-	g.Go(func() error { return e.loop(gctx) })
-	err := g.Wait()
+	e.box = out
+	err := e.loop(ctx)
 
 	if err != nil {
 		e.setFault(err.Error())
 	} else {
 		e.setBackup("stopped")
-	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReportTimeout)
-	defer cancel()
-	select {
-	case out <- e.box.snapshot():
-	case <-fctx.Done():
 	}
 	e.log.Info("elector stopped", zap.Error(err))
 	return err
@@ -348,7 +335,7 @@ func (e *Elector) setLeader(r election.Record) {
 	if r.Node == e.cfg.Name && r.Term == own {
 		r = election.Record{} // our own past record, about to be deleted
 	}
-	e.box.update(func(s *election.State) {
+	e.box.Update(func(s *election.State) {
 		if s.Role == election.Master || s.Role == election.Init {
 			return // Init: the session reports Backup with e.observed
 		}
@@ -364,14 +351,14 @@ func (e *Elector) setBackup(reason string) uint64 {
 	if r.Node == e.cfg.Name && r.Term == own {
 		r = election.Record{}
 	}
-	return e.box.update(func(s *election.State) {
+	return e.box.Update(func(s *election.State) {
 		s.Role, s.Term, s.Leader, s.ValidUntil, s.Reason = election.Backup, r.Term, r, time.Time{}, reason
 	})
 }
 
 // setFault reports Fault; the last known master stays as information.
 func (e *Elector) setFault(reason string) {
-	e.box.update(func(s *election.State) {
+	e.box.Update(func(s *election.State) {
 		if s.Role == election.Master {
 			s.Leader, s.Term = election.Record{}, 0
 		}
@@ -554,7 +541,7 @@ func (t *term) master(ctx context.Context, rec election.Record, validUntil time.
 	e.mu.Lock()
 	e.ownTerm = rec.Term
 	e.mu.Unlock()
-	e.box.update(func(s *election.State) {
+	e.box.Update(func(s *election.State) {
 		s.Role, s.Term, s.Leader, s.ValidUntil, s.Reason = election.Master, rec.Term, rec, validUntil, "elected"
 	})
 	log := t.log.With(zap.Uint64("term", rec.Term))
@@ -608,7 +595,7 @@ func (t *term) master(ctx context.Context, rec election.Record, validUntil time.
 			}
 			validUntil = dl
 			timer.Reset(time.Until(validUntil))
-			e.box.update(func(s *election.State) {
+			e.box.Update(func(s *election.State) {
 				if s.Role == election.Master {
 					s.ValidUntil, s.Contact, s.Reason = validUntil, contact, "renewed"
 				}
@@ -638,7 +625,7 @@ func (t *term) master(ctx context.Context, rec election.Record, validUntil time.
 			// Demote first: the Backup State is delivered before the key goes, so this node never
 			// reports Master after the next master was elected.
 			seq := e.setBackup(reason)
-			if err := e.box.waitSent(ctx, seq); err != nil {
+			if err := e.box.WaitActed(ctx, seq); err != nil {
 				continue // ctx ended: handled above
 			}
 			log.Info("resigning", zap.String("reason", reason))

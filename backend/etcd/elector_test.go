@@ -222,16 +222,18 @@ func TestTTLBelowServerMinimum(t *testing.T) {
 	el := newElector(t, srv.Endpoints()[0], "ttl", "a")
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
-	out := make(chan election.State)
+	out := election.NewOutbox()
 	done := make(chan error, 1)
 	go func() { done <- el.Run(ctx, out) }()
 	var err error
 	var states []election.State
+	add := func(s election.State) { states = append(states, s) }
 	for collecting := true; collecting; {
 		select {
-		case s := <-out:
-			states = append(states, s)
+		case <-out.Ready():
+			out.TakeAll(add)
 		case err = <-done:
+			out.TakeAll(add)
 			collecting = false
 		}
 	}
@@ -315,7 +317,7 @@ func TestRunTwice(t *testing.T) {
 	el := newElector(t, srv.Endpoints()[0], "twice", "a")
 	r := electiontest.Start(t, "a", candidate(el))
 	r.Wait(t, settle, "Master", lastIs(election.Master))
-	if err := el.Run(context.Background(), make(chan election.State)); err == nil {
+	if err := el.Run(context.Background(), election.NewOutbox()); err == nil {
 		t.Fatal("second Run returned nil, want an error")
 	}
 }

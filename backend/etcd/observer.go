@@ -60,7 +60,7 @@ func Observe(ctx context.Context, cli *clientv3.Client, group string, out chan<-
 func observe(ctx context.Context, cli *clientv3.Client, cfg Config, log *zap.Logger, out chan<- election.Record) error {
 	var last *election.Record
 	observeLeader(ctx, cli, LeaderKey(cfg.Group), cfg, log, func(r election.Record) {
-		if last != nil && sameRecord(*last, r) {
+		if last != nil && last.Same(r) {
 			return
 		}
 		select {

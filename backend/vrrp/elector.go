@@ -16,9 +16,6 @@ import (
 	"github.com/hacoord/hacoord/fencing"
 )
 
-// ResignTimeout bounds the delivery of the final Backup State after ctx is done.
-const ResignTimeout = time.Second
-
 // Elector takes part in one virtual router with native VRRP and implements election.Elector,
 // election.Eligibility and election.Yielder. It only decides the role: the VIPs are bound by the
 // consumer of its States. VRRP has no quorum, so if the VRRP path is cut both sides become master.
@@ -111,9 +108,9 @@ func (e *Elector) post(ev Event) {
 }
 
 // Run implements election.Elector: it runs the VRRP state machine until ctx is done, then sends a
-// priority-0 advert if master, reports a Backup State (best effort, within ResignTimeout) and returns
+// priority-0 advert if master, offers a Backup State and returns
 // nil. A receive error other than the socket closing ends Run with that error.
-func (e *Elector) Run(ctx context.Context, out chan<- election.State) (err error) {
+func (e *Elector) Run(ctx context.Context, out *election.Outbox) (err error) {
 	if !e.ran.CompareAndSwap(false, true) {
 		return errors.New("vrrp: Run called twice")
 	}
@@ -133,13 +130,11 @@ func (e *Elector) Run(ctx context.Context, out chan<- election.State) (err error
 	e.log.Warn("VRRP has no quorum: if the VRRP path between the routers is cut, each side becomes master (split brain)",
 		zap.Int("priority", e.cfg.Priority), zap.Stringer("address", conn.Addr()))
 
-	r := &runner{e: e, m: m, conn: conn, pub: make(chan struct{}, 1)}
+	r := &runner{e: e, m: m, conn: conn, out: out, ctx: ctx}
 	var g errgroup.Group
-	pctx, stopPub := context.WithCancel(ctx)
 	pkts := make(chan Received)
 	readErr := make(chan error, 1)
 	done := make(chan struct{})
-	g.Go(func() error { r.publish(pctx, out); return nil })
 	g.Go(func() error {
 		for {
 			p, err := conn.Read()
@@ -159,17 +154,9 @@ func (e *Elector) Run(ctx context.Context, out chan<- election.State) (err error
 	defer func() {
 		close(done)
 		conn.Close()
-		stopPub()
 		_ = g.Wait()
-		// Report the final, non-Master State: the Coordinator keeps reading until Run returns.
-		final := r.snapshot()
-		tm := time.NewTimer(ResignTimeout)
-		defer tm.Stop()
-		select {
-		case out <- final:
-		case <-tm.C:
-			e.log.Warn("final state not read before the resign timeout")
-		}
+		// Offer the final, non-Master State: the Coordinator takes it once Run returns.
+		out.Set(r.snapshot())
 	}()
 
 	r.step(Startup{})
@@ -209,18 +196,37 @@ type runner struct {
 	m    *Machine
 	conn Conn
 	term uint64
-	pub  chan struct{} // a new State is waiting in e.state
+	out  *election.Outbox
+	ctx  context.Context // Run's: once done, the consumer has demoted already
 }
 
 func (r *runner) step(ev Event) {
 	e := r.e
 	outs := r.m.Step(time.Now(), ev)
+	// Demote before resign: when this router stops being master, the consumer demotes (the VIPs
+	// go) before the adverts of this step go out, the priority-0 advert among them, which lets a
+	// backup take over after its Skew_Time (RFC 5798 6.4.3). The wait is bounded by the master's
+	// deadline: by then the Coordinator has fenced anyway, and the backups' Master_Down_Interval
+	// runs out soon after.
+	for _, o := range outs {
+		if t, ok := o.(Transition); ok && t.From == Master && t.To != Master {
+			valid := e.State().ValidUntil
+			seq := r.transition(t)
+			wctx, cancel := context.WithDeadline(r.ctx, valid)
+			if err := r.out.WaitActed(wctx, seq); err != nil && r.ctx.Err() == nil {
+				e.log.Warn("demote not acknowledged before the deadline; resigning anyway", zap.Error(err))
+			}
+			cancel()
+		}
+	}
 	for _, o := range outs {
 		switch o := o.(type) {
 		case Send:
 			r.send(o.Packet)
 		case Transition:
-			r.transition(o)
+			if !(o.From == Master && o.To != Master) {
+				r.transition(o)
+			}
 		}
 	}
 	st := r.m.Stats()
@@ -282,14 +288,13 @@ func (r *runner) renew(now time.Time) {
 	}
 	e.state.ValidUntil = now.Add(e.cfg.validity())
 	e.state.Reason = "advert sent"
+	s := e.state
 	e.mu.Unlock()
-	select {
-	case r.pub <- struct{}{}:
-	default:
-	}
+	r.out.Set(s)
 }
 
-func (r *runner) transition(t Transition) {
+// transition reports the State t leads to and returns its Outbox version.
+func (r *runner) transition(t Transition) uint64 {
 	e := r.e
 	if t.To == Master && t.From != Master {
 		r.term++
@@ -333,10 +338,7 @@ func (r *runner) transition(t Transition) {
 	e.mu.Lock()
 	e.state = s
 	e.mu.Unlock()
-	select {
-	case r.pub <- struct{}{}:
-	default:
-	}
+	return r.out.Set(s)
 }
 
 func (r *runner) snapshot() election.State {
@@ -345,22 +347,4 @@ func (r *runner) snapshot() election.State {
 		s.Role, s.Term, s.Reason = election.Backup, 0, "shutdown"
 	}
 	return s
-}
-
-// publish delivers the latest State on out until ctx is done. It coalesces: a State replaced
-// before out was read is never sent, so the state machine never waits for the reader.
-func (r *runner) publish(ctx context.Context, out chan<- election.State) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.pub:
-		}
-		s := r.e.State()
-		select {
-		case <-ctx.Done():
-			return
-		case out <- s:
-		}
-	}
 }

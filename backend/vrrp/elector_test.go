@@ -112,21 +112,25 @@ func runNode(t testing.TB, conn Conn, cfg Config, log *zap.Logger) *node {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	nd := &node{e: e, cancel: cancel, done: make(chan error, 1), ended: make(chan struct{}), changed: make(chan struct{}, 1)}
-	out := make(chan election.State)
+	out := election.NewOutbox()
 	stop := make(chan struct{})
+	add := func(s election.State) {
+		nd.mu.Lock()
+		nd.states = append(nd.states, s)
+		nd.mu.Unlock()
+		select {
+		case nd.changed <- struct{}{}:
+		default:
+		}
+	}
 	go func() {
 		defer close(nd.ended)
 		for {
 			select {
-			case s := <-out:
-				nd.mu.Lock()
-				nd.states = append(nd.states, s)
-				nd.mu.Unlock()
-				select {
-				case nd.changed <- struct{}{}:
-				default:
-				}
+			case <-out.Ready():
+				out.TakeAll(add)
 			case <-stop:
+				out.TakeAll(add)
 				return
 			}
 		}
@@ -324,7 +328,7 @@ func TestElectorRunTwice(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	out := make(chan election.State, 4)
+	out := election.NewOutbox()
 	if err := e.Run(ctx, out); err != nil {
 		t.Fatal(err)
 	}

@@ -155,22 +155,19 @@ func (e *Elector) SetEligible(ok bool) {
 	}
 }
 
-// finalReportTimeout bounds the send of the last State after ctx is done.
-const finalReportTimeout = time.Second
-
 // Run campaigns until ctx is done, then resigns (deletes its znodes and closes the session; if
 // ZooKeeper does not answer within Config.ResignTimeout the session is closed regardless, which
 // takes go-zookeeper up to 3s more), reports Backup and returns nil. It reports Fault and keeps retrying, with
 // backoff, while no session can be had. It returns an error only for what retrying cannot fix: the
 // ensemble denies this identity (NoAuth) or rejects its credentials.
-func (e *Elector) Run(ctx context.Context, out chan<- election.State) error {
+func (e *Elector) Run(ctx context.Context, out *election.Outbox) error {
 	if !e.started.CompareAndSwap(false, true) {
 		return errors.New("zk: Elector.Run called twice")
 	}
-	rep := newReporter()
+	rep := newReporter(out)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		rep.run(gctx, out)
+		rep.run(gctx)
 		return nil
 	})
 	g.Go(func() error { return e.campaign(gctx, rep) })
@@ -183,12 +180,7 @@ func (e *Elector) Run(ctx context.Context, out chan<- election.State) error {
 	if last := rep.last(); last.Leader.Node != e.cfg.Name && last.Role != election.Master {
 		final.Term, final.Leader = last.Term, last.Leader
 	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalReportTimeout)
-	defer cancel()
-	select {
-	case out <- final:
-	case <-fctx.Done():
-	}
+	rep.set(final)
 	return err
 }
 
@@ -898,7 +890,7 @@ func (r *sessionRun) giveUp(ctx context.Context, role election.Role, reason stri
 	if wasMaster {
 		st := election.State{Role: role, Reason: reason}
 		seq := r.rep.set(st)
-		r.rep.waitDelivered(ctx, seq, r.e.cfg.ResignTimeout)
+		r.rep.waitActed(ctx, seq, r.e.cfg.ResignTimeout)
 		r.log.Info("resigning mastership", zap.Uint64("term", r.term), zap.String("reason", reason))
 	}
 	if err := r.deleteOwn(); err != nil {

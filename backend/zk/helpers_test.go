@@ -118,15 +118,16 @@ func runNode(t testing.TB, name string, e *zkb.Elector) *node {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &node{name: name, e: e, rec: newRecorder(), cancel: cancel, done: make(chan error, 1)}
-	out := make(chan election.State)
+	out := election.NewOutbox()
 	runDone := make(chan error, 1)
 	go func() { runDone <- e.Run(ctx, out) }()
 	go func() {
 		for {
 			select {
-			case s := <-out:
-				n.rec.add(s)
+			case <-out.Ready():
+				out.TakeAll(n.rec.add)
 			case err := <-runDone:
+				out.TakeAll(n.rec.add)
 				n.done <- err
 				return
 			}

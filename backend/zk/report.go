@@ -1,7 +1,6 @@
 package zk
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -9,42 +8,27 @@ import (
 	"github.com/hacoord/hacoord/election"
 )
 
-// reporter hands States to the consumer of Run's out channel with latest-value semantics: set never
-// blocks (the campaign loop and its renewals must not wait for a busy Coordinator), a newer State
-// replaces one not yet delivered, and an unchanged State is not sent again.
-//
-// It also enforces the deadline on its own side: if the last Master State's ValidUntil passes with
-// no newer State, it reports Fault, so a node cut off from ZooKeeper says so even while the campaign
-// loop is stuck in a request.
+// reporter offers States on Run's Outbox (election.Outbox: latest wins, acknowledged) and enforces
+// the deadline on its own side: if the last Master State's ValidUntil passes with no newer State, it
+// reports Fault, so a node cut off from ZooKeeper says so even while the campaign loop is stuck in a
+// request.
 type reporter struct {
-	mu        sync.Mutex
-	latest    election.State
-	has       bool
-	seq       uint64 // of latest
-	delivered uint64
-	delivc    chan struct{} // closed and replaced on each delivery
-	sig       chan struct{} // cap 1: latest changed
+	out *election.Outbox
+
+	mu  sync.Mutex
+	seq uint64        // version of the last State set here
+	sig chan struct{} // cap 1: a State was set
 }
 
-func newReporter() *reporter {
-	return &reporter{delivc: make(chan struct{}), sig: make(chan struct{}, 1)}
+func newReporter(out *election.Outbox) *reporter {
+	return &reporter{out: out, sig: make(chan struct{}, 1)}
 }
 
-// sameState reports whether a and b tell the consumer the same thing.
-func sameState(a, b election.State) bool {
-	return a.Role == b.Role && a.Reason == b.Reason && a.Term == b.Term && a.Contact == b.Contact && a.ValidUntil.Equal(b.ValidUntil) &&
-		bytes.Equal(a.Leader.Marshal(), b.Leader.Marshal())
-}
-
-// set offers s and returns its sequence number, for waitDelivered.
+// set offers s and returns its version, for waitActed.
 func (r *reporter) set(s election.State) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.has && sameState(r.latest, s) {
-		return r.seq
-	}
-	r.latest, r.has = s, true
-	r.seq++
+	r.seq = r.out.Set(s)
 	select {
 	case r.sig <- struct{}{}:
 	default:
@@ -53,77 +37,45 @@ func (r *reporter) set(s election.State) uint64 {
 }
 
 // last returns the latest State offered (or synthesised at a deadline).
-func (r *reporter) last() election.State {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.latest
+func (r *reporter) last() election.State { return r.out.Last() }
+
+// waitActed waits until the consumer has acted on the State numbered seq, or a later one (for a
+// non-Master State: the VIPs are gone), at most timeout or until ctx is done. It reports whether it
+// has.
+func (r *reporter) waitActed(ctx context.Context, seq uint64, timeout time.Duration) bool {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return r.out.WaitActed(wctx, seq) == nil
 }
 
-// waitDelivered waits until the State numbered seq, or a later one, has been received by the
-// consumer, at most timeout or until ctx is done. It reports whether it was.
-func (r *reporter) waitDelivered(ctx context.Context, seq uint64, timeout time.Duration) bool {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		r.mu.Lock()
-		ok, c := r.delivered >= seq, r.delivc
-		r.mu.Unlock()
-		if ok {
-			return true
-		}
-		select {
-		case <-c:
-		case <-t.C:
-			return false
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// run delivers States on out until ctx is done.
-func (r *reporter) run(ctx context.Context, out chan<- election.State) {
+// run enforces the deadline of the last Master State until ctx is done.
+func (r *reporter) run(ctx context.Context) {
 	deadline := time.NewTimer(time.Hour)
 	deadline.Stop()
 	defer deadline.Stop()
-	var (
-		cur     election.State
-		curSeq  uint64
-		pending bool
-	)
+	var seq uint64
 	for {
-		var send chan<- election.State
-		if pending {
-			send = out
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.sig:
 			r.mu.Lock()
-			cur, curSeq, pending = r.latest, r.seq, true
+			seq = r.seq
+			cur := r.out.Last()
 			r.mu.Unlock()
 			deadline.Stop()
 			if cur.Role == election.Master && !cur.ValidUntil.IsZero() {
 				deadline.Reset(time.Until(cur.ValidUntil))
 			}
-		case send <- cur:
-			pending = false
-			r.mu.Lock()
-			if curSeq > r.delivered {
-				r.delivered = curSeq
-				close(r.delivc)
-				r.delivc = make(chan struct{})
-			}
-			r.mu.Unlock()
 		case <-deadline.C:
 			r.mu.Lock()
-			if r.seq == curSeq && r.latest.Role == election.Master { // no newer State arrived meanwhile
-				f := election.State{Role: election.Fault, Term: cur.Term,
-					Reason: "fencing deadline passed with no reply from ZooKeeper"}
-				r.latest = f
-				r.seq++
-				cur, curSeq, pending = f, r.seq, true
+			if r.seq == seq { // no newer State arrived meanwhile
+				r.seq = r.out.Update(func(s *election.State) {
+					if s.Role == election.Master {
+						*s = election.State{Role: election.Fault, Term: s.Term,
+							Reason: "fencing deadline passed with no reply from ZooKeeper"}
+					}
+				})
 			}
 			r.mu.Unlock()
 		}

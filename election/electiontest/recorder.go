@@ -12,10 +12,21 @@ import (
 	"github.com/hacoord/hacoord/election"
 )
 
-// Stamped is a State with the instant the recorder received it.
+// Stamped is a State with the instant the recorder received it and the instant it had acted on it
+// (told the Elector so with Outbox.Acted): later than At only for a State that ended a master
+// interval while the recorder simulates a slow demote (Options.DemoteDelay).
 type Stamped struct {
-	At time.Time
+	At    time.Time
+	Acted time.Time
 	election.State
+}
+
+// Options tune a Recorder's consumer.
+type Options struct {
+	// DemoteDelay, when positive, is how long the recorder takes to "demote" after a State that ends
+	// a master interval before it tells the Elector it has acted: the VIPs count as held until then.
+	// An Elector that resigns before its demote was acted on then shows as split brain.
+	DemoteDelay time.Duration
 }
 
 // Recorder runs one Candidate's Elector in a goroutine it owns and records every State it sends.
@@ -38,18 +49,25 @@ type Recorder struct {
 // Start starts cand.Elector.Run and records its States until Stop.
 func Start(t *testing.T, name string, cand Candidate) *Recorder {
 	t.Helper()
+	return StartWith(t, name, cand, Options{})
+}
+
+// StartWith is Start with Options.
+func StartWith(t *testing.T, name string, cand Candidate, o Options) *Recorder {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Recorder{Name: name, Cand: cand, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{})}
-	out := make(chan election.State)
+	out := election.NewOutbox()
 	runDone := make(chan error, 1)
 	go func() { runDone <- cand.Elector.Run(ctx, out) }()
 	go func() {
 		defer close(r.done)
 		for {
 			select {
-			case s := <-out:
-				r.update(func() { r.states = append(r.states, Stamped{At: time.Now(), State: s}) })
-			case err := <-runDone: // Run has returned: no State is in flight
+			case <-out.Ready():
+				r.consume(out, o)
+			case err := <-runDone: // Run has returned: nothing more is offered
+				r.consume(out, Options{})
 				r.update(func() { r.err = err })
 				return
 			}
@@ -61,6 +79,32 @@ func Start(t *testing.T, name string, cand Candidate) *Recorder {
 		}
 	})
 	return r
+}
+
+// consume records every State waiting in out and tells the Elector it acted on each, after
+// o.DemoteDelay for one that ends a master interval.
+func (r *Recorder) consume(out *election.Outbox, o Options) {
+	for {
+		s, seq, ok := out.Take()
+		if !ok {
+			return
+		}
+		now := time.Now()
+		var i int
+		wasMaster := false
+		r.update(func() {
+			wasMaster = isMaster(r.states)
+			r.states = append(r.states, Stamped{At: now, State: s})
+			i = len(r.states) - 1
+		})
+		if wasMaster && s.Role != election.Master && o.DemoteDelay > 0 {
+			t := time.NewTimer(o.DemoteDelay)
+			<-t.C
+		}
+		acted := time.Now()
+		r.update(func() { r.states[i].Acted = acted })
+		out.Acted(seq)
+	}
 }
 
 func (r *Recorder) update(f func()) {
@@ -212,9 +256,13 @@ func (r *Recorder) Intervals() []Interval {
 			}
 			continue
 		}
-		if cur != nil { // any other State ends the interval
+		if cur != nil { // any other State ends the interval, once the recorder has acted on it
 			closed[cur.Term] = true
-			closeAt(s.At)
+			end := s.Acted
+			if end.IsZero() {
+				end = time.Now() // still demoting
+			}
+			closeAt(end)
 		}
 		// After Stop the node's consumer has demoted and acts on nothing more (the Coordinator's
 		// shutdown), so a Master State still in flight then opens no interval.

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,21 @@ type Limited interface {
 	Lacks() map[string]string
 }
 
+// A StoreHarness runs its candidates against a store of three members (a 3-member embedded etcd, a
+// 3-server ZooKeeper ensemble) and can hit the store rather than a node. Run then adds the
+// store-fault subtests: a store leader change is not a failover, and a broken watch deposes no one.
+type StoreHarness interface {
+	Harness
+	// KillStoreLeader stops the store's current leader member abruptly (a crash), waits until the
+	// remaining members have elected a new leader, and returns a function that restarts the killed
+	// member. Every candidate has all three members as endpoints.
+	KillStoreLeader(t *testing.T) (restart func())
+	// BreakWatches breaks the candidates' watches the way maintenance does (etcd: compact the
+	// history and cut the watch streams so they resume from a compacted revision; ZooKeeper: move
+	// every session to another server) without ending any lease or session.
+	BreakWatches(t *testing.T)
+}
+
 // GlobalTerms, as a key of Limited.Lacks, says terms are counted by each node on its own, so the
 // checks that terms rise from one master to the next are skipped.
 const GlobalTerms = "GlobalTerms"
@@ -67,19 +83,27 @@ func Run(t *testing.T, h Harness) {
 		{"OneMaster", s.oneMaster},
 		{"TakeoverOnKill", s.takeoverOnKill},
 		{"ResignHandsOverImmediately", s.resign},
+		{"ResignWaitsForDemote", s.resignWaitsForDemote},
 		{"TermRises", s.termRises},
 		{"ObserverSeesMaster", s.observe},
 		{"SelfFenceOnPartition", s.partition},
 		{"Yield", s.yield},
 		{"Eligibility", s.eligibility},
+		{"StoreLeaderLossNoFailover", s.storeLeaderLoss},
+		{"BrokenWatchNoFailover", s.brokenWatch},
 	} {
 		f := st.f
 		if reason, ok := s.lacks[st.name]; ok {
 			f = func(t *testing.T) { t.Skip("backend does not give this guarantee: " + reason) }
+		} else if _, ok := h.(StoreHarness); !ok && storeFault[st.name] {
+			continue // run by the backend's StoreHarness, against a store of three members
 		}
 		t.Run(st.name, f)
 	}
 }
+
+// storeFault names the subtests that need a StoreHarness.
+var storeFault = map[string]bool{"StoreLeaderLossNoFailover": true, "BrokenWatchNoFailover": true}
 
 type suite struct {
 	h     Harness
@@ -100,12 +124,17 @@ func (s suite) settle() time.Duration { return 5*s.ttl + 10*time.Second }
 // master intervals never overlapped and terms rose.
 func (s suite) start(t *testing.T, names ...string) []*Recorder {
 	t.Helper()
+	return s.startWith(t, Options{}, names...)
+}
+
+func (s suite) startWith(t *testing.T, o Options, names ...string) []*Recorder {
+	t.Helper()
 	group := newGroup()
 	rs := make([]*Recorder, len(names))
 	_, local := s.lacks[GlobalTerms]
 	t.Cleanup(func() { checkNoOverlap(t, !local, rs...) }) // runs after the recorders' own cleanups
 	for i, n := range names {
-		rs[i] = Start(t, n, s.h.NewCandidate(t, group, n))
+		rs[i] = StartWith(t, n, s.h.NewCandidate(t, group, n), o)
 	}
 	return rs
 }
@@ -463,4 +492,117 @@ func (s suite) eligibility(t *testing.T) {
 	}
 	el.SetEligible(true)
 	m.Wait(t, s.settle(), "Master once eligible again", isMaster)
+}
+
+// resignWaitsForDemote: a master that resigns on purpose (SetEligible(false)) waits until its consumer
+// has demoted before it gives up its candidacy, so no other node is elected while the VIPs are still
+// bound. The recorder takes DemoteDelay to demote; a backend that resigned first would let the other
+// node win within a store round trip, inside that window (and CheckNoOverlap reports split brain).
+func (s suite) resignWaitsForDemote(t *testing.T) {
+	// Shorter than any validity (a VRRP master's ends 3 adverts after its last one) and much longer
+	// than a store round trip or a VRRP Skew_Time.
+	delay := s.ttl / 4
+	rs := s.startWith(t, Options{DemoteDelay: delay}, "a", "b")
+	m := s.waitMaster(t, rs)
+	el, ok := m.Cand.Elector.(election.Eligibility)
+	if !ok {
+		t.Fatal("Elector is not an Eligibility: name ResignWaitsForDemote in the harness's Lacks")
+	}
+	mterm := m.Last().Term
+	el.SetEligible(false)
+	n := s.waitMaster(t, rs, m)
+	var demoted time.Time
+	from := firstMaster(t, m, mterm).At
+	for _, st := range m.States() {
+		if st.Role != election.Master && !st.Acted.IsZero() && st.At.After(from) {
+			demoted = st.Acted
+			break
+		}
+	}
+	won := firstMaster(t, n, n.Last().Term).At
+	if demoted.IsZero() || won.Before(demoted) {
+		when := "it was still demoting"
+		if !demoted.IsZero() {
+			when = "it demoted at " + demoted.Format("15:04:05.000")
+		}
+		t.Fatalf("%s became master at %s, before %s had demoted (%s): it resigned while the VIPs were bound",
+			n.Name, won.Format("15:04:05.000"), m.Name, when)
+	}
+	t.Logf("%s demoted after %v; %s master %v later", m.Name, delay, n.Name, won.Sub(demoted))
+}
+
+// storeLeaderLoss: the store's leader dies while a master and a backup run. The TTL rides out the
+// store's election, so it is not a failover: the master keeps its term (it may lose the VIPs for a
+// moment, reporting Fault, and take them back with the same term), the backup never becomes master,
+// and once the store has a leader again the master is renewed.
+func (s suite) storeLeaderLoss(t *testing.T) {
+	sh := s.h.(StoreHarness)
+	rs := s.start(t, "a", "b")
+	m := s.waitMaster(t, rs)
+	term := m.Last().Term
+	restart := sh.KillStoreLeader(t)
+	killed := time.Now()
+	s.waitRenewedAfter(t, m, term, killed.Add(s.ttl))
+	restart()
+	s.waitRenewedAfter(t, m, term, time.Now().Add(s.ttl))
+	s.checkNoTakeover(t, rs, m, term)
+}
+
+// brokenWatch: watches break under every candidate (compaction, endpoint switch). Nobody is deposed
+// and the backup keeps its place: when the master then resigns, the backup takes over at once.
+func (s suite) brokenWatch(t *testing.T) {
+	sh := s.h.(StoreHarness)
+	rs := s.start(t, "a", "b")
+	m := s.waitMaster(t, rs)
+	term := m.Last().Term
+	sh.BreakWatches(t)
+	s.waitRenewedAfter(t, m, term, time.Now().Add(s.ttl))
+	s.checkNoTakeover(t, rs, m, term)
+	b := rs[0]
+	if b == m {
+		b = rs[1]
+	}
+	stopped := time.Now()
+	if err := m.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n := s.waitMaster(t, rs, m)
+	if n != b {
+		t.Fatalf("%s became master, want %s", n.Name, b.Name)
+	}
+	// A backup whose watch was lost would only notice the old master's key when its own session
+	// ended or a re-read happened: well after one TTL.
+	if took := firstMaster(t, n, n.Last().Term).At.Sub(stopped); took > s.ttl {
+		t.Errorf("%s took over %v after the master resigned, want well under the TTL %v: its watch did not survive", n.Name, took, s.ttl)
+	}
+}
+
+// waitRenewedAfter waits until m reports Master with term and a ValidUntil beyond after.
+func (s suite) waitRenewedAfter(t *testing.T, m *Recorder, term uint64, after time.Time) {
+	t.Helper()
+	m.Wait(t, s.settle(), fmt.Sprintf("Master term %d renewed past %s", term, after.Format("15:04:05.000")),
+		func(st []Stamped) bool {
+			l := st[len(st)-1]
+			return l.Role == election.Master && l.Term == term && l.ValidUntil.After(after)
+		})
+}
+
+// checkNoTakeover fails t if any recorder other than m reported Master, or m reported another term.
+func (s suite) checkNoTakeover(t *testing.T, rs []*Recorder, m *Recorder, term uint64) {
+	t.Helper()
+	for _, r := range rs {
+		for _, st := range r.States() {
+			if st.Role != election.Master {
+				continue
+			}
+			if r != m {
+				t.Errorf("%s became master (term %d): a store fault caused a failover", r.Name, st.Term)
+				break
+			}
+			if st.Term != term {
+				t.Errorf("%s master with term %d after %d: the store fault cost it its term", r.Name, st.Term, term)
+				break
+			}
+		}
+	}
 }
