@@ -27,6 +27,14 @@ type conformance struct {
 // TTL is what the suite scales its waits by: the Master_Down_Interval at 100ms adverts.
 func (h *conformance) TTL() time.Duration { return 400 * time.Millisecond }
 
+// Handover bounds a resign's handover: the priority-0 advert makes the next router (priority 150,
+// or 50 if that one was stopped) take over after its Skew_Time, (256-50)/256 x 100ms = 80ms at
+// worst, where a router that never sent it is replaced only after Master_Down_Interval (380ms).
+// The 40ms on top cover scheduling on a loaded machine.
+func (h *conformance) Handover() time.Duration {
+	return (256-50)*100*time.Millisecond/256 + 40*time.Millisecond
+}
+
 // Lacks names what VRRP, by design, does not give.
 func (h *conformance) Lacks() map[string]string {
 	return map[string]string{
