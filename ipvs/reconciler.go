@@ -98,6 +98,9 @@ type QuorumChange struct {
 // Option adjusts New.
 type Option func(*Reconciler)
 
+// withOpen replaces Open, for tests of a kernel without IPVS on one that has it.
+func withOpen(f func() (*Kernel, error)) Option { return func(r *Reconciler) { r.open = f } }
+
 // WithClient makes the Reconciler use c instead of opening the kernel (tests, or a shared client).
 // The Reconciler does not close it.
 func WithClient(c Client) Option { return func(r *Reconciler) { r.client = c } }
@@ -126,6 +129,7 @@ type Reconciler struct {
 	cfg      Config
 	log      *zap.Logger
 	onQuorum func(QuorumChange)
+	open     func() (*Kernel, error) // nil: Open
 	checkers []*check.Checker
 	index    map[string][2]int // checker name -> virtual server, real server
 	closer   io.Closer
@@ -199,7 +203,11 @@ func New(cfg Config, log *zap.Logger, opts ...Option) (*Reconciler, error) {
 	case len(cfg.VirtualServers) == 0:
 		r.state, r.client = StateDisabled, nil
 	case r.client == nil:
-		k, err := Open()
+		open := Open
+		if r.open != nil {
+			open = r.open
+		}
+		k, err := open()
 		if err != nil {
 			r.state, r.reason = StateUnavailable, err.Error()
 			return r, err

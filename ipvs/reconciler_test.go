@@ -3,6 +3,7 @@ package ipvs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -384,11 +385,16 @@ func TestReconcilerRun(t *testing.T) {
 	}
 }
 
+// TestUnavailable runs the real path on a kernel without IPVS (this machine's) and, where the kernel
+// has IPVS (the VM), an Open that fails the way it does without one.
 func TestUnavailable(t *testing.T) {
 	r, err := New(tableConfig(), zaptest.NewLogger(t))
 	if err == nil {
 		r.Close()
-		t.Skip("this kernel has IPVS; the unavailable path is not reachable here")
+		t.Log("this kernel has IPVS: opening it fails as it would on a kernel without")
+		r, err = New(tableConfig(), zaptest.NewLogger(t), withOpen(func() (*Kernel, error) {
+			return nil, fmt.Errorf("%w: the kernel has no IPVS (injected)", ErrUnavailable)
+		}))
 	}
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("New() = %v, want ErrUnavailable", err)
