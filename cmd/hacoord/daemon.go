@@ -323,17 +323,24 @@ func newLogger(ls LogSettings, w io.Writer) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
 }
 
-// linkPaths counts the physical paths under an interface: the slaves of a bond or team, else 1.
+// linkPaths counts the physical paths under an interface: the slaves of a bond or team that are up,
+// else 1.
 func linkPaths(ifname string) int {
 	l, err := netlink.LinkByName(ifname)
 	if err != nil {
 		return 1
 	}
-	if t := l.Type(); t != "bond" && t != "team" {
-		return 1
-	}
 	links, err := netlink.LinkList()
 	if err != nil {
+		return 1
+	}
+	return countPaths(l, links)
+}
+
+// countPaths counts the paths under l among links: the slaves of a bond or team that are up; any
+// other link is one path.
+func countPaths(l netlink.Link, links []netlink.Link) int {
+	if t := l.Type(); t != "bond" && t != "team" {
 		return 1
 	}
 	n := 0
