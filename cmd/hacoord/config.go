@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,9 +161,58 @@ func loadFile(path string, s *Settings) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(s); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %w", path, err)
+		return fmt.Errorf("config %s: %s", path, nameKeys(b, err.Error()))
 	}
 	return nil
+}
+
+var lineRef = regexp.MustCompile(`line (\d+)`)
+
+// nameKeys adds to every "line N" in msg the YAML key at that line of doc ("line 4 (lease_ttl)"), so
+// an error names the setting, not only where it is.
+func nameKeys(doc []byte, msg string) string {
+	var root yaml.Node
+	if yaml.Unmarshal(doc, &root) != nil {
+		return msg
+	}
+	return lineRef.ReplaceAllStringFunc(msg, func(m string) string {
+		n, _ := strconv.Atoi(m[len("line "):])
+		if k := keyAt(&root, n, ""); k != "" {
+			return m + " (" + k + ")"
+		}
+		return m
+	})
+}
+
+// keyAt returns the dotted path of the mapping key on line (or whose value starts there) under n.
+func keyAt(n *yaml.Node, line int, prefix string) string {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := prefix
+			if n.Kind == yaml.SequenceNode {
+				p = fmt.Sprintf("%s[%d]", prefix, i)
+			}
+			if k := keyAt(c, line, p); k != "" {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			path := k.Value
+			if prefix != "" {
+				path = prefix + "." + k.Value
+			}
+			if sub := keyAt(v, line, path); sub != "" {
+				return sub
+			}
+			if k.Line == line || v.Line == line {
+				return path
+			}
+		}
+	}
+	return ""
 }
 
 // configError is a usage or configuration error: the process exits with status 2.

@@ -108,18 +108,20 @@ etcd:
 
 func TestConfigFileErrorsNameTheKey(t *testing.T) {
 	dir := t.TempDir()
-	for name, body := range map[string]string{
-		"unknown key":  "interface: lo\nvips: [10.0.0.1/24]\nendpoints: [http://e:2379]\nlease_tl: 2s\n",
-		"bad duration": "interface: lo\nvips: [10.0.0.1/24]\nendpoints: [http://e:2379]\nlease_ttl: two\n",
+	for name, tc := range map[string]struct{ body, key string }{
+		"unknown key":         {"interface: lo\nvips: [10.0.0.1/24]\nendpoints: [http://e:2379]\nlease_tl: 2s\n", "lease_tl"},
+		"bad duration":        {"interface: lo\nvips: [10.0.0.1/24]\nendpoints: [http://e:2379]\nlease_ttl: two\n", "line 4 (lease_ttl)"},
+		"bad nested duration": {"interface: lo\nvips: [10.0.0.1/24]\nhooks:\n  timeout: soon\n", "line 4 (hooks.timeout)"},
 	} {
+		body := tc.body
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
 			if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			code, _, stderr := runCLI(t, "check-config", "--config", p)
-			if code != exitConfig || !strings.Contains(stderr, p) {
-				t.Fatalf("exit %d, stderr %q: want 2 naming the file", code, stderr)
+			if code != exitConfig || !strings.Contains(stderr, p) || !strings.Contains(stderr, tc.key) {
+				t.Fatalf("exit %d, stderr %q: want 2 naming the file and %q", code, stderr, tc.key)
 			}
 		})
 	}
