@@ -1,6 +1,17 @@
-// Package etcdtest runs a single-member etcd in-process (go.etcd.io/etcd/server/v3/embed): Start for
-// tests (temporary directory, loopback, ports picked by the kernel, closed in t.Cleanup) and Run for
-// the lab process that serves etcd inside a network namespace (cmd/hacoord-lab etcd).
+// Package etcdtest runs etcd in-process (go.etcd.io/etcd/server/v3/embed): Start for tests (a
+// single member, temporary directory, loopback, ports picked by the kernel, closed in t.Cleanup) and
+// Run for the lab process that serves etcd inside a network namespace (cmd/hacoord-lab etcd), alone
+// or as one member of a cluster (Options.InitialCluster).
+//
+// # Clusters
+//
+// A member of a cluster is named (Options.Name), listens for peers on Options.PeerURL and is told
+// the whole membership up front (Options.InitialCluster, "name=peerURL,..."), as etcd's
+// --initial-cluster. A member restarted on the same data directory rejoins with the membership
+// recorded in its WAL; the initial cluster is then ignored. Run reports "etcd serving" only once the
+// member has published itself through raft, that is, once the cluster has a quorum and a leader:
+// start the members of a new cluster (or two members of a cluster that lost its quorum) at the same
+// time, not one after the other.
 //
 // # Lease TTLs
 //
@@ -31,6 +42,14 @@ const (
 	FastElectionMs = 200
 )
 
+// etcd's own defaults (--heartbeat-interval, --election-timeout), which the lab's clusters run with:
+// a follower starts an election 1-2s (randomised in [ElectionMs, 2*ElectionMs)) after its leader's
+// last heartbeat, and the minimum lease TTL is 2s (1.5s rounded up).
+const (
+	DefaultTickMs     = 100
+	DefaultElectionMs = 1000
+)
+
 // readyTimeout bounds how long Start and Run wait for the server to become ready.
 const readyTimeout = 30 * time.Second
 
@@ -43,8 +62,15 @@ type Options struct {
 	// ClientURL is the URL clients reach the server at, and that it listens on, for example
 	// http://10.0.0.1:2379 (required). Port 0 asks the kernel for a free port.
 	ClientURL string
-	// PeerURL is the peer URL of this single member; default http://127.0.0.1:0 (no peers).
+	// PeerURL is the URL this member listens on and advertises to its peers; default
+	// http://127.0.0.1:0 (a single member: no peers). A member of a cluster needs a fixed port.
 	PeerURL string
+	// InitialCluster is the membership of a new cluster, "name=peerURL,..." (etcd's
+	// --initial-cluster), naming this member with its PeerURL; empty: this member alone.
+	InitialCluster string
+	// InitialClusterState is "new" (default: the members start together) or "existing" (a member
+	// added to a running cluster).
+	InitialClusterState string
 	// Logger receives etcd's logs; nil discards them.
 	Logger *zap.Logger
 	// TickMs and ElectionMs are the heartbeat interval and election timeout; 0 takes the fast
@@ -91,6 +117,21 @@ func (o Options) config() (*embed.Config, error) {
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if o.InitialCluster != "" {
+		if pu.Port() == "" || pu.Port() == "0" {
+			return nil, fmt.Errorf("etcdtest: member %s of cluster %q: peer URL %q needs a fixed port", o.Name, o.InitialCluster, o.PeerURL)
+		}
+		cfg.InitialCluster = o.InitialCluster
+	}
+	switch o.InitialClusterState {
+	case "", embed.ClusterStateFlagNew:
+		cfg.ClusterState = embed.ClusterStateFlagNew
+	case embed.ClusterStateFlagExisting:
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	default:
+		return nil, fmt.Errorf("etcdtest: initial cluster state %q: want %s or %s", o.InitialClusterState,
+			embed.ClusterStateFlagNew, embed.ClusterStateFlagExisting)
+	}
 	cfg.TickMs = o.TickMs
 	cfg.ElectionMs = o.ElectionMs
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(o.Logger)
@@ -122,7 +163,7 @@ func start(ctx context.Context, o Options) (*embed.Etcd, error) {
 	}
 }
 
-// Run serves a single-member etcd until ctx is done, then closes it and returns nil. It returns an
+// Run serves etcd (a single member, or one member of the cluster Options.InitialCluster names) until ctx is done, then closes it and returns nil. It returns an
 // error when the server cannot start (within 30s) or fails while serving. Only for the lab: the data
 // is written without fsync.
 func Run(ctx context.Context, o Options) error {
