@@ -1,7 +1,8 @@
-// Package zktest runs a real single-server ZooKeeper from Debian's zookeeper package (the jars under
-// /usr/share/java, run with the java on PATH): Start for tests (temporary directory, 127.0.0.1, stopped
-// in t.Cleanup) and Launch/Run for the lab, which runs the server inside a network namespace by
-// wrapping the command (Options.Wrap).
+// Package zktest runs a real ZooKeeper from Debian's zookeeper package (the jars under
+// /usr/share/java, run with the java on PATH), standalone or as one server of an ensemble: Start
+// and StartEnsemble for tests (temporary directories, 127.0.0.1, stopped in t.Cleanup) and
+// Launch/Run for the lab, which runs each server inside a network namespace by wrapping the command
+// (Options.Wrap).
 //
 // # Timeouts
 //
@@ -10,6 +11,28 @@
 // 10s); a request outside that range is clamped. The session tracker expires sessions in buckets of
 // one tick, so a session dies between its timeout and its timeout plus one tick after the server last
 // heard from the client.
+//
+// # Ensembles
+//
+// With Options.Ensemble set the server runs as QuorumPeerMain with zoo.cfg's server.N lines and its
+// id in data/myid. Its timing is chosen so that the ensemble replaces a dead or cut-off leader well
+// within a 2s client session (tickTime FastTick, 100ms):
+//
+//   - syncLimit EnsembleSyncLimit (5 ticks, 500ms): a follower gives up on a silent leader, and a
+//     leader on a silent quorum, after 500ms. A killed leader's connections close at once; a cut
+//     one is noticed after syncLimit.
+//   - initLimit EnsembleInitLimit (10 ticks, 1s): followers connect to and sync with a new leader
+//     within 1s (the lab's trees are tiny), else the election starts over.
+//   - zookeeper.cnxTimeout = syncLimit (default 5s): a vote sent to a member that is cut off (its
+//     packets dropped, so the connect hangs) blocks the sender's election for at most 500ms.
+//   - zookeeper.fastleader.maxNotificationInterval 1s (default 60s): a server that hears no votes
+//     re-sends its own at least every second, so an ensemble that lost its quorum elects a leader
+//     within about a second of the quorum returning.
+//
+// Fast leader election itself waits finalizeWait (200ms, fixed) once it has a quorum's votes, so a
+// leader kill costs about 200-400ms of election plus the followers' sync; clients reconnect to any
+// server that serves and keep their sessions (the new leader gives every session a fresh timeout).
+// The leader's four-letter word "srvr" says "Mode: leader" (Server.Status).
 //
 // # Ports
 //
@@ -53,8 +76,31 @@ const (
 	SimpleLogger = "/usr/share/java/slf4j-simple.jar"
 )
 
-// MainClass is the standalone server's entry point.
-const MainClass = "org.apache.zookeeper.server.ZooKeeperServerMain"
+// MainClass is the standalone server's entry point; QuorumMainClass an ensemble server's.
+const (
+	MainClass       = "org.apache.zookeeper.server.ZooKeeperServerMain"
+	QuorumMainClass = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+)
+
+// Ensemble timing (see the package comment), in ticks.
+const (
+	EnsembleInitLimit = 10
+	EnsembleSyncLimit = 5
+)
+
+// Default quorum (follower to leader) and leader-election ports of an ensemble's servers.
+const (
+	QuorumPort   = 2888
+	ElectionPort = 3888
+)
+
+// Peer is one server of an ensemble, as a zoo.cfg server.N line names it.
+type Peer struct {
+	ID   int        // server.ID, 1..255
+	Addr netip.Addr // where its quorum and election ports listen
+	// QuorumPort and ElectionPort default to QuorumPort and ElectionPort.
+	QuorumPort, ElectionPort uint16
+}
 
 const (
 	readyTimeout = 30 * time.Second // JVM start plus snapshot load on a loaded machine
@@ -83,9 +129,17 @@ type Options struct {
 	// (WrapArgv adapts an argv rewriter). The server is started in its own process group, which
 	// Stop signals as a whole.
 	Wrap func(*exec.Cmd)
-	// Dial is used by the readiness probe (the "ruok" four-letter word); default a plain TCP dial.
-	// The lab passes one that dials from inside the server's namespace.
+	// Dial is used by the readiness probe (the "ruok" four-letter word) and Server.FourLetter;
+	// default a plain TCP dial. The lab passes one that dials from inside the server's namespace.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Ensemble lists every server of a replicated ZooKeeper, this one included; empty: standalone.
+	Ensemble []Peer
+	// MyID is this server's Peer.ID in Ensemble.
+	MyID int
+	// InitLimit and SyncLimit (in ticks) of an ensemble; defaults EnsembleInitLimit and
+	// EnsembleSyncLimit.
+	InitLimit, SyncLimit int
 }
 
 // WrapArgv adapts a function that rewrites a command line (as internal/lab's StoreEnv.Wrap does:
@@ -142,6 +196,47 @@ func (o Options) withDefaults() (Options, error) {
 		var d net.Dialer
 		o.Dial = d.DialContext
 	}
+	return o.ensembleDefaults()
+}
+
+func (o Options) ensembleDefaults() (Options, error) {
+	if len(o.Ensemble) == 0 {
+		if o.MyID != 0 {
+			return o, fmt.Errorf("zktest: options: MyID %d without an Ensemble", o.MyID)
+		}
+		return o, nil
+	}
+	if o.InitLimit == 0 {
+		o.InitLimit = EnsembleInitLimit
+	}
+	if o.SyncLimit == 0 {
+		o.SyncLimit = EnsembleSyncLimit
+	}
+	if o.InitLimit < 1 || o.SyncLimit < 1 {
+		return o, fmt.Errorf("zktest: options: initLimit %d, syncLimit %d: want at least 1 tick", o.InitLimit, o.SyncLimit)
+	}
+	peers := make([]Peer, len(o.Ensemble))
+	seen := map[int]bool{}
+	for i, p := range o.Ensemble {
+		if p.ID < 1 || p.ID > 255 || seen[p.ID] {
+			return o, fmt.Errorf("zktest: options: ensemble server id %d: want unique ids in 1..255", p.ID)
+		}
+		seen[p.ID] = true
+		if !p.Addr.IsValid() {
+			return o, fmt.Errorf("zktest: options: ensemble server %d has no address", p.ID)
+		}
+		if p.QuorumPort == 0 {
+			p.QuorumPort = QuorumPort
+		}
+		if p.ElectionPort == 0 {
+			p.ElectionPort = ElectionPort
+		}
+		peers[i] = p
+	}
+	o.Ensemble = peers
+	if !seen[o.MyID] {
+		return o, fmt.Errorf("zktest: options: MyID %d is not in the ensemble", o.MyID)
+	}
 	return o, nil
 }
 
@@ -176,7 +271,34 @@ func (o Options) config() string {
 	b.WriteString("admin.enableServer=false\n") // no Jetty on 8080
 	b.WriteString("4lw.commands.whitelist=ruok,srvr,stat,cons,mntr,dump,wchc,wchp\n")
 	b.WriteString("forceSync=no\n") // test and lab data is thrown away
+	if len(o.Ensemble) > 0 {
+		fmt.Fprintf(&b, "initLimit=%d\n", o.InitLimit)
+		fmt.Fprintf(&b, "syncLimit=%d\n", o.SyncLimit)
+		for _, p := range o.Ensemble {
+			fmt.Fprintf(&b, "server.%d=%s:%d:%d\n", p.ID, p.Addr, p.QuorumPort, p.ElectionPort)
+		}
+	}
 	return b.String()
+}
+
+// javaArgs returns the JVM's arguments: a small heap, the logger settings and, for an ensemble,
+// the election timing of the package comment.
+func (o Options) javaArgs(cfgPath string) []string {
+	args := []string{
+		"-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", // small and quick to start
+		"-Dzookeeper.admin.enableServer=false",
+		"-Dzookeeper.jmx.log4j.disable=true",
+		"-Dorg.slf4j.simpleLogger.showDateTime=true",
+		"-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+	}
+	main := MainClass
+	if len(o.Ensemble) > 0 {
+		main = QuorumMainClass
+		args = append(args,
+			"-Dzookeeper.cnxTimeout="+ms(time.Duration(o.SyncLimit)*o.TickTime),
+			"-Dzookeeper.fastleader.maxNotificationInterval=1000")
+	}
+	return append(args, "-cp", o.Classpath, main, cfgPath)
 }
 
 // Server is a running ZooKeeper started by Launch or Start.
@@ -197,8 +319,9 @@ type process struct {
 	err  error // set before done is closed
 }
 
-// Launch writes zoo.cfg into o.Dir, starts the server and waits until it answers "ruok" (at most
-// 30s, or until ctx is done). The caller must Stop it.
+// Launch writes zoo.cfg (and, for an ensemble, data/myid) into o.Dir, starts the server and waits
+// until it answers "ruok" (at most 30s, or until ctx is done). The caller must Stop it. A server of
+// an ensemble answers "ruok" before it has found its peers: WaitServing waits for that.
 func Launch(ctx context.Context, o Options) (*Server, error) {
 	o, err := o.withDefaults()
 	if err != nil {
@@ -214,6 +337,12 @@ func Launch(ctx context.Context, o Options) (*Server, error) {
 	}
 	if err := os.WriteFile(s.cfgPath, []byte(o.config()), 0o600); err != nil {
 		return nil, fmt.Errorf("zktest: write %s: %w", s.cfgPath, err)
+	}
+	if len(o.Ensemble) > 0 {
+		myid := filepath.Join(o.Dir, "data", "myid")
+		if err := os.WriteFile(myid, []byte(strconv.Itoa(o.MyID)+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("zktest: write %s: %w", myid, err)
+		}
 	}
 	if err := s.start(ctx); err != nil {
 		return nil, err
@@ -234,13 +363,7 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("zktest: open log: %w", err)
 	}
 	fmt.Fprintf(logf, "=== zktest: starting ZooKeeper on %s at %s\n", s.opts.ClientAddr, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(s.opts.Java,
-		"-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", // small and quick to start
-		"-Dzookeeper.admin.enableServer=false",
-		"-Dzookeeper.jmx.log4j.disable=true",
-		"-Dorg.slf4j.simpleLogger.showDateTime=true",
-		"-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
-		"-cp", s.opts.Classpath, MainClass, s.cfgPath)
+	cmd := exec.Command(s.opts.Java, s.opts.javaArgs(s.cfgPath)...)
 	cmd.Dir = s.opts.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// No Pdeathsig: it fires when the forking OS thread exits, which the Go runtime may do at any time.
@@ -315,9 +438,13 @@ func Ruok(ctx context.Context, dial func(ctx context.Context, network, addr stri
 // 4lw.commands.whitelist) to the server at addr and returns its answer.
 func FourLetter(ctx context.Context, addr, word string) (string, error) {
 	var d net.Dialer
+	return fourLetter(ctx, d.DialContext, addr, word)
+}
+
+func fourLetter(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr, word string) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := d.DialContext(cctx, "tcp", addr)
+	c, err := dial(cctx, "tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("zktest: %s to %s: %w", word, addr, err)
 	}
@@ -332,6 +459,88 @@ func FourLetter(ctx context.Context, addr, word string) (string, error) {
 		return "", fmt.Errorf("zktest: %s to %s: %w", word, addr, err)
 	}
 	return string(b), nil
+}
+
+// FourLetter sends a four-letter word to the server, dialling with Options.Dial.
+func (s *Server) FourLetter(ctx context.Context, word string) (string, error) {
+	return fourLetter(ctx, s.opts.Dial, s.Addr(), word)
+}
+
+// Status is what a server says of itself in answer to "srvr".
+type Status struct {
+	// Mode is "leader", "follower", "observer" or "standalone"; "" while the server does not serve
+	// (a member of an ensemble without a quorum, or one still looking for its leader).
+	Mode string
+	// Zxid is the last transaction id it has seen; its high 32 bits are the leader's epoch.
+	Zxid int64
+}
+
+// Serving reports whether the server answers clients.
+func (st Status) Serving() bool { return st.Mode != "" }
+
+// Epoch returns the epoch of Zxid: it rises with every elected leader.
+func (st Status) Epoch() int64 { return st.Zxid >> 32 }
+
+// ParseSrvr parses the answer to "srvr" (a server that does not serve says so instead: the zero
+// Status).
+func ParseSrvr(out string) (Status, error) {
+	var st Status
+	if strings.Contains(out, "not currently serving") {
+		return st, nil
+	}
+	found := false
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Mode":
+			st.Mode, found = v, true
+		case "Zxid":
+			z, err := strconv.ParseInt(strings.TrimPrefix(v, "0x"), 16, 64)
+			if err != nil {
+				return Status{}, fmt.Errorf("zktest: srvr: zxid %q: %w", v, err)
+			}
+			st.Zxid = z
+		}
+	}
+	if !found {
+		return Status{}, fmt.Errorf("zktest: srvr: no Mode in %q", out)
+	}
+	return st, nil
+}
+
+// Status asks the server for its mode and zxid ("srvr").
+func (s *Server) Status(ctx context.Context) (Status, error) {
+	out, err := s.FourLetter(ctx, "srvr")
+	if err != nil {
+		return Status{}, err
+	}
+	return ParseSrvr(out)
+}
+
+// WaitServing waits until the server serves clients (for a server of an ensemble: it has found a
+// leader, or is one, and has synced), polling "srvr" every 50ms, or until ctx is done or the
+// server exits.
+func (s *Server) WaitServing(ctx context.Context) (Status, error) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	done := s.Done()
+	for {
+		st, err := s.Status(ctx)
+		if err == nil && st.Serving() {
+			return st, nil
+		}
+		select {
+		case <-done:
+			return Status{}, fmt.Errorf("zktest: ZooKeeper on %s exited before serving", s.Addr())
+		case <-ctx.Done():
+			return Status{}, fmt.Errorf("zktest: ZooKeeper on %s not serving (last: %+v, %v): %w", s.Addr(), st, err, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }
 
 // CloseSession ends the session id (whose password is passwd) from outside, as if its client had
@@ -565,6 +774,91 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	t.Fatal(lastErr)
 	return nil
+}
+
+// StartEnsemble starts an ensemble of n servers on 127.0.0.1 (free client, quorum and election
+// ports, see the package comment; o.Ensemble, o.MyID, o.Dir and o.ClientAddr are ignored, other
+// zero fields take their defaults), waits (at most 30s) until every server serves, and stops them
+// in t.Cleanup. Server i has id i+1. Skips like Start when ZooKeeper is missing.
+func StartEnsemble(t testing.TB, n int, o Options) []*Server {
+	t.Helper()
+	if _, err := DefaultClasspath(); err != nil && o.Classpath == "" {
+		testenv.Unavailable(t, err.Error()+"; `make test` installs zookeeper")
+	}
+	if o.Java == "" {
+		o.Java = testenv.RequireCommand(t, "java", "Debian package default-jre-headless, a dependency of zookeeper")
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		servers, err := launchEnsemble(t, n, o)
+		if err == nil {
+			for _, s := range servers {
+				t.Cleanup(s.Stop)
+			}
+			t.Logf("zktest: ensemble of %d on %s (tick %v, initLimit %d, syncLimit %d)", n, ConnString(servers),
+				servers[0].opts.TickTime, servers[0].opts.InitLimit, servers[0].opts.SyncLimit)
+			return servers
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "Address already in use") {
+			break
+		}
+	}
+	t.Fatal(lastErr)
+	return nil
+}
+
+func launchEnsemble(t testing.TB, n int, o Options) ([]*Server, error) {
+	lo := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	var peers []Peer
+	var clients []netip.AddrPort
+	for i := range n {
+		var ports [3]uint16
+		for j := range ports {
+			p, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			ports[j] = p
+		}
+		peers = append(peers, Peer{ID: i + 1, Addr: lo, QuorumPort: ports[1], ElectionPort: ports[2]})
+		clients = append(clients, netip.AddrPortFrom(lo, ports[0]))
+	}
+	var servers []*Server
+	stopAll := func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	for i := range n {
+		so := o
+		so.Dir, so.ClientAddr, so.Ensemble, so.MyID = t.TempDir(), clients[i], peers, i+1
+		s, err := Launch(ctx, so)
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		if _, err := s.WaitServing(ctx); err != nil {
+			err = fmt.Errorf("%w\n--- %s (last 30 lines):\n%s", err, s.logPath, s.tail(30))
+			stopAll()
+			return nil, err
+		}
+	}
+	return servers, nil
+}
+
+// ConnString returns the servers' client addresses as a ZooKeeper connection string, host:port,...
+func ConnString(servers []*Server) string {
+	var addrs []string
+	for _, s := range servers {
+		addrs = append(addrs, s.Addr())
+	}
+	return strings.Join(addrs, ",")
 }
 
 // freePort asks the kernel for a free TCP port on 127.0.0.1 and releases it (see the package

@@ -94,3 +94,88 @@ func TestLaunchValidates(t *testing.T) {
 		t.Error("Launch with port 0: no error")
 	}
 }
+
+// An ensemble of three elects one leader; killing it, the other two elect another within a couple
+// of seconds (the timing of the package comment), and the old leader rejoins as a follower.
+func TestEnsembleLeaderKill(t *testing.T) {
+	servers := zktest.StartEnsemble(t, 3, zktest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := os.ReadFile(filepath.Join(servers[0].Options().Dir, "zoo.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"initLimit=10\n", "syncLimit=5\n", "server.3=127.0.0.1:"} {
+		if !strings.Contains(string(cfg), want) {
+			t.Errorf("zoo.cfg lacks %q:\n%s", want, cfg)
+		}
+	}
+	leader := func(skip *zktest.Server) (*zktest.Server, zktest.Status) {
+		t.Helper()
+		var found *zktest.Server
+		var fst zktest.Status
+		for _, s := range servers {
+			if s == skip {
+				continue
+			}
+			st, err := s.WaitServing(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode == "leader" {
+				if found != nil {
+					t.Fatalf("two leaders: %s and %s", found.Addr(), s.Addr())
+				}
+				found, fst = s, st
+			} else if st.Mode != "follower" {
+				t.Fatalf("%s: mode %q, want leader or follower", s.Addr(), st.Mode)
+			}
+		}
+		if found == nil {
+			t.Fatal("no leader")
+		}
+		return found, fst
+	}
+	old, ost := leader(nil)
+	killed := time.Now()
+	old.Kill()
+	// The others stop serving while they elect; wait until one of them is leader again.
+	var nl *zktest.Server
+	var nst zktest.Status
+	for nl == nil {
+		for _, s := range servers {
+			if st, err := s.Status(ctx); s != old && err == nil && st.Mode == "leader" {
+				nl, nst = s, st
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no new leader within 30s of killing the old one")
+		case <-time.After(20 * time.Millisecond): // polling interval of the four-letter probe
+		}
+	}
+	t.Logf("leader %s killed; %s leads after %v (epoch %d -> %d)", old.Addr(), nl.Addr(),
+		time.Since(killed).Round(time.Millisecond), ost.Epoch(), nst.Epoch())
+	if nst.Epoch() <= ost.Epoch() {
+		t.Errorf("epoch %d after the election, was %d", nst.Epoch(), ost.Epoch())
+	}
+	if err := old.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := old.WaitServing(ctx); err != nil || st.Mode != "follower" {
+		t.Fatalf("restarted old leader: %+v, %v; want a follower", st, err)
+	}
+}
+
+func TestParseSrvr(t *testing.T) {
+	st, err := zktest.ParseSrvr("Zookeeper version: 3.8.0\nLatency min/avg/max: 0/0.0/0\nZxid: 0x300000002\nMode: leader\nNode count: 5\n")
+	if err != nil || st.Mode != "leader" || st.Zxid != 0x300000002 || st.Epoch() != 3 {
+		t.Errorf("ParseSrvr = %+v, %v", st, err)
+	}
+	if st, err := zktest.ParseSrvr("This ZooKeeper instance is not currently serving requests\n"); err != nil || st.Serving() {
+		t.Errorf("not serving: %+v, %v", st, err)
+	}
+	if _, err := zktest.ParseSrvr("garbage"); err == nil {
+		t.Error("garbage parsed")
+	}
+}
