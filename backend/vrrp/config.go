@@ -19,8 +19,10 @@ type Config struct {
 	// the router that owns the virtual addresses: it becomes master at once on startup.
 	Priority int
 	// AdvertInt is the interval between a master's adverts (keepalived `advert_int`). Version 2: whole
-	// seconds, 1s-255s (RFC 3768 §5.3.7). Version 3: a multiple of 10ms, 10ms-40.95s (RFC 5798 §5.2.7).
-	// Version 2 routers must all use the same value; version 3 backups learn the master's.
+	// seconds, 1s-255s (RFC 3768 §5.3.7). Version 3: a multiple of 10ms, 10ms-40.95s (RFC 5798 §5.2.7),
+	// and long enough that the master's VIP deadline after each advert (3 x AdvertInt less the fencing
+	// margin, see validity) covers two adverts: 100ms at least. Version 2 routers must all use the
+	// same value; version 3 backups learn the master's.
 	AdvertInt time.Duration
 	// Preempt lets a backup with a higher priority take over from a lower-priority master (RFC 5798
 	// §6.1 Preempt_Mode). false is keepalived's `nopreempt`: a master keeps its role until it fails.
@@ -99,6 +101,9 @@ func (c Config) Validate() error {
 	case 3:
 		if c.AdvertInt < MinAdvertIntV3 || c.AdvertInt > MaxAdvertIntV3 || c.AdvertInt%(10*time.Millisecond) != 0 {
 			bad("advert-int %s: version 3 needs a multiple of 10ms from 10ms to 40.95s", c.AdvertInt)
+		} else if v := c.validity(); v < 2*c.AdvertInt {
+			bad("advert-int %s: a master may hold the VIPs for 3 x advert-int - %s margin = %s after each advert, which must cover two adverts (%s) or one late timer fences it; use at least %s",
+				c.AdvertInt, 3*c.AdvertInt-v, v, 2*c.AdvertInt, minAdvertIntV3())
 		}
 		if c.AuthPass != "" {
 			bad("auth-pass needs vrrp-version 2 (RFC 5798 has no authentication)")
@@ -137,6 +142,17 @@ func (c Config) Validate() error {
 		seen[p.Addr()] = true
 	}
 	return errors.Join(errs...)
+}
+
+// minAdvertIntV3 is the shortest version 3 advert interval whose validity covers two adverts (see
+// Validate): 100ms with fencing.DefaultMargin.
+func minAdvertIntV3() time.Duration {
+	for a := MinAdvertIntV3; a < MaxAdvertIntV3; a += 10 * time.Millisecond {
+		if (Config{AdvertInt: a}).validity() >= 2*a {
+			return a
+		}
+	}
+	return MaxAdvertIntV3
 }
 
 // advertField is the interval field of an advert: seconds (v2) or centiseconds (v3).

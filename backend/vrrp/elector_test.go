@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -337,5 +338,139 @@ func TestElectorRunTwice(t *testing.T) {
 	}
 	if _, err := New(Config{}, nil); err == nil {
 		t.Fatal("New accepted an empty config")
+	}
+}
+
+// eventLog is the order in which the parties of a test saw things happen.
+type eventLog struct {
+	mu  sync.Mutex
+	evs []string
+}
+
+func (l *eventLog) add(ev string) {
+	l.mu.Lock()
+	l.evs = append(l.evs, ev)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.evs...)
+}
+
+// sniff logs every priority-0 advert c receives, until c is closed.
+func sniff(c *fakeConn, log *eventLog) {
+	for {
+		r, err := c.Read()
+		if err != nil {
+			return
+		}
+		var p Packet
+		if p.Unmarshal(r.Data) == nil && p.Priority == PriorityStop {
+			log.add("priority-0 advert")
+		}
+	}
+}
+
+// A master that gives up on purpose (a failing weight-0 check makes it FAULT; a Yield) sends its
+// priority-0 advert only after its consumer has acted on the non-Master State: the VIPs are gone
+// before a backup takes over after its Skew_Time. The consumer here takes 150ms to demote (within
+// the master's 200ms validity); the advert must not go out before it is done.
+func TestElectorPriorityZeroAfterDemote(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		role election.Role
+		give func(e *Elector, g *election.Gate)
+	}{
+		{"failing check", election.Fault, func(_ *Elector, g *election.Gate) { g.Set("service", false) }},
+		{"yield", election.Backup, func(e *Elector, _ *election.Gate) { e.Yield() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := &fakeNet{}
+				log := &eventLog{}
+				wire := n.conn(addrC)
+				sniffed := make(chan struct{})
+				go func() { defer close(sniffed); sniff(wire, log) }()
+				cfg := LocalConfig()
+				cfg.Interface, cfg.VRID, cfg.VIPs = "eth0", 9, testVI
+				e, err := New(cfg, nil, WithConn(n.conn(addrA)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				gate, err := election.NewGate(e, cfg.Priority, []election.Check{{Name: "service", Up: true}}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				out := election.NewOutbox()
+				done := make(chan error, 1)
+				go func() { done <- e.Run(ctx, out) }()
+				// The consumer: it acknowledges at once, except the demote, which takes until release.
+				demoting := make(chan election.State, 1)
+				release := make(chan struct{})
+				var releaseOnce sync.Once
+				consumed := make(chan struct{})
+				// Every goroutine of the bubble ends, also when the test fails.
+				defer func() {
+					cancel()
+					releaseOnce.Do(func() { close(release) })
+					if err := <-done; err != nil {
+						t.Error(err)
+					}
+					<-consumed
+					wire.Close()
+					<-sniffed
+				}()
+				go func() {
+					defer close(consumed)
+					master := false
+					for {
+						s, seq, err := out.Next(ctx)
+						if err != nil {
+							return
+						}
+						switch {
+						case s.Role == election.Master:
+							master = true
+						case master:
+							master = false
+							demoting <- s
+							<-release
+							log.add("demoted")
+						}
+						out.Acted(seq)
+					}
+				}()
+
+				time.Sleep(time.Second)
+				synctest.Wait()
+				if s := e.State(); s.Role != election.Master {
+					t.Fatalf("alone for 1s: %+v, want master", s)
+				}
+				tc.give(e, gate)
+				synctest.Wait()
+				var s election.State
+				select {
+				case s = <-demoting:
+				default:
+					t.Fatal("no demote asked for")
+				}
+				if s.Role != tc.role {
+					t.Fatalf("demote for %+v, want role %s", s, tc.role)
+				}
+				time.Sleep(150 * time.Millisecond) // the consumer's Demote at work
+				synctest.Wait()
+				if evs := log.get(); len(evs) != 0 {
+					t.Fatalf("while the consumer demotes: %v on the wire, want nothing", evs)
+				}
+				releaseOnce.Do(func() { close(release) })
+				synctest.Wait()
+				if evs := log.get(); !slices.Equal(evs, []string{"demoted", "priority-0 advert"}) {
+					t.Fatalf("events %v, want the demote acted on, then the priority-0 advert", evs)
+				}
+			})
+		})
 	}
 }

@@ -491,6 +491,9 @@ func TestConfigValidate(t *testing.T) {
 		{"v3 5ms", func(c *Config) { c.AdvertInt = 5 * time.Millisecond }, "advert-int"},
 		{"v3 15ms", func(c *Config) { c.AdvertInt = 15 * time.Millisecond }, "advert-int"},
 		{"v3 41s", func(c *Config) { c.AdvertInt = 41 * time.Second }, "advert-int"},
+		// 3 x 90ms - 100ms margin = 170ms < two adverts: one late timer would fence a healthy master.
+		{"v3 90ms", func(c *Config) { c.AdvertInt = 90 * time.Millisecond }, "advert-int 90ms: a master may hold the VIPs for 3 x advert-int - 100ms margin = 170ms"},
+		{"v3 10ms", func(c *Config) { c.AdvertInt = 10 * time.Millisecond }, "use at least 100ms"},
 		{"v2 1.5s", func(c *Config) { c.Version, c.AdvertInt = 2, 1500*time.Millisecond }, "whole seconds"},
 		{"v2 256s", func(c *Config) { c.Version, c.AdvertInt = 2, 256*time.Second }, "advert-int"},
 		{"auth with v3", func(c *Config) { c.AuthPass = "x" }, "auth-pass needs vrrp-version 2"},
@@ -513,6 +516,31 @@ func TestConfigValidate(t *testing.T) {
 	v2.AuthPass, v2.AdvertInt = "12345678", 255*time.Second
 	if err := v2.Validate(); err != nil {
 		t.Errorf("v2 max: %v", err)
+	}
+}
+
+// Every advert interval Validate accepts leaves the master a VIP deadline of at least two adverts
+// after each advert sent, and 100ms (LocalConfig's) is the shortest.
+func TestConfigValidateValidityCoversTwoAdverts(t *testing.T) {
+	for _, v := range []int{2, 3} {
+		shortest := time.Duration(0)
+		for a := 10 * time.Millisecond; a <= MaxAdvertIntV2; a += 10 * time.Millisecond {
+			c := testConfig(v)
+			c.AdvertInt = a
+			if c.Validate() != nil {
+				continue
+			}
+			if shortest == 0 {
+				shortest = a
+			}
+			if c.validity() < 2*a {
+				t.Fatalf("v%d advert-int %s accepted with validity %s, under two adverts", v, a, c.validity())
+			}
+		}
+		want := map[int]time.Duration{2: time.Second, 3: 100 * time.Millisecond}[v]
+		if shortest != want {
+			t.Errorf("v%d: shortest accepted advert-int %s, want %s", v, shortest, want)
+		}
 	}
 }
 
