@@ -44,15 +44,8 @@ func (h *harness) NewCandidate(t *testing.T, group, name string) electiontest.Ca
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu      sync.Mutex
-		session int64
-	)
-	zkb.SetSessionHook(e, func(id int64, _ []byte) {
-		mu.Lock()
-		session = id
-		mu.Unlock()
-	})
+	var f faults
+	f.wrap(e)
 	// The goroutine that heals a Kill's partition is waited for before the proxy closes.
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -60,9 +53,7 @@ func (h *harness) NewCandidate(t *testing.T, group, name string) electiontest.Ca
 	return electiontest.Candidate{
 		Elector: e,
 		Kill: func() {
-			mu.Lock()
-			id := session
-			mu.Unlock()
+			id, _ := f.session()
 			gone, err := h.watchSession(group, id)
 			if err != nil {
 				t.Errorf("kill %s: %v", name, err)

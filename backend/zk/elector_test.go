@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -633,24 +632,18 @@ func TestSessionClosedFromOutside(t *testing.T) {
 	}
 	t.Cleanup(func() { px.Close() })
 	cfg := config(px.Addr(), group, "a")
-	var (
-		mu     sync.Mutex
-		id     int64
-		passwd []byte
-	)
 	e, err := zkb.New(cfg, testLogger(t).Named("a"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	zkb.SetSessionHook(e, func(i int64, p []byte) { mu.Lock(); id, passwd = i, p; mu.Unlock() })
+	var f faults
+	f.wrap(e)
 	a := runNode(t, "a", e)
 	ma := a.waitMaster(t)
 	b := startNode(t, config(srv.Addr(), group, "b"), nil)
 	b.rec.waitFor(t, "b follows a", func(s election.State) bool { return s.Role == election.Backup && s.Leader.Node == "a" })
 
-	mu.Lock()
-	sid, pw := id, passwd
-	mu.Unlock()
+	sid, pw := f.session()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
@@ -718,7 +711,9 @@ func testLostCreateReply(t *testing.T, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	zkb.LoseNextCreateReply(e)
+	var f faults
+	f.wrap(e)
+	f.loseCreate.Store(true)
 	a := runNode(t, "a", e)
 	m := a.waitMaster(t)
 	c := raw(t, addr, "")

@@ -1,10 +1,11 @@
 package zk
 
-// SetSessionHook makes e call f with the id and password of every session it establishes, so a test
-// can close the session from outside (zktest.CloseSession), the way a crash or expiry would end it.
-// Call it before Run.
-func SetSessionHook(e *Elector, f func(id int64, passwd []byte)) { e.onSession = f }
+// Conn is the connection interface the elector calls, for fault-injecting wrappers in tests.
+type Conn = conn
 
-// LoseNextCreateReply makes e's next candidate create behave as if its reply was lost after the
-// server applied it.
-func LoseNextCreateReply(e *Elector) { e.loseCreateReply.Store(true) }
+// WrapConn makes e pass each session's connection through f, which also learns the session's id and
+// password (so that a test can close the session from outside, as zktest.CloseSession does). Call it
+// before Run.
+func WrapConn(e *Elector, f func(c Conn, id int64, passwd []byte) Conn) {
+	e.wrap = func(c conn, s *session) conn { return f(c, s.id, s.passwd) }
+}

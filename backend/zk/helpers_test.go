@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,4 +305,45 @@ func (o *observed) waitFor(t testing.TB, what string, ok func(election.Record) b
 			t.Fatalf("observer: waited %v for %s; last record %+v", waitLimit, what, cur)
 		}
 	}
+}
+
+// faults wraps an Elector's connections (zkb.WrapConn) to learn each session and to inject faults:
+// a candidate create whose reply is lost after the server applied it.
+type faults struct {
+	loseCreate atomic.Bool
+
+	mu     sync.Mutex
+	id     int64
+	passwd []byte
+}
+
+// wrap installs f on e; call it before Run.
+func (f *faults) wrap(e *zkb.Elector) {
+	zkb.WrapConn(e, func(c zkb.Conn, id int64, passwd []byte) zkb.Conn {
+		f.mu.Lock()
+		f.id, f.passwd = id, passwd
+		f.mu.Unlock()
+		return faultConn{Conn: c, f: f}
+	})
+}
+
+// session returns the id and password of the latest session.
+func (f *faults) session() (int64, []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.id, f.passwd
+}
+
+type faultConn struct {
+	zkb.Conn
+	f *faults
+}
+
+// Create loses the reply of a candidate create (a sequential znode) when asked to.
+func (c faultConn) Create(path string, data []byte, flags int32, acl []gozk.ACL) (string, error) {
+	p, err := c.Conn.Create(path, data, flags, acl)
+	if err == nil && flags&gozk.FlagSequence != 0 && c.f.loseCreate.CompareAndSwap(true, false) {
+		return "", gozk.ErrConnectionClosed // applied, but the answer never came
+	}
+	return p, err
 }

@@ -46,9 +46,9 @@ func TestSniffConnectResponse(t *testing.T) {
 	wire = append(wire, 0, 0, 0, 9, 1, 2, 3) // the next frame must not disturb it
 
 	for _, chunk := range []int{1, 3, 4, 7, len(wire)} {
-		ev := newSessionEvents(nil)
+		ev := newSessionEvents(nil, time.Second)
 		client, server := net.Pipe()
-		c := &sniffConn{Conn: client, ev: ev}
+		c := &wireConn{Conn: client, ev: ev}
 		go func() {
 			for i := 0; i < len(wire); i += chunk {
 				server.Write(wire[i:min(i+chunk, len(wire))])
@@ -61,12 +61,14 @@ func TestSniffConnectResponse(t *testing.T) {
 				break
 			}
 		}
-		if ev.offered != 0xabcd || ev.negotiated != 1500*time.Millisecond || string(ev.passwd) != "pwd" {
-			t.Errorf("chunk %d: session %#x timeout %v passwd %q", chunk, ev.offered, ev.negotiated, ev.passwd)
+		if o := ev.offer; o.conn != c || o.id != 0xabcd || o.timeout != 1500*time.Millisecond || string(o.passwd) != "pwd" {
+			t.Errorf("chunk %d: session %#x timeout %v passwd %q", chunk, o.id, o.timeout, o.passwd)
 		}
 	}
 }
 
+// The library's own pause (1s) is never asked for while the session is open; the dialer is told to
+// pause before each round that follows a failed one, never right after a connection was lost.
 func TestHostProviderPausesOnlyAfterAFailedRound(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		h := &hostProvider{}
@@ -76,8 +78,11 @@ func TestHostProviderPausesOnlyAfterAFailedRound(t *testing.T) {
 		}
 		var pauses []bool
 		for range 2*n + 1 {
-			_, p := h.Next()
-			pauses = append(pauses, p)
+			_, libPause := h.Next()
+			if libPause {
+				t.Fatalf("%d servers: the library was asked to pause", n)
+			}
+			pauses = append(pauses, h.pauseFirst())
 		}
 		// First round free; a pause before each further round.
 		for i, p := range pauses {
@@ -86,8 +91,12 @@ func TestHostProviderPausesOnlyAfterAFailedRound(t *testing.T) {
 			}
 		}
 		h.Connected()
-		if _, p := h.Next(); p {
+		if h.Next(); h.pauseFirst() {
 			t.Errorf("%d servers: pause right after a connection was lost", n)
+		}
+		h.closing()
+		if _, libPause := h.Next(); !libPause {
+			t.Errorf("%d servers: a closing session does not let the library stop in its pause", n)
 		}
 	}
 }
@@ -123,27 +132,37 @@ func TestParseSeq(t *testing.T) {
 func TestAnchor(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
-	r := &sessionRun{s: &session{started: t0, timeout: time.Second}, interval: 250 * time.Millisecond}
-	if a := r.anchor(); !a.Equal(t0) {
+	ev := newSessionEvents(nil, time.Second)
+	ev.timeout, ev.revalidated = time.Second, t0
+	l := &liveness{s: &session{ev: ev}}
+	if a := l.anchor(); !a.Equal(t0) {
 		t.Fatalf("no checks yet: anchor %v, want the session start", a)
 	}
-	r.synced(ms(250))
-	if a := r.anchor(); !a.Equal(t0) {
+	l.synced(ms(250))
+	if a := l.anchor(); !a.Equal(t0) {
 		t.Errorf("one check: anchor %v, want the session start", a)
 	}
-	r.synced(ms(500)) // 250ms after the first: it proves the first reached the leader
-	if a := r.anchor(); !a.Equal(ms(250)) {
+	l.synced(ms(500)) // 250ms after the first: it proves the first reached the leader
+	if a := l.anchor(); !a.Equal(ms(250)) {
 		t.Errorf("anchor %v, want +250ms", a)
 	}
-	r.synced(ms(520)) // too close to vouch for 500
-	if a := r.anchor(); !a.Equal(ms(250)) {
+	l.synced(ms(520)) // too close to vouch for 500
+	if a := l.anchor(); !a.Equal(ms(250)) {
 		t.Errorf("anchor %v, want +250ms", a)
 	}
-	r.synced(ms(760)) // 240ms after 520: vouches for it (within the 5% jitter allowance)
-	if a := r.anchor(); !a.Equal(ms(520)) {
-		t.Errorf("anchor %v, want +520ms", a)
+	l.synced(ms(760)) // 240ms after 520: less than the leader's ping period may allow; 500 it vouches for
+	if a := l.anchor(); !a.Equal(ms(500)) {
+		t.Errorf("anchor %v, want +500ms", a)
 	}
-	if len(r.syncs) > 4 {
-		t.Errorf("kept %d check times", len(r.syncs))
+	if len(l.syncs) > 4 {
+		t.Errorf("kept %d check times", len(l.syncs))
+	}
+	ev.revalidated = ms(700) // a reconnect: the leader revalidated the session after this dial
+	if a := l.anchor(); !a.Equal(ms(700)) {
+		t.Errorf("after a reconnect: anchor %v, want its dial time +700ms", a)
+	}
+	l.tick = 600 * time.Millisecond // half a tick (300ms) is more than a quarter session
+	if g := l.gap(); g != 300*time.Millisecond {
+		t.Errorf("gap %v with a 600ms tick, want its half", g)
 	}
 }

@@ -52,7 +52,7 @@ func (o *Observer) Observe(ctx context.Context, out chan<- election.Record) erro
 	bo := newBackoff(o.cfg.Backoff)
 	f := &follower{o: o, out: out}
 	for {
-		s, err := dial(ctx, o.cfg, o.servers, o.log, nil)
+		s, err := dial(ctx, o.cfg, o.servers, o.log)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -129,9 +129,10 @@ func (f *follower) follow(ctx context.Context, s *session) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.lost:
+		case <-s.lost():
 			return errors.New(s.ev.reason())
-		case <-s.reconnected:
+		case <-s.reconnected():
+			w = nil // read again and watch afresh: the old watch may not have been re-registered
 		case <-w:
 			w = nil
 		case <-retry.C:

@@ -40,12 +40,11 @@ func (r *reporter) set(s election.State) uint64 {
 func (r *reporter) last() election.State { return r.out.Last() }
 
 // waitActed waits until the consumer has acted on the State numbered seq, or a later one (for a
-// non-Master State: the VIPs are gone), at most timeout or until ctx is done. It reports whether it
-// has.
-func (r *reporter) waitActed(ctx context.Context, seq uint64, timeout time.Duration) bool {
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return r.out.WaitActed(wctx, seq) == nil
+// non-Master State: the VIPs are gone), or until ctx is done (it then returns ctx's cause). There is
+// no other bound: resigning before the demote is done could let another node bind the VIPs while
+// they are still here.
+func (r *reporter) waitActed(ctx context.Context, seq uint64) error {
+	return r.out.WaitActed(ctx, seq)
 }
 
 // run enforces the deadline of the last Master State until ctx is done.

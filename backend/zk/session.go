@@ -2,7 +2,6 @@ package zk
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -14,57 +13,78 @@ import (
 )
 
 // session is one ZooKeeper session on its own zk.Conn. The library reconnects within a session by
-// itself; when the server expires the session the library would quietly open a new one on the same
-// Conn, so session treats a changed session id like expiry (lost is closed) and the owner closes the
-// Conn and starts over with a fresh session.
+// itself (to any server of the ensemble); when the server expires the session the library would
+// quietly open a new one on the same Conn, so session treats a changed session id like expiry (lost
+// is closed) and the owner closes the Conn and starts over with a fresh session.
+//
+// The session owns the stall guard's goroutine; close stops it and waits for it.
 type session struct {
-	conn    *zk.Conn
-	id      int64
-	timeout time.Duration // negotiated with the server
-	started time.Time     // when the connection that created the session was dialled: the leader created it later
-	log     *zap.Logger
+	raw    *zk.Conn
+	conn   conn // raw behind the stall guard; tests may wrap it (Elector.wrap)
+	id     int64
+	passwd []byte
+	log    *zap.Logger
+	ev     *sessionEvents
 
-	// lost is closed when the session has expired (or been replaced); reconnected receives a token
-	// whenever the connection came back within the session (watches may have missed events).
-	lost        <-chan struct{}
-	reconnected <-chan struct{}
-	ev          *sessionEvents
+	stopGuard context.CancelFunc
+	guardDone chan struct{}
 }
 
 // sessionEvents receives the library's session events through its event callback, which is called
 // for every event (unlike the event channel, which drops events when it is full) and must not block.
+// It also learns, from the wireConns, what each connect response granted.
 type sessionEvents struct {
-	log *zap.Logger
+	log       *zap.Logger
+	requested time.Duration
+	hosts     *hostProvider
+	onUp      func() // called (without blocking) whenever a connection gets the session
 
 	mu          sync.Mutex
-	offered     int64         // session id in the last connect response read off the wire
-	negotiated  time.Duration // timeout in that response
-	passwd      []byte        // and password (for tests that close the session from outside)
-	offeredDial time.Time     // when that connection was dialled
+	offer       offer         // the last connect response read off the wire, until consumed
 	id          int64         // our session, once established
-	timeout     time.Duration
-	started     time.Time // offeredDial of our session
+	passwd      []byte        // its password (tests close the session from outside with it)
+	timeout     time.Duration // the smallest timeout any connect response granted our session
+	revalidated time.Time     // dial time of the connection that last (re)established the session
+	up          time.Time     // when the current connection got the session; zero while down
+	upConn      *wireConn     // that connection
+	server      string        // its server
 	lostReason  string
-	closing     bool          // set by session.close: events after that are expected and not logged
+	closing     bool          // set by close: events after that are expected and not logged
 	established chan struct{} // closed when the first session is established
 	lost        chan struct{} // closed on expiry or a new session
 	reconnected chan struct{} // cap 1
+	closed      chan struct{} // closed by close: ends a dialer's pause
 }
 
-func newSessionEvents(log *zap.Logger) *sessionEvents {
+// offer is what one connect response granted, on which connection.
+type offer struct {
+	conn    *wireConn
+	id      int64
+	timeout time.Duration
+	passwd  []byte
+}
+
+func newSessionEvents(log *zap.Logger, requested time.Duration) *sessionEvents {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	return &sessionEvents{
 		log:         log,
+		requested:   requested,
+		hosts:       &hostProvider{},
+		onUp:        func() {},
 		established: make(chan struct{}),
 		lost:        make(chan struct{}),
 		reconnected: make(chan struct{}, 1),
+		closed:      make(chan struct{}),
 	}
 }
 
-// connectResponse records what the server granted: called by the sniffing conn before the library
+// connectResponse records what the server granted on c: called by the wireConn before the library
 // sees the response (so before its StateHasSession event).
-func (s *sessionEvents) connectResponse(id int64, timeout time.Duration, passwd []byte, dialed time.Time) {
+func (s *sessionEvents) connectResponse(c *wireConn, id int64, timeout time.Duration, passwd []byte) {
 	s.mu.Lock()
-	s.offered, s.negotiated, s.passwd, s.offeredDial = id, timeout, passwd, dialed
+	s.offer = offer{conn: c, id: id, timeout: timeout, passwd: passwd}
 	s.mu.Unlock()
 }
 
@@ -79,26 +99,50 @@ func (s *sessionEvents) callback(ev zk.Event) {
 	}
 	switch ev.State {
 	case zk.StateHasSession:
-		switch {
-		case s.id == 0:
-			s.id, s.timeout, s.started = s.offered, s.negotiated, s.offeredDial
-			close(s.established)
-		case s.offered != s.id:
-			s.markLost(fmt.Sprintf("session %#x replaced by %#x", s.id, s.offered))
-		default:
-			s.log.Info("reconnected within the session", zap.String("server", ev.Server))
-			select {
-			case s.reconnected <- struct{}{}:
-			default:
-			}
-		}
+		s.hasSession(ev.Server)
 	case zk.StateExpired:
 		s.markLost(fmt.Sprintf("session %#x expired", s.id))
 	case zk.StateDisconnected:
-		if s.id != 0 {
-			s.log.Warn("disconnected from ZooKeeper", zap.String("server", ev.Server))
+		if !s.up.IsZero() {
+			s.log.Warn("disconnected from ZooKeeper; reconnecting within the session", zap.String("server", ev.Server))
+		}
+		s.up, s.upConn = time.Time{}, nil
+	}
+}
+
+// hasSession handles a connection that got a session; s.mu is held.
+func (s *sessionEvents) hasSession(server string) {
+	o := s.offer
+	s.offer = offer{}
+	switch {
+	case o.conn == nil:
+		// Cannot happen: the library read a connect response the wireConn could not parse. Nothing
+		// is known of this connection, so the deadline keeps its earlier anchor.
+		s.log.Error("connected without a readable connect response", zap.String("server", server))
+	case s.id == 0:
+		s.id, s.passwd, s.timeout, s.revalidated = o.id, o.passwd, o.timeout, o.conn.dialed
+		close(s.established)
+	case o.id != s.id:
+		s.markLost(fmt.Sprintf("session %#x replaced by %#x", s.id, o.id))
+		return
+	default:
+		if o.timeout < s.timeout {
+			s.log.Warn("ZooKeeper granted a shorter session timeout on reconnect; the self-fencing deadline uses it",
+				zap.String("server", server), zap.Duration("was", s.timeout), zap.Duration("negotiated", o.timeout))
+			s.timeout = o.timeout
+		}
+		// Connecting to a server with our session makes the leader touch it (a follower asks the
+		// leader to revalidate it before answering): the session cannot expire before this dial
+		// instant plus its timeout.
+		s.revalidated = o.conn.dialed
+		s.log.Info("reconnected within the session", zap.String("server", server))
+		select {
+		case s.reconnected <- struct{}{}:
+		default:
 		}
 	}
+	s.up, s.upConn, s.server = time.Now(), o.conn, server
+	s.onUp()
 }
 
 // markLost closes lost once; s.mu is held.
@@ -116,64 +160,63 @@ func (s *sessionEvents) reason() string {
 	return s.lostReason
 }
 
-// sniffConn passes a connection through and reads the session id and negotiated timeout out of the
-// first frame the server sends: the connect response (ZooKeeper's ConnectResponse: int32 length,
-// int32 protocolVersion, int32 timeOut in ms, int64 sessionId, buffer passwd). go-zookeeper keeps
-// the negotiated timeout to itself; the self-fencing deadline needs it.
-type sniffConn struct {
-	net.Conn
-	ev     *sessionEvents
-	dialed time.Time
-	mu     sync.Mutex
-	head   []byte
-	done   bool
+// sessionTimeout is the smallest timeout granted to the session, or the requested one before the
+// first connect response.
+func (s *sessionEvents) sessionTimeout() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timeout > 0 {
+		return s.timeout
+	}
+	return s.requested
 }
 
-// maxConnectResponse bounds the frame sniffConn collects (the password is 16 bytes in practice).
-const maxConnectResponse = 4 + 4 + 4 + 8 + 4 + 256 + 1
-
-func (c *sniffConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		if !c.done {
-			c.sniff(p[:n])
-		}
-		c.mu.Unlock()
-	}
-	return n, err
+// connectedAt returns when the current connection got the session (zero while down).
+func (s *sessionEvents) connectedAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.up
 }
 
-func (c *sniffConn) sniff(b []byte) {
-	c.head = append(c.head, b[:min(len(b), maxConnectResponse-len(c.head))]...)
-	if len(c.head) < 4 {
+// dropStalled closes the connection that got the session at up, if it is still the current one.
+func (s *sessionEvents) dropStalled(up time.Time) {
+	s.mu.Lock()
+	c, server := s.upConn, s.server
+	if c == nil || !s.up.Equal(up) || s.closing {
+		s.mu.Unlock()
 		return
 	}
-	size := 4 + int(binary.BigEndian.Uint32(c.head[:4]))
-	if size < 4+4+4+8 || size > maxConnectResponse {
-		c.done = true // not a connect response we understand: the library will fail on it too
-		return
-	}
-	if len(c.head) < size {
-		return
-	}
-	c.done = true
-	f := c.head[4:size]
-	timeout := time.Duration(int32(binary.BigEndian.Uint32(f[4:8]))) * time.Millisecond
-	id := int64(binary.BigEndian.Uint64(f[8:16]))
-	var passwd []byte
-	if len(f) >= 20 {
-		if l := int(int32(binary.BigEndian.Uint32(f[16:20]))); l > 0 && 20+l <= len(f) {
-			passwd = append([]byte(nil), f[20:20+l]...)
+	s.upConn = nil
+	s.mu.Unlock()
+	s.log.Warn("ZooKeeper server does not answer; moving to another server of the ensemble",
+		zap.String("server", server), zap.Duration("waited", stallLimit(s.sessionTimeout())))
+	c.Close()
+}
+
+// dialer is go-zookeeper's dialer for this session: it paces rounds of failed attempts (see
+// hostProvider) and bounds the dial and the connect exchange by fractions of the session timeout.
+func (s *sessionEvents) dialer(network, addr string, timeout time.Duration) (net.Conn, error) {
+	t := s.sessionTimeout()
+	if s.hosts.pauseFirst() {
+		p := time.NewTimer(roundPause(t))
+		select {
+		case <-p.C:
+		case <-s.closed:
+			p.Stop()
+			return nil, zk.ErrClosing
 		}
 	}
-	c.ev.connectResponse(id, timeout, passwd, c.dialed)
-	c.head = nil
+	dialed := time.Now()
+	c, err := net.DialTimeout(network, addr, min(timeout, stallLimit(t)))
+	if err != nil {
+		return nil, err
+	}
+	return &wireConn{Conn: c, ev: s, dialed: dialed, handshake: handshakeLimit(t)}, nil
 }
 
-// zkLogger sends the library's log lines to zap at debug level: they repeat every second while a
-// server is unreachable, and this package logs what matters itself.
-// Lines after the session was closed (the library's goroutines wind down on their own) are dropped.
+// zkLogger sends the library's log lines to zap at debug level: they repeat while a server is
+// unreachable, and this package logs what matters itself. Lines after the session was closed (the
+// library's goroutines wind down on their own) are dropped.
 type zkLogger struct {
 	l  *zap.Logger
 	ev *sessionEvents
@@ -194,19 +237,11 @@ var errNoSession = errors.New("no session established")
 // dial connects to the ensemble and waits (at most connectTimeout, or until ctx is done) for a
 // session; it then adds the digest credentials, if any. A negotiated timeout that differs from the
 // requested one is logged with both values.
-func dial(ctx context.Context, cfg Config, servers []string, log *zap.Logger, hook func(id int64, passwd []byte)) (*session, error) {
-	ev := newSessionEvents(log)
-	dialer := func(network, addr string, timeout time.Duration) (net.Conn, error) {
-		dialed := time.Now()
-		c, err := net.DialTimeout(network, addr, timeout)
-		if err != nil {
-			return nil, err
-		}
-		return &sniffConn{Conn: c, ev: ev, dialed: dialed}, nil
-	}
-	conn, _, err := zk.Connect(servers, cfg.SessionTimeout,
-		zk.WithDialer(dialer),
-		zk.WithHostProvider(&hostProvider{}),
+func dial(ctx context.Context, cfg Config, servers []string, log *zap.Logger) (*session, error) {
+	ev := newSessionEvents(log, cfg.SessionTimeout)
+	raw, _, err := zk.Connect(servers, cfg.SessionTimeout,
+		zk.WithDialer(ev.dialer),
+		zk.WithHostProvider(ev.hosts),
 		zk.WithEventCallback(ev.callback),
 		zk.WithLogger(zkLogger{log.Named("client"), ev}),
 		zk.WithLogInfo(true),
@@ -219,30 +254,24 @@ func dial(ctx context.Context, cfg Config, servers []string, log *zap.Logger, ho
 	select {
 	case <-ev.established:
 	case <-t.C:
-		ev.close(conn)
+		ev.close(raw)
 		return nil, fmt.Errorf("zk: connect to %v: %w within %v", servers, errNoSession, cfg.ConnectTimeout)
 	case <-ctx.Done():
-		ev.close(conn)
+		ev.close(raw)
 		return nil, context.Cause(ctx)
 	}
-	ev.mu.Lock()
-	s := &session{conn: conn, id: ev.id, timeout: ev.timeout, started: ev.started, lost: ev.lost, reconnected: ev.reconnected, ev: ev}
-	passwd := ev.passwd
-	ev.mu.Unlock()
-	if hook != nil {
-		hook(s.id, passwd)
-	}
+	s := newSession(raw, ev)
 	s.log = log.With(zap.String("session", fmt.Sprintf("%#x", s.id)))
-	if s.timeout <= 0 { // cannot happen with a real server; never trust a zero deadline
-		s.close()
-		return nil, fmt.Errorf("zk: connect to %v: server granted session timeout %v", servers, s.timeout)
-	}
-	if s.timeout != cfg.SessionTimeout {
+	ev.mu.Lock()
+	ev.log = s.log
+	server := ev.server
+	ev.mu.Unlock()
+	if s.timeout() != cfg.SessionTimeout {
 		s.log.Warn("ZooKeeper clamped the session timeout; the self-fencing deadline uses the negotiated value",
-			zap.Duration("requested", cfg.SessionTimeout), zap.Duration("negotiated", s.timeout))
+			zap.Duration("requested", cfg.SessionTimeout), zap.Duration("negotiated", s.timeout()))
 	}
 	if cfg.Auth != "" {
-		if err := conn.AddAuth("digest", []byte(cfg.Auth)); err != nil {
+		if err := raw.AddAuth("digest", []byte(cfg.Auth)); err != nil {
 			s.close()
 			err = fmt.Errorf("zk: add digest credentials for user %q: %w", authUser(cfg.Auth), err)
 			if errors.Is(err, zk.ErrAuthFailed) {
@@ -251,26 +280,79 @@ func dial(ctx context.Context, cfg Config, servers []string, log *zap.Logger, ho
 			return nil, err
 		}
 	}
-	s.log.Debug("session established", zap.String("server", conn.Server()), zap.Duration("timeout", s.timeout))
+	s.log.Debug("session established", zap.String("server", server), zap.Duration("timeout", s.timeout()))
 	return s, nil
 }
 
-// close ends the session: the server deletes its ephemeral znodes at once. Bounded by the library
-// (about 3s when the server is unreachable).
-func (s *session) close() { s.ev.close(s.conn) }
+// newSession wraps an established connection and starts its stall guard.
+func newSession(raw *zk.Conn, ev *sessionEvents) *session {
+	ev.mu.Lock()
+	id, passwd := ev.id, ev.passwd
+	ev.mu.Unlock()
+	g := newStallGuard(func() time.Duration { return stallLimit(ev.sessionTimeout()) }, ev.connectedAt, ev.dropStalled)
+	ev.mu.Lock()
+	ev.onUp = g.poke
+	ev.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{raw: raw, conn: guardedConn{raw, g}, id: id, passwd: passwd, log: ev.log, ev: ev,
+		stopGuard: cancel, guardDone: make(chan struct{})}
+	go func() {
+		defer close(s.guardDone)
+		g.run(ctx)
+	}()
+	return s
+}
 
-// close marks the session as closing (its late events are not logged) and closes conn.
+// timeout is the smallest session timeout the ensemble granted this session.
+func (s *session) timeout() time.Duration { return s.ev.sessionTimeout() }
+
+// revalidated is the dial time of the connection that last (re)established the session: the
+// leader touched the session after it (see sessionEvents.hasSession).
+func (s *session) revalidated() time.Time {
+	s.ev.mu.Lock()
+	defer s.ev.mu.Unlock()
+	return s.ev.revalidated
+}
+
+// server is the address of the server the session is on (or was on last).
+func (s *session) server() string {
+	s.ev.mu.Lock()
+	defer s.ev.mu.Unlock()
+	return s.ev.server
+}
+
+// lost is closed when the session has expired or been replaced.
+func (s *session) lost() <-chan struct{} { return s.ev.lost }
+
+// reconnected receives a token whenever the connection came back within the session (to any
+// server): watches may have missed events meanwhile.
+func (s *session) reconnected() <-chan struct{} { return s.ev.reconnected }
+
+// close ends the session: the server deletes its ephemeral znodes at once. Bounded by the library
+// (about 1s when the server is unreachable). It stops the stall guard and waits for it.
+func (s *session) close() {
+	s.ev.close(s.raw)
+	s.stopGuard()
+	<-s.guardDone
+}
+
+// close marks the session as closing (its late events are not logged; a dialer's pause ends and the
+// library's reconnect loop may stop) and closes conn.
 func (s *sessionEvents) close(conn *zk.Conn) {
 	s.mu.Lock()
-	s.closing = true
+	if !s.closing {
+		s.closing = true
+		close(s.closed)
+	}
 	s.mu.Unlock()
+	s.hosts.closing()
 	conn.Close()
 }
 
 // isLost reports whether the session has expired or been replaced.
 func (s *session) isLost() bool {
 	select {
-	case <-s.lost:
+	case <-s.ev.lost:
 		return true
 	default:
 		return false
@@ -280,9 +362,11 @@ func (s *session) isLost() bool {
 // errSessionLost is returned for requests made, or answered, after the session was lost.
 var errSessionLost = errors.New("zk: session lost")
 
-// sessionGone reports whether err means the session is over.
+// sessionGone reports whether err means the session is over. ErrSessionMoved is not among them: the
+// server says the session now lives on another connection (the library reconnected elsewhere), and
+// the session itself is alive.
 func sessionGone(err error) bool {
-	return errors.Is(err, errSessionLost) || errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
+	return errors.Is(err, errSessionLost) || errors.Is(err, zk.ErrSessionExpired)
 }
 
 // permanentError marks an error that retrying will not fix (wrong credentials, ACLs that deny us):
@@ -309,9 +393,10 @@ func noAuth(op, path string, auth string) error {
 		op, path, who, zk.ErrNoAuth))
 }
 
-// ensurePath creates the persistent znodes leading to (and including) p that are missing: the
-// chroot's elements and /hacoord with the shared ACL, the group's znodes with the group ACL.
-func ensurePath(s *session, ps paths, a acls, auth string) error {
+// ensurePath creates the persistent znodes leading to (and including) the election znode that are
+// missing: the chroot's elements and /hacoord with the shared ACL, the group's znodes with the group
+// ACL.
+func ensurePath(c conn, ps paths, a acls, auth string) error {
 	var chain []string
 	for q := ps.election; q != "" && q != "/"; {
 		chain = append([]string{q}, chain...)
@@ -322,7 +407,7 @@ func ensurePath(s *session, ps paths, a acls, auth string) error {
 		q = q[:i]
 	}
 	for _, p := range chain {
-		ok, _, err := s.conn.Exists(p)
+		ok, _, err := c.Exists(p)
 		if err != nil {
 			return fmt.Errorf("zk: check %s: %w", p, err)
 		}
@@ -333,7 +418,7 @@ func ensurePath(s *session, ps paths, a acls, auth string) error {
 		if len(p) <= len(ps.root) {
 			acl = a.shared
 		}
-		_, err = s.conn.Create(p, nil, 0, acl)
+		_, err = c.Create(p, nil, 0, acl)
 		switch {
 		case err == nil, errors.Is(err, zk.ErrNodeExists):
 		case errors.Is(err, zk.ErrNoAuth):
@@ -345,55 +430,9 @@ func ensurePath(s *session, ps paths, a acls, auth string) error {
 	return nil
 }
 
-// hostProvider hands out the ensemble's addresses round robin, unresolved (the dialer resolves each
-// time, so a changed DNS name is followed). It differs from go-zookeeper's DNSHostProvider in when it
-// asks the library to pause (1s) before a round: only after a full round of failed attempts, never
-// before the first attempt after a connection was lost. With one server, the library's provider
-// pauses 1s before every reconnect, which delays learning that a session expired.
-type hostProvider struct {
-	mu      sync.Mutex
-	servers []string
-	next    int
-	tries   int // Next calls since the last Connected
-}
-
-func (h *hostProvider) Init(servers []string) error {
-	if len(servers) == 0 {
-		return errors.New("zk: no servers")
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.servers = append([]string(nil), servers...) // already shuffled by zk.Connect
-	h.next, h.tries = 0, 0
-	return nil
-}
-
-func (h *hostProvider) Len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.servers)
-}
-
-func (h *hostProvider) Next() (string, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.servers[h.next]
-	h.next = (h.next + 1) % len(h.servers)
-	h.tries++
-	n := len(h.servers)
-	return s, h.tries > n && (h.tries-1)%n == 0
-}
-
-func (h *hostProvider) Connected() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.tries = 0
-}
-
 // closeOnDone closes s once ctx is done and grace has passed, so that requests stuck on a dead
-// connection (go-zookeeper's calls take no context and wait for the connection to time out, up to
-// ten times two thirds of the session timeout while it reconnects) cannot hold up a stop. stop ends
-// the watch and waits for its goroutine.
+// connection (go-zookeeper's calls take no context and wait until a connection answers) cannot hold
+// up a stop. stop ends the watch and waits for its goroutine.
 func closeOnDone(ctx context.Context, s *session, grace time.Duration, log *zap.Logger) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -413,7 +452,7 @@ func closeOnDone(ctx context.Context, s *session, grace time.Duration, log *zap.
 			if grace > 0 {
 				log.Warn("ZooKeeper did not answer in time at stop; closing the session", zap.Duration("waited", grace))
 			}
-			s.close()
+			s.ev.close(s.raw)
 		}
 	}()
 	return func() {

@@ -1,0 +1,229 @@
+package zk
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"go.uber.org/zap"
+)
+
+// candidacy is this node's place in the election queue within one session: its candidate znode (or
+// a create whose reply was lost), the term it would hold, the predecessor it watches, the deletes it
+// still owes, and its hold-off after a yield. Only the session's serve goroutine touches it.
+type candidacy struct {
+	node        string // full path of our candidate znode, "" when none
+	pendingGUID string // a create whose reply was lost: look for this GUID before creating again
+	term        uint64 // czxid of node
+
+	pred      string          // the candidate just before ours
+	predWatch <-chan zk.Event // armed on pred; nil once fired (re-armed by the next step)
+
+	owed *release // znodes to delete before campaigning again (a failed release is retried)
+
+	holdUntil time.Time // after a yield: do not campaign before
+	yields    int       // yields in a row (the hold-off doubles)
+
+	warned map[string]bool // foreign children of the election znode, logged once
+}
+
+// release is a delete this node owes: its candidate znode and, if it held it, the master record.
+type release struct {
+	candidate string
+	leader    bool  // the leader znode is ours
+	leaderVer int32 // at this version
+}
+
+// candidate is one child of the election znode.
+type candidate struct {
+	name string
+	seq  int64
+}
+
+// candidates parses and sorts the election's children by sequence number; children that are not
+// candidates are logged once and ignored.
+func (r *sessionRun) candidates(children []string) []candidate {
+	cs := make([]candidate, 0, len(children))
+	for _, c := range children {
+		seq, ok := parseSeq(c)
+		if !ok {
+			if !r.cand.warned[c] {
+				r.cand.warned[c] = true
+				r.log.Warn("ignoring a znode in the election that is not a candidate",
+					zap.String("path", r.e.paths.election+"/"+c))
+			}
+			continue
+		}
+		cs = append(cs, candidate{c, seq})
+	}
+	slices.SortFunc(cs, func(a, b candidate) int { return cmp.Compare(a.seq, b.seq) })
+	return cs
+}
+
+// parseSeq returns the sequence number ZooKeeper appended (10 digits) to a candidate's name.
+func parseSeq(name string) (int64, bool) {
+	if len(name) < 10 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(name[len(name)-10:], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+func findGUID(cs []candidate, guid string) (string, bool) {
+	for _, c := range cs {
+		if strings.HasPrefix(c.name, "_c_"+guid+"-") {
+			return c.name, true
+		}
+	}
+	return "", false
+}
+
+// createCandidate creates our candidate znode in the protected form.
+func (r *sessionRun) createCandidate() error {
+	if r.cand.pendingGUID == "" {
+		var g [16]byte
+		_, _ = rand.Read(g[:])
+		r.cand.pendingGUID = hex.EncodeToString(g[:])
+	}
+	prefix := r.e.paths.election + "/_c_" + r.cand.pendingGUID + "-n_"
+	var p string
+	err := r.call(func() (err error) {
+		p, err = r.c.Create(prefix, []byte(r.e.cfg.Name), zk.FlagEphemeral|zk.FlagSequence, r.e.acls.group)
+		return err
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, zk.ErrNoAuth):
+		return noAuth("create a candidate in", r.e.paths.election, r.e.cfg.Auth)
+	case errors.Is(err, zk.ErrNoNode):
+		r.cand.pendingGUID = ""
+		return ensurePath(r.c, r.e.paths, r.e.acls, r.e.cfg.Auth)
+	default:
+		// The create may have been applied with its reply lost: keep the GUID and look first.
+		return fmt.Errorf("zk: create candidate in %s: %w", r.e.paths.election, err)
+	}
+	r.log.Debug("candidate created", zap.String("path", p))
+	return r.adopt(p)
+}
+
+// adopt makes path our candidate and reads its czxid (our term should we win).
+func (r *sessionRun) adopt(path string) error {
+	if !strings.HasPrefix(path, "/") {
+		path = r.e.paths.election + "/" + path
+	}
+	var ok bool
+	var st *zk.Stat
+	err := r.call(func() (err error) { ok, st, err = r.c.Exists(path); return err })
+	if err != nil {
+		return fmt.Errorf("zk: read candidate %s: %w", path, err)
+	}
+	r.cand.pendingGUID = ""
+	if !ok || st.EphemeralOwner != r.s.id {
+		return fmt.Errorf("zk: candidate %s vanished or is not ours: %w", path, errRetry)
+	}
+	r.cand.node, r.cand.term = path, uint64(st.Czxid)
+	r.rec.mine = zeroRecord
+	return nil
+}
+
+// watchPredecessor makes sure a watch is armed on pred. It reports false when pred is gone (the
+// caller reads the election again).
+func (r *sessionRun) watchPredecessor(pred string) (bool, error) {
+	if pred == r.cand.pred && r.cand.predWatch != nil {
+		return true, nil
+	}
+	var ok bool
+	var w <-chan zk.Event
+	err := r.call(func() (err error) { ok, _, w, err = r.c.ExistsW(pred); return err })
+	if err != nil {
+		return false, fmt.Errorf("zk: watch predecessor %s: %w", pred, err)
+	}
+	// If pred is gone, the watch waits for a re-creation that never comes; the next step finds a
+	// new predecessor.
+	r.cand.pred, r.cand.predWatch = pred, w
+	return ok, nil
+}
+
+// owe queues the release of our znodes and forgets the candidacy; payRelease deletes them.
+func (r *sessionRun) owe() {
+	if r.cand.node == "" && !r.rec.owned {
+		return
+	}
+	r.cand.owed = &release{candidate: r.cand.node, leader: r.rec.owned, leaderVer: r.rec.version}
+	r.cand.node, r.cand.pred, r.cand.predWatch = "", "", nil
+	r.rec.mine, r.rec.owned, r.rec.seen = zeroRecord, false, zeroRecord
+}
+
+// payRelease deletes the znodes owed (the master record, if ours, and the candidate, in one
+// multi-op). A failure leaves them owed: serve retries on every step, with backoff, until the delete
+// succeeds or the session ends (which deletes them in any case), and the node does not campaign
+// meanwhile: its old candidate may still be first in the queue.
+func (r *sessionRun) payRelease() error {
+	o := r.cand.owed
+	if o == nil {
+		return nil
+	}
+	if err := r.deleteOwn(o); err != nil {
+		return fmt.Errorf("zk: release our znodes: %w", err)
+	}
+	r.cand.owed = nil
+	return nil
+}
+
+// deleteOwn deletes what o names; a znode already gone counts as deleted.
+func (r *sessionRun) deleteOwn(o *release) error {
+	if o.leader {
+		err := r.call(func() error {
+			_, err := r.c.Multi(
+				&zk.DeleteRequest{Path: r.e.paths.leader, Version: o.leaderVer},
+				&zk.DeleteRequest{Path: o.candidate, Version: -1})
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		// The record changed or vanished under us, or the answer was lost: delete what is still
+		// ours, one by one, record first.
+		r.log.Debug("multi delete failed; deleting one by one", zap.Error(err))
+		var st *zk.Stat
+		var ok bool
+		err = r.call(func() (err error) { ok, st, err = r.c.Exists(r.e.paths.leader); return err })
+		if err != nil {
+			return err
+		}
+		if ok && st.EphemeralOwner == r.s.id {
+			err = r.call(func() error { return r.c.Delete(r.e.paths.leader, -1) })
+			if err != nil && !errors.Is(err, zk.ErrNoNode) {
+				return err
+			}
+		}
+		o.leader = false
+	}
+	if o.candidate == "" {
+		return nil
+	}
+	err := r.call(func() error { return r.c.Delete(o.candidate, -1) })
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("delete %s: %w", o.candidate, err)
+	}
+	return nil
+}
+
+// backoffFor is the hold-off after the n-th yield in a row.
+func (e *Elector) backoffFor(n int) time.Duration {
+	d := e.cfg.Backoff.Initial
+	for i := 1; i < n && d < e.cfg.Backoff.Max; i++ {
+		d *= 2
+	}
+	return min(d, e.cfg.Backoff.Max)
+}

@@ -1,0 +1,98 @@
+package zk
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/fencing"
+)
+
+// liveness keeps the self-fencing deadline of one session: the send times of answered liveness round
+// trips, the anchor derived from them, and the count of regained contacts (State.Contact). Only the
+// session's serve goroutine touches it.
+type liveness struct {
+	s      *session
+	log    *zap.Logger
+	margin time.Duration // configured margin; 0: fencing.DefaultMargin of the session timeout
+	tick   time.Duration // the server's tickTime when known (conf), else 0
+
+	// syncs holds the send times of the last answered liveness round trips (oldest first).
+	syncs      []time.Time
+	contact    uint64 // times contact was lost and regained within the session
+	warnMargin bool   // the configured margin did not fit the negotiated timeout (logged once)
+}
+
+// interval is the time between liveness round trips: a quarter of the session timeout, and at least
+// half a tick (see gap).
+func (l *liveness) interval() time.Duration { return max(renewInterval(l.s.timeout()), l.tick/2) }
+
+// marginNow is the margin for the current session timeout: the configured one if it fits, else the
+// default (logged once).
+func (l *liveness) marginNow() time.Duration {
+	t := l.s.timeout()
+	if l.margin == 0 {
+		return fencing.DefaultMargin(t)
+	}
+	if err := fencing.CheckMargin(t, l.margin); err != nil {
+		def := fencing.DefaultMargin(t)
+		if !l.warnMargin {
+			l.warnMargin = true
+			l.log.Warn("margin does not fit the negotiated session timeout; using the default",
+				zap.Duration("margin", l.margin), zap.Duration("negotiated", t), zap.Duration("default", def))
+		}
+		return def
+	}
+	return l.margin
+}
+
+// validUntil is the self-fencing deadline: fencing.Deadline from anchor.
+func (l *liveness) validUntil() time.Time {
+	return fencing.Deadline(l.anchor(), l.s.timeout(), l.marginNow())
+}
+
+// anchor is an instant by which the ZooKeeper leader, which alone expires sessions, has certainly
+// heard from our session, so that it cannot expire it before anchor + timeout. It is the later of:
+//   - the dial time of the connection that last (re)established the session: creating a session is
+//     a transaction of the leader's, and a server that takes a client back into its session asks the
+//     leader to revalidate it first (a touch of the session), before it answers the connect;
+//   - the send time S of an answered Sync followed by another answered Sync sent at least gap later
+//     (on the same connection: a reconnect in between makes the first point later than S anyway).
+//
+// Why not the latest answered Sync: a follower answers reads itself, and even a Sync (which it must
+// pass to the leader) does not touch our session at the leader: the follower reports the sessions
+// it saw to the leader only in its replies to the leader's pings, which come every half tick. An
+// answered Sync sent gap >= tick/2 after S proves the follower was still with the leader then (a
+// follower that loses its leader drops its clients), so a ping in between carried S to the leader.
+func (l *liveness) anchor() time.Time {
+	a := l.s.revalidated()
+	if n := len(l.syncs); n > 0 {
+		last := l.syncs[n-1]
+		for i := n - 2; i >= 0; i-- {
+			if last.Sub(l.syncs[i]) >= l.gap() {
+				if l.syncs[i].After(a) {
+					a = l.syncs[i]
+				}
+				break
+			}
+		}
+	}
+	return a
+}
+
+// gap is the spacing anchor needs between two answered Syncs: no shorter than the leader's ping
+// period, half a tick. When the tick is unknown, a quarter of the session timeout covers it: the
+// server grants no session shorter than minSessionTimeout, by default two ticks. A shorter gap would
+// not make the deadline safer, only the pings more frequent (load on the ensemble for nothing);
+// serve spaces the round trips by interval, measured from each send, so that consecutive answered
+// Syncs are always at least gap apart and the anchor trails the latest by one interval.
+func (l *liveness) gap() time.Duration { return l.interval() }
+
+// synced records the send time of an answered liveness round trip.
+func (l *liveness) synced(sent time.Time) {
+	l.syncs = append(l.syncs, sent)
+	// Keep what anchor can still use: from the newest entry at least gap older than sent.
+	for len(l.syncs) > 2 && sent.Sub(l.syncs[1]) >= l.gap() {
+		l.syncs = l.syncs[1:]
+	}
+}

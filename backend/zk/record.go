@@ -1,0 +1,212 @@
+package zk
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/election"
+)
+
+// masterRecord is the leader znode as this node sees it within one session: the record it publishes
+// while master, whether the znode holds it, the watch on the znode, and the record last read. Only
+// the session's serve goroutine touches it.
+type masterRecord struct {
+	mine    election.Record // our record for the current term (zero: none yet)
+	owned   bool            // the leader znode holds mine, owned by our session, at version
+	version int32
+
+	// foreignSince is when, as winner, we first found the znode held by another live session.
+	foreignSince time.Time
+
+	watch    <-chan zk.Event // armed on the leader znode; nil once fired (re-armed by the next step)
+	seen     election.Record // last record read (zero: none or unreadable)
+	badMzxid int64           // mzxid of the last garbage record logged
+}
+
+var zeroRecord election.Record
+
+// ourRecord returns the record for term, keeping Since across renewals of the same term.
+func (r *sessionRun) ourRecord(term uint64) election.Record {
+	if r.rec.mine.Term != term {
+		rec := r.e.cfg.Record
+		rec.VIPs = slices.Clone(rec.VIPs)
+		rec.Term = term
+		rec.Since = time.Now().Round(0).UTC()
+		r.rec.mine, r.rec.owned = rec, false
+	}
+	return r.rec.mine
+}
+
+// publish makes the leader znode hold our record, owned by our session, and watches it. ok=false
+// means we must wait for another session's record to go (r.retry is armed).
+func (r *sessionRun) publish() (ok bool, err error) {
+	p := r.e.paths.leader
+	data := r.rec.mine.Marshal()
+	err = r.call(func() error { _, err := r.c.Create(p, data, zk.FlagEphemeral, r.e.acls.group); return err })
+	switch {
+	case err == nil:
+		return r.watchOwnRecord()
+	case errors.Is(err, zk.ErrNoAuth):
+		return false, noAuth("create", p, r.e.cfg.Auth)
+	case !errors.Is(err, zk.ErrNodeExists):
+		return false, fmt.Errorf("zk: create %s: %w", p, err)
+	}
+
+	var cur []byte
+	var st *zk.Stat
+	err = r.call(func() (err error) { cur, st, err = r.c.Get(p); return err })
+	if errors.Is(err, zk.ErrNoNode) {
+		return false, errRetry // gone meanwhile
+	}
+	if err != nil {
+		return false, fmt.Errorf("zk: read %s: %w", p, err)
+	}
+	switch owner := st.EphemeralOwner; {
+	case owner == r.s.id:
+		if string(cur) != string(data) {
+			return r.rewrite(data, cur, st.Version)
+		}
+		return r.watchOwnRecord()
+	case owner == 0:
+		r.log.Warn("a persistent znode hacoord did not write holds the master record path; replacing it",
+			zap.String("path", p), zap.ByteString("found", clip(cur)))
+	default:
+		if waiting, err := r.waitForeign(owner, cur); waiting || err != nil {
+			return false, err
+		}
+	}
+	return false, r.deleteForeign(st.Version)
+}
+
+// rewrite puts our record back into our own leader znode (someone changed it, or it is from an
+// earlier term of ours).
+func (r *sessionRun) rewrite(data, found []byte, version int32) (bool, error) {
+	p := r.e.paths.leader
+	r.log.Warn("master record was changed by someone else, or is from an earlier term; rewriting it",
+		zap.ByteString("found", clip(found)))
+	err := r.call(func() error { _, err := r.c.Set(p, data, version); return err })
+	if errors.Is(err, zk.ErrNoAuth) {
+		return false, noAuth("write", p, r.e.cfg.Auth)
+	}
+	if err != nil {
+		return false, fmt.Errorf("zk: write %s: %w", p, err)
+	}
+	return r.watchOwnRecord()
+}
+
+// waitForeign handles a leader znode held by another live session: that may be a master that has
+// not noticed it lost, so we wait (reporting Backup) for one session timeout, watching the znode.
+// It reports waiting=false once that time is up: the caller replaces the record.
+func (r *sessionRun) waitForeign(owner int64, cur []byte) (waiting bool, err error) {
+	p := r.e.paths.leader
+	if r.rec.foreignSince.IsZero() {
+		r.rec.foreignSince = time.Now()
+		rec, perr := election.ParseRecord(cur)
+		r.log.Warn("won the election but another session still holds the master record; waiting for it to go",
+			zap.String("owner", fmt.Sprintf("%#x", owner)), zap.String("leader", rec.Node),
+			zap.Uint64("term", rec.Term), zap.NamedError("parse", perr), zap.Duration("at-most", r.s.timeout()))
+	}
+	wait := time.Until(r.rec.foreignSince.Add(r.s.timeout()))
+	if wait <= 0 {
+		r.log.Error("the master record is still held by another session after a session timeout; replacing it",
+			zap.String("owner", fmt.Sprintf("%#x", owner)), zap.ByteString("found", clip(cur)))
+		return false, nil
+	}
+	if r.rec.watch == nil {
+		var w <-chan zk.Event
+		var ok bool
+		err := r.call(func() (err error) { ok, _, w, err = r.c.ExistsW(p); return err })
+		if err != nil {
+			return true, fmt.Errorf("zk: watch %s: %w", p, err)
+		}
+		r.rec.watch = w
+		if !ok {
+			return true, errRetry // gone before the watch was set
+		}
+	}
+	r.rec.seen, _ = election.ParseRecord(cur)
+	r.reportOther(election.Backup, "waiting for the previous master record to go")
+	r.retry.at(wait)
+	return true, nil
+}
+
+// deleteForeign deletes a leader znode that is not ours (at version) so that we can create ours.
+func (r *sessionRun) deleteForeign(version int32) error {
+	p := r.e.paths.leader
+	err := r.call(func() error { return r.c.Delete(p, version) })
+	switch {
+	case err == nil, errors.Is(err, zk.ErrNoNode), errors.Is(err, zk.ErrBadVersion):
+		return errRetry
+	case errors.Is(err, zk.ErrNoAuth):
+		return noAuth("delete", p, r.e.cfg.Auth)
+	default:
+		return fmt.Errorf("zk: delete %s: %w", p, err)
+	}
+}
+
+// watchOwnRecord arms a watch on our leader znode and records its version; a change by anyone
+// fires the watch and the next step checks it again.
+func (r *sessionRun) watchOwnRecord() (bool, error) {
+	p := r.e.paths.leader
+	var ok bool
+	var st *zk.Stat
+	var w <-chan zk.Event
+	err := r.call(func() (err error) { ok, st, w, err = r.c.ExistsW(p); return err })
+	if err != nil {
+		return false, fmt.Errorf("zk: watch %s: %w", p, err)
+	}
+	r.rec.watch = w
+	if !ok || st.EphemeralOwner != r.s.id {
+		return false, errRetry
+	}
+	r.rec.owned, r.rec.version = true, st.Version
+	r.rec.foreignSince = time.Time{}
+	return true, nil
+}
+
+// readLeader refreshes r.rec.seen from the leader znode, watching it when no watch is armed.
+func (r *sessionRun) readLeader() error {
+	p := r.e.paths.leader
+	if r.rec.watch == nil {
+		var w <-chan zk.Event
+		err := r.call(func() (err error) { _, _, w, err = r.c.ExistsW(p); return err })
+		if err != nil {
+			return fmt.Errorf("zk: watch %s: %w", p, err)
+		}
+		r.rec.watch = w
+	}
+	var data []byte
+	var st *zk.Stat
+	err := r.call(func() (err error) { data, st, err = r.c.Get(p); return err })
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		r.rec.seen = zeroRecord
+		return nil
+	case err != nil:
+		return fmt.Errorf("zk: read %s: %w", p, err)
+	}
+	rec, perr := election.ParseRecord(data)
+	if perr != nil {
+		if st.Mzxid != r.rec.badMzxid {
+			r.rec.badMzxid = st.Mzxid
+			r.log.Warn("master record is not a hacoord record; treating the group as having no known master",
+				zap.String("path", p), zap.ByteString("found", clip(data)), zap.Error(perr))
+		}
+		rec = zeroRecord
+	}
+	r.rec.seen = rec
+	return nil
+}
+
+// clip shortens foreign data for a log line.
+func clip(b []byte) []byte {
+	if len(b) > 256 {
+		return append(b[:256:256], "..."...)
+	}
+	return b
+}

@@ -1,0 +1,374 @@
+package zk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/election"
+)
+
+// sessionRun is the campaign within one session: the serve loop and what it keeps (candidacy,
+// master record, liveness). Only its serve goroutine touches it.
+type sessionRun struct {
+	e   *Elector
+	s   *session
+	c   conn
+	rep *reporter
+	log *zap.Logger
+
+	live  liveness
+	cand  candidacy
+	rec   masterRecord
+	retry *retrier
+
+	master      bool      // we report Master for cand.term (or Fault while out of contact)
+	masterSince time.Time // when we last became master
+}
+
+func newSessionRun(e *Elector, s *session, c conn, rep *reporter, tick time.Duration) *sessionRun {
+	t := s.timeout()
+	r := &sessionRun{
+		e: e, s: s, c: c, rep: rep, log: s.log,
+		live:  liveness{s: s, log: s.log, margin: e.cfg.Margin, tick: tick},
+		cand:  candidacy{warned: map[string]bool{}},
+		retry: newRetrier(Backoff{Initial: min(e.cfg.Backoff.Initial, t/8), Max: min(e.cfg.Backoff.Max, t)}),
+	}
+	return r
+}
+
+// errRetry asks serve to step again after a backoff.
+var errRetry = errors.New("retry")
+
+// serve runs the campaign loop until ctx is done (it then resigns and returns nil) or the session
+// is lost (it returns why). A slow or silent ensemble is not a reason to return: the session and
+// the candidacy are kept (the deadline, enforced by the reporter, takes the VIPs), and the campaign
+// goes on with the same term when the ensemble answers again.
+func (r *sessionRun) serve(ctx context.Context) error {
+	defer r.retry.stop()
+	ping := time.NewTimer(r.live.interval())
+	defer ping.Stop()
+	needStep := true
+	for {
+		if needStep {
+			needStep = false
+			if err := r.stepOrRetry(ctx); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			r.resign("stopped")
+			return nil
+		case <-r.s.lost():
+			return r.lostErr(nil)
+		case <-r.s.reconnected():
+			r.reconnected()
+			needStep = true
+		case ev := <-r.cand.predWatch:
+			r.cand.predWatch = nil
+			r.log.Debug("predecessor changed", zap.String("path", ev.Path), zap.Stringer("event", ev.Type))
+			needStep = true
+		case ev := <-r.rec.watch:
+			r.rec.watch = nil
+			r.log.Debug("master record changed", zap.Stringer("event", ev.Type))
+			needStep = true
+		case <-r.e.yieldc:
+			r.yield(ctx)
+			needStep = true
+		case <-r.e.eligc:
+			needStep = true
+		case <-r.retry.C():
+			needStep = true
+		case <-ping.C:
+			sent, again := r.ping(ctx)
+			// Measured from the send time, so answered round trips are at least one interval apart
+			// (liveness.gap).
+			ping.Reset(time.Until(sent.Add(r.live.interval())))
+			needStep = needStep || again
+		}
+	}
+}
+
+// stepOrRetry steps; a failure that retrying may fix arms the retry timer. It returns an error only
+// when serve must end: the session is gone, or a permanent error (after resigning).
+func (r *sessionRun) stepOrRetry(ctx context.Context) error {
+	err := r.step(ctx)
+	switch {
+	case err == nil:
+		r.retry.reset()
+		return nil
+	case isPermanent(err):
+		r.resign("giving up")
+		return err
+	case sessionGone(err) || r.s.isLost():
+		return r.lostErr(err)
+	}
+	d := r.retry.next()
+	if !errors.Is(err, errRetry) {
+		r.log.Warn("election step failed; retrying", zap.Duration("in", d), zap.Error(err))
+	}
+	return nil
+}
+
+// reconnected handles a reconnect within the session (to any server): the VIPs are announced again
+// with the next Master State, and the watches are armed afresh (go-zookeeper re-registers the old
+// ones, but does not retry when that fails), after re-reading the election.
+func (r *sessionRun) reconnected() {
+	r.live.contact++
+	r.cand.predWatch, r.rec.watch = nil, nil
+}
+
+// yield gives up mastership for a hold-off that doubles with every yield in a row.
+func (r *sessionRun) yield(ctx context.Context) {
+	if !r.master {
+		return
+	}
+	r.cand.yields++
+	d := r.e.backoffFor(r.cand.yields)
+	r.log.Info("yielding mastership", zap.Uint64("term", r.cand.term), zap.Duration("rejoin-after", d))
+	r.giveUp(ctx, election.Backup, "yielded")
+	r.cand.holdUntil = time.Now().Add(d)
+	r.retry.at(d)
+}
+
+func (r *sessionRun) lostErr(err error) error {
+	reason := r.s.ev.reason()
+	if reason == "" && err != nil {
+		reason = err.Error()
+	}
+	if reason == "" {
+		reason = "session lost"
+	}
+	return fmt.Errorf("zk: %s", reason)
+}
+
+// call runs one request of our session. When the session was lost meanwhile it returns
+// errSessionLost instead: go-zookeeper runs requests queued across an expiry in the new session it
+// opens, and their answers say nothing about ours.
+func (r *sessionRun) call(f func() error) error {
+	if r.s.isLost() {
+		return errSessionLost
+	}
+	err := f()
+	if r.s.isLost() || r.s.raw.SessionID() != r.s.id {
+		return errSessionLost
+	}
+	return err
+}
+
+// ping is the liveness round trip, made every interval whether or not we are a candidate: a Sync on
+// the election znode (a follower must pass it to the leader, see liveness.anchor), then a check that
+// our candidate znode still exists in our session. A master then reports its renewed deadline. It
+// returns the send time, and again=true when the campaign should step again.
+func (r *sessionRun) ping(ctx context.Context) (sent time.Time, again bool) {
+	sent = time.Now()
+	err := r.call(func() error { _, err := r.c.Sync(r.e.paths.election); return err })
+	if err != nil {
+		r.log.Debug("liveness check failed", zap.Error(err))
+		return sent, sessionGone(err) // no renewal: the deadline runs out unless a later one is answered
+	}
+	if rtt := time.Since(sent); rtt > r.live.interval()/2 {
+		// The server was out of reach for a while without the connection dropping (a short
+		// partition): count it as regained contact, so the VIPs are announced again.
+		r.log.Info("ZooKeeper answered after a long silence", zap.Duration("round-trip", rtt))
+		r.live.contact++
+	}
+	r.live.synced(sent)
+	if r.cand.node == "" {
+		return sent, false
+	}
+	var ok bool
+	var st *zk.Stat
+	err = r.call(func() (err error) { ok, st, err = r.c.Exists(r.cand.node); return err })
+	switch {
+	case err != nil:
+		r.log.Debug("candidate check failed", zap.Error(err))
+		return sent, sessionGone(err)
+	case !ok || st.EphemeralOwner != r.s.id:
+		r.log.Warn("our candidate znode is gone", zap.String("path", r.cand.node), zap.Uint64("term", r.cand.term))
+		r.giveUp(ctx, election.Backup, "candidate znode deleted")
+		return sent, true
+	}
+	if r.master {
+		if r.cand.yields > 0 && time.Since(r.masterSince) > r.s.timeout() {
+			r.cand.yields = 0
+		}
+		r.reportMaster("renewed")
+	}
+	return sent, false
+}
+
+// reportMaster offers Master with the current deadline, or Fault when that deadline has already
+// passed (contact was regained, but the anchor is too old to hold the VIPs again yet).
+func (r *sessionRun) reportMaster(reason string) {
+	vu := r.live.validUntil()
+	if !time.Now().Before(vu) {
+		r.rep.set(election.State{Role: election.Fault, Term: r.cand.term,
+			Reason: "no liveness round trip acknowledged in time"})
+		return
+	}
+	r.rep.set(election.State{Role: election.Master, Term: r.cand.term, Leader: r.rec.mine,
+		ValidUntil: vu, Contact: r.live.contact, Reason: reason})
+}
+
+func (r *sessionRun) reportOther(role election.Role, reason string) {
+	r.rep.set(election.State{Role: role, Term: r.rec.seen.Term, Leader: r.rec.seen, Reason: reason})
+}
+
+// step brings the candidacy in line with the election's current state and reports the result.
+func (r *sessionRun) step(ctx context.Context) error {
+	for range 8 { // a few quick re-reads when the election changed under us
+		again, err := r.stepOnce(ctx)
+		if err != nil || !again {
+			return err
+		}
+	}
+	return errRetry
+}
+
+// stepOnce returns again=true when it changed something that warrants an immediate re-read.
+func (r *sessionRun) stepOnce(ctx context.Context) (again bool, err error) {
+	if !r.e.eligible.Load() {
+		return false, r.stepIneligible(ctx)
+	}
+	if err := r.payRelease(); err != nil {
+		return false, err
+	}
+	var children []string
+	err = r.call(func() error { children, _, err = r.c.Children(r.e.paths.election); return err })
+	if errors.Is(err, zk.ErrNoNode) { // someone deleted the election znode: recreate the path
+		return true, ensurePath(r.c, r.e.paths, r.e.acls, r.e.cfg.Auth)
+	}
+	if err != nil {
+		return false, fmt.Errorf("zk: list candidates in %s: %w", r.e.paths.election, err)
+	}
+	cands := r.candidates(children)
+	if r.cand.node == "" {
+		return r.join(cands)
+	}
+	idx := slices.IndexFunc(cands, func(c candidate) bool { return r.e.paths.election+"/"+c.name == r.cand.node })
+	switch {
+	case idx < 0:
+		r.log.Warn("our candidate znode is gone", zap.String("path", r.cand.node))
+		r.giveUp(ctx, election.Backup, "candidate znode deleted")
+		return true, nil
+	case idx == 0:
+		return r.lead()
+	case r.master: // cannot happen: sequence numbers only grow. Let go rather than trust it.
+		r.log.Error("a candidate ahead of the master appeared; resigning", zap.String("first", cands[0].name))
+		r.giveUp(ctx, election.Backup, "lost first place")
+		return true, nil
+	}
+	return r.follow(r.e.paths.election + "/" + cands[idx-1].name)
+}
+
+// stepIneligible withdraws the candidacy and reports Backup naming whoever is master.
+func (r *sessionRun) stepIneligible(ctx context.Context) error {
+	if r.cand.node != "" || r.master {
+		r.giveUp(ctx, election.Backup, "ineligible")
+	}
+	if err := r.payRelease(); err != nil {
+		return err
+	}
+	if err := r.readLeader(); err != nil {
+		return err
+	}
+	r.reportOther(election.Backup, "ineligible")
+	return nil
+}
+
+// join adopts a candidate znode whose create reply was lost, or creates one (unless holding off
+// after a yield).
+func (r *sessionRun) join(cands []candidate) (again bool, err error) {
+	if r.cand.pendingGUID != "" {
+		if c, ok := findGUID(cands, r.cand.pendingGUID); ok {
+			r.log.Info("found our candidate znode after a lost reply", zap.String("path", c))
+			return true, r.adopt(c)
+		}
+	}
+	if time.Now().Before(r.cand.holdUntil) {
+		if err := r.readLeader(); err != nil {
+			return false, err
+		}
+		r.reportOther(election.Backup, "yielded")
+		return false, nil
+	}
+	return true, r.createCandidate()
+}
+
+// follow is a backup's step: watch the predecessor, read the master record, report Backup.
+func (r *sessionRun) follow(pred string) (again bool, err error) {
+	ok, err := r.watchPredecessor(pred)
+	if err != nil || !ok {
+		return !ok && err == nil, err
+	}
+	r.rec.foreignSince = time.Time{}
+	if err := r.readLeader(); err != nil {
+		return false, err
+	}
+	r.reportOther(election.Backup, "following")
+	return false, nil
+}
+
+// lead handles being the first candidate: publish the master record, then report Master (with the
+// same term as before a loss of contact: the term is our candidate's czxid).
+func (r *sessionRun) lead() (again bool, err error) {
+	r.ourRecord(r.cand.term)
+	if !r.rec.owned || r.rec.watch == nil {
+		ok, err := r.publish()
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	r.cand.pred, r.cand.predWatch = "", nil
+	r.rec.seen = r.rec.mine
+	if !r.master {
+		r.master, r.masterSince = true, time.Now()
+		r.log.Info("elected master", zap.Uint64("term", r.cand.term), zap.String("candidate", r.cand.node))
+		r.reportMaster("elected")
+		return false, nil
+	}
+	r.reportMaster("master")
+	return false, nil
+}
+
+// giveUp ends our candidacy on purpose. A master first reports role and waits until the consumer has
+// acted on it (the VIPs are gone), or until ctx is done (the Coordinator demotes before it stops the
+// Elector): only then are its znodes deleted, so no other node can win while the VIPs are bound. The
+// delete is retried until it succeeds (see payRelease).
+func (r *sessionRun) giveUp(ctx context.Context, role election.Role, reason string) {
+	if r.master {
+		r.master = false
+		seq := r.rep.set(election.State{Role: role, Term: r.cand.term, Reason: reason})
+		if err := r.rep.waitActed(ctx, seq); err != nil {
+			r.log.Info("stopped while waiting for the demote; the consumer demotes before stopping", zap.Error(err))
+		}
+		r.log.Info("resigning mastership", zap.Uint64("term", r.cand.term), zap.String("reason", reason))
+	}
+	r.owe()
+	if err := r.payRelease(); err != nil {
+		r.log.Warn("could not delete our znodes; retrying", zap.Error(err))
+	}
+}
+
+// resign is the clean-up on stop: the consumer has demoted already. Delete our znodes (the caller
+// then closes the session, which removes them in any case); closeOnDone bounds it to ResignTimeout.
+func (r *sessionRun) resign(reason string) {
+	term := r.cand.term
+	r.master = false
+	r.owe()
+	if r.cand.owed == nil {
+		return
+	}
+	if err := r.payRelease(); err != nil {
+		r.log.Warn("resign: could not delete our znodes; closing the session removes them", zap.Error(err))
+		return
+	}
+	r.log.Info("resigned", zap.Uint64("term", term), zap.String("reason", reason))
+}

@@ -1,0 +1,162 @@
+package zk
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// wireConn is one TCP connection of go-zookeeper's to a server. It reads the session id, password
+// and negotiated timeout out of the first frame the server sends, the connect response
+// (ZooKeeper's ConnectResponse: int32 length, int32 protocolVersion, int32 timeOut in ms, int64
+// sessionId, buffer passwd): go-zookeeper keeps the negotiated timeout to itself, and the
+// self-fencing deadline needs it. Until that frame has arrived it also bounds every deadline
+// go-zookeeper sets to dialed+handshake: go-zookeeper gives the connect exchange ten receive timeouts
+// (more than six session timeouts), which a silent server would spend in full.
+type wireConn struct {
+	net.Conn
+	ev        *sessionEvents
+	dialed    time.Time
+	handshake time.Duration
+
+	mu   sync.Mutex
+	head []byte
+	done bool
+}
+
+// maxConnectResponse bounds the frame wireConn collects (the password is 16 bytes in practice).
+const maxConnectResponse = 4 + 4 + 4 + 8 + 4 + 256 + 1
+
+func (c *wireConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		if !c.done {
+			c.sniff(p[:n])
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// SetReadDeadline passes t on, bounded during the connect exchange.
+func (c *wireConn) SetReadDeadline(t time.Time) error { return c.Conn.SetReadDeadline(c.bound(t)) }
+
+// SetWriteDeadline passes t on, bounded during the connect exchange.
+func (c *wireConn) SetWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(c.bound(t)) }
+
+// SetDeadline passes t on, bounded during the connect exchange.
+func (c *wireConn) SetDeadline(t time.Time) error { return c.Conn.SetDeadline(c.bound(t)) }
+
+func (c *wireConn) bound(t time.Time) time.Time {
+	c.mu.Lock()
+	done := c.done
+	c.mu.Unlock()
+	if done || c.handshake <= 0 {
+		return t
+	}
+	limit := c.dialed.Add(c.handshake)
+	if t.IsZero() || t.After(limit) {
+		return limit
+	}
+	return t
+}
+
+// sniff collects the connect response; c.mu is held.
+func (c *wireConn) sniff(b []byte) {
+	c.head = append(c.head, b[:min(len(b), maxConnectResponse-len(c.head))]...)
+	if len(c.head) < 4 {
+		return
+	}
+	size := 4 + int(binary.BigEndian.Uint32(c.head[:4]))
+	if size < 4+4+4+8 || size > maxConnectResponse {
+		c.done = true // not a connect response we understand: the library will fail on it too
+		return
+	}
+	if len(c.head) < size {
+		return
+	}
+	c.done = true
+	f := c.head[4:size]
+	timeout := time.Duration(int32(binary.BigEndian.Uint32(f[4:8]))) * time.Millisecond
+	id := int64(binary.BigEndian.Uint64(f[8:16]))
+	var passwd []byte
+	if len(f) >= 20 {
+		if l := int(int32(binary.BigEndian.Uint32(f[16:20]))); l > 0 && 20+l <= len(f) {
+			passwd = append([]byte(nil), f[20:20+l]...)
+		}
+	}
+	c.head = nil
+	if c.ev != nil {
+		c.ev.connectResponse(c, id, timeout, passwd)
+	}
+}
+
+// hostProvider hands out the ensemble's addresses round robin, unresolved (the dialer resolves each
+// time, so a changed DNS name is followed). It never asks go-zookeeper for its pause (a fixed 1s
+// before every round after a failed one, too long next to a session of a few seconds, and with one
+// server before every reconnect); instead it tells the dialer, through pauseFirst, that a round of
+// failed attempts has ended, and the dialer waits a fraction of the session (see Timing).
+type hostProvider struct {
+	mu      sync.Mutex
+	servers []string
+	next    int
+	tries   int  // Next calls since the last Connected
+	pause   bool // the address just handed out starts a new round after a failed one
+	closed  bool // the session is closing: let the library's reconnect loop see that it must stop
+}
+
+func (h *hostProvider) Init(servers []string) error {
+	if len(servers) == 0 {
+		return errors.New("zk: no servers")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.servers = append([]string(nil), servers...) // already shuffled by zk.Connect
+	h.next, h.tries = 0, 0
+	return nil
+}
+
+func (h *hostProvider) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.servers)
+}
+
+// Next returns the next address. It asks the library to pause only once the session is closing:
+// the library checks for Close only in its pause, so its reconnect loop ends there.
+func (h *hostProvider) Next() (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.servers[h.next]
+	h.next = (h.next + 1) % len(h.servers)
+	h.tries++
+	n := len(h.servers)
+	h.pause = h.tries > n && (h.tries-1)%n == 0
+	return s, h.closed
+}
+
+// closing makes every later Next ask for the library's pause, in which it notices Close.
+func (h *hostProvider) closing() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+}
+
+func (h *hostProvider) Connected() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tries, h.pause = 0, false
+}
+
+// pauseFirst reports whether the dial about to be made starts a new round after a round of failed
+// attempts (and so should wait first), once per such round.
+func (h *hostProvider) pauseFirst() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.pause
+	h.pause = false
+	return p
+}
