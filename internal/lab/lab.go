@@ -1,12 +1,17 @@
 // Package lab builds a network-namespace lab for hacoord: real daemons in node namespaces on one
-// bridge, a store (embedded etcd, pluggable), a client namespace, observers that record who holds the
-// VIP and what a client sees, and named fault scenarios (crash, kill, term, pause, partition). Tests
-// in this package, `hacoord-lab demo` and `hacoord-lab bench` use it.
+// bridge, a store (embedded etcd or ZooKeeper, one member or a cluster of several, pluggable), a
+// client namespace, observers that record who holds the VIP and what a client sees, and named
+// fault scenarios: crash, kill, term, pause, partition hit the VIP holder; store-leader-kill,
+// store-leader-cut, store-member-restart, store-quorum-loss hit the store. Tests in this package,
+// `hacoord-lab demo` and `hacoord-lab bench` use it.
 //
 // # Topology (IPv4, exists only inside the lab)
 //
-//	bridge ns:  br0 (no address), with the peers n1..nN, store, client enslaved
-//	store ns:   eth0 10.77.0.2/24    store (etcd on :2379)
+//	bridge ns:  br0 (no address), with the peers n1..nN, store (or s1..sM), client enslaved
+//	store ns:   eth0 10.77.0.2/24    store (etcd on :2379, ZooKeeper on :2181)
+//	member j:   eth0 10.77.0.1+j/24  with Options.StoreMembers > 1: one member per namespace
+//	                                  (s1 at .2, s2 at .3, s3 at .4; etcd peers on :2380, ZooKeeper
+//	                                  quorum :2888 and election :3888)
 //	node ns i:  eth0 10.77.0.1i/24   hacoord daemon + `hacoord-lab serve --listen :8080`
 //	client ns:  eth0 10.77.0.50/24   prober, neighbour entry and ARP watch
 //	VIP:        10.77.0.100/24
@@ -75,6 +80,10 @@ type Options struct {
 	AdvertInt time.Duration
 	// Store overrides Backend with a store of the caller's (the ZooKeeper store, for one).
 	Store Store
+	// StoreMembers is the number of store members (etcd members, ZooKeeper servers), each in its
+	// own namespace: 1 (default) or an odd number up to MaxStoreMembers. The daemons get every
+	// member's endpoint.
+	StoreMembers int
 	// TTL is the daemons' --lease-ttl; default 2s.
 	TTL time.Duration
 	// ExtraArgs are appended to every daemon's command line.
@@ -124,6 +133,15 @@ func (o *Options) defaults() error {
 		default:
 			return fmt.Errorf("lab: options: backend %q has no built-in store (set Options.Store)", o.Backend)
 		}
+	}
+	if o.StoreMembers == 0 {
+		o.StoreMembers = 1
+	}
+	if o.StoreMembers < 1 || o.StoreMembers > MaxStoreMembers || o.StoreMembers%2 == 0 {
+		return fmt.Errorf("lab: options: StoreMembers %d: want an odd number in 1..%d", o.StoreMembers, MaxStoreMembers)
+	}
+	if o.StoreMembers > 1 && o.Store.Backend() == "vrrp" {
+		return fmt.Errorf("lab: options: StoreMembers %d with backend vrrp, which has no store", o.StoreMembers)
 	}
 	if o.TTL == 0 {
 		o.TTL = 2 * time.Second
@@ -190,7 +208,9 @@ type Lab struct {
 	dir    string
 	Bridge *netnstest.NS
 	Store  Store
-	// StoreNS and Client are the store's and the client's namespaces.
+	// StoreMembers are the store's members (one for a single-member store); StoreNS is the first
+	// one's namespace, Client the client's.
+	StoreMembers    []*StoreMember
 	StoreNS, Client *netnstest.NS
 	Nodes           []*Node
 	// Start is when the lab was built: the zero of timelines.
@@ -262,11 +282,14 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 		return nil, err
 	}
 	o.Logf("topology up: bridge %s, %d nodes, logs in %s", l.Bridge.Name, len(l.Nodes), l.dir)
-	env := StoreEnv{NS: l.StoreNS, Addr: StoreAddr, Dir: l.dir, LabBin: o.LabBin, Wrap: func(argv []string) []string {
-		return append([]string{"ip", "netns", "exec", l.StoreNS.Name}, argv...)
-	}, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return dialIn(ctx, l.StoreNS, network, addr)
-	}}
+	env := StoreEnv{Dir: l.dir, LabBin: o.LabBin}
+	for _, m := range l.StoreMembers {
+		env.Members = append(env.Members, MemberEnv{Name: m.Name, NS: m.NS, Addr: m.Addr, Wrap: func(argv []string) []string {
+			return append([]string{"ip", "netns", "exec", m.NS.Name}, argv...)
+		}, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialIn(ctx, m.NS, network, addr)
+		}})
+	}
 	if err := l.Store.Start(ctx, env); err != nil {
 		return nil, err
 	}
@@ -355,12 +378,21 @@ func (l *Lab) build() error {
 	if l.br, err = netnstest.Bridge(l.Bridge, "br0"); err != nil {
 		return err
 	}
-	if l.StoreNS, err = l.newNS("store"); err != nil {
-		return err
+	for i := 1; i <= l.opts.StoreMembers; i++ {
+		name := "store"
+		if l.opts.StoreMembers > 1 {
+			name = "s" + strconv.Itoa(i)
+		}
+		ns, err := l.newNS(name)
+		if err != nil {
+			return err
+		}
+		if _, err := l.attach(ns, name, StoreMemberAddr(i)); err != nil {
+			return err
+		}
+		l.StoreMembers = append(l.StoreMembers, &StoreMember{Name: name, Addr: StoreMemberAddr(i), NS: ns, Peer: name, lab: l, i: i - 1})
 	}
-	if _, err := l.attach(l.StoreNS, "store", StoreAddr); err != nil {
-		return err
-	}
+	l.StoreNS = l.StoreMembers[0].NS
 	if l.Client, err = l.newNS("client"); err != nil {
 		return err
 	}

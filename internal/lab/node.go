@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/hacoord/hacoord/internal/netnstest"
 )
 
 // What a lab node runs (Options.Impl).
@@ -280,7 +282,7 @@ const healRules = "delete table inet hacoord_lab\ndelete table arp hacoord_lab\n
 // Partition cuts the node off from the store, its peers and the client with nftables inside its
 // namespace (see partitionRules). Heal undoes it.
 func (n *Node) Partition(ctx context.Context) error {
-	if err := n.nft(ctx, partitionRules, "-f", "-"); err != nil {
+	if err := nft(ctx, n.NS, n.Name, partitionRules); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -297,7 +299,7 @@ func (n *Node) Heal(ctx context.Context) error {
 	if !parted {
 		return nil
 	}
-	if err := n.nft(ctx, healRules, "-f", "-"); err != nil {
+	if err := nft(ctx, n.NS, n.Name, healRules); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -306,11 +308,12 @@ func (n *Node) Heal(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) nft(ctx context.Context, stdin string, args ...string) error {
-	cmd := n.NS.Command(ctx, "nft", args...)
-	cmd.Stdin = strings.NewReader(stdin)
+// nft loads the ruleset script into the nftables of ns (`nft -f -`); who names ns in errors.
+func nft(ctx context.Context, ns *netnstest.NS, who, script string) error {
+	cmd := ns.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("lab: %s: nft %s: %w\n%s", n.Name, strings.Join(args, " "), err, out)
+		return fmt.Errorf("lab: %s: nft -f -: %w\n%s", who, err, out)
 	}
 	return nil
 }

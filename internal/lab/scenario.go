@@ -1,16 +1,19 @@
 package lab
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
-// Scenario names: the faults the spec names, injected into the current VIP holder.
+// Scenario names. The node scenarios inject a fault into the current VIP holder.
 const (
 	// Crash: the whole node dies: daemon and service SIGKILLed, its link cut.
 	Crash = "crash"
@@ -25,21 +28,55 @@ const (
 	Partition = "partition"
 )
 
-// Scenarios lists every scenario name.
-var Scenarios = []string{Crash, Kill, Term, Pause, Partition}
+// The store scenarios hit the store (of Options.StoreMembers >= 3 members), never a node: any
+// change of VIP holder they cause is a spurious failover. Each restores the store before it ends.
+const (
+	// StoreLeaderKill: the store's leader member is SIGKILLed, stays down for storeDown (2 TTLs),
+	// then starts again on its data and rejoins.
+	StoreLeaderKill = "store-leader-kill"
+	// StoreLeaderCut: the leader member is cut off the bridge (nftables in its namespace) for
+	// storeCut (3 TTLs: 6s with the default TTL), then healed.
+	StoreLeaderCut = "store-leader-cut"
+	// StoreMemberRestart: a follower member is stopped (SIGTERM) and started again at once.
+	StoreMemberRestart = "store-member-restart"
+	// StoreQuorumLoss: the leader and a follower are SIGKILLed (two of three members down) for
+	// storeDown (2 TTLs, longer than any lease or session), then both start again. The master
+	// must let go of the VIP by its deadline; the result says who takes it once the quorum is back.
+	StoreQuorumLoss = "store-quorum-loss"
+)
+
+// Scenarios lists every scenario name; NodeScenarios and StoreScenarios the two kinds.
+var (
+	NodeScenarios  = []string{Crash, Kill, Term, Pause, Partition}
+	StoreScenarios = []string{StoreLeaderKill, StoreLeaderCut, StoreMemberRestart, StoreQuorumLoss}
+	Scenarios      = append(slices.Clone(NodeScenarios), StoreScenarios...)
+)
+
+// IsStoreScenario reports whether name is one of StoreScenarios.
+func IsStoreScenario(name string) bool { return slices.Contains(StoreScenarios, name) }
 
 // Result is what one scenario run measured. Times are absolute; durations are from the sampler
 // (resolution: Sampler.Resolution) and the prober (resolution: ProbeEvery).
 type Result struct {
 	Scenario string
-	Old, New string    // holder before the fault, node that took over
-	Fault    time.Time // when the fault was injected
-	End      time.Time // end of the measurement window
+	// Old is the holder before the fault; New the node that took over (node scenarios), or the node
+	// holding the VIP at End (store scenarios: Old itself when the VIP stayed or came back).
+	Old, New string
+	// Target is what the fault hit: Old, or the store members ("s1", "s1,s2").
+	Target string
+	Fault  time.Time // when the fault was injected
+	End    time.Time // end of the measurement window
 
-	// Outage is the client-visible outage: last reply from Old to first reply from New.
+	// Outage is the client-visible outage. Node scenarios: last reply from Old to first reply from
+	// New. Store scenarios: the longest gap between client replies in [Fault, End) (0 if no probe
+	// failed).
 	Outage time.Duration
-	// FailedProbes counts the client probes that failed in between.
+	// FailedProbes counts the client probes that failed in that gap.
 	FailedProbes int
+	// Failovers counts the times in [Fault, End) a node other than the last holder bound the VIP;
+	// Spurious those no fault of a node called for: every one in a store scenario, those after the
+	// first in a node scenario.
+	Failovers, Spurious int
 	// TwoHolders and NoHolder are how long two or more nodes, and no node, held the VIP in
 	// [Fault, End). A crashed node counts as holding nothing.
 	TwoHolders, NoHolder time.Duration
@@ -55,11 +92,26 @@ type Result struct {
 	Resumed     time.Time
 	StaleARP    []ARPEvent
 	NeighStayed bool
+	// Store scenarios. StoreLeader is the store's leader before the fault, NewStoreLeader the one
+	// after it; StoreElection is from Fault to another member leading (-1: none seen; not for
+	// member restarts). Rejoined is from Fault to the faulty member(s) serving again.
+	StoreLeader, NewStoreLeader string
+	StoreElection, Rejoined     time.Duration
+	// Quorum loss: QuorumBack is from Fault to the store having a leader again, Back the first node
+	// to hold the VIP after that (Old: the same master took it back) and BackAfter from QuorumBack to
+	// that node binding it (-1: nobody did within the window).
+	QuorumBack, BackAfter time.Duration
+	Back                  string
+
+	// Actions are the steps the scenario took (signals, restarts, cuts), for the timeline.
+	Actions []Event
 	// Notes are observations worth a line in a report (the kernel VIP outliving a pause, say).
 	Notes []string
 	// Timeline is what happened, in order.
 	Timeline []Event
 }
+
+func (r *Result) act(what string) { r.Actions = append(r.Actions, Event{time.Now(), what}) }
 
 // Event is one line of a timeline.
 type Event struct {
@@ -107,9 +159,13 @@ func (l *Lab) WaitSteady(ctx context.Context) (*Node, error) {
 	}
 }
 
-// RestoreAll undoes every fault, starts every stopped process and waits (each restarted daemon's
+// RestoreAll undoes every fault (the store's first: it heals cut members and starts those that are
+// down, then waits for a store leader), starts every stopped process and waits (each restarted daemon's
 // "starting" log line, then WaitSteady) for a steady state again.
 func (l *Lab) RestoreAll(ctx context.Context) (*Node, error) {
+	if err := l.restoreStore(ctx); err != nil {
+		return nil, err
+	}
 	for _, n := range l.Nodes {
 		before := n.Daemon()
 		if err := n.Restore(ctx); err != nil {
@@ -149,36 +205,79 @@ func (l *Lab) detectTime() time.Duration {
 	return l.opts.TTL
 }
 
-// RunScenario waits for a steady state (then Options.Jitter), injects the named fault into the
-// holder and waits, bounded by ctx and by 3×(detection time)+15s, until another node holds the VIP and answers the
-// client, the old holder has let go of it (kill: its kernel lifetime) and the client's neighbour entry
-// names the new holder; for pause it then continues the daemon and watches max(TTL, 1s) for stale
-// announcements. It returns the measurements, and leaves the faulty node as it is: call RestoreAll
-// before the next run.
+// RunScenario waits for a steady state (then Options.Jitter) and runs the named scenario.
+//
+// A node scenario injects the fault into the holder and waits, bounded by ctx and by 3×(detection
+// time)+15s, until another node holds the VIP and answers the client, the old holder has let go of
+// it (kill: its kernel lifetime) and the client's neighbour entry names the new holder; for pause it
+// then continues the daemon and watches max(TTL, 1s) for stale announcements. It leaves the faulty
+// node as it is: call RestoreAll before the next run.
+//
+// A store scenario (StoreScenarios) faults store members as its constant says, restores them and
+// watches one TTL more; see runStoreScenario.
+//
+// It returns the measurements.
 func (l *Lab) RunScenario(ctx context.Context, name string) (Result, error) {
-	ttl := l.detectTime()
+	if !slices.Contains(Scenarios, name) {
+		return Result{}, fmt.Errorf("lab: unknown scenario %q (have %s)", name, strings.Join(Scenarios, ", "))
+	}
+	if IsStoreScenario(name) {
+		if _, ok := l.Store.(MemberStore); !ok || len(l.StoreMembers) < 3 {
+			return Result{}, fmt.Errorf("lab: %s needs a store of 3 or more members (Options.StoreMembers), not %d", name, len(l.StoreMembers))
+		}
+	}
+	old, err := l.steadyBeforeFault(ctx, name)
+	if err != nil {
+		return Result{}, err
+	}
+	if IsStoreScenario(name) {
+		return l.runStoreScenario(ctx, name, old)
+	}
+	return l.runNodeScenario(ctx, name, old)
+}
+
+// steadyBeforeFault waits (at most 60s) for a steady state, then a random time below
+// Options.Jitter, and returns the holder.
+func (l *Lab) steadyBeforeFault(ctx context.Context, name string) (*Node, error) {
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	old, err := l.WaitSteady(sctx)
 	if err != nil {
-		return Result{}, fmt.Errorf("lab: %s: no steady state before the fault: %w", name, err)
+		return nil, fmt.Errorf("lab: %s: no steady state before the fault: %w", name, err)
 	}
 	if j := l.opts.Jitter; j > 0 {
 		// Deliberate randomisation of the fault's phase, not synchronisation.
-		t := time.NewTimer(rand.N(j))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Result{}, context.Cause(ctx)
-		case <-t.C:
+		if err := hold(ctx, rand.N(j)); err != nil {
+			return nil, err
 		}
 		if h := l.Sampler.Holders(); len(h) != 1 || h[0] != old.Name {
-			return Result{}, fmt.Errorf("lab: %s: holder changed from %s to %v in steady state", name, old.Name, h)
+			return nil, fmt.Errorf("lab: %s: holder changed from %s to %v in steady state", name, old.Name, h)
 		}
 	}
+	return old, nil
+}
+
+// hold lets d pass (the length of a fault or of an observation window, never synchronisation), or
+// returns early when ctx is done.
+func hold(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
+
+// runNodeScenario injects the node fault name into old, the holder; see RunScenario.
+func (l *Lab) runNodeScenario(ctx context.Context, name string, old *Node) (Result, error) {
+	ttl := l.detectTime()
+	var err error
 	wctx, wcancel := context.WithTimeout(ctx, 3*ttl+15*time.Second)
 	defer wcancel()
-	r := Result{Scenario: name, Old: old.Name, OldReleased: -1, NeighSwitched: -1, Fault: time.Now()}
+	r := Result{Scenario: name, Old: old.Name, Target: old.Name, OldReleased: -1, NeighSwitched: -1,
+		StoreElection: -1, Rejoined: -1, QuorumBack: -1, BackAfter: -1, Fault: time.Now()}
 	switch name {
 	case Crash:
 		err = old.Crash()
@@ -190,8 +289,6 @@ func (l *Lab) RunScenario(ctx context.Context, name string) (Result, error) {
 		err = old.Pause()
 	case Partition:
 		err = old.Partition(wctx)
-	default:
-		return Result{}, fmt.Errorf("lab: unknown scenario %q (have %s)", name, strings.Join(Scenarios, ", "))
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("lab: %s %s: %w", name, old.Name, err)
@@ -237,14 +334,10 @@ func (l *Lab) RunScenario(ctx context.Context, name string) (Result, error) {
 		if err := old.Resume(); err != nil {
 			return r, err
 		}
+		r.act("SIGCONT to " + r.Old)
 		// Negative check: watch for a while that the resumed daemon does not claim the VIP.
-		window := max(ttl, time.Second)
-		t := time.NewTimer(window)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return r, context.Cause(ctx)
-		case <-t.C:
+		if err := hold(ctx, max(ttl, time.Second)); err != nil {
+			return r, err
 		}
 	}
 	r.End = time.Now()
@@ -264,16 +357,231 @@ func (l *Lab) RunScenario(ctx context.Context, name string) (Result, error) {
 			r.NeighStayed = false
 		}
 	}
+	l.measure(&r)
+	return r, nil
+}
+
+// Store fault timing, from the lease TTL: a leader killed or members lost stay down storeDown, a
+// cut leader stays cut storeCut; after the store is whole again the window goes on for settle, so
+// that a master that lost its lease or session meanwhile shows.
+func (l *Lab) storeDown() time.Duration { return 2 * l.opts.TTL }
+func (l *Lab) storeCut() time.Duration  { return 3 * l.opts.TTL }
+func (l *Lab) settle() time.Duration    { return l.opts.TTL }
+
+// runStoreScenario runs the store scenario name (see StoreScenarios): it finds the store's leader,
+// faults the members the scenario names, waits for the rest of the store to elect a leader (leader
+// kill and cut), lets the fault last, restores the members and waits until they serve (quorum loss:
+// until the store has a leader, then until a node holds the VIP), and watches settle more. Bounded
+// by ctx and by storeCut+3 TTLs+60s.
+func (l *Lab) runStoreScenario(ctx context.Context, name string, old *Node) (Result, error) {
+	ttl := l.opts.TTL
+	lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+	leader, _, err := l.WaitStoreLeader(lctx, nil)
+	lcancel()
+	if err != nil {
+		return Result{}, fmt.Errorf("lab: %s: before the fault: %w", name, err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, l.storeCut()+3*ttl+60*time.Second)
+	defer wcancel()
+	followers := l.StoreFollowers(leader)
+	var hit []*StoreMember
+	switch name {
+	case StoreLeaderKill, StoreLeaderCut:
+		hit = []*StoreMember{leader}
+	case StoreMemberRestart:
+		hit = followers[:1]
+	case StoreQuorumLoss:
+		hit = []*StoreMember{leader, followers[0]}
+	}
+	r := Result{Scenario: name, Old: old.Name, Target: memberNames(hit), StoreLeader: leader.Name, OldReleased: -1,
+		NeighSwitched: -1, StoreElection: -1, Rejoined: -1, QuorumBack: -1, BackAfter: -1}
+	fail := func(err error) (Result, error) { return r, fmt.Errorf("lab: %s %s: %w", name, r.Target, err) }
+
+	r.Fault = time.Now()
+	switch name {
+	case StoreLeaderKill:
+		err = leader.Kill()
+		r.act("SIGKILL to store leader " + leader.Name)
+	case StoreLeaderCut:
+		err = leader.Cut(wctx)
+		r.act("store leader " + leader.Name + " cut off the bridge")
+	case StoreMemberRestart:
+		err = hit[0].Stop()
+		r.act("store member " + hit[0].Name + " stopped")
+	case StoreQuorumLoss:
+		err = eachMember(hit, func(m *StoreMember) error { return m.Kill() })
+		r.act("SIGKILL to store members " + r.Target + ": no quorum")
+	}
+	if err != nil {
+		return fail(err)
+	}
+
+	if name == StoreLeaderKill || name == StoreLeaderCut {
+		nl, at, err := l.WaitStoreLeader(wctx, func(m *StoreMember) bool { return m != leader })
+		if err != nil {
+			return fail(err)
+		}
+		r.NewStoreLeader, r.StoreElection = nl.Name, at.Sub(r.Fault)
+		r.Actions = append(r.Actions, Event{at, "store leader " + nl.Name})
+	}
+	switch name {
+	case StoreLeaderKill, StoreQuorumLoss:
+		err = hold(wctx, time.Until(r.Fault.Add(l.storeDown())))
+	case StoreLeaderCut:
+		err = hold(wctx, time.Until(r.Fault.Add(l.storeCut())))
+	}
+	if err != nil {
+		return fail(err)
+	}
+
+	// Restore the members: start them (concurrently: after a quorum loss each needs the other) or
+	// heal the cut, and wait until they serve.
+	switch name {
+	case StoreLeaderCut:
+		err = leader.Heal(wctx)
+		r.act("store leader " + leader.Name + " healed")
+		if err == nil {
+			err = l.waitMemberServing(wctx, leader)
+		}
+	default:
+		r.act("starting store members " + r.Target)
+		err = eachMember(hit, func(m *StoreMember) error { return m.Start(wctx) })
+	}
+	if err != nil {
+		return fail(err)
+	}
+	r.Rejoined = time.Since(r.Fault)
+	r.act("store members " + r.Target + " serve again")
+	if name == StoreMemberRestart {
+		r.NewStoreLeader = leader.Name
+	}
+
+	if name == StoreQuorumLoss {
+		nl, at, err := l.WaitStoreLeader(wctx, nil)
+		if err != nil {
+			return fail(err)
+		}
+		r.NewStoreLeader, r.QuorumBack = nl.Name, at.Sub(r.Fault)
+		r.Actions = append(r.Actions, Event{at, "quorum back: store leader " + nl.Name})
+		holders, bound, err := l.Sampler.WaitHolders(wctx, func(h []string) bool { return len(h) > 0 })
+		if err != nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("no node took the VIP back within the window: %v", err))
+		} else {
+			r.Back, r.BackAfter = holders[0], max(0, bound.Sub(at))
+		}
+	}
+	if err := hold(wctx, l.settle()); err != nil {
+		return fail(err)
+	}
+	if nl, err := l.StoreLeader(wctx); err == nil && r.NewStoreLeader == "" {
+		r.NewStoreLeader = nl.Name
+	}
+	r.End = time.Now()
+	if h := l.Sampler.Holders(); len(h) == 1 {
+		r.New = h[0]
+	}
+	l.measure(&r)
+	return r, nil
+}
+
+// eachMember runs f for every member concurrently and joins the errors.
+func eachMember(ms []*StoreMember, f func(*StoreMember) error) error {
+	errs := make([]error, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f(m) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// waitMemberServing polls m's status every storePoll until it serves.
+func (l *Lab) waitMemberServing(ctx context.Context, m *StoreMember) error {
+	t := time.NewTicker(storePoll)
+	defer t.Stop()
+	for {
+		sctx, cancel := context.WithTimeout(ctx, statusTimeout)
+		st, err := m.Status(sctx)
+		cancel()
+		if err == nil && st.Serving {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: store member %s not serving (last %+v, %v): %w", m.Name, st, err, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+// measure fills in what every scenario reports from the observers' records in [Fault, End): the
+// time with two holders and with none, the old holder's release, the failovers, the client outage
+// and the timeline.
+func (l *Lab) measure(r *Result) {
 	r.TwoHolders, r.NoHolder = l.Sampler.HolderTimes(r.Fault, r.End)
-	for _, c := range l.Sampler.HolderHistory() {
-		if c.At.After(r.Fault) && !slices.Contains(c.Holders, old.Name) {
+	hh := l.Sampler.HolderHistory()
+	for _, c := range hh {
+		if c.At.After(r.Fault) && !slices.Contains(c.Holders, r.Old) {
 			r.OldReleased = c.At.Sub(r.Fault)
 			break
 		}
 	}
-	l.outage(&r)
-	r.Timeline = l.timeline(r)
-	return r, nil
+	r.Failovers = failovers(hh, r.Old, r.Fault, r.End)
+	if IsStoreScenario(r.Scenario) {
+		r.Spurious = r.Failovers
+		r.Outage, r.FailedProbes = longestGap(l.Prober.Probes(r.Fault.Add(-5*time.Second), r.End), r.Fault, r.End)
+	} else {
+		r.Spurious = max(0, r.Failovers-1)
+		l.outage(r)
+	}
+	r.Timeline = l.timeline(*r)
+}
+
+// failovers counts the changes in hh within (from, to) to a single holder other than the last
+// single holder (starting with old): a VIP that leaves and comes back to the same node, or that
+// is briefly on two nodes and stays where it was, did not fail over.
+func failovers(hh []HolderChange, old string, from, to time.Time) int {
+	last, n := old, 0
+	for _, c := range hh {
+		if !c.At.After(from) || !c.At.Before(to) || len(c.Holders) != 1 {
+			continue
+		}
+		if c.Holders[0] != last {
+			n++
+			last = c.Holders[0]
+		}
+	}
+	return n
+}
+
+// longestGap returns the longest time in (from, to) without a client reply that some failed probe
+// fell into — from the end of the reply before it (or from) to the end of the next reply (or to)
+// — and how many probes failed in it; 0, 0 when none failed. probes are in the order they ended.
+func longestGap(probes []Probe, from, to time.Time) (gap time.Duration, failed int) {
+	last, run := from, 0
+	for _, p := range probes {
+		if p.Node != "" && !p.End.After(from) {
+			last = p.End
+		}
+	}
+	for _, p := range probes {
+		if !p.End.After(from) || !p.End.Before(to) {
+			continue
+		}
+		if p.Node == "" {
+			run++
+			continue
+		}
+		if run > 0 && p.End.Sub(last) > gap {
+			gap, failed = p.End.Sub(last), run
+		}
+		last, run = p.End, 0
+	}
+	if run > 0 && to.Sub(last) > gap {
+		gap, failed = to.Sub(last), run
+	}
+	return gap, failed
 }
 
 // outage fills Outage and FailedProbes from the probes.
@@ -307,10 +615,8 @@ func (l *Lab) outage(r *Result) {
 // timeline merges the observers' records in [Fault, End) into events.
 func (l *Lab) timeline(r Result) []Event {
 	from := r.Fault
-	ev := []Event{{r.Fault, fmt.Sprintf("fault %q injected into %s", r.Scenario, r.Old)}}
-	if !r.Resumed.IsZero() {
-		ev = append(ev, Event{r.Resumed, "SIGCONT to " + r.Old})
-	}
+	ev := []Event{{r.Fault, fmt.Sprintf("fault %q injected into %s", r.Scenario, r.Target)}}
+	ev = append(ev, r.Actions...)
 	hh := l.Sampler.HolderHistory()
 	for i, c := range hh {
 		if i+1 < len(hh) && !hh[i+1].At.After(c.At) {
@@ -404,6 +710,9 @@ func FormatTimeline(r Result) string {
 
 // Summary is a one-line account of r.
 func (r Result) Summary() string {
+	if IsStoreScenario(r.Scenario) {
+		return r.storeSummary()
+	}
 	s := fmt.Sprintf("%s: %s -> %s, client outage %v (%d failed probes), takeover %v, two holders %v, no holder %v",
 		r.Scenario, r.Old, r.New, r.Outage.Round(time.Millisecond), r.FailedProbes, r.Takeover.Round(time.Millisecond),
 		r.TwoHolders.Round(time.Millisecond), r.NoHolder.Round(time.Millisecond))
@@ -413,6 +722,40 @@ func (r Result) Summary() string {
 	if r.Scenario == Pause {
 		s += fmt.Sprintf(", stale ARP after resume %d, neighbour entry stayed %v", len(r.StaleARP), r.NeighStayed)
 	}
+	return s + r.notes()
+}
+
+func (r Result) storeSummary() string {
+	ms := func(d time.Duration) string {
+		if d < 0 {
+			return "-"
+		}
+		return d.Round(time.Millisecond).String()
+	}
+	s := fmt.Sprintf("%s: store %s hit (leader %s -> %s", r.Scenario, r.Target, r.StoreLeader, r.NewStoreLeader)
+	if r.StoreElection >= 0 {
+		s += " after " + ms(r.StoreElection)
+	}
+	s += fmt.Sprintf(", rejoined after %s); VIP %s -> %s, %d spurious failovers, client outage %v (%d failed probes), two holders %v, no holder %v",
+		ms(r.Rejoined), r.Old, cmp.Or(r.New, "none"), r.Spurious, r.Outage.Round(time.Millisecond), r.FailedProbes,
+		r.TwoHolders.Round(time.Millisecond), r.NoHolder.Round(time.Millisecond))
+	if r.OldReleased >= 0 {
+		s += ", " + r.Old + " released after " + ms(r.OldReleased)
+	}
+	if r.Scenario == StoreQuorumLoss {
+		s += ", quorum back after " + ms(r.QuorumBack)
+		if r.Back != "" {
+			s += fmt.Sprintf(", %s took the VIP %s after", r.Back, ms(r.BackAfter))
+			if r.Back == r.Old {
+				s += " (the same master)"
+			}
+		}
+	}
+	return s + r.notes()
+}
+
+func (r Result) notes() string {
+	var s string
 	for _, n := range r.Notes {
 		s += "; " + n
 	}
