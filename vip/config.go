@@ -44,9 +44,11 @@ type Config struct {
 	// Label is an optional IPv4 address label ("eth0:vip"). The kernel limits it to 15 bytes, and it
 	// must start with the interface name. IPv6 addresses have no label.
 	Label string
-	// Lifetime binds the VIPs with a kernel lifetime (valid_lft = preferred_lft) that ends just after
-	// the self-fencing deadline given to Acquire and Extend, so the kernel removes them by itself if
-	// this process is killed or stopped. A zero deadline binds them permanently. Default true.
+	// Lifetime binds the VIPs with a kernel lifetime (valid_lft = preferred_lft) short enough that
+	// the kernel has removed them by the self-fencing deadline given to Acquire and Extend if this
+	// process (and its fence guard) is killed or stopped. A deadline less than about 2.39 s away
+	// leaves no such lifetime: the VIPs are then bound without one (see "Lifetime backstop" in the
+	// package documentation). A zero deadline binds them permanently. Default true.
 	Lifetime bool
 	// Announce is the announcement schedule.
 	Announce AnnounceConfig

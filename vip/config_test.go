@@ -108,23 +108,47 @@ func TestNewUnknownInterface(t *testing.T) {
 	}
 }
 
+// TestLifetimeSeconds: the lifetime written ends, with the kernel's worst lateness, by the deadline:
+// floor((left - 1.25 s) * 7/8), and none below about 2.39 s (a lifetime of 1 s could outlive the
+// deadline). A lifetime rounded up, or the plain floor of the time left, fails here.
 func TestLifetimeSeconds(t *testing.T) {
 	now := time.Now()
+	s, ms := time.Second, time.Millisecond
 	for _, tc := range []struct {
-		until time.Time
-		want  uint32
+		left time.Duration // until - now; -1: a zero until
+		want uint32
+		ok   bool
 	}{
-		{time.Time{}, 0}, // permanent
-		{now.Add(-time.Second), 1},
-		{now, 1},
-		{now.Add(time.Millisecond), 1},
-		{now.Add(time.Second), 1},
-		{now.Add(time.Second + time.Nanosecond), 2},
-		{now.Add(1800 * time.Millisecond), 2},
-		{now.Add(200 * 365 * 24 * time.Hour), 0xFFFFFFFE},
+		{-1, 0, true}, // no deadline: permanent
+		{-s, 0, false},
+		{0, 0, false},
+		{ms, 0, false},
+		{s, 0, false},
+		{1800 * ms, 0, false}, // etcd at the defaults: TTL 2 s - margin 200 ms
+		{2392 * ms, 0, false}, // 1 s + 1.25 s + 1/7 s is 2.392857 s
+		{2393 * ms, 1, true},
+		{2700 * ms, 1, true}, // TTL 3 s at the default margin
+		{3 * s, 1, true},     // VRRP, 1 s adverts, right after an advert
+		{3535 * ms, 1, true}, // 2 s + 1.25 s + 2/7 s is 3.535714 s
+		{3536 * ms, 2, true},
+		{4500 * ms, 2, true}, // TTL 5 s
+		{9 * s, 6, true},     // TTL 10 s: 6 + 1.25 + 6/7 = 8.11 s; 7 would end at 9.25 s
+		{29 * s, 24, true},   // TTL 30 s: 24 + 1.25 + 24/7 = 28.68 s
+		{3597 * s, 3146, true},
+		{200 * 365 * 24 * time.Hour, 0xFFFFFFFE, true},
 	} {
-		if got := lifetimeSeconds(tc.until, now); got != tc.want {
-			t.Errorf("lifetimeSeconds(now+%v) = %d, want %d", tc.until.Sub(now), got, tc.want)
+		until := now.Add(tc.left)
+		if tc.left == -1 {
+			until = time.Time{}
+		}
+		got, ok := lifetimeSeconds(until, now)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("lifetimeSeconds(now+%v) = %d, %v; want %d, %v", tc.left, got, ok, tc.want, tc.ok)
+		}
+		if ok && got > 0 && got < 0xFFFFFFFE {
+			if end := time.Duration(got)*time.Second + kernelExpiryLateness(got); end > tc.left {
+				t.Errorf("lifetime %ds for now+%v can end %v after now, past the deadline", got, tc.left, end)
+			}
 		}
 	}
 }

@@ -43,15 +43,69 @@
 //
 // # Lifetime backstop
 //
-// A master that is SIGKILLed, or stopped, cannot remove its VIPs. With Config.Lifetime (the default)
-// the VIPs are bound with valid_lft = preferred_lft = the time left until the deadline, rounded up to
-// whole seconds (at least 1), and every Extend sets it again. If the process stops extending, the
-// kernel deletes the addresses by itself: within about a second of the lifetime's end (the kernel's
-// address expiry work is rounded to whole seconds), so at most about two seconds after the deadline.
-// The backstop is for a dead or frozen process; a live one releases at the deadline itself. The
-// daemon's fence guard (a watchdog process, see fencing.Guard) acts first, within milliseconds of
-// the death or the deadline; the lifetime covers the case where the guard is killed too. A zero
-// deadline binds permanently.
+// A master that is SIGKILLed, or stopped, cannot remove its VIPs. The daemon's fence guard (a
+// watchdog process, see fencing.Guard) removes them for it within milliseconds of the death or the
+// deadline. With Config.Lifetime (the default) the kernel is the last backstop, for when the guard
+// is killed too (systemd killing the whole unit, the OOM killer): the VIPs are bound with valid_lft
+// = preferred_lft = a lifetime the kernel is sure to have ended, and the address removed, by the
+// deadline given to Acquire or Extend, and every Extend sets it again.
+//
+// What the kernel does (net/ipv4/devinet.c check_lifetime for IPv4, net/ipv6/addrconf.c
+// addrconf_verify_rtnl for IPv6, the same rules; constants from include/net/addrconf.h): it stamps
+// the address with jiffies when the lifetime is written and counts the lifetime in whole seconds
+// from there. A per-namespace delayed work checks the addresses; it runs at once after an address
+// is added or its lifetime changed, and then schedules itself for the earliest lifetime end among
+// all the namespace's addresses (at most ADDR_CHECK_FREQUENCY, 120 s, ahead), rounded up to a
+// whole second only if that costs less than ADDRCONF_TIMER_FUZZ (HZ/4, 250 ms), and never less
+// than ADDRCONF_TIMER_FUZZ_MAX (HZ, 1 s) after the check itself. A check removes an address whose
+// age, plus ADDRCONF_TIMER_FUZZ_MINUS (HZ/50, 20 ms), has reached its lifetime. So the kernel
+// removes an address of lifetime L seconds
+//
+//   - at the earliest 20 ms before L has run out (harmless: early);
+//   - at the latest 250 ms after, when the check was scheduled for this address's own end; or, when
+//     an earlier check came less than 1 s before that end (an address of the namespace was added,
+//     a lifetime changed, or another lifetime ended), just under 1 s after it (1 s - 20 ms);
+//   - plus the timer wheel's granularity for the delayed work (a timer set d ahead fires up to
+//     8/63 d late: 32 ms for the 1 s re-check at HZ 250, 80 ms at HZ 100) and the time the work
+//     waits for a worker and for the RTNL lock.
+//
+// The Manager takes the worst case as kernelExpiryLateness(L) = 1.25 s + L/7 (1.25 s =
+// ADDRCONF_TIMER_FUZZ_MAX + ADDRCONF_TIMER_FUZZ, which leaves about 0.19 s for the worker and the
+// RTNL lock; L/7 covers the wheel's 8/63 for long lifetimes) and writes, at each bind and each
+// Extend, the largest whole L with now + L + kernelExpiryLateness(L) <= deadline: floor((deadline -
+// now - 1.25 s) * 7/8 / 1 s). Measured on a 6.18 kernel (HZ 250, in a namespace, 2 busy cores):
+// an address alone is removed 12-34 ms after its lifetime ends; when another address of the
+// namespace is added 100 ms before that end, 0.91-0.93 s after (TestLifetimeEndsBeforeTheDeadline;
+// another hacoord group renewing its VIPs on the same host does the same). Two things the figure
+// does not cover: the check is deferrable work (INIT_DEFERRABLE_WORK in current kernels), so a CPU
+// that stays idle runs it only when something else wakes it; and a bind request that reaches the
+// kernel late (the process stopped between computing the lifetime and sending it) stamps the
+// address late by as much (the fence guard, a separate process, is not stopped with it).
+//
+// When the deadline is less than 1 s + kernelExpiryLateness(1), about 2.39 s, away, there is no
+// such lifetime: a lifetime of 1 s could outlive the deadline, and 0 is the kernel's "permanent".
+// The Manager then binds (or renews) the VIPs without a lifetime, logs it once, and the VIPs are
+// guarded by the self-fencing timer of the daemon (the election Coordinator, at the deadline) and by
+// the fence guard (a separate process, at the deadline or the moment the daemon dies); only if both
+// processes are killed do the VIPs stay, until hacoord next starts on the node (its start-up
+// Cleanup). It binds all the same: refusing would make every deadline that short unusable. With the
+// defaults this is the common case: an etcd lease TTL of 2 s and a margin of 200 ms leave at most
+// 1.8 s, and VRRP with 100 ms adverts 300 ms. A TTL of 3 s (2.7 s of validity at the default
+// margin, less the keepalive's round trip) gets a 1 s lifetime per renewal, 5 s gets 2 s, 10 s gets
+// 6 s; VRRP with 1 s adverts (3 s of validity from each advert) gets 1 s.
+//
+// Since the lifetime ends at least 1.25 s before the deadline, a renewal that comes more than L
+// seconds after the previous one (a keepalive answered late, but within the deadline) can find the
+// VIPs already removed by the kernel: the Manager sees the removal and binds them again at once
+// (without a lifetime if the deadline is near by then), a loss of a few milliseconds.
+//
+// The deadline itself is earlier than the earliest instant another node can bind the VIPs, by more
+// than the margin: the deadline is the keepalive's send time + TTL - margin, while the store
+// expires the lease TTL after it received the last keepalive (after the send time), and another
+// node binds only after it has learnt of the expiry, won, and promoted (see fencing.Deadline). The
+// lifetime does not count on that slack; it ends by the deadline.
+//
+// A zero deadline binds permanently.
 //
 // # Network namespaces
 //

@@ -26,8 +26,9 @@ type kernel interface {
 	// bind adds v to the interface, or updates it in place if present. lifetime is the valid and
 	// preferred lifetime in seconds; 0 means permanent.
 	bind(v netip.Prefix, lifetime uint32) error
-	// unbind removes v from the interface; an absent address is not an error.
-	unbind(v netip.Prefix) error
+	// unbind removes v from the interface and reports whether it was there; an absent address is
+	// not an error.
+	unbind(v netip.Prefix) (removed bool, err error)
 	// addrs lists the addresses on the interface.
 	addrs() ([]netip.Prefix, error)
 	// linkUp reports whether the interface is up and running (IFF_UP and IFF_RUNNING).
@@ -165,12 +166,15 @@ func (k *netlinkKernel) bind(v netip.Prefix, lifetime uint32) error {
 	return k.nl.AddrReplace(k.link, a)
 }
 
-func (k *netlinkKernel) unbind(v netip.Prefix) error {
+func (k *netlinkKernel) unbind(v netip.Prefix) (bool, error) {
 	err := k.nl.AddrDel(k.link, &netlink.Addr{IPNet: toIPNet(v)})
-	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
-		return nil // not there (or the interface is gone, and its addresses with it)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV):
+		return false, nil // not there (or the interface is gone, and its addresses with it)
 	}
-	return err
+	return false, err
 }
 
 func (k *netlinkKernel) addrs() ([]netip.Prefix, error) {
@@ -352,20 +356,57 @@ func (k *netlinkKernel) close() error {
 	return errors.Join(errs...)
 }
 
-// lifetimeSeconds returns the kernel lifetime that keeps an address until deadline until, seen at now:
-// whole seconds rounded up, at least 1. A zero until means permanent (0).
-func lifetimeSeconds(until, now time.Time) uint32 {
-	if until.IsZero() {
-		return 0
-	}
-	d := until.Sub(now)
-	if d <= 0 {
-		return 1
-	}
-	s := (d + time.Second - 1) / time.Second
-	// 0xFFFFFFFF is the kernel's "forever"; stay below it.
-	if s >= math.MaxUint32 {
-		return math.MaxUint32 - 1
-	}
-	return uint32(s)
+// kernelLatenessBase is the part of kernelExpiryLateness that does not grow with the lifetime: the
+// address check's minimum re-check interval (ADDRCONF_TIMER_FUZZ_MAX, 1 s) plus its whole-second
+// rounding allowance (ADDRCONF_TIMER_FUZZ, 250 ms). The derivation is in the package documentation,
+// "Lifetime backstop".
+const kernelLatenessBase = 1250 * time.Millisecond
+
+// kernelExpiryLateness returns how long after its lifetime of lft seconds has run out the kernel
+// may still hold an address, at worst: kernelLatenessBase plus a seventh of the lifetime (the timer
+// wheel fires a timer set d ahead up to 8/63 d late). It does not cover a CPU that stays idle past
+// the check (the check is deferrable work), nor the check waiting more than about 0.19 s for the RTNL lock.
+func kernelExpiryLateness(lft uint32) time.Duration {
+	return kernelLatenessBase + time.Duration(lft)*time.Second/7
 }
+
+// lifetimeSeconds returns the valid_lft to write at now for an address that must be gone by until:
+// the largest whole number of seconds L with now + L + kernelExpiryLateness(L) <= until, which is
+// floor((until - now - 1.25 s) * 7/8 / 1 s). ok is false when there is no such L of at least 1 s
+// (until is less than about 2.39 s away): no kernel lifetime is then sure to end by until, and lft
+// is 0 (the caller binds without one; a lifetime of 1 s could outlive until). A zero until means
+// no deadline: permanent (0, true).
+func lifetimeSeconds(until, now time.Time) (lft uint32, ok bool) {
+	if until.IsZero() {
+		return 0, true
+	}
+	left := until.Sub(now)
+	r := left - kernelLatenessBase
+	if r <= 0 {
+		return 0, false
+	}
+	// floor(7r / 8s), without overflowing r*7; then settled against kernelExpiryLateness itself,
+	// which the integer division of a second by 7 can put one second off.
+	const eight = 8 * time.Second
+	s := int64(r/eight)*7 + int64(r%eight*7/eight)
+	if s >= math.MaxUint32-1 { // 0xFFFFFFFF is the kernel's "forever"; stay below it
+		return math.MaxUint32 - 1, true
+	}
+	fits := func(s int64) bool {
+		return time.Duration(s)*time.Second+kernelExpiryLateness(uint32(s)) <= left
+	}
+	for fits(s + 1) {
+		s++
+	}
+	for s > 0 && !fits(s) {
+		s--
+	}
+	if s < 1 {
+		return 0, false
+	}
+	return uint32(s), true
+}
+
+// minBackstopValidity is the least time left until a deadline for which lifetimeSeconds finds a
+// kernel lifetime (1 s) that is sure to end by it: 1 s + kernelExpiryLateness(1), about 2.39 s.
+const minBackstopValidity = time.Second + kernelLatenessBase + time.Second/7 // = 1 s + kernelExpiryLateness(1)

@@ -50,6 +50,9 @@ type Manager struct {
 	held   bool
 	until  time.Time // self-fencing deadline while held; zero = none
 	linkUp bool      // the interface is up and running, as last seen
+	// noBackstop: with Lifetime, the last bind came too close to the deadline for a kernel lifetime
+	// to end by it, so the VIPs are bound without one (logged once per run of such binds).
+	noBackstop bool
 	// The announcement schedule while held: repeats rounds left, RepeatInterval apart, and the next
 	// periodic refresh (zero when off).
 	repeatsLeft int
@@ -152,9 +155,10 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // Acquire binds every VIP (idempotent: a bound VIP is updated in place, never duplicated), sends the
 // announcement burst and schedules the repeats and refreshes. until is the self-fencing deadline on
-// the monotonic clock (zero: none); with Config.Lifetime the kernel removes the VIPs
-// shortly after it unless Extend moves it. An until that is not in the future is refused with
-// ErrDeadlinePassed, binding nothing.
+// the monotonic clock (zero: none); with Config.Lifetime the kernel removes the VIPs by
+// itself before it unless Extend moves it (see "Lifetime backstop" in the package documentation for
+// when it cannot). An until that is not in the future is refused with ErrDeadlinePassed, binding
+// nothing.
 //
 // Acquire is all or nothing: if a VIP cannot be bound it removes them all again, returns the error,
 // and the Manager does not hold them. A failure to send an announcement is logged, not returned:
@@ -179,7 +183,7 @@ func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
 		}
 	}
 	if err != nil {
-		if rerr := m.releaseLocked(); rerr != nil {
+		if _, rerr := m.releaseLocked(); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("vip: roll back: %w", rerr))
 		}
 		return err
@@ -193,7 +197,8 @@ func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
 }
 
 // Extend moves the self-fencing deadline to until and, with Config.Lifetime, sets the kernel lifetime
-// of every VIP to match (in place: the address is not removed, connections are not disturbed). It is
+// of every VIP to end before it (in place: the address is not removed, connections are not
+// disturbed; a VIP the kernel already removed is bound again). It is
 // one netlink request per VIP, or nothing at all without Lifetime. It returns ErrNotHeld when the VIPs
 // are not held, and ErrDeadlinePassed, changing nothing, when until is not in the future.
 func (m *Manager) Extend(ctx context.Context, until time.Time) error {
@@ -244,17 +249,28 @@ func (m *Manager) Reannounce(reason string) {
 // not give up when ctx is done (letting go of the VIPs matters more); each netlink request is bounded
 // by a timeout of its own.
 func (m *Manager) Release(ctx context.Context) error {
+	_, err := m.Remove(ctx)
+	return err
+}
+
+// Remove is Release that also returns the VIPs that were on the interface (in configuration order).
+// It deletes every configured VIP without listing the interface first: a delete of an absent address
+// is not an error (the kernel's ENOENT or EADDRNOTAVAIL), so a VIP bound since a listing cannot be
+// missed, and there is one netlink request per VIP. It is what the fence guard, which holds nothing
+// itself, calls to leave nothing bound; on an error the caller calls it again (each call tries every
+// VIP).
+func (m *Manager) Remove(ctx context.Context) ([]netip.Prefix, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return fmt.Errorf("vip: release on %s: %w", m.cfg.Interface, ErrClosed)
+		return nil, fmt.Errorf("vip: release on %s: %w", m.cfg.Interface, ErrClosed)
 	}
 	wasHeld := m.held
-	err := m.releaseLocked()
+	removed, err := m.releaseLocked()
 	if wasHeld {
 		m.log.Info("VIPs released", zap.Stringers("vips", m.cfg.VIPs))
 	}
-	return err
+	return removed, err
 }
 
 // Cleanup removes the configured VIPs found on the interface: what a previous run that was killed
@@ -278,7 +294,7 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("vip: cleanup on %s: %w", m.cfg.Interface, err))
 			break
 		}
-		if err := m.k.unbind(v); err != nil {
+		if _, err := m.k.unbind(v); err != nil {
 			errs = append(errs, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, err))
 			continue
 		}
@@ -324,7 +340,10 @@ func (m *Manager) mayActLocked() bool {
 	return m.held && !m.closed && !expired(m.until, time.Now())
 }
 
-// bindLocked binds v with the lifetime that deadline until calls for, unless until has passed.
+// bindLocked binds v with the lifetime that deadline until calls for, unless until has passed. If
+// until passed while the request was under way (the process was stopped, or the kernel slow), the
+// kernel may have bound v after the deadline: bindLocked deletes it again and returns
+// ErrDeadlinePassed.
 func (m *Manager) bindLocked(v netip.Prefix, until time.Time) error {
 	now := time.Now()
 	if expired(until, now) {
@@ -332,25 +351,52 @@ func (m *Manager) bindLocked(v netip.Prefix, until time.Time) error {
 	}
 	var lft uint32
 	if m.cfg.Lifetime {
-		lft = lifetimeSeconds(until, now)
+		var ok bool
+		lft, ok = lifetimeSeconds(until, now)
+		switch {
+		case !ok && !m.noBackstop:
+			m.noBackstop = true
+			m.log.Warn("the deadline is too close for a kernel lifetime to end before it; binding the VIPs without one "+
+				"(the fence guard and the self-fencing timer remove them; if both processes are killed they stay)",
+				zap.Duration("validity", until.Sub(now)), zap.Duration("needed", minBackstopValidity))
+		case ok && m.noBackstop:
+			m.noBackstop = false
+			m.log.Info("the VIPs carry a kernel lifetime again", zap.Uint32("lifetime-s", lft))
+		}
 	}
 	if err := m.k.bind(v, lft); err != nil {
 		return fmt.Errorf("vip: add %s on %s: %w", v, m.cfg.Interface, err)
 	}
+	if expired(until, time.Now()) {
+		err := fmt.Errorf("vip: add %s on %s: %w while binding", v, m.cfg.Interface, ErrDeadlinePassed)
+		if _, uerr := m.k.unbind(v); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, uerr))
+		}
+		return err
+	}
 	return nil
 }
 
-func (m *Manager) releaseLocked() error {
+// releaseLocked deletes every configured VIP (without listing first) and stops the schedule. It
+// returns the VIPs that were present and the failed deletes, joined.
+func (m *Manager) releaseLocked() ([]netip.Prefix, error) {
 	m.held, m.until = false, time.Time{}
 	m.repeatsLeft, m.nextRepeat, m.nextRefresh = 0, time.Time{}, time.Time{}
-	var errs []error
+	var (
+		removed []netip.Prefix
+		errs    []error
+	)
 	for _, v := range m.cfg.VIPs {
-		if err := m.k.unbind(v); err != nil {
+		ok, err := m.k.unbind(v)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, err))
+		}
+		if ok {
+			removed = append(removed, v)
 		}
 	}
 	m.poke()
-	return errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 func (m *Manager) boundLocked() ([]netip.Prefix, error) {

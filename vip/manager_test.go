@@ -25,12 +25,16 @@ type sentFrame struct {
 type fakeKernel struct {
 	events chan event // what watch reports
 
-	mu       sync.Mutex
-	bound    map[netip.Prefix]uint32 // VIP -> lifetime (0 = permanent)
-	binds    int
-	failBind map[netip.Prefix]error
-	up       bool
-	sent     []sentFrame
+	mu         sync.Mutex
+	bound      map[netip.Prefix]uint32 // VIP -> lifetime (0 = permanent)
+	binds      int
+	failBind   map[netip.Prefix]error
+	bindTakes  time.Duration // how long a bind request takes (a slow kernel, a stopped process)
+	failUnbind int           // fail this many more deletes
+	unbinds    int           // delete requests, failed ones included
+	lists      int           // address listings
+	up         bool
+	sent       []sentFrame
 }
 
 func newFakeKernel() *fakeKernel {
@@ -45,19 +49,29 @@ func (k *fakeKernel) bind(v netip.Prefix, lifetime uint32) error {
 	}
 	k.binds++
 	k.bound[v] = lifetime
+	if k.bindTakes > 0 {
+		time.Sleep(k.bindTakes) // the request is applied at once, the reply comes late
+	}
 	return nil
 }
 
-func (k *fakeKernel) unbind(v netip.Prefix) error {
+func (k *fakeKernel) unbind(v netip.Prefix) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.unbinds++
+	if k.failUnbind > 0 {
+		k.failUnbind--
+		return false, errors.New("netlink: no buffer space available")
+	}
+	_, ok := k.bound[v]
 	delete(k.bound, v)
-	return nil
+	return ok, nil
 }
 
 func (k *fakeKernel) addrs() ([]netip.Prefix, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.lists++
 	var out []netip.Prefix
 	for p := range k.bound {
 		out = append(out, p)
@@ -227,8 +241,8 @@ func TestNoAnnounceAfterDeadline(t *testing.T) {
 		if err := m.Acquire(context.Background(), until); err != nil {
 			t.Fatal(err)
 		}
-		if got := k.boundCopy()[fakeV4]; got != 2 {
-			t.Errorf("kernel lifetime = %ds, want 2 (1.5s rounded up)", got)
+		if got := k.boundCopy()[fakeV4]; got != 0 {
+			t.Errorf("kernel lifetime = %ds, want none (no lifetime ends safely within 1.5s)", got)
 		}
 		time.Sleep(5 * time.Second)
 		binds := k.binds
@@ -294,8 +308,8 @@ func TestRepairRemovedVIP(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		k.remove(fakeV4)
 		synctest.Wait()
-		if got := k.boundCopy(); got[fakeV4] != 3597 {
-			t.Fatalf("bound = %v, want %v added back with the lifetime left (3597s)", got, fakeV4)
+		if got := k.boundCopy(); got[fakeV4] != 3146 {
+			t.Fatalf("bound = %v, want %v added back with the lifetime left (3597s, less the kernel's lateness: 3146s)", got, fakeV4)
 		}
 		want := append(round(0), 3*time.Second, 3*time.Second) // the IPv4 VIP's two GARPs
 		if got := k.offsets(start); !slices.Equal(got, want) {
@@ -350,11 +364,11 @@ func TestExtendRenewsLifetime(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(1500 * time.Millisecond)
-		if err := m.Extend(context.Background(), time.Now().Add(2200*time.Millisecond)); err != nil {
+		if err := m.Extend(context.Background(), time.Now().Add(5*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		if got := k.boundCopy(); got[fakeV4] != 3 || got[fakeV6] != 3 {
-			t.Fatalf("lifetimes after Extend = %v, want 3s each (2.2s rounded up)", got)
+			t.Fatalf("lifetimes after Extend = %v, want 3s each (3s + the kernel's 1.68s lateness end by 5s)", got)
 		}
 		if err := m.Extend(context.Background(), time.Time{}); err != nil {
 			t.Fatal(err)
@@ -459,6 +473,85 @@ func TestReannounce(t *testing.T) {
 		want := rounds(0, 1100*time.Millisecond, 5*time.Second, 6100*time.Millisecond)
 		if got := k.offsets(start); !slices.Equal(got, want) {
 			t.Fatalf("frames sent at %v, want %v", got, want)
+		}
+	})
+}
+
+// A deadline too near for any kernel lifetime to end by it binds without one (a lifetime of 1 s
+// could outlive it), and a later, farther deadline puts the lifetime back.
+func TestNearDeadlineBindsWithoutLifetime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{RepeatInterval: 2 * time.Second}, true)
+		defer stop()
+		if err := m.Acquire(context.Background(), time.Now().Add(1800*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if got := k.boundCopy(); len(got) != 2 || got[fakeV4] != 0 || got[fakeV6] != 0 {
+			t.Fatalf("bound = %v, want both VIPs without a lifetime", got)
+		}
+		if err := m.Extend(context.Background(), time.Now().Add(2700*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		if got := k.boundCopy(); got[fakeV4] != 1 || got[fakeV6] != 1 {
+			t.Fatalf("bound = %v, want 1s lifetimes for a deadline 2.7s away", got)
+		}
+	})
+}
+
+// A bind whose reply comes after the deadline (the process was stopped mid-request) may have bound
+// the VIP after the deadline: it is taken back, and Acquire fails.
+func TestBindFinishingAfterTheDeadlineIsUndone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 1, RepeatInterval: 2 * time.Second}, true)
+		defer stop()
+		k.mu.Lock()
+		k.bindTakes = 2 * time.Second
+		k.mu.Unlock()
+		start := time.Now()
+		err := m.Acquire(context.Background(), start.Add(time.Second))
+		if !errors.Is(err, ErrDeadlinePassed) {
+			t.Fatalf("Acquire = %v, want ErrDeadlinePassed", err)
+		}
+		if b, s := k.boundCopy(), k.offsets(start); len(b) != 0 || len(s) != 0 {
+			t.Fatalf("after a bind that ended past the deadline: bound %v, %d frames; want nothing", b, len(s))
+		}
+	})
+}
+
+// Remove, the fence guard's release, deletes every configured VIP without listing the interface
+// first, reports which were there, and a failed delete is retried by calling it again.
+func TestRemoveDeletesWithoutListing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{RepeatInterval: 2 * time.Second}, false)
+		defer stop()
+		k.mu.Lock()
+		k.bound[fakeV6] = 0 // left by the daemon: only one of the two VIPs is bound
+		k.failUnbind = 3
+		lists := k.lists
+		k.mu.Unlock()
+		var removed []netip.Prefix
+		var err error
+		for range 3 { // both deletes fail, then the IPv4 one; the third try succeeds
+			var r []netip.Prefix
+			r, err = m.Remove(context.Background())
+			removed = append(removed, r...)
+			if err == nil {
+				break
+			}
+			if !strings.Contains(err.Error(), "vip: delete 192.0.2.100/24 on eth0") {
+				t.Fatalf("Remove = %v, want the delete error naming the VIP", err)
+			}
+		}
+		if err != nil {
+			t.Fatalf("Remove still failing after the fake kernel recovered: %v", err)
+		}
+		if !slices.Equal(removed, []netip.Prefix{fakeV6}) {
+			t.Fatalf("Remove reported %v removed, want %v", removed, fakeV6)
+		}
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if len(k.bound) != 0 || k.lists != lists || k.unbinds != 6 {
+			t.Fatalf("bound %v, %d listings, %d deletes; want nothing bound, no listing, 6 deletes", k.bound, k.lists-lists, k.unbinds)
 		}
 	})
 }

@@ -552,78 +552,146 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
-// TestLifetimeExpiry: a VIP that is not extended disappears by itself shortly after the deadline,
-// with no help from the process (here, without Run, as if it were stopped).
-func TestLifetimeExpiry(t *testing.T) {
-	l := newLab(t)
-	// The node's own IPv6 address shares the IPv6 VIP's prefix: its on-link route must survive the
-	// VIP's expiry (as the IPv4 one, 192.0.2.0/24, must).
-	own6 := &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("2001:db8::1"), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
-	if err := l.node.Netlink.AddrAdd(l.nodeLink, own6); err != nil {
-		t.Fatal(err)
-	}
-	m := l.manager(t, l.config())
-	until := time.Now().Add(time.Second)
-	if err := m.Acquire(context.Background(), until); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []netip.Prefix{vip4, vip6} {
-		n, a := l.count(t, p)
-		if n != 1 || a.ValidLft < 1 || a.ValidLft > 1 || a.PreferedLft != a.ValidLft {
-			t.Fatalf("%v: %d bound, valid_lft %d preferred_lft %d; want 1 with 1s lifetimes", p, n, a.ValidLft, a.PreferedLft)
-		}
-	}
-	eventually(t, 5*time.Second, "the kernel removes the unextended VIPs", func() bool {
-		n4, _ := l.count(t, vip4)
-		n6, _ := l.count(t, vip6)
-		return n4 == 0 && n6 == 0
-	})
-	gone := time.Now()
-	if gone.Before(until) {
-		t.Errorf("VIPs removed %v before the deadline", until.Sub(gone))
-	}
-	t.Logf("VIPs gone %v after the deadline", gone.Sub(until))
-	if n, _ := l.count(t, nodeAddr); n != 1 {
-		t.Errorf("the interface's own address went too")
-	}
-	routes, err := l.node.Netlink.RouteList(l.nodeLink, netlink.FAMILY_ALL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"192.0.2.0/24", "2001:db8::/64"} {
-		found := false
-		for _, r := range routes {
-			found = found || (r.Dst != nil && r.Dst.String() == want)
-		}
-		if !found {
-			t.Errorf("on-link route %s gone after the VIPs expired: %v", want, routes)
-		}
-	}
+// addrWatch records when the kernel announces each address's removal from the node's interface.
+type addrWatch struct {
+	mu   sync.Mutex
+	gone map[string]time.Time // IP -> instant the RTM_DELADDR was read
+	news int                  // RTM_NEWADDR notifications
+	dels int
 }
 
-// TestExtendKeepsAddress: Extend renews the kernel lifetime in place — the VIP outlives several
-// lifetimes and is never deleted and re-added (no RTM_DELADDR) — and expires once Extend stops.
-func TestExtendKeepsAddress(t *testing.T) {
-	l := newLab(t)
-	m := l.manager(t, l.config())
+func (l *lab) watchAddrs(t *testing.T) *addrWatch {
+	t.Helper()
+	w := &addrWatch{gone: map[string]time.Time{}}
 	updates := make(chan netlink.AddrUpdate, 256)
 	done := make(chan struct{})
 	if err := netlink.AddrSubscribeAt(l.node.Handle, updates, done); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		close(done)
-		for range updates {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for u := range updates {
+			at := time.Now()
+			w.mu.Lock()
+			if u.NewAddr {
+				w.news++
+			} else {
+				w.dels++
+				if _, seen := w.gone[u.LinkAddress.IP.String()]; !seen {
+					w.gone[u.LinkAddress.IP.String()] = at
+				}
+			}
+			w.mu.Unlock()
 		}
-	}()
+	})
+	t.Cleanup(func() { close(done); wg.Wait() })
+	return w
+}
+
+// goneAt returns when p was removed, if it was.
+func (w *addrWatch) goneAt(p netip.Prefix) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.gone[p.Addr().String()]
+	return at, ok
+}
+
+// TestLifetimeEndsBeforeTheDeadline: a VIP that is not extended is removed by the kernel by itself,
+// with no help from the process (here, without Run, as if it were stopped), and before the deadline:
+// the lifetime written (1 s for a deadline 2.4 s away) leaves room for the kernel's lateness, also
+// in its worst case, where some other change of the namespace's addresses makes the kernel check
+// them shortly before the VIPs' lifetime ends (the next check then comes only 1 s later). A
+// lifetime rounded up (3 s) ends after the deadline and fails here.
+func TestLifetimeEndsBeforeTheDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		other bool // another address is added 100 ms before the VIPs' lifetime ends
+	}{{"alone", false}, {"after another address change", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t)
+			// The node's own IPv6 address shares the IPv6 VIP's prefix: its on-link route must survive the
+			// VIP's expiry (as the IPv4 one, 192.0.2.0/24, must).
+			own6 := &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("2001:db8::1"), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+			if err := l.node.Netlink.AddrAdd(l.nodeLink, own6); err != nil {
+				t.Fatal(err)
+			}
+			w := l.watchAddrs(t)
+			m := l.manager(t, l.config())
+			bound := time.Now()
+			until := bound.Add(2400 * time.Millisecond)
+			if err := m.Acquire(context.Background(), until); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []netip.Prefix{vip4, vip6} {
+				n, a := l.count(t, p)
+				if n != 1 || a.ValidLft != 1 || a.PreferedLft != 1 {
+					t.Errorf("%v: %d bound, valid_lft %d preferred_lft %d; want 1 with 1s lifetimes (2.4s to the deadline, less the kernel's lateness)", p, n, a.ValidLft, a.PreferedLft)
+				}
+			}
+			if tc.other {
+				// Not synchronisation: the scenario's timing. The addition makes the kernel check the
+				// lifetimes 100 ms before the VIPs' end (more than its 20 ms early margin), find them
+				// alive, and schedule the next check no sooner than 1 s later.
+				tm := time.NewTimer(time.Until(bound.Add(900 * time.Millisecond)))
+				<-tm.C
+				for _, p := range []netip.Prefix{netip.MustParsePrefix("192.0.2.200/32"), netip.MustParsePrefix("2001:db8::200/128")} {
+					a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+						ValidLft: 100, PreferedLft: 100, Flags: unix.IFA_F_NODAD}
+					if err := l.node.Netlink.AddrAdd(l.nodeLink, a); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			eventually(t, 5*time.Second, "the kernel removes the unextended VIPs", func() bool {
+				_, g4 := w.goneAt(vip4)
+				_, g6 := w.goneAt(vip6)
+				return g4 && g6
+			})
+			for _, p := range []netip.Prefix{vip4, vip6} {
+				gone, _ := w.goneAt(p)
+				t.Logf("%v removed %v after its 1s lifetime ended, %v before the deadline", p, gone.Sub(bound.Add(time.Second)).Round(time.Millisecond), until.Sub(gone).Round(time.Millisecond))
+				if !gone.Before(until) {
+					t.Errorf("%v removed %v after the deadline", p, gone.Sub(until))
+				}
+			}
+			if n, _ := l.count(t, nodeAddr); n != 1 {
+				t.Errorf("the interface's own address went too")
+			}
+			routes, err := l.node.Netlink.RouteList(l.nodeLink, netlink.FAMILY_ALL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"192.0.2.0/24", "2001:db8::/64"} {
+				found := false
+				for _, r := range routes {
+					found = found || (r.Dst != nil && r.Dst.String() == want)
+				}
+				if !found {
+					t.Errorf("on-link route %s gone after the VIPs expired: %v", want, routes)
+				}
+			}
+		})
+	}
+}
+
+// TestExtendKeepsAddress: Extend renews the kernel lifetime in place — the VIP outlives several
+// lifetimes and is never deleted and re-added (no RTM_DELADDR) — and expires, before the last
+// deadline, once Extend stops.
+func TestExtendKeepsAddress(t *testing.T) {
+	l := newLab(t)
+	m := l.manager(t, l.config())
+	w := l.watchAddrs(t)
 	ctx := context.Background()
-	if err := m.Acquire(ctx, time.Now().Add(time.Second)); err != nil {
+	const validity = 2500 * time.Millisecond // a 1s lifetime
+	until := time.Now().Add(validity)
+	if err := m.Acquire(ctx, until); err != nil {
 		t.Fatal(err)
 	}
 	tick := time.NewTicker(400 * time.Millisecond) // the lease keepalive cadence
 	for range 7 {                                  // 2.8s: well past the first 1s lifetime
 		<-tick.C
-		if err := m.Extend(ctx, time.Now().Add(time.Second)); err != nil {
+		until = time.Now().Add(validity)
+		if err := m.Extend(ctx, until); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -631,16 +699,21 @@ func TestExtendKeepsAddress(t *testing.T) {
 	if b, err := m.Bound(); err != nil || len(b) != 2 {
 		t.Fatalf("Bound after extending = %v, %v; want both VIPs", b, err)
 	}
-	for len(updates) > 0 {
-		u := <-updates
-		if !u.NewAddr {
-			t.Errorf("address %v deleted while extending", u.LinkAddress.String())
-		}
+	w.mu.Lock()
+	dels := w.dels
+	w.mu.Unlock()
+	if dels != 0 {
+		t.Errorf("%d addresses deleted while extending", dels)
 	}
 	eventually(t, 5*time.Second, "VIPs expire once Extend stops", func() bool {
 		b, err := m.Bound()
 		return err == nil && len(b) == 0
 	})
+	for _, p := range []netip.Prefix{vip4, vip6} {
+		if gone, ok := w.goneAt(p); !ok || !gone.Before(until) {
+			t.Errorf("%v removed at %v, want before the last deadline (%v)", p, gone.Sub(until), until.Format(time.StampMilli))
+		}
+	}
 }
 
 // TestCleanup: leftovers of a previous run are removed; other addresses stay.
