@@ -103,6 +103,7 @@ func (c Config) Validate() error {
 		}
 		seen[a] = true
 	}
+	errs = append(errs, c.validateAddressClasses()...) // vip/validate.go
 	if c.Label != "" {
 		switch {
 		case len(c.Label) > maxIfNameLen:
