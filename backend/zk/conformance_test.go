@@ -2,7 +2,6 @@ package zk_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -54,7 +53,7 @@ func (h *harness) NewCandidate(t *testing.T, group, name string) electiontest.Ca
 		Elector: e,
 		Kill: func() {
 			id, _ := f.session()
-			gone, err := h.watchSession(group, id)
+			gone, err := watchSession(h.raw, group, id)
 			if err != nil {
 				t.Errorf("kill %s: %v", name, err)
 				return
@@ -78,26 +77,6 @@ func (h *harness) NewCandidate(t *testing.T, group, name string) electiontest.Ca
 			}
 		},
 	}
-}
-
-// watchSession returns a channel that receives when the candidate znode of session id in group is
-// deleted (the session expired).
-func (h *harness) watchSession(group string, id int64) (<-chan gozk.Event, error) {
-	dir := "/hacoord/" + group + "/election"
-	children, _, err := h.raw.Children(dir)
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range children {
-		ok, st, w, err := h.raw.ExistsW(dir + "/" + c)
-		if err != nil {
-			return nil, err
-		}
-		if ok && st.EphemeralOwner == id {
-			return w, nil
-		}
-	}
-	return nil, fmt.Errorf("no candidate znode of session %#x in %s", id, dir)
 }
 
 func (h *harness) NewObserver(t *testing.T, group string) election.Observer {

@@ -175,10 +175,11 @@ func config(addr, group, name string) zkb.Config {
 	return c
 }
 
-// raw is a plain go-zookeeper session for inspecting and tampering, closed in t.Cleanup.
+// raw is a plain go-zookeeper session for inspecting and tampering, closed in t.Cleanup. addr is
+// host:port or a comma-separated list.
 func raw(t testing.TB, addr, auth string) *gozk.Conn {
 	t.Helper()
-	c, ev, err := gozk.Connect([]string{addr}, 5*time.Second, gozk.WithLogInfo(false), gozk.WithLogger(nopLogger{}))
+	c, ev, err := gozk.Connect(strings.Split(addr, ","), 5*time.Second, gozk.WithLogInfo(false), gozk.WithLogger(nopLogger{}))
 	if err != nil {
 		t.Fatal(err)
 	}
