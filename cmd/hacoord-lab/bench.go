@@ -19,6 +19,7 @@ import (
 type setup struct {
 	backend, impl string
 	advert        time.Duration
+	members       uint // store members; 0 takes --store-members
 	scenarios     []string
 }
 
@@ -26,23 +27,29 @@ func (s setup) String() string {
 	switch {
 	case s.backend == "vrrp":
 		return fmt.Sprintf("%s vrrp %v", s.impl, s.advert)
+	case s.members > 1:
+		return fmt.Sprintf("%s %s x%d", s.impl, s.backend, s.members)
 	default:
 		return s.impl + " " + s.backend
 	}
 }
 
-// suite is what `make bench` runs: the quorum backends' crash, term and partition, and VRRP-mode
-// SIGKILL and SIGTERM at two advert intervals for hacoord and, side by side, keepalived.
+// suite is what `make bench` runs: the quorum backends' crash, term and partition, their store
+// scenarios against 3-member stores, and VRRP-mode SIGKILL and SIGTERM at two advert intervals for
+// hacoord and, side by side, keepalived.
 func suite() []setup {
 	quorum := []string{lab.Crash, lab.Term, lab.Partition}
 	vrrp := []string{lab.Kill, lab.Term}
 	var out []setup
 	for _, b := range []string{"etcd", "zk"} {
-		out = append(out, setup{backend: b, impl: lab.ImplHacoord, scenarios: quorum})
+		out = append(out, setup{backend: b, impl: lab.ImplHacoord, members: 1, scenarios: quorum})
+	}
+	for _, b := range []string{"etcd", "zk"} {
+		out = append(out, setup{backend: b, impl: lab.ImplHacoord, members: 3, scenarios: lab.StoreScenarios})
 	}
 	for _, adv := range []time.Duration{time.Second, 100 * time.Millisecond} {
 		for _, impl := range []string{lab.ImplHacoord, lab.ImplKeepalived} {
-			out = append(out, setup{backend: "vrrp", impl: impl, advert: adv, scenarios: vrrp})
+			out = append(out, setup{backend: "vrrp", impl: impl, advert: adv, members: 1, scenarios: vrrp})
 		}
 	}
 	return out
@@ -59,9 +66,17 @@ func newBenchCommand(stdout io.Writer) *cobra.Command {
 		Long: `bench builds a lab, runs each scenario --runs times (restoring the lab in between) and prints
 min / median / max of the client-visible outage (last reply from the old holder to the first from
 the new one), the time two nodes held the VIP, the time none did, the takeover and the old holder's
-release, all from the fault. With --all it runs the whole suite in one go: etcd and ZooKeeper
-(crash, term, partition), then native VRRP (kill, term) at advert intervals 1s and 100ms with
-hacoord on every node and, for comparison, with keepalived on every node.`,
+release, all from the fault.
+
+The store scenarios (store-leader-kill, store-leader-cut, store-member-restart, store-quorum-loss;
+they need --store-members 3) hit the store, never a node, and get a table of their own: the longest
+gap in client replies, two-holder and no-holder time, spurious failovers (no node was hit, so every
+change of holder is one), the store's election and, for quorum loss, how long after the quorum
+returned a node held the VIP again and whether it was the same one.
+
+With --all it runs the whole suite in one go: etcd and ZooKeeper (crash, term, partition), their
+store scenarios with 3-member stores, then native VRRP (kill, term) at advert intervals 1s and
+100ms with hacoord on every node and, for comparison, with keepalived on every node.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, s := range scenarios {
@@ -72,9 +87,11 @@ hacoord on every node and, for comparison, with keepalived on every node.`,
 			if runs < 1 {
 				return fmt.Errorf("--runs %d: need at least 1", runs)
 			}
-			setups := []setup{{backend: f.backend, impl: f.impl, advert: f.advert, scenarios: scenarios}}
+			setups := []setup{{backend: f.backend, impl: f.impl, advert: f.advert, members: f.members, scenarios: scenarios}}
 			if all {
 				setups = suite()
+			} else if slices.ContainsFunc(scenarios, lab.IsStoreScenario) && f.members < 3 {
+				return fmt.Errorf("store scenarios need a store of 3 or more members: add --store-members 3")
 			}
 			return bench(cmd.Context(), &f, runs, setups, stdout)
 		},
@@ -104,18 +121,31 @@ func bench(ctx context.Context, f *labFlags, runs int, setups []setup, out io.Wr
 		rows, resolution = append(rows, rs...), res
 	}
 	fmt.Fprintf(out, "\nmin / median / max over %d runs (ms); %s, client probe every 10ms; '+': the old holder never let go within the window\n\n", runs, resolution)
+	nodeTable(out, slices.DeleteFunc(slices.Clone(rows), func(r row) bool { return lab.IsStoreScenario(r.scenario) }))
+	storeTable(out, slices.DeleteFunc(slices.Clone(rows), func(r row) bool { return !lab.IsStoreScenario(r.scenario) }))
+	return nil
+}
+
+// col renders min / median / max of get over the results where it is not negative.
+func (r row) col(get func(lab.Result) time.Duration) string {
+	var v []time.Duration
+	for _, res := range r.results {
+		if d := get(res); d >= 0 {
+			v = append(v, d)
+		}
+	}
+	return stats(v)
+}
+
+// nodeTable prints the node scenarios' rows.
+func nodeTable(out io.Writer, rows []row) {
+	if len(rows) == 0 {
+		return
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "setup\tscenario\tclient outage\ttwo holders\tno holder\ttakeover\told released\t")
 	for _, r := range rows {
-		col := func(get func(lab.Result) time.Duration) string {
-			var v []time.Duration
-			for _, res := range r.results {
-				if d := get(res); d >= 0 {
-					v = append(v, d)
-				}
-			}
-			return stats(v)
-		}
+		col := r.col
 		two := col(func(r lab.Result) time.Duration { return r.TwoHolders })
 		if slices.ContainsFunc(r.results, func(r lab.Result) bool { return r.OldReleased < 0 }) {
 			two += "+"
@@ -128,13 +158,53 @@ func bench(ctx context.Context, f *labFlags, runs int, setups []setup, out io.Wr
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
-	return nil
+}
+
+// storeTable prints the store scenarios' rows: the client outage is the longest gap in replies,
+// spurious failovers are counts (min / median / max, and the total), the store election is from
+// the fault to another member leading, and for quorum loss "back" is from the quorum's return to a
+// node holding the VIP, "same master" how many runs the node that held it before took it back.
+func storeTable(out io.Writer, rows []row) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "Store faults (no node is hit: every change of holder is a spurious failover):")
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "setup\tscenario\tclient outage\ttwo holders\tno holder\tspurious failovers\tstore election\tback after quorum\tsame master\t")
+	for _, r := range rows {
+		var spurious []int
+		same := 0
+		for _, res := range r.results {
+			spurious = append(spurious, res.Spurious)
+			if res.Back != "" && res.Back == res.Old {
+				same++
+			}
+		}
+		sameCol := "-"
+		if r.scenario == lab.StoreQuorumLoss {
+			sameCol = fmt.Sprintf("%d of %d", same, len(r.results))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.setup, r.scenario,
+			r.col(func(r lab.Result) time.Duration { return r.Outage }),
+			r.col(func(r lab.Result) time.Duration { return r.TwoHolders }),
+			r.col(func(r lab.Result) time.Duration { return r.NoHolder }),
+			countStats(spurious),
+			r.col(func(r lab.Result) time.Duration { return r.StoreElection }),
+			r.col(func(r lab.Result) time.Duration { return r.BackAfter }),
+			sameCol)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
 }
 
 // benchSetup runs every scenario of s runs times in one lab.
 func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.Writer) (rows []row, resolution string, err error) {
 	f := *base
 	f.backend, f.impl, f.advert = s.backend, s.impl, s.advert
+	if s.members != 0 {
+		f.members = s.members
+	}
 	detect := f.ttl
 	if s.backend == "vrrp" {
 		detect = 4 * s.advert
@@ -142,7 +212,7 @@ func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.W
 	if f.jitter < 0 {
 		f.jitter = detect / 2
 	}
-	fmt.Fprintf(out, "%s: %d nodes, lease TTL %v, %d runs of %s, fault jitter %v\n", s, f.nodes, f.ttl, runs, strings.Join(s.scenarios, ","), f.jitter)
+	fmt.Fprintf(out, "%s: %d nodes, %d store members, lease TTL %v, %d runs of %s, fault jitter %v\n", s, f.nodes, max(f.members, 1), f.ttl, runs, strings.Join(s.scenarios, ","), f.jitter)
 	l, err := f.newLab(ctx, out)
 	if err != nil {
 		return nil, "", err
@@ -175,6 +245,19 @@ func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.W
 	}
 	period, round, _ := l.Sampler.Resolution()
 	return rows, fmt.Sprintf("sampler every %v (slowest round %v)", period, round.Round(time.Microsecond)), nil
+}
+
+// countStats renders min / median / max of counts, and their total.
+func countStats(v []int) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	slices.Sort(v)
+	total := 0
+	for _, n := range v {
+		total += n
+	}
+	return fmt.Sprintf("%d / %d / %d (total %d)", v[0], v[len(v)/2], v[len(v)-1], total)
 }
 
 // stats renders min / median / max in milliseconds.

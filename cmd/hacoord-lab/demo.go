@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,7 +24,8 @@ func newDemoCommand(stdout io.Writer) *cobra.Command {
 		},
 	}
 	f.register(cmd.Flags())
-	cmd.Flags().StringVar(&scenario, "scenario", lab.Crash, "fault to inject into the holder: crash, kill, term, pause, partition")
+	cmd.Flags().StringVar(&scenario, "scenario", lab.Crash, "fault to inject: into the holder "+strings.Join(lab.NodeScenarios, ", ")+
+		"; into the store (with --store-members 3) "+strings.Join(lab.StoreScenarios, ", "))
 	return cmd
 }
 

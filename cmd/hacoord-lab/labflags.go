@@ -27,6 +27,9 @@ type labFlags struct {
 	dir     string
 	verbose bool
 	jitter  time.Duration
+	// members is the store's member count; etcdTick and etcdElection its raft timing (0: defaults).
+	members                uint
+	etcdTick, etcdElection uint
 }
 
 func (f *labFlags) register(fs *pflag.FlagSet) {
@@ -40,6 +43,9 @@ func (f *labFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.dir, "dir", "", "directory for logs and store data, kept afterwards (default: a temporary directory, removed unless the run failed)")
 	fs.DurationVar(&f.jitter, "jitter", -1, "random wait in [0, jitter) before each fault, to vary its phase against the keepalives (default TTL/2 for bench, 0 for demo)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print lab progress")
+	fs.UintVar(&f.members, "store-members", 1, "store members (etcd members or ZooKeeper servers), one per namespace: 1, 3, 5 or 7; store scenarios need 3 or more")
+	fs.UintVar(&f.etcdTick, "etcd-heartbeat-ms", 0, "raft heartbeat of the etcd members in ms (default 20 alone, the fast profile; 100 in a cluster, etcd's own)")
+	fs.UintVar(&f.etcdElection, "etcd-election-ms", 0, "raft election timeout of the etcd members in ms (default 200 alone; 1000 in a cluster, etcd's own); the lease TTL must be at least 1.5x it")
 }
 
 func (f *labFlags) hacoordBin() (string, error) {
@@ -82,7 +88,11 @@ func (f *labFlags) newLab(ctx context.Context, out io.Writer) (*lab.Lab, error) 
 	if err != nil {
 		return nil, err
 	}
-	o := lab.Options{Nodes: f.nodes, Backend: f.backend, Impl: f.impl, AdvertInt: f.advert, TTL: f.ttl, ExtraArgs: f.extra, HacoordBin: bin, Dir: f.dir, Jitter: f.jitter}
+	o := lab.Options{Nodes: f.nodes, Backend: f.backend, Impl: f.impl, AdvertInt: f.advert, TTL: f.ttl, ExtraArgs: f.extra, HacoordBin: bin, Dir: f.dir, Jitter: f.jitter,
+		StoreMembers: int(f.members)}
+	if f.backend == "etcd" && (f.etcdTick != 0 || f.etcdElection != 0) {
+		o.Store = &lab.EtcdStore{TickMs: f.etcdTick, ElectionMs: f.etcdElection}
+	}
 	if f.verbose {
 		o.Logf = func(format string, args ...any) { fmt.Fprintf(out, "  lab: "+format+"\n", args...) }
 	}

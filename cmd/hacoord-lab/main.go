@@ -2,9 +2,13 @@
 // itself:
 //
 //	hacoord-lab etcd --listen-client http://10.77.0.2:2379 --dir D   serve a single-member embedded etcd
+//	hacoord-lab etcd --name s1 --listen-client http://10.77.0.2:2379 --listen-peer http://10.77.0.2:2380 \
+//	    --initial-cluster s1=http://10.77.0.2:2380,s2=...,s3=... --heartbeat-ms 100 --election-ms 1000 --dir D
+//	                                                                 one member of a cluster
 //	hacoord-lab serve --listen :8080 --name n1                      reply with the node name, close
 //	hacoord-lab demo  --hacoord bin/hacoord                         a 3-node failover, as a timeline
 //	hacoord-lab bench --hacoord bin/hacoord --runs 5 --scenarios crash,term,partition
+//	hacoord-lab bench --backend zk --store-members 3 --scenarios store-leader-kill,store-quorum-loss
 //
 // demo and bench need root; they build the lab, clean it up on exit and on Ctrl-C, and sweep what an
 // earlier killed run left behind.
@@ -40,6 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.AddCommand(newEtcdCommand(stderr), newServeCommand(stdout),
 		newDemoCommand(stdout), newBenchCommand(stdout))
+	root.AddCommand(newComposeCommand(stdout, stderr))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "hacoord-lab: %v\n", err)
 		return 1

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,12 +67,14 @@ const (
 )
 
 // EtcdStore runs `hacoord-lab etcd` in each member's namespace, clients on Addr:2379, peers on
-// Addr:2380. A single member runs the fast profile (any TTL from 1s); a cluster runs etcd's default
-// timing (heartbeat 100ms, election 1s: leases from 2s) unless TickMs and ElectionMs say otherwise.
+// Addr:2380. A single member runs the fast profile (heartbeat 20ms, election 200ms: any TTL from
+// 1s); a cluster runs etcd's default timing (heartbeat 100ms, election 1s, randomised up to 2s: a
+// dead leader is replaced 1-2s after its last heartbeat, and leases start at 2s) unless TickMs and
+// ElectionMs say otherwise.
 type EtcdStore struct {
 	// TickMs and ElectionMs are the members' raft heartbeat and election timeout (ms); 0 takes the
-	// defaults above (etcdtest.FastTickMs/FastElectionMs alone, DefaultTickMs/DefaultElectionMs in a
-	// cluster).
+	// defaults above (etcdtest.FastTickMs/FastElectionMs alone, etcdtest.DefaultTickMs and
+	// DefaultElectionMs in a cluster).
 	TickMs, ElectionMs uint
 
 	members []*etcdMember
@@ -105,23 +108,23 @@ func (s *EtcdStore) Start(ctx context.Context, env StoreEnv) error {
 	}
 	for _, m := range env.Members {
 		em := &etcdMember{env: m, endpoint: etcdURL(m.Addr, EtcdClientPort)}
+		tick, election := s.TickMs, s.ElectionMs
 		if single { // as it always was
 			em.dataDir, em.logPath = filepath.Join(env.Dir, "etcd-data"), filepath.Join(env.Dir, "etcd.log")
 			em.args = []string{"etcd", "--listen-client", em.endpoint, "--dir", em.dataDir}
 		} else {
 			em.dataDir = filepath.Join(env.Dir, "etcd-"+m.Name+"-data")
 			em.logPath = filepath.Join(env.Dir, "etcd-"+m.Name+".log")
-			tick, election := s.TickMs, s.ElectionMs
-			if tick == 0 {
-				tick = etcdtest.DefaultTickMs
-			}
-			if election == 0 {
-				election = etcdtest.DefaultElectionMs
-			}
+			tick, election = cmp.Or(tick, etcdtest.DefaultTickMs), cmp.Or(election, etcdtest.DefaultElectionMs)
 			em.args = []string{"etcd", "--name", m.Name, "--listen-client", em.endpoint, "--dir", em.dataDir,
 				"--listen-peer", etcdURL(m.Addr, EtcdPeerPort), "--initial-cluster", strings.Join(cluster, ","),
-				"--initial-cluster-state", "new",
-				"--heartbeat-ms", strconv.FormatUint(uint64(tick), 10), "--election-ms", strconv.FormatUint(uint64(election), 10)}
+				"--initial-cluster-state", "new"}
+		}
+		if tick != 0 {
+			em.args = append(em.args, "--heartbeat-ms", strconv.FormatUint(uint64(tick), 10))
+		}
+		if election != 0 {
+			em.args = append(em.args, "--election-ms", strconv.FormatUint(uint64(election), 10))
 		}
 		if err := os.MkdirAll(em.dataDir, 0o700); err != nil {
 			return fmt.Errorf("lab: etcd dir: %w", err)
@@ -253,17 +256,23 @@ func (s *EtcdStore) MemberStatus(ctx context.Context, i int) (MemberStatus, erro
 	return st, nil
 }
 
-// Stop stops every member: SIGTERM, then SIGKILL after 1s (a graceful stop waits for streams of
+// Stop stops every member at once: SIGTERM, then SIGKILL after 1s (a graceful stop waits for streams of
 // clients that a partition cut off), and removes their data (a WAL alone preallocates 64 MB); the
 // logs stay.
 func (s *EtcdStore) Stop() error {
-	var errs []error
-	for _, m := range s.members {
-		if p := m.current(); p != nil {
-			p.Stop(time.Second)
-		}
-		errs = append(errs, os.RemoveAll(m.dataDir))
+	errs := make([]error, len(s.members))
+	var wg sync.WaitGroup
+	for i, m := range s.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p := m.current(); p != nil {
+				p.Stop(time.Second)
+			}
+			errs[i] = os.RemoveAll(m.dataDir)
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
