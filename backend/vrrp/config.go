@@ -31,7 +31,7 @@ type Config struct {
 	// lower-priority master, a backup waits this long before preempting it. 0-1000s, needs Preempt.
 	PreemptDelay time.Duration
 	// UnicastPeers, when set, replaces multicast: adverts go to each peer, and adverts are accepted
-	// only from them (keepalived `unicast_peer`).
+	// only from them (keepalived `unicast_peer`). IPv4 only for now.
 	UnicastPeers []netip.Addr
 	// Version is the VRRP version: 3 (RFC 5798, the default) or 2 (RFC 3768; keepalived's default).
 	Version int
@@ -40,7 +40,10 @@ type Config struct {
 	AuthPass string
 	// VIPs are the virtual addresses, listed in every advert (RFC 5798 §5.2.9). keepalived drops
 	// adverts whose address list differs from its `virtual_ipaddress` block, so list the same ones
-	// in the same group. IPv4 only, at most 255.
+	// in the same group. At most 255, all IPv4 or all IPv6: their family is the virtual router's
+	// (none: IPv4). An IPv6 router (version 3 only) advertises to ff02::12 from the interface's
+	// link-local address (RFC 5798 §5.1.2); RFC 5798 §5.2.9 wants its first VIP to be a link-local
+	// address, which keepalived (outside strict mode) and hacoord only log.
 	VIPs []netip.Prefix
 	// Group names the virtual router in the Records the Elector reports; default "vrid-<VRID>".
 	Group string
@@ -117,8 +120,16 @@ func (c Config) Validate() error {
 	if c.PreemptDelay > 0 && !c.Preempt {
 		bad("preempt-delay %s needs preempt (it is set with nopreempt)", c.PreemptDelay)
 	}
+	v6 := c.ipv6()
+	if v6 && c.Version != 3 {
+		bad("vip %s: IPv6 needs vrrp-version 3 (RFC 3768 is IPv4 only)", c.VIPs[0])
+	}
 	seen := map[netip.Addr]bool{}
 	for _, p := range c.UnicastPeers {
+		if v6 {
+			bad("unicast-peer %s: unicast peers are supported with IPv4 VIPs only", p)
+			break
+		}
 		if !p.Is4() || p.IsMulticast() || p.IsUnspecified() {
 			bad("unicast-peer %s: must be a unicast IPv4 address", p)
 		}
@@ -132,16 +143,36 @@ func (c Config) Validate() error {
 	}
 	seen = map[netip.Addr]bool{}
 	for _, p := range c.VIPs {
-		if !p.IsValid() || !p.Addr().Is4() {
-			bad("vip %s: must be an IPv4 prefix", p)
+		a := p.Addr()
+		switch {
+		case !p.IsValid() || a.Is4In6():
+			bad("vip %s: must be an IPv4 or IPv6 prefix (not IPv4-mapped)", p)
+			continue
+		case a.Is6() != v6:
+			bad("vip %s: IPv4 and IPv6 VIPs in one virtual router (RFC 5798 §5.2.9: one family; use two instances)", p)
+			continue
+		case a.IsMulticast() || a.IsUnspecified() || a.IsLoopback():
+			bad("vip %s: must be a unicast address", p)
 			continue
 		}
-		if seen[p.Addr()] {
-			bad("vip %s listed twice", p.Addr())
+		if seen[a] {
+			bad("vip %s listed twice", a)
 		}
-		seen[p.Addr()] = true
+		seen[a] = true
 	}
 	return errors.Join(errs...)
+}
+
+// ipv6 reports whether the virtual router is an IPv6 one: its first VIP is IPv6.
+func (c Config) ipv6() bool { return len(c.VIPs) > 0 && c.VIPs[0].Addr().Is6() }
+
+// multicastGroup is where adverts go without unicast peers: 224.0.0.18 or ff02::12 (RFC 5798
+// §5.1.1.2, §5.1.2.2).
+func (c Config) multicastGroup() netip.Addr {
+	if c.ipv6() {
+		return MulticastGroup6
+	}
+	return MulticastGroup
 }
 
 // minAdvertIntV3 is the shortest version 3 advert interval whose validity covers two adverts (see

@@ -11,17 +11,20 @@ import (
 	"syscall"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
 // Conn carries VRRP messages for one interface. The Elector reads from one goroutine and writes from
 // another; Close unblocks a pending Read, which then returns an error wrapping net.ErrClosed.
 type Conn interface {
-	// Read returns the next VRRP message with its IP source, destination and TTL.
+	// Read returns the next VRRP message with its IP source, destination and TTL (IPv6: Hop Limit).
 	Read() (Received, error)
-	// Write sends one VRRP message to dst with TTL 255 and the primary address as source.
+	// Write sends one VRRP message to dst with TTL (Hop Limit) 255 and the primary address as
+	// source.
 	Write(b []byte, dst netip.Addr) error
-	// Addr is the interface's primary IPv4 address: the IP source of every advert.
+	// Addr is the primary address, the IP source of every advert: the interface's primary IPv4
+	// address, or its IPv6 link-local address (RFC 5798 §5.1.1.1, §5.1.2.1).
 	Addr() netip.Addr
 	Close() error
 }
@@ -30,6 +33,8 @@ type Conn interface {
 type ListenConfig struct {
 	// Interface is the link to bind to.
 	Interface string
+	// IPv6 opens an IPv6 socket (RFC 5798 §5.1.2) instead of an IPv4 one.
+	IPv6 bool
 	// Unicast skips joining the multicast group (unicast peers mode).
 	Unicast bool
 	// Exclude lists addresses that are not the primary address even if they come first on the
@@ -37,13 +42,26 @@ type ListenConfig struct {
 	Exclude []netip.Addr
 }
 
-// RawConn is a raw IP protocol 112 socket bound to one interface (SO_BINDTODEVICE), joined to
-// 224.0.0.18 there, sending with TTL 255, TOS internet-control, multicast loop off and the
-// interface's primary IPv4 address as source, and receiving the TTL and destination of each packet
-// as control messages (RFC 5798 §5.1.1).
+// ErrTentative is returned by Listen for IPv6 when the interface's only link-local address is still
+// tentative (duplicate address detection, RFC 4862 §5.4): it cannot be the source of an advert
+// yet. Listening again a little later succeeds; the Elector does so.
+var ErrTentative = errors.New("vrrp: the link-local address is tentative (duplicate address detection)")
+
+// RawConn is a raw IP protocol 112 socket bound to one interface (SO_BINDTODEVICE).
+//
+// IPv4 (RFC 5798 §5.1.1): joined to 224.0.0.18 there, sending with TTL 255, TOS internet-control,
+// multicast loop off and the interface's primary IPv4 address as source, and receiving the TTL and
+// destination of each packet as control messages.
+//
+// IPv6 (RFC 5798 §5.1.2): joined to ff02::12 there, sending with Hop Limit 255, traffic class
+// internet-control (as keepalived), multicast loop off and the interface's link-local address as
+// source, and receiving the Hop Limit and destination as control messages. The kernel fills in and
+// verifies the checksum over the IPv6 pseudo-header (IPV6_CHECKSUM at ChecksumOffset, RFC 3542
+// §3.1), so a packet with a bad one never reaches Read.
 type RawConn struct {
 	close sync.Once
-	pc    *ipv4.PacketConn
+	pc    *ipv4.PacketConn // IPv4, else nil
+	pc6   *ipv6.PacketConn // IPv6, else nil
 	ifi   *net.Interface
 	addr  netip.Addr
 	group bool
@@ -54,6 +72,9 @@ func Listen(cfg ListenConfig) (*RawConn, error) {
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: listen on %s: %w", cfg.Interface, err)
+	}
+	if cfg.IPv6 {
+		return listen6(ifi, cfg)
 	}
 	addr, err := primaryAddr(ifi, cfg.Exclude)
 	if err != nil {
@@ -139,6 +160,9 @@ func (c *RawConn) Addr() netip.Addr { return c.addr }
 
 // Read implements Conn.
 func (c *RawConn) Read() (Received, error) {
+	if c.pc6 != nil {
+		return c.read6()
+	}
 	buf := make([]byte, 1500)
 	for {
 		n, cm, src, err := c.pc.ReadFrom(buf)
@@ -164,6 +188,9 @@ func (c *RawConn) Read() (Received, error) {
 
 // Write implements Conn.
 func (c *RawConn) Write(b []byte, dst netip.Addr) error {
+	if c.pc6 != nil {
+		return c.write6(b, dst)
+	}
 	cm := &ipv4.ControlMessage{Src: c.addr.AsSlice(), IfIndex: c.ifi.Index}
 	if _, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 		return fmt.Errorf("vrrp: send to %s on %s: %w", dst, c.ifi.Name, err)
@@ -175,6 +202,13 @@ func (c *RawConn) Write(b []byte, dst netip.Addr) error {
 func (c *RawConn) Close() error {
 	var err error
 	c.close.Do(func() {
+		if c.pc6 != nil {
+			if c.group {
+				_ = c.pc6.LeaveGroup(c.ifi, &net.IPAddr{IP: MulticastGroup6.AsSlice()})
+			}
+			err = c.pc6.Close()
+			return
+		}
 		if c.group {
 			_ = c.pc.LeaveGroup(c.ifi, &net.IPAddr{IP: MulticastGroup.AsSlice()})
 		}

@@ -3,8 +3,10 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,18 +22,25 @@ import (
 // election.Eligibility and election.Yielder. It only decides the role: the VIPs are bound by the
 // consumer of its States. VRRP has no quorum, so if the VRRP path is cut both sides become master.
 //
-// Run may be called once. SetPriority, SetEligible, Yield and Stats are safe from any goroutine.
+// Run may be called once. SetPriority, SetEligible, Yield, Stats, Mismatches and State are safe
+// from any goroutine.
+//
+// Routers whose adverts for this VRID carry another version, address list, password or interval
+// (see MismatchReason) are logged at warn level, once per reason and source per
+// MismatchWarnInterval, and again when this router becomes master while one was heard recently;
+// Mismatches lists them and Stats counts them, for status and metrics.
 type Elector struct {
 	cfg  Config
 	log  *zap.Logger
 	conn Conn // set by WithConn; else Run opens a RawConn
 
-	ran     atomic.Bool
-	mu      sync.Mutex
-	pending []Event
-	stats   Stats
-	state   election.State
-	kick    chan struct{}
+	ran        atomic.Bool
+	mu         sync.Mutex
+	pending    []Event
+	stats      Stats
+	mismatches []Mismatch
+	state      election.State
+	kick       chan struct{}
 }
 
 // Option changes how an Elector is built.
@@ -61,7 +70,7 @@ func New(cfg Config, log *zap.Logger, opts ...Option) (*Elector, error) {
 		cfg:   cfg,
 		log:   log.Named("vrrp").With(zap.Int("vrid", cfg.VRID), zap.String("interface", cfg.Interface)),
 		kick:  make(chan struct{}, 1),
-		stats: Stats{Dropped: map[DropReason]uint64{}},
+		stats: Stats{}.clone(),
 	}
 	for _, o := range opts {
 		o(e)
@@ -83,11 +92,21 @@ func (e *Elector) SetEligible(ok bool) { e.post(SetEligible{OK: ok}) }
 // again.
 func (e *Elector) Yield() { e.post(Yield{}) }
 
-// Stats returns the packet counters, updated after every step of the state machine.
+// Stats returns the packet counters, updated after every step of the state machine: adverts sent
+// and received, drops by reason, mismatched adverts by reason (the figures of the VRRP metrics).
 func (e *Elector) Stats() Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.stats.clone()
+}
+
+// Mismatches returns the routers heard since Run started whose adverts for this VRID do not match
+// this router's configuration, one entry per reason and source, sorted by reason and source. Such a
+// router does not join this virtual router: both may be master. Empty when there is none.
+func (e *Elector) Mismatches() []Mismatch {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.mismatches)
 }
 
 // State returns the last State the Elector reported (whether or not it was read from out yet).
@@ -116,8 +135,12 @@ func (e *Elector) Run(ctx context.Context, out *election.Outbox) (err error) {
 	}
 	conn := e.conn
 	if conn == nil {
-		rc, err := Listen(ListenConfig{Interface: e.cfg.Interface, Unicast: len(e.cfg.UnicastPeers) > 0, Exclude: e.cfg.addresses()})
+		rc, err := e.listen(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				out.Set(election.State{Role: election.Backup, Reason: "shutdown"})
+				return nil
+			}
 			return err
 		}
 		conn = rc
@@ -129,6 +152,11 @@ func (e *Elector) Run(ctx context.Context, out *election.Outbox) (err error) {
 	}
 	e.log.Warn("VRRP has no quorum: if the VRRP path between the routers is cut, each side becomes master (split brain)",
 		zap.Int("priority", e.cfg.Priority), zap.Stringer("address", conn.Addr()))
+	if e.cfg.ipv6() && !e.cfg.VIPs[0].Addr().IsLinkLocalUnicast() {
+		// keepalived logs the same outside its strict mode, and interoperates.
+		e.log.Info("the first IPv6 VIP is not a link-local address, which RFC 5798 §5.2.9 asks for",
+			zap.Stringer("vip", e.cfg.VIPs[0]))
+	}
 
 	r := &runner{e: e, m: m, conn: conn, out: out, ctx: ctx}
 	var g errgroup.Group
@@ -190,14 +218,43 @@ func (e *Elector) Run(ctx context.Context, out *election.Outbox) (err error) {
 	}
 }
 
+// listen opens the RawConn on Config.Interface. An IPv6 link-local address still in duplicate
+// address detection (a link just up) is waited for, every tentativeRetry, until ctx is done.
+func (e *Elector) listen(ctx context.Context) (*RawConn, error) {
+	lc := ListenConfig{Interface: e.cfg.Interface, IPv6: e.cfg.ipv6(), Unicast: len(e.cfg.UnicastPeers) > 0, Exclude: e.cfg.addresses()}
+	logged := false
+	for {
+		rc, err := Listen(lc)
+		if !errors.Is(err, ErrTentative) {
+			return rc, err
+		}
+		if !logged {
+			e.log.Info("waiting for duplicate address detection of the link-local address to send adverts from", zap.Error(err))
+			logged = true
+		}
+		t := time.NewTimer(tentativeRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
+// tentativeRetry is how often listen looks again for a link-local address that has passed
+// duplicate address detection (RFC 4862 §5.4: about a second by default).
+const tentativeRetry = 100 * time.Millisecond
+
 // runner is the state of one Run call; only Run's loop calls step.
 type runner struct {
-	e    *Elector
-	m    *Machine
-	conn Conn
-	term uint64
-	out  *election.Outbox
-	ctx  context.Context // Run's: once done, the consumer has demoted already
+	e          *Elector
+	m          *Machine
+	conn       Conn
+	term       uint64
+	out        *election.Outbox
+	ctx        context.Context // Run's: once done, the consumer has demoted already
+	sendErrors uint64          // adverts that reached no destination
 }
 
 func (r *runner) step(ev Event) {
@@ -227,20 +284,56 @@ func (r *runner) step(ev Event) {
 			if !(o.From == Master && o.To != Master) {
 				r.transition(o)
 			}
+		case MismatchWarning:
+			r.warnMismatch(o.Mismatch)
 		}
 	}
 	st := r.m.Stats()
+	st.SendErrors = r.sendErrors
+	var mms []Mismatch
 	e.mu.Lock()
 	prev := e.stats
+	if st.MismatchedTotal() != prev.MismatchedTotal() {
+		mms = r.m.Mismatches()
+		e.mismatches = mms
+	}
 	e.stats = st
 	e.mu.Unlock()
 	if p, ok := ev.(Received); ok && st.DroppedTotal() != prev.DroppedTotal() {
 		for reason, n := range st.Dropped {
 			if prev.Dropped[reason] != n {
-				// Debug only: a misconfigured neighbour sends one every advert interval.
+				// Debug only: a misconfigured neighbour sends one every advert interval (it is
+				// warned about, rate-limited, as a mismatch).
 				e.log.Debug("advert dropped", zap.String("reason", string(reason)), zap.Stringer("src", p.Src))
 			}
 		}
+	}
+}
+
+// warnMismatch logs a router whose adverts for our VRID do not match (rate-limited by the Machine).
+func (r *runner) warnMismatch(mm Mismatch) {
+	msg := "adverts for this VRID do not match this router's configuration: the sender does not join this virtual router, and both may be master (split brain)"
+	if !mm.Dropped {
+		msg = "adverts for this VRID carry another advert interval: accepted (RFC 5798), but takeover times depend on which router is master"
+	}
+	r.e.log.Warn(msg, zap.String("reason", string(mm.Reason)), zap.Stringer("src", mm.Source),
+		zap.String("detail", mm.Detail), zap.Uint64("count", mm.Count))
+}
+
+// warnMasterBeside warns, as this router becomes master, about the routers with mismatched adverts
+// heard within MismatchWarnInterval: they drop our adverts as we drop theirs, so they may be master
+// too.
+func (r *runner) warnMasterBeside() {
+	var srcs []string
+	for _, mm := range r.m.mismatches.recent(time.Now(), MismatchWarnInterval) {
+		if !mm.Dropped {
+			continue // accepted: that router is part of the group
+		}
+		srcs = append(srcs, fmt.Sprintf("%s (%s)", mm.Source, mm.Reason))
+	}
+	if len(srcs) > 0 {
+		r.e.log.Warn("becoming master while routers that send mismatched adverts for this VRID are on the link: they may be master too (split brain)",
+			zap.Strings("mismatched", srcs))
 	}
 }
 
@@ -248,7 +341,7 @@ func (r *runner) send(p Packet) {
 	src := r.conn.Addr()
 	dsts := r.e.cfg.UnicastPeers
 	if len(dsts) == 0 {
-		dsts = []netip.Addr{MulticastGroup}
+		dsts = []netip.Addr{r.e.cfg.multicastGroup()}
 	}
 	now := time.Now()
 	sent := false
@@ -262,6 +355,9 @@ func (r *runner) send(p Packet) {
 			continue
 		}
 		sent = true
+	}
+	if !sent {
+		r.sendErrors++
 	}
 	if sent && p.Priority != PriorityStop && r.m.State() == Master {
 		r.renew(now)
@@ -298,6 +394,7 @@ func (r *runner) transition(t Transition) uint64 {
 	e := r.e
 	if t.To == Master && t.From != Master {
 		r.term++
+		r.warnMasterBeside()
 	}
 	s := election.State{Reason: t.Reason}
 	switch t.To {

@@ -2,21 +2,24 @@ package vrrp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hacoord/hacoord/election"
 )
 
-// fakeNet is an in-memory link: a Write to the multicast group reaches every other conn, a unicast
-// Write the conn with that address. Packets arrive with TTL 255 unless ttl is set.
+// fakeNet is an in-memory link: a Write to a multicast group (224.0.0.18, ff02::12) reaches every
+// other conn, a unicast Write the conn with that address. Packets arrive with TTL 255.
 type fakeNet struct {
 	mu    sync.Mutex
 	conns []*fakeConn
@@ -68,7 +71,7 @@ func (c *fakeConn) Write(b []byte, dst netip.Addr) error {
 		return nil
 	}
 	for _, o := range c.net.conns {
-		if o == c || (dst != MulticastGroup && dst != o.addr) {
+		if o == c || (!dst.IsMulticast() && dst != o.addr) {
 			continue
 		}
 		select {
@@ -473,4 +476,96 @@ func TestElectorPriorityZeroAfterDemote(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A hacoord router (version 3) next to one left at keepalived's default (version 2): they never
+// form one group, so both become master. The user hears of it at once, at warn level, naming the
+// source, what it sent and what we expect; again on becoming master; then once a minute. Status
+// (Mismatches) and the metrics (Stats) show it.
+func TestElectorWarnsAboutMismatchedRouter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNet{}
+		cfgA, cfgB := testConfig(3), testConfig(2)
+		cfgA.Priority = 150
+		coreA, logsA := observer.New(zap.WarnLevel)
+		coreB, logsB := observer.New(zap.WarnLevel)
+		a := runNode(t, n.conn(addrA), cfgA, zap.New(coreA))
+		defer a.stop(t)
+		b := runNode(t, n.conn(addrB), cfgB, zap.New(coreB))
+		defer b.stop(t)
+
+		time.Sleep(150 * time.Second)
+		synctest.Wait()
+		if a.last().Role != election.Master || b.last().Role != election.Master {
+			t.Fatalf("A %+v, B %+v: want both master (split brain)", a.last(), b.last())
+		}
+		// A (priority 150, Master_Down_Interval 3.41s) is master first and advertises; B (3.61s)
+		// hears it, warns, and warns again on becoming master beside it. A hears B's first advert at
+		// 3.61s and warns then, at 63.61s and at 123.61s.
+		mismatch := func(logs *observer.ObservedLogs) []observer.LoggedEntry {
+			return logs.FilterMessageSnippet("adverts for this VRID do not match").All()
+		}
+		const beside = "becoming master while routers that send mismatched adverts for this VRID are on the link"
+		if w := mismatch(logsA); len(w) != 3 {
+			t.Fatalf("A: %d mismatch warnings in 150s, want 3 (one a minute): %+v", len(w), w)
+		}
+		f := mismatch(logsA)[0].ContextMap()
+		if f["reason"] != "version" || f["src"] != addrB.String() || !strings.Contains(f["detail"].(string), "VRRP version 2, we speak version 3") {
+			t.Fatalf("A's warning fields %v", f)
+		}
+		if w := logsA.FilterMessageSnippet(beside).All(); len(w) != 0 {
+			t.Errorf("A was master before it heard B, yet warned %+v", w)
+		}
+		if w := logsB.FilterMessageSnippet(beside).All(); len(w) != 1 || fmt.Sprint(w[0].ContextMap()["mismatched"]) != "[192.0.2.1 (version)]" {
+			t.Fatalf("B became master after hearing A: warnings %+v, want one naming 192.0.2.1", w)
+		}
+		mms := a.e.Mismatches()
+		if len(mms) != 1 || mms[0].Reason != MismatchVersion || mms[0].Source != addrB || mms[0].Count < 140 || !mms[0].Dropped {
+			t.Fatalf("Mismatches %+v", mms)
+		}
+		st := a.e.Stats()
+		if st.Mismatched[MismatchVersion] != mms[0].Count || st.Received != st.Mismatched[MismatchVersion] || st.Sent < 140 || st.SendErrors != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+		// B (version 2) reports A's version 3 adverts the same way.
+		if mm := b.e.Mismatches(); len(mm) != 1 || mm[0].Source != addrA || !strings.Contains(mm[0].Detail, "VRRP version 3, we speak version 2") {
+			t.Fatalf("B's Mismatches %+v", mm)
+		}
+		a.stop(t)
+		b.stop(t)
+	})
+}
+
+// IPv6 (RFC 5798 over IPv6) between two Electors: adverts to ff02::12 from link-local addresses; a
+// graceful stop hands over after the backup's Skew_Time (61ms at 100ms adverts, priority 100), not
+// its Master_Down_Interval (361ms).
+func TestElectorFailoverIPv6(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &fakeNet{}
+		cfgA, cfgB := LocalConfig(), LocalConfig()
+		cfgA.Interface, cfgA.VRID, cfgA.Priority, cfgA.VIPs = "eth0", 9, 200, testVI6
+		cfgB.Interface, cfgB.VRID, cfgB.Priority, cfgB.VIPs = "eth0", 9, 100, testVI6
+		a := startNode(t, n, ll1, cfgA)
+		defer a.stop(t)
+		b := startNode(t, n, ll2, cfgB)
+		defer b.stop(t)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if s := a.last(); s.Role != election.Master || s.Leader.Address != ll1 || !slices.Equal(s.Leader.VIPs, testVI6) {
+			t.Fatalf("A %+v, want master at %s with the IPv6 VIPs", s, ll1)
+		}
+		if s := b.last(); s.Role != election.Backup || s.Leader.Address != ll1 {
+			t.Fatalf("B %+v, want backup following %s", s, ll1)
+		}
+		if st := b.e.Stats(); st.Accepted < 5 || st.DroppedTotal() != 0 {
+			t.Fatalf("B stats %+v", st)
+		}
+		a.stop(t)
+		time.Sleep(62 * time.Millisecond)
+		synctest.Wait()
+		if s := b.last(); s.Role != election.Master {
+			t.Fatalf("B %+v 62ms after A stopped: want master", s)
+		}
+		b.stop(t)
+	})
 }

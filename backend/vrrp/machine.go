@@ -50,7 +50,7 @@ type Tick struct{}
 // Received is a packet read from the wire, with what the IP header said about it.
 type Received struct {
 	Src, Dst netip.Addr
-	TTL      int
+	TTL      int    // IPv4 TTL or IPv6 Hop Limit
 	Data     []byte // the VRRP message, IP header removed
 }
 
@@ -89,8 +89,14 @@ type Transition struct {
 	Reason   string
 }
 
-func (Send) output()       {}
-func (Transition) output() {}
+// MismatchWarning asks the driver to warn about a router whose adverts for this VRID do not match
+// this router's configuration (see Mismatch). Step emits one for a reason and source at most once
+// per MismatchWarnInterval, the first at once.
+type MismatchWarning struct{ Mismatch Mismatch }
+
+func (Send) output()            {}
+func (Transition) output()      {}
+func (MismatchWarning) output() {}
 
 // DropReason is why a received packet was dropped by the receive checks (RFC 5798 §7.1,
 // RFC 3768 §7.1).
@@ -112,16 +118,27 @@ const (
 	DropUnknownPeer DropReason = "unknown-peer" // unicast mode: sender is not a configured peer
 )
 
-// Stats counts packets. The zero value is ready; a Machine updates its own.
+// Stats counts packets. The zero value is ready; a Machine updates its own. They are the figures
+// of the VRRP metrics (adverts sent and received, mismatched adverts by reason).
 type Stats struct {
+	// Received is the number of packets read from the wire: Accepted + Own + DroppedTotal().
+	Received uint64
 	// Accepted is the number of adverts that passed the receive checks.
 	Accepted uint64
 	// Own is the number of adverts from this router's own address, ignored.
 	Own uint64
-	// Sent is the number of adverts this machine asked to send (priority-0 ones included).
+	// Sent is the number of adverts this machine asked to send (priority-0 ones included), once
+	// each however many unicast peers they go to.
 	Sent uint64
+	// SendErrors (the Elector's, always 0 in a Machine's) is the number of adverts that could not
+	// be sent to any destination.
+	SendErrors uint64
 	// Dropped counts the packets that failed a receive check, by reason.
 	Dropped map[DropReason]uint64
+	// Mismatched counts the adverts for this VRID whose sender is configured differently, by
+	// reason (see Mismatch). Most are also in Dropped; a version 3 advert with another interval is
+	// accepted.
+	Mismatched map[MismatchReason]uint64
 	// Transitions counts changes of RouterState.
 	Transitions uint64
 }
@@ -131,7 +148,20 @@ func (s Stats) clone() Stats {
 	if s.Dropped == nil {
 		s.Dropped = map[DropReason]uint64{}
 	}
+	s.Mismatched = maps.Clone(s.Mismatched)
+	if s.Mismatched == nil {
+		s.Mismatched = map[MismatchReason]uint64{}
+	}
 	return s
+}
+
+// MismatchedTotal is the sum of Mismatched.
+func (s Stats) MismatchedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Mismatched {
+		n += v
+	}
+	return n
 }
 
 // DroppedTotal is the sum of Dropped.
@@ -166,16 +196,22 @@ type Machine struct {
 	// over; it preempts again once it has been master since.
 	yielded bool
 
-	stats Stats
+	stats      Stats
+	mismatches mismatches
 }
 
 // NewMachine returns a Machine in Initialize for cfg, whose router sends from the primary address
-// self (compared for the equal-priority tie-break, RFC 5798 §6.4.3).
+// self (compared for the equal-priority tie-break, RFC 5798 §6.4.3): an IPv4 address for IPv4 VIPs,
+// the interface's IPv6 link-local address for IPv6 ones (RFC 5798 §5.1.2.1).
 func NewMachine(cfg Config, self netip.Addr) (*Machine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if !self.Is4() {
+	if cfg.ipv6() {
+		if !self.Is6() || self.Is4In6() || !self.IsLinkLocalUnicast() {
+			return nil, fmt.Errorf("vrrp: primary address %s is not an IPv6 link-local address (RFC 5798 §5.1.2.1)", self)
+		}
+	} else if !self.Is4() {
 		return nil, fmt.Errorf("vrrp: primary address %s is not IPv4", self)
 	}
 	m := &Machine{
@@ -184,7 +220,7 @@ func NewMachine(cfg Config, self netip.Addr) (*Machine, error) {
 		addrs: cfg.addresses(),
 		prio:  uint8(cfg.Priority),
 		ok:    true,
-		stats: Stats{Dropped: map[DropReason]uint64{}},
+		stats: Stats{Dropped: map[DropReason]uint64{}, Mismatched: map[MismatchReason]uint64{}},
 	}
 	slices.SortFunc(m.addrs, netip.Addr.Compare)
 	if cfg.AuthPass != "" {
@@ -220,6 +256,10 @@ func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInt 
 
 // Stats returns a copy of the counters.
 func (m *Machine) Stats() Stats { return m.stats.clone() }
+
+// Mismatches returns the routers whose adverts for this VRID did not match this router's
+// configuration, by reason and source, sorted; at most maxMismatches, the most recent.
+func (m *Machine) Mismatches() []Mismatch { return m.mismatches.list() }
 
 // NextTimer returns when Step should next be called with Tick; zero when no timer runs.
 func (m *Machine) NextTimer() time.Time {
@@ -401,44 +441,68 @@ func (m *Machine) setEligible(now time.Time, ok bool, out []Output) []Output {
 	return out
 }
 
-// check runs the receive checks of RFC 5798 §7.1 and RFC 3768 §7.1 (and keepalived's) on r and
-// returns the decoded packet, or the reason to drop it. own is true for our own adverts.
-func (m *Machine) check(r Received) (p Packet, reason DropReason, own bool) {
-	if r.Src == m.self {
-		return p, "", true
+// verdict is what the receive checks made of a packet.
+type verdict struct {
+	p    Packet
+	drop DropReason // why it is dropped; "" if accepted
+	own  bool       // one of our own adverts
+	// mismatch, with detail (what they sent, what we expect), says that an advert for our VRID
+	// comes from a router configured differently; the packet may be dropped or (v3 interval)
+	// accepted.
+	mismatch MismatchReason
+	detail   string
+}
+
+// check runs the receive checks of RFC 5798 §7.1 and RFC 3768 §7.1 (and keepalived's) on r. The
+// VRID is checked before the version, so that an advert of another version for our VRID is
+// reported as a mismatch, not as noise.
+func (m *Machine) check(r Received) verdict {
+	var p Packet
+	drop := func(reason DropReason) verdict { return verdict{p: p, drop: reason} }
+	mismatch := func(reason DropReason, mm MismatchReason, format string, args ...any) verdict {
+		return verdict{p: p, drop: reason, mismatch: mm, detail: fmt.Sprintf(format, args...)}
 	}
-	// RFC 5798 §7.1: MUST verify that the IP TTL is 255.
+	if r.Src == m.self {
+		return verdict{own: true}
+	}
+	// RFC 5798 §7.1: MUST verify that the IPv4 TTL / IPv6 Hop Limit is 255.
 	if r.TTL != TTL {
-		return p, DropTTL, false
+		return drop(DropTTL)
 	}
 	if err := p.Unmarshal(r.Data); err != nil {
 		if errors.Is(err, ErrVersion) {
-			return p, DropVersion, false
+			return drop(DropVersion)
 		}
-		return p, DropLength, false
+		return drop(DropLength)
 	}
-	// MUST verify the VRRP version.
-	if int(p.Version) != m.cfg.Version {
-		return p, DropVersion, false
+	// MUST verify that the received packet contains the complete VRRP packet: with addresses of
+	// this router's family (Unmarshal tells them apart by the length).
+	if len(p.Addresses) > 0 && p.Addresses[0].Is6() != m.cfg.ipv6() {
+		return drop(DropLength)
 	}
 	if p.Type != TypeAdvertisement {
-		return p, DropType, false
+		return drop(DropType)
 	}
-	// MUST verify that the received packet contains the complete VRRP packet (Unmarshal) and
 	// MUST verify the VRRP checksum.
 	dst := r.Dst
 	if !dst.IsValid() {
-		dst = MulticastGroup
+		dst = m.cfg.multicastGroup()
 	}
 	if !VerifyChecksum(r.Data, r.Src, dst) {
-		return p, DropChecksum, false
+		return drop(DropChecksum)
 	}
 	// MUST verify that the VRID is configured on the receiving interface.
 	if int(p.VRID) != m.cfg.VRID {
-		return p, DropVRID, false
+		return drop(DropVRID)
 	}
 	if m.peers != nil && !m.peers[r.Src] {
-		return p, DropUnknownPeer, false
+		return drop(DropUnknownPeer)
+	}
+	// MUST verify the VRRP version.
+	if int(p.Version) != m.cfg.Version {
+		return mismatch(DropVersion, MismatchVersion,
+			"VRRP version %d, we speak version %d: set the same on both (hacoord vrrp-version, keepalived's `version` in vrrp_instance, whose default is 2)",
+			p.Version, m.cfg.Version)
 	}
 	if m.cfg.Version == 2 {
 		// RFC 3768 §7.1: MUST perform authentication as specified by Auth Type.
@@ -447,46 +511,62 @@ func (m *Machine) check(r Received) (p Packet, reason DropReason, own bool) {
 			want = AuthSimple
 		}
 		if p.AuthType != want {
-			return p, DropAuthType, false
+			return mismatch(DropAuthType, MismatchAuth, "auth type %s, we expect %s", authName(p.AuthType), authName(want))
 		}
 		if want == AuthSimple && p.AuthData != m.auth {
-			return p, DropAuth, false
+			// The passwords themselves stay out of logs.
+			return mismatch(DropAuth, MismatchAuth, "auth type PASS with another auth-pass than ours")
 		}
 		// MUST verify that the Adver Interval in the packet is the same as the locally configured one.
 		if p.AdvertInt != m.cfg.advertField() {
-			return p, DropAdvertInt, false
+			return mismatch(DropAdvertInt, MismatchAdvertInt, "advert interval %ds, ours is %s (RFC 3768 §7.1: dropped)",
+				p.AdvertInt, m.cfg.AdvertInt)
 		}
 	} else if p.AdvertInt == 0 {
-		return p, DropAdvertInt, false
+		return mismatch(DropAdvertInt, MismatchAdvertInt, "advert interval 0, which is invalid (ours is %s)", m.cfg.AdvertInt)
 	}
 	// RFC 3768 §7.1: MUST verify that the Count IP Addrs and the list of IP Addresses match the
 	// IP_Addresses configured for the VRID; unless the sender is the owner (priority 255), drop.
 	// RFC 5798 §7.1 makes it a MAY; keepalived drops on a count mismatch in both versions.
 	if len(p.Addresses) != len(m.addrs) {
-		return p, DropAddrCount, false
+		return mismatch(DropAddrCount, MismatchVIPs, "%d addresses %v, we expect %d: %v", len(p.Addresses), p.Addresses, len(m.addrs), m.cfg.addresses())
 	}
 	if p.Priority != PriorityOwner {
 		got := slices.Clone(p.Addresses)
 		slices.SortFunc(got, netip.Addr.Compare)
 		if !slices.Equal(got, m.addrs) {
-			return p, DropAddrList, false
+			return mismatch(DropAddrList, MismatchVIPs, "addresses %v, we expect %v", p.Addresses, m.cfg.addresses())
 		}
 	}
-	return p, "", false
+	if m.cfg.Version == 3 && p.AdvertInt != m.cfg.advertField() {
+		// RFC 5798 §6.4.2: a backup learns the master's interval, so the group works; but how soon a
+		// backup takes over then depends on which router is master.
+		got := time.Duration(p.AdvertInt) * 10 * time.Millisecond
+		return verdict{p: p, mismatch: MismatchAdvertInt,
+			detail: fmt.Sprintf("advert interval %s, ours is %s (accepted: RFC 5798 §6.4.2 backups learn the master's, so takeover times depend on which router is master)", got, m.cfg.AdvertInt)}
+	}
+	return verdict{p: p}
 }
 
 func (m *Machine) receive(now time.Time, r Received, out []Output) []Output {
-	p, reason, own := m.check(r)
+	m.stats.Received++
+	v := m.check(r)
+	if v.mismatch != "" {
+		m.stats.Mismatched[v.mismatch]++
+		if mm, warn := m.mismatches.add(now, v.mismatch, r.Src, v.detail, v.drop != ""); warn {
+			out = append(out, MismatchWarning{Mismatch: mm})
+		}
+	}
 	switch {
-	case own:
+	case v.own:
 		m.stats.Own++
 		return out
-	case reason != "":
-		m.stats.Dropped[reason]++
+	case v.drop != "":
+		m.stats.Dropped[v.drop]++
 		return out
 	}
 	m.stats.Accepted++
-	src := r.Src
+	p, src := v.p, r.Src
 	switch m.state {
 	case Backup:
 		return m.receiveBackup(now, p, src, out)

@@ -1,7 +1,9 @@
 package vrrp
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,21 @@ var (
 func testConfig(version int) Config {
 	c := DefaultConfig()
 	c.Interface, c.VRID, c.Version, c.VIPs = "eth0", 51, version, testVI
+	return c
+}
+
+// IPv6 routers send from their link-local address (RFC 5798 §5.1.2.1).
+var (
+	ll1     = netip.MustParseAddr("fe80::1")
+	ll2     = netip.MustParseAddr("fe80::2")
+	ll3     = netip.MustParseAddr("fe80::3")
+	testVI6 = []netip.Prefix{netip.MustParsePrefix("fd00::100/64"), netip.MustParsePrefix("fd00::101/64")}
+)
+
+// testConfig6 is a version 3 router of IPv6 VIPs.
+func testConfig6() Config {
+	c := testConfig(3)
+	c.VIPs = testVI6
 	return c
 }
 
@@ -54,11 +71,34 @@ func (h *harness) advert(src netip.Addr, prio int, mod ...func(*Packet)) Receive
 	for _, f := range mod {
 		f(&p)
 	}
-	b, err := p.Marshal(src, MulticastGroup)
+	group := h.cfg.multicastGroup()
+	b, err := p.Marshal(src, group)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return Received{Src: src, Dst: MulticastGroup, TTL: 255, Data: b}
+	return Received{Src: src, Dst: group, TTL: 255, Data: b}
+}
+
+// acted returns the outputs of the last step other than warnings: what the machine did.
+func (h *harness) acted() []Output {
+	var out []Output
+	for _, o := range h.out {
+		if _, ok := o.(MismatchWarning); !ok {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// warnings returns the MismatchWarnings of the last step.
+func (h *harness) warnings() []Mismatch {
+	var w []Mismatch
+	for _, o := range h.out {
+		if mw, ok := o.(MismatchWarning); ok {
+			w = append(w, mw.Mismatch)
+		}
+	}
+	return w
 }
 
 func (h *harness) wantState(s RouterState) {
@@ -396,41 +436,56 @@ func TestReceiveChecksDropAndCount(t *testing.T) {
 	valid := h.advert(addrB, 200)
 	reencode := func(mod func(*Packet)) Received { return h.advert(addrB, 200, mod) }
 	tests := []struct {
-		name string
-		r    Received
-		want DropReason
+		name     string
+		r        Received
+		want     DropReason
+		mismatch MismatchReason // an advert for our VRID from a router configured otherwise
 	}{
-		{"ttl 254", Received{Src: addrB, Dst: MulticastGroup, TTL: 254, Data: valid.Data}, DropTTL},
-		{"truncated", Received{Src: addrB, Dst: MulticastGroup, TTL: 255, Data: valid.Data[:10]}, DropLength},
-		{"version 3", reencode(func(p *Packet) { p.Version, p.AuthType, p.AuthData = 3, 0, [8]byte{} }), DropVersion},
-		{"version 5", func() Received { r := valid; r.Data = append([]byte{0x51}, valid.Data[1:]...); return r }(), DropVersion},
-		{"type 2", reencode(func(p *Packet) { p.Type = 2 }), DropType},
+		{"ttl 254", Received{Src: addrB, Dst: MulticastGroup, TTL: 254, Data: valid.Data}, DropTTL, ""},
+		{"truncated", Received{Src: addrB, Dst: MulticastGroup, TTL: 255, Data: valid.Data[:10]}, DropLength, ""},
+		{"version 3", reencode(func(p *Packet) { p.Version, p.AuthType, p.AuthData = 3, 0, [8]byte{} }), DropVersion, MismatchVersion},
+		{"version 5", func() Received { r := valid; r.Data = append([]byte{0x51}, valid.Data[1:]...); return r }(), DropVersion, ""},
+		{"type 2", reencode(func(p *Packet) { p.Type = 2 }), DropType, ""},
 		{"checksum", func() Received {
 			r := valid
 			r.Data = append([]byte(nil), valid.Data...)
 			r.Data[7] ^= 1
 			return r
-		}(), DropChecksum},
-		{"vrid", reencode(func(p *Packet) { p.VRID = 52 }), DropVRID},
-		{"advert int", reencode(func(p *Packet) { p.AdvertInt = 2 }), DropAdvertInt},
-		{"no auth", reencode(func(p *Packet) { p.AuthType, p.AuthData = 0, [8]byte{} }), DropAuthType},
-		{"wrong password", reencode(func(p *Packet) { p.AuthData = AuthPassData("secreT") }), DropAuth},
-		{"one address", reencode(func(p *Packet) { p.Addresses = p.Addresses[:1] }), DropAddrCount},
-		{"other address", reencode(func(p *Packet) { p.Addresses[1] = netip.MustParseAddr("192.0.2.102") }), DropAddrList},
+		}(), DropChecksum, ""},
+		{"vrid", reencode(func(p *Packet) { p.VRID = 52 }), DropVRID, ""},
+		{"version 3 of another vrid", reencode(func(p *Packet) { p.Version, p.VRID, p.AuthType, p.AuthData = 3, 52, 0, [8]byte{} }), DropVRID, ""},
+		{"advert int", reencode(func(p *Packet) { p.AdvertInt = 2 }), DropAdvertInt, MismatchAdvertInt},
+		{"no auth", reencode(func(p *Packet) { p.AuthType, p.AuthData = 0, [8]byte{} }), DropAuthType, MismatchAuth},
+		{"wrong password", reencode(func(p *Packet) { p.AuthData = AuthPassData("secreT") }), DropAuth, MismatchAuth},
+		{"one address", reencode(func(p *Packet) { p.Addresses = p.Addresses[:1] }), DropAddrCount, MismatchVIPs},
+		{"other address", reencode(func(p *Packet) { p.Addresses[1] = netip.MustParseAddr("192.0.2.102") }), DropAddrList, MismatchVIPs},
+		{"IPv6 addresses", func() Received {
+			p := Packet{Version: 2, Type: 1, VRID: 51, Priority: 200, AdvertInt: 1, AuthType: AuthSimple, AuthData: AuthPassData("secret"),
+				Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.100")}}
+			b, _ := p.Marshal(addrB, MulticastGroup)
+			return Received{Src: addrB, Dst: MulticastGroup, TTL: 255, Data: append(b[:12:12], make([]byte, 20)...)}
+		}(), DropLength, ""},
 	}
 	want := map[DropReason]uint64{}
+	wantMM := map[MismatchReason]uint64{}
 	for i, tt := range tests {
 		at := time.Duration(i+1) * 100 * time.Millisecond
-		if out := h.step(at, tt.r); len(out) != 0 {
-			t.Errorf("%s: acted on a bad packet: %+v", tt.name, out)
+		if h.step(at, tt.r); len(h.acted()) != 0 {
+			t.Errorf("%s: acted on a bad packet: %+v", tt.name, h.out)
 		}
 		want[tt.want]++
 		if got := h.m.Stats().Dropped; got[tt.want] != want[tt.want] {
 			t.Errorf("%s: dropped %v, want %s counted", tt.name, got, tt.want)
 		}
+		if tt.mismatch != "" {
+			wantMM[tt.mismatch]++
+		}
+		if got := h.m.Stats().Mismatched; !maps.Equal(got, wantMM) {
+			t.Errorf("%s: mismatched %v, want %v", tt.name, got, wantMM)
+		}
 		h.wantTimer(mdi) // never acted on
 	}
-	if s := h.m.Stats(); s.Accepted != 0 || s.DroppedTotal() != uint64(len(tests)) {
+	if s := h.m.Stats(); s.Accepted != 0 || s.DroppedTotal() != uint64(len(tests)) || s.Received != uint64(len(tests)) {
 		t.Fatalf("stats %+v", s)
 	}
 	// Address order does not matter, and the owner may list other addresses (RFC 3768 §7.1).
@@ -438,7 +493,7 @@ func TestReceiveChecksDropAndCount(t *testing.T) {
 	h.step(2*time.Second, h.advert(addrB, 255, func(p *Packet) { p.Addresses[1] = netip.MustParseAddr("192.0.2.102") }))
 	// Our own adverts are ignored.
 	h.step(2*time.Second, h.advert(addrA, 200))
-	if s := h.m.Stats(); s.Accepted != 2 || s.Own != 1 {
+	if s := h.m.Stats(); s.Accepted != 2 || s.Own != 1 || s.Received != s.Accepted+s.Own+s.DroppedTotal() {
 		t.Fatalf("stats %+v", s)
 	}
 }
@@ -501,8 +556,21 @@ func TestConfigValidate(t *testing.T) {
 		{"preempt delay with nopreempt", func(c *Config) { c.Preempt, c.PreemptDelay = false, time.Second }, "needs preempt"},
 		{"preempt delay too long", func(c *Config) { c.PreemptDelay = 1001 * time.Second }, "preempt-delay"},
 		{"ipv6 peer", func(c *Config) { c.UnicastPeers = []netip.Addr{netip.MustParseAddr("2001:db8::1")} }, "unicast-peer"},
-		{"ipv6 vip", func(c *Config) { c.VIPs = []netip.Prefix{netip.MustParsePrefix("2001:db8::1/64")} }, "vip"},
+		{"ipv6 vip with v2", func(c *Config) {
+			c.Version, c.AdvertInt, c.VIPs = 2, time.Second, []netip.Prefix{netip.MustParsePrefix("2001:db8::1/64")}
+		}, "IPv6 needs vrrp-version 3"},
+		{"ipv4 and ipv6 vips", func(c *Config) { c.VIPs = append(c.VIPs, netip.MustParsePrefix("fd00::100/64")) }, "IPv4 and IPv6 VIPs in one virtual router"},
+		{"ipv6 and ipv4 vips", func(c *Config) { c.VIPs = append([]netip.Prefix{netip.MustParsePrefix("fd00::100/64")}, c.VIPs...) }, "IPv4 and IPv6 VIPs in one virtual router"},
+		{"ipv6 unicast", func(c *Config) {
+			c.VIPs, c.UnicastPeers = []netip.Prefix{netip.MustParsePrefix("fd00::100/64")}, []netip.Addr{netip.MustParseAddr("fd00::2")}
+		}, "unicast peers are supported with IPv4 VIPs only"},
+		{"ipv4-mapped vip", func(c *Config) { c.VIPs = []netip.Prefix{netip.MustParsePrefix("::ffff:192.0.2.100/120")} }, "not IPv4-mapped"},
+		{"multicast vip", func(c *Config) { c.VIPs = []netip.Prefix{netip.MustParsePrefix("ff02::12/128")} }, "unicast"},
+		{"invalid vip", func(c *Config) { c.VIPs = []netip.Prefix{{}} }, "vip invalid Prefix"},
 		{"duplicate vip", func(c *Config) { c.VIPs = append(c.VIPs, c.VIPs[0]) }, "twice"},
+		{"duplicate ipv6 vip", func(c *Config) {
+			c.VIPs = []netip.Prefix{netip.MustParsePrefix("fd00::100/64"), netip.MustParsePrefix("fd00::100/128")}
+		}, "twice"},
 	}
 	for _, tt := range tests {
 		c := testConfig(3)
@@ -516,6 +584,13 @@ func TestConfigValidate(t *testing.T) {
 	v2.AuthPass, v2.AdvertInt = "12345678", 255*time.Second
 	if err := v2.Validate(); err != nil {
 		t.Errorf("v2 max: %v", err)
+	}
+	v6 := testConfig6()
+	if err := v6.Validate(); err != nil {
+		t.Errorf("IPv6: %v", err)
+	}
+	if !v6.ipv6() || v6.multicastGroup() != MulticastGroup6 || ok.ipv6() || ok.multicastGroup() != MulticastGroup {
+		t.Errorf("families: IPv6 config ipv6=%v group %s; IPv4 config ipv6=%v group %s", v6.ipv6(), v6.multicastGroup(), ok.ipv6(), ok.multicastGroup())
 	}
 }
 
@@ -572,4 +647,211 @@ func TestYieldedRouterDoesNotPreempt(t *testing.T) {
 	h.wantState(Master)
 	h.step(at+time.Second, h.advert(addrB, 100))
 	h.wantState(Master)
+}
+
+// A hacoord router (version 3, the default) next to a keepalived one left at its default (version
+// 2) and one with another VIP list: every advert is counted, the first from each source is warned
+// about at once (before this router's Master_Down_Interval can make it master beside them), and
+// then at most once per MismatchWarnInterval for each reason and source.
+func TestMismatchWarningsRateLimited(t *testing.T) {
+	h := newHarness(t, testConfig(3), addrA)
+	h.step(0, Startup{})
+	v2 := func(at time.Duration) Received {
+		p := Packet{Version: 2, Type: 1, VRID: 51, Priority: 100, AdvertInt: 1, Addresses: h.cfg.addresses()}
+		b, err := p.Marshal(addrB, MulticastGroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Received{Src: addrB, Dst: MulticastGroup, TTL: TTL, Data: b}
+	}
+	otherVIPs := func() Received {
+		return h.advert(addrC, 100, func(p *Packet) { p.Addresses = []netip.Addr{netip.MustParseAddr("192.0.2.200")} })
+	}
+	var warnedB, warnedC []time.Duration
+	end := 150 * time.Second
+	for at := time.Duration(0); at <= end; at += time.Second {
+		h.step(at, v2(at))
+		for _, w := range h.warnings() {
+			if w.Reason != MismatchVersion || w.Source != addrB || !w.Dropped ||
+				!strings.Contains(w.Detail, "VRRP version 2, we speak version 3") {
+				t.Fatalf("warning %+v, want version 2 from %s", w, addrB)
+			}
+			if w.Count != uint64(at/time.Second)+1 {
+				t.Fatalf("at %s: warning counts %d adverts, want %d", at, w.Count, at/time.Second+1)
+			}
+			warnedB = append(warnedB, at)
+		}
+		if len(h.acted()) != 0 {
+			t.Fatalf("acted on a version 2 advert: %+v", h.out)
+		}
+		h.step(at, Tick{})
+		if at%(3*time.Second) == 0 {
+			h.step(at, otherVIPs())
+			for _, w := range h.warnings() {
+				if w.Reason != MismatchVIPs || w.Source != addrC || w.Detail != "1 addresses [192.0.2.200], we expect 2: [192.0.2.100 192.0.2.101]" {
+					t.Fatalf("warning %+v, want the VIP list from %s", w, addrC)
+				}
+				warnedC = append(warnedC, at)
+			}
+		}
+	}
+	// Nothing joined: the router became master after its Master_Down_Interval, beside them.
+	h.wantState(Master)
+	if want := []time.Duration{0, 60 * time.Second, 120 * time.Second}; !slices.Equal(warnedB, want) {
+		t.Errorf("warnings about %s at %v, want %v", addrB, warnedB, want)
+	}
+	if want := []time.Duration{0, 60 * time.Second, 120 * time.Second}; !slices.Equal(warnedC, want) {
+		t.Errorf("warnings about %s at %v, want %v", addrC, warnedC, want)
+	}
+	st := h.m.Stats()
+	if st.Mismatched[MismatchVersion] != 151 || st.Mismatched[MismatchVIPs] != 51 || st.MismatchedTotal() != 202 || st.Accepted != 0 {
+		t.Errorf("stats %+v: want 151 version and 51 vips mismatches", st)
+	}
+	mms := h.m.Mismatches()
+	if len(mms) != 2 {
+		t.Fatalf("mismatches %+v, want one per reason and source", mms)
+	}
+	// Sorted by reason: "version" before "vips".
+	if m := mms[0]; m.Reason != MismatchVersion || m.Source != addrB || m.Count != 151 || !m.First.Equal(t0) || !m.Last.Equal(t0.Add(end)) {
+		t.Errorf("version mismatch %+v", m)
+	}
+	if m := mms[1]; m.Reason != MismatchVIPs || m.Source != addrC || m.Count != 51 {
+		t.Errorf("vips mismatch %+v", m)
+	}
+}
+
+// A v2 password mismatch names no password; an interval mismatch names both intervals. Warnings
+// are per reason: the same source gets one for each.
+func TestMismatchDetails(t *testing.T) {
+	cfg := testConfig(2)
+	cfg.AuthPass = "secret"
+	h := newHarness(t, cfg, addrA)
+	h.step(0, Startup{})
+	h.step(time.Second, h.advert(addrB, 100, func(p *Packet) { p.AuthData = AuthPassData("hunter2") }))
+	h.step(2*time.Second, h.advert(addrB, 100, func(p *Packet) { p.AdvertInt = 3 }))
+	h.step(3*time.Second, h.advert(addrB, 100, func(p *Packet) { p.AuthType, p.AuthData = AuthNone, [8]byte{} }))
+	mms := h.m.Mismatches()
+	if len(mms) != 2 {
+		t.Fatalf("mismatches %+v", mms)
+	}
+	for _, m := range mms {
+		if strings.Contains(m.Detail, "secret") || strings.Contains(m.Detail, "hunter2") {
+			t.Errorf("a password in %q", m.Detail)
+		}
+	}
+	if m := mms[1]; m.Reason != MismatchAuth || m.Count != 2 || m.Detail != "auth type none, we expect PASS" {
+		t.Errorf("auth mismatch %+v", m)
+	}
+	if m := mms[0]; m.Reason != MismatchAdvertInt || m.Detail != "advert interval 3s, ours is 1s (RFC 3768 §7.1: dropped)" || !m.Dropped {
+		t.Errorf("advert-int mismatch %+v", m)
+	}
+}
+
+// Version 3: a master with another interval is followed (RFC 5798 §6.4.2: Master_Adver_Interval is
+// learned), and warned about once, as an accepted mismatch.
+func TestMismatchAdvertIntV3Accepted(t *testing.T) {
+	h := newHarness(t, testConfig(3), addrA)
+	h.step(0, Startup{})
+	for i := 1; i <= 5; i++ {
+		h.step(time.Duration(i)*time.Second, h.advert(addrB, 150, func(p *Packet) { p.AdvertInt = 50 }))
+		if w := h.warnings(); (i == 1) != (len(w) == 1) {
+			t.Fatalf("advert %d: warnings %+v", i, w)
+		}
+	}
+	h.wantState(Backup)
+	if h.m.MasterAddr() != addrB || h.m.MasterAdverInterval() != 500*time.Millisecond {
+		t.Fatalf("master %s with interval %s, want %s with 500ms", h.m.MasterAddr(), h.m.MasterAdverInterval(), addrB)
+	}
+	mms := h.m.Mismatches()
+	if len(mms) != 1 || mms[0].Reason != MismatchAdvertInt || mms[0].Dropped || mms[0].Count != 5 ||
+		mms[0].Detail != "advert interval 500ms, ours is 1s (accepted: RFC 5798 §6.4.2 backups learn the master's, so takeover times depend on which router is master)" {
+		t.Fatalf("mismatches %+v", mms)
+	}
+	if st := h.m.Stats(); st.Accepted != 5 || st.DroppedTotal() != 0 || st.Mismatched[MismatchAdvertInt] != 5 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// The table of mismatches keeps the most recent maxMismatches sources: forged sources cannot grow it.
+func TestMismatchTableBounded(t *testing.T) {
+	var tab mismatches
+	for i := range 3 * maxMismatches {
+		src := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+		tab.add(t0.Add(time.Duration(i)*time.Millisecond), MismatchVIPs, src, "x", true)
+	}
+	l := tab.list()
+	if len(l) != maxMismatches {
+		t.Fatalf("%d mismatches kept, want %d", len(l), maxMismatches)
+	}
+	for _, m := range l {
+		if m.Last.Before(t0.Add(time.Duration(2*maxMismatches) * time.Millisecond)) {
+			t.Fatalf("kept an old one: %+v", m)
+		}
+	}
+}
+
+// The IPv6 machine (RFC 5798 over IPv6): it needs a link-local primary address, advertises its
+// IPv6 VIPs, checks the Hop Limit and the IPv6 pseudo-header checksum, breaks ties on link-local
+// addresses and hands over after Skew_Time on a priority-0 advert.
+func TestMachineIPv6(t *testing.T) {
+	cfg := testConfig6()
+	for _, self := range []netip.Addr{netip.MustParseAddr("fd00::1"), addrA} {
+		if _, err := NewMachine(cfg, self); err == nil {
+			t.Errorf("NewMachine accepted primary address %s for IPv6 VIPs", self)
+		}
+	}
+	if _, err := NewMachine(testConfig(3), ll1); err == nil {
+		t.Error("NewMachine accepted a link-local primary address for IPv4 VIPs")
+	}
+
+	h := newHarness(t, cfg, ll2)
+	h.step(0, Startup{})
+	mdi := h.m.MasterDownInterval()
+	h.step(mdi, Tick{})
+	h.wantState(Master)
+	h.wantSent(100)
+	if p := h.out[0].(Send).Packet; !slices.Equal(p.Addresses, cfg.addresses()) || p.Version != 3 {
+		t.Fatalf("advert %+v, want version 3 with the IPv6 VIPs", p)
+	}
+	at := mdi + 10*time.Millisecond
+	valid := h.advert(ll3, 100)
+	ipv4Style := h.advert(ll3, 100)
+	ipv4Style.Data = append(append([]byte(nil), ipv4Style.Data[:headerLen]...), 0xfd, 0, 0, 0, 0xfd, 0, 0, 1)
+	for _, tt := range []struct {
+		name string
+		r    Received
+		want DropReason
+	}{
+		{"hop limit 64", Received{Src: ll3, Dst: MulticastGroup6, TTL: 64, Data: valid.Data}, DropTTL},
+		{"checksum for another destination", Received{Src: ll3, Dst: netip.MustParseAddr("ff02::1"), TTL: TTL, Data: valid.Data}, DropChecksum},
+		{"checksum from another source", Received{Src: netip.MustParseAddr("fe80::4"), Dst: MulticastGroup6, TTL: TTL, Data: valid.Data}, DropChecksum},
+		{"IPv4-sized addresses", ipv4Style, DropLength},
+		{"other address", h.advert(ll3, 100, func(p *Packet) { p.Addresses[1] = netip.MustParseAddr("fd00::102") }), DropAddrList},
+	} {
+		before := h.m.Stats().Dropped[tt.want]
+		if h.step(at, tt.r); len(h.acted()) != 0 || h.m.Stats().Dropped[tt.want] != before+1 {
+			t.Errorf("%s: outputs %+v, dropped %v, want one %s", tt.name, h.out, h.m.Stats().Dropped, tt.want)
+		}
+	}
+	h.wantState(Master)
+	// Equal priority from a lower link-local address: we stay master; from a higher one, backup.
+	h.step(at, h.advert(ll1, 100))
+	h.wantState(Master)
+	h.wantSent(100)
+	h.step(at, valid)
+	h.wantState(Backup)
+	if h.m.MasterAddr() != ll3 {
+		t.Fatalf("master %s, want %s", h.m.MasterAddr(), ll3)
+	}
+	// The master stops: take over after Skew_Time.
+	at += time.Second
+	h.step(at, h.advert(ll3, 0))
+	h.wantTimer(at + h.m.SkewTime())
+	h.step(at+h.m.SkewTime(), Tick{})
+	h.wantState(Master)
+	// Our own advert, as a receiver with multicast loop on would see it.
+	h.step(at+time.Second, h.advert(ll2, 100))
+	if st := h.m.Stats(); st.Own != 1 || st.Accepted != 3 || st.DroppedTotal() != 5 {
+		t.Fatalf("stats %+v", st)
+	}
 }

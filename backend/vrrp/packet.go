@@ -10,7 +10,8 @@ import (
 // Protocol is the IP protocol number of VRRP (RFC 5798 §5.1.1.4).
 const Protocol = 112
 
-// TTL is the only IP TTL a VRRP router sends and accepts (RFC 5798 §5.1.1.3, RFC 3768 §5.2.3).
+// TTL is the only IPv4 TTL or IPv6 Hop Limit a VRRP router sends and accepts (RFC 5798 §5.1.1.3,
+// §5.1.2.3; RFC 3768 §5.2.3).
 const TTL = 255
 
 // TypeAdvertisement is the only VRRP packet type (RFC 5798 §5.2.2).
@@ -34,8 +35,16 @@ const (
 // AuthDataLen is the size of the VRRPv2 Authentication Data field (RFC 3768 §5.3.10).
 const AuthDataLen = 8
 
-// MulticastGroup is the IPv4 multicast address adverts are sent to (RFC 5798 §5.1.1.2).
-var MulticastGroup = netip.AddrFrom4([4]byte{224, 0, 0, 18})
+// MulticastGroup is the IPv4 multicast address adverts are sent to (RFC 5798 §5.1.1.2), and
+// MulticastGroup6 the IPv6 one (RFC 5798 §5.1.2.2).
+var (
+	MulticastGroup  = netip.AddrFrom4([4]byte{224, 0, 0, 18})
+	MulticastGroup6 = netip.MustParseAddr("ff02::12")
+)
+
+// ChecksumOffset is where the checksum sits in a VRRP message: the offset a raw IPv6 socket is given
+// (IPV6_CHECKSUM) so that the kernel fills it in and verifies it (RFC 3542 §3.1).
+const ChecksumOffset = 6
 
 const headerLen = 8
 
@@ -46,7 +55,8 @@ var (
 	ErrLength   = errors.New("vrrp: length does not match address count")
 )
 
-// Packet is one VRRP advertisement (RFC 5798 §5.1, RFC 3768 §5.1) for IPv4.
+// Packet is one VRRP advertisement (RFC 5798 §5.1, RFC 3768 §5.1): version 3 over IPv4 or IPv6,
+// version 2 over IPv4.
 type Packet struct {
 	// Version is 2 (RFC 3768) or 3 (RFC 5798).
 	Version uint8
@@ -63,22 +73,33 @@ type Packet struct {
 	AuthData [AuthDataLen]byte
 	// Checksum is the checksum read by Unmarshal; Marshal computes its own and ignores it.
 	Checksum uint16
-	// Addresses are the IPv4 addresses of the virtual router (RFC 5798 §5.2.9).
+	// Addresses are the addresses of the virtual router (RFC 5798 §5.2.9): all IPv4, or (version 3)
+	// all IPv6, the family of the IP packet that carries them. The header does not say which:
+	// Unmarshal tells them apart by the length.
 	Addresses []netip.Addr
 }
 
 // Len is the length of the marshalled packet.
 func (p *Packet) Len() int {
-	n := headerLen + 4*len(p.Addresses)
+	n := headerLen + addrLen(p.Addresses)*len(p.Addresses)
 	if p.Version == 2 {
 		n += AuthDataLen
 	}
 	return n
 }
 
+// addrLen is the size of one address of the list on the wire: 16 bytes if the first is IPv6, else 4.
+func addrLen(addrs []netip.Addr) int {
+	if len(addrs) > 0 && addrs[0].Is6() {
+		return 16
+	}
+	return 4
+}
+
 // Marshal encodes p and fills in the checksum. src and dst are the IP source and destination the
-// packet will be sent with: version 3 checksums an IPv4 pseudo-header (RFC 5798 §5.2.8), version 2
-// only the VRRP message (RFC 3768 §5.3.8), so they are ignored there.
+// packet will be sent with: version 3 checksums an IPv4 or IPv6 pseudo-header (RFC 5798 §5.2.8),
+// so they must be of the addresses' family; version 2 checksums only the VRRP message (RFC 3768
+// §5.3.8), so they are ignored there.
 func (p *Packet) Marshal(src, dst netip.Addr) ([]byte, error) {
 	if p.Version != 2 && p.Version != 3 {
 		return nil, fmt.Errorf("%w: %d", ErrVersion, p.Version)
@@ -107,31 +128,48 @@ func (p *Packet) Marshal(src, dst netip.Addr) ([]byte, error) {
 		b[4] = p.AuthType
 		b[5] = uint8(p.AdvertInt)
 	}
+	v6 := addrLen(p.Addresses) == 16
+	if v6 && p.Version == 2 {
+		return nil, errors.New("vrrp: version 2 is IPv4 only (RFC 3768); IPv6 needs version 3")
+	}
 	off := headerLen
 	for _, a := range p.Addresses {
-		if !a.Is4() {
-			return nil, fmt.Errorf("vrrp: address %s is not IPv4", a)
+		switch {
+		case v6 && a.Is6() && !a.Is4In6():
+			a16 := a.As16()
+			copy(b[off:], a16[:])
+			off += 16
+		case !v6 && a.Is4():
+			a4 := a.As4()
+			copy(b[off:], a4[:])
+			off += 4
+		default:
+			return nil, fmt.Errorf("vrrp: address %s: the list mixes IPv4 and IPv6 (RFC 5798 §5.2.9: one family)", a)
 		}
-		a4 := a.As4()
-		copy(b[off:], a4[:])
-		off += 4
 	}
 	if p.Version == 2 {
 		copy(b[off:], p.AuthData[:])
 	}
 	var sum uint32
 	if p.Version == 3 {
-		if !src.Is4() || !dst.Is4() {
-			return nil, fmt.Errorf("vrrp: version 3 checksum needs IPv4 source and destination, got %s -> %s", src, dst)
+		if !sameFamily(src, dst) || (len(p.Addresses) > 0 && src.Is6() != v6) {
+			return nil, fmt.Errorf("vrrp: version 3 checksum needs a source and destination of the addresses' family, got %s -> %s", src, dst)
 		}
 		sum = pseudoHeaderSum(src, dst, len(b))
 	}
-	binary.BigEndian.PutUint16(b[6:], ^fold(sum+onesSum(b)))
+	binary.BigEndian.PutUint16(b[ChecksumOffset:], ^fold(sum+onesSum(b)))
 	return b, nil
 }
 
+// sameFamily reports whether a and b are both IPv4 or both IPv6 (not IPv4-mapped).
+func sameFamily(a, b netip.Addr) bool {
+	return (a.Is4() && b.Is4()) || (a.Is6() && !a.Is4In6() && b.Is6() && !b.Is4In6())
+}
+
 // Unmarshal decodes b into p. It checks the version (2 or 3) and that the length matches the
-// address count; it does not verify the checksum (see VerifyChecksum) nor any other field.
+// address count: 4 bytes an address, or, for version 3, 16 (IPv6; with one address or more the two
+// lengths differ, so the length says the family). It does not verify the checksum (see
+// VerifyChecksum) nor any other field.
 func (p *Packet) Unmarshal(b []byte) error {
 	if len(b) < headerLen {
 		return fmt.Errorf("%w: %d bytes", ErrTooShort, len(b))
@@ -141,9 +179,11 @@ func (p *Packet) Unmarshal(b []byte) error {
 		return fmt.Errorf("%w: %d", ErrVersion, v)
 	}
 	n := int(b[3])
-	want := headerLen + 4*n
+	size, want := 4, headerLen+4*n
 	if v == 2 {
 		want += AuthDataLen
+	} else if n > 0 && len(b) == headerLen+16*n {
+		size, want = 16, headerLen+16*n
 	}
 	if len(b) != want {
 		return fmt.Errorf("%w: %d bytes for %d addresses (version %d), want %d", ErrLength, len(b), n, v, want)
@@ -165,7 +205,11 @@ func (p *Packet) Unmarshal(b []byte) error {
 		p.Addresses = make([]netip.Addr, n)
 	}
 	for i := range n {
-		p.Addresses[i] = netip.AddrFrom4([4]byte(b[headerLen+4*i:]))
+		if size == 16 {
+			p.Addresses[i] = netip.AddrFrom16([16]byte(b[headerLen+16*i:]))
+		} else {
+			p.Addresses[i] = netip.AddrFrom4([4]byte(b[headerLen+4*i:]))
+		}
 	}
 	if v == 2 {
 		copy(p.AuthData[:], b[headerLen+4*n:])
@@ -174,14 +218,15 @@ func (p *Packet) Unmarshal(b []byte) error {
 }
 
 // VerifyChecksum reports whether the marshalled packet b carries a correct checksum, given the IP
-// source and destination it was received with (version 3 only; RFC 5798 §5.2.8, RFC 3768 §5.3.8).
+// source and destination it was received with (version 3 only, both IPv4 or both IPv6; RFC 5798
+// §5.2.8, RFC 3768 §5.3.8).
 func VerifyChecksum(b []byte, src, dst netip.Addr) bool {
 	if len(b) < headerLen {
 		return false
 	}
 	var sum uint32
 	if b[0]>>4 == 3 {
-		if !src.Is4() || !dst.Is4() {
+		if !sameFamily(src, dst) {
 			return false
 		}
 		sum = pseudoHeaderSum(src, dst, len(b))
@@ -189,18 +234,20 @@ func VerifyChecksum(b []byte, src, dst netip.Addr) bool {
 	return fold(sum+onesSum(b)) == 0xffff
 }
 
-// pseudoHeaderSum is the one's-complement sum of the IPv4 pseudo-header (RFC 5798 §5.2.8, which
-// refers to RFC 2460 §8.1's layout adapted to IPv4: source, destination, zero, protocol, length).
+// pseudoHeaderSum is the one's-complement sum of the pseudo-header of RFC 5798 §5.2.8: for IPv6
+// RFC 8200 §8.1's (source, destination, 32-bit upper-layer length, zeros, next header 112), for
+// IPv4 the same layout adapted (source, destination, zero, protocol, 16-bit length). Both fold to
+// the sum of the addresses' 16-bit words, the length and the protocol. src and dst are of one family.
 func pseudoHeaderSum(src, dst netip.Addr, length int) uint32 {
-	s, d := src.As4(), dst.As4()
 	var sum uint32
-	sum += uint32(s[0])<<8 | uint32(s[1])
-	sum += uint32(s[2])<<8 | uint32(s[3])
-	sum += uint32(d[0])<<8 | uint32(d[1])
-	sum += uint32(d[2])<<8 | uint32(d[3])
-	sum += Protocol
-	sum += uint32(length)
-	return sum
+	if src.Is4() {
+		s, d := src.As4(), dst.As4()
+		sum = onesSum(s[:]) + onesSum(d[:])
+	} else {
+		s, d := src.As16(), dst.As16()
+		sum = onesSum(s[:]) + onesSum(d[:])
+	}
+	return sum + Protocol + uint32(length)
 }
 
 // onesSum adds b as big-endian 16-bit words (RFC 1071), a trailing odd byte padded with zero.
