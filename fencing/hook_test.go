@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +39,14 @@ func TestHookFailureCarriesOutput(t *testing.T) {
 	}
 }
 
+// A hook that outlives its timeout is killed with its whole process group: its children too, not
+// only the shell (whose orphans would otherwise go on, and Run would return anyway after
+// WaitDelay). The hook records its children's PIDs; after Run, each must be gone.
 func TestHookTimeoutKillsProcessGroup(t *testing.T) {
-	h := Hook{Path: script(t, `sleep 60 & sleep 60`), Timeout: 200 * time.Millisecond}
+	pids := filepath.Join(t.TempDir(), "pids")
+	h := Hook{Path: script(t, `sleep 60 & echo $! >> `+pids+`
+sleep 60 & echo $! >> `+pids+`
+wait`), Timeout: time.Second}
 	start := time.Now()
 	err := h.Run(t.Context(), Event{Role: "master", Term: 1})
 	if err == nil {
@@ -48,6 +55,38 @@ func TestHookTimeoutKillsProcessGroup(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("hung hook held the caller for %v", d)
 	}
+	b, rerr := os.ReadFile(pids)
+	children := strings.Fields(string(b))
+	if rerr != nil || len(children) != 2 {
+		t.Fatalf("the hook had not started its two children by its timeout: %q, %v", b, rerr)
+	}
+	for _, c := range children {
+		pid, err := strconv.Atoi(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// SIGKILL is delivered at once, but the process goes away as its exit completes: wait for
+		// that, with a deadline.
+		deadline := time.Now().Add(5 * time.Second)
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the hook's child %d is still running after the hook timed out", pid)
+			}
+			time.Sleep(10 * time.Millisecond) // polling another process's state
+		}
+	}
+}
+
+// alive reports whether process pid exists and is not a zombie (a killed orphan waits as a zombie
+// until its new parent reaps it).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may contain spaces, the state follows the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'X')
 }
 
 func TestNotifierRunsInOrderAndDrainsOnStop(t *testing.T) {
