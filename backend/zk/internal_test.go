@@ -6,6 +6,10 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/hacoord/hacoord/fencing"
 )
 
 func TestParseServers(t *testing.T) {
@@ -68,8 +72,9 @@ func TestSniffConnectResponse(t *testing.T) {
 }
 
 // The library's own pause (1s) is never asked for while the session is open; the dialer is told to
-// pause before each round that follows a failed one, never right after a connection was lost.
-func TestHostProviderPausesOnlyAfterAFailedRound(t *testing.T) {
+// pause before each round that follows a failed one, never right after a connection was lost. A
+// silent server is skipped while others remain.
+func TestHostProvider(t *testing.T) {
 	for _, n := range []int{1, 3} {
 		h := &hostProvider{}
 		servers := []string{"a:1", "b:1", "c:1"}[:n]
@@ -98,6 +103,35 @@ func TestHostProviderPausesOnlyAfterAFailedRound(t *testing.T) {
 		if _, libPause := h.Next(); !libPause {
 			t.Errorf("%d servers: a closing session does not let the library stop in its pause", n)
 		}
+	}
+
+	h := &hostProvider{}
+	if err := h.Init([]string{"a:1", "b:1", "c:1"}); err != nil {
+		t.Fatal(err)
+	}
+	h.wasSilent("b:1", time.Hour)
+	var got []string
+	for range 4 {
+		s, _ := h.Next()
+		got = append(got, s)
+	}
+	if want := []string{"a:1", "c:1", "a:1", "c:1"}; !slices.Equal(got, want) {
+		t.Errorf("with b silent: %v, want %v", got, want)
+	}
+	h.wasSilent("a:1", time.Hour)
+	h.wasSilent("c:1", time.Hour)
+	if s, _ := h.Next(); s == "" {
+		t.Error("every server silent: no server handed out")
+	}
+	h.wasSilent("b:1", -time.Second) // its time is up
+	h.wasSilent("a:1", -time.Second)
+	got = got[:0]
+	for range 3 {
+		s, _ := h.Next()
+		got = append(got, s)
+	}
+	if slices.Contains(got, "c:1") || !slices.Contains(got, "a:1") || !slices.Contains(got, "b:1") {
+		t.Errorf("after b and a came back: %v", got)
 	}
 }
 
@@ -164,5 +198,98 @@ func TestAnchor(t *testing.T) {
 	l.tick = 600 * time.Millisecond // half a tick (300ms) is more than a quarter session
 	if g := l.gap(); g != 300*time.Millisecond {
 		t.Errorf("gap %v with a 600ms tick, want its half", g)
+	}
+}
+
+// The deadline uses the smallest timeout the ensemble ever granted the session, and the dial time of
+// the latest connection that took the session back; another session id on the same Conn is a lost
+// session.
+func TestSessionEventsOnReconnect(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ev := newSessionEvents(nil, 4*time.Second)
+	connect := func(id int64, timeout time.Duration, dialed time.Time) {
+		ev.connectResponse(&wireConn{dialed: dialed}, id, timeout, []byte("pw"))
+		ev.callback(zk.Event{Type: zk.EventSession, State: zk.StateHasSession, Server: "s"})
+	}
+	if got := ev.sessionTimeout(); got != 4*time.Second {
+		t.Fatalf("before any session: %v, want the requested 4s", got)
+	}
+	connect(7, 2*time.Second, t0)
+	select {
+	case <-ev.established:
+	default:
+		t.Fatal("first session not established")
+	}
+	if ev.sessionTimeout() != 2*time.Second || !ev.revalidated.Equal(t0) {
+		t.Errorf("first session: timeout %v, anchor %v", ev.sessionTimeout(), ev.revalidated)
+	}
+	ev.callback(zk.Event{Type: zk.EventSession, State: zk.StateDisconnected})
+	if !ev.connectedAt().IsZero() {
+		t.Error("still connected after a disconnect")
+	}
+	connect(7, 1500*time.Millisecond, t0.Add(time.Second))
+	if ev.sessionTimeout() != 1500*time.Millisecond || !ev.revalidated.Equal(t0.Add(time.Second)) {
+		t.Errorf("reconnect with a shorter timeout: timeout %v, anchor %v", ev.sessionTimeout(), ev.revalidated)
+	}
+	select {
+	case <-ev.reconnected:
+	default:
+		t.Error("no reconnect reported")
+	}
+	connect(7, 3*time.Second, t0.Add(2*time.Second))
+	if ev.sessionTimeout() != 1500*time.Millisecond {
+		t.Errorf("reconnect with a longer timeout: %v, want the smallest ever, 1.5s", ev.sessionTimeout())
+	}
+	connect(8, 3*time.Second, t0.Add(3*time.Second))
+	select {
+	case <-ev.lost:
+	default:
+		t.Fatal("a new session id is not a lost session")
+	}
+	if ev.reason() == "" {
+		t.Error("no reason for the lost session")
+	}
+}
+
+// conf answers recorded from ZooKeeper 3.8.0: a standalone server and a member of an ensemble.
+const (
+	confStandalone = "clientPort=21999\nsecureClientPort=-1\ndataDir=/tmp/zk/data/version-2\ndataDirSize=457\n" +
+		"dataLogDir=/tmp/zk/data/version-2\ndataLogSize=457\ntickTime=100\nmaxClientCnxns=60\nminSessionTimeout=200\n" +
+		"maxSessionTimeout=2000\nclientPortListenBacklog=-1\nserverId=0\n"
+	confQuorum = confStandalone + "initLimit=10\nsyncLimit=5\nelectionAlg=3\nelectionPort=21997\nquorumPort=21998\n" +
+		"peerType=0\nmembership: \nserver.1=127.0.0.1:21998:21997:participant\nversion=0\n"
+)
+
+func TestTiming(t *testing.T) {
+	var st Timing
+	if err := parseConf(confStandalone, &st); err != nil || st.Tick != 100*time.Millisecond ||
+		st.MinSession != 200*time.Millisecond || st.MaxSession != 2*time.Second || st.SyncLimit != 0 {
+		t.Errorf("standalone conf: %+v, %v", st, err)
+	}
+	if st.StoreOutage() != 0 || st.RideOut(0) != 0 || st.RidesOut() {
+		t.Errorf("standalone: no leader election to ride out, got outage %v", st.StoreOutage())
+	}
+	tm := Timing{Session: 2 * time.Second, Margin: 200 * time.Millisecond}
+	if err := parseConf(confQuorum, &tm); err != nil || tm.InitLimit != 10 || tm.SyncLimit != 5 {
+		t.Fatalf("quorum conf: %+v, %v", tm, err)
+	}
+	// syncLimit 5 ticks + 200ms + 2 ticks.
+	if got := tm.StoreOutage(); got != 900*time.Millisecond {
+		t.Errorf("store outage %v, want 900ms", got)
+	}
+	// 2s: 1s - 200ms of worst validity, short of 900ms + 100ms.
+	if tm.WorstValidity() != 800*time.Millisecond || tm.RidesOut() {
+		t.Errorf("2s session: worst validity %v, rides out %v", tm.WorstValidity(), tm.RidesOut())
+	}
+	// The smallest T with T/2 - T/10 - T/20 >= 900ms: 2.6s (2.571...).
+	if got := tm.RideOut(0); got != 2600*time.Millisecond {
+		t.Errorf("ride-out session %v, want 2.6s", got)
+	}
+	tm.Session, tm.Margin = 2600*time.Millisecond, fencing.DefaultMargin(2600*time.Millisecond)
+	if !tm.RidesOut() {
+		t.Errorf("2.6s does not ride out: %+v", tm)
+	}
+	if err := parseConf("conf is not executed because it is not in the whitelist.\n", &tm); err == nil {
+		t.Error("a refusal parsed")
 	}
 }

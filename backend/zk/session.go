@@ -190,6 +190,7 @@ func (s *sessionEvents) dropStalled(up time.Time) {
 	s.mu.Unlock()
 	s.log.Warn("ZooKeeper server does not answer; moving to another server of the ensemble",
 		zap.String("server", server), zap.Duration("waited", stallLimit(s.sessionTimeout())))
+	s.silent(c.addr)
 	c.Close()
 }
 
@@ -208,10 +209,20 @@ func (s *sessionEvents) dialer(network, addr string, timeout time.Duration) (net
 	}
 	dialed := time.Now()
 	c, err := net.DialTimeout(network, addr, min(timeout, stallLimit(t)))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.silent(addr)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &wireConn{Conn: c, ev: s, dialed: dialed, handshake: handshakeLimit(t)}, nil
+	return &wireConn{Conn: c, ev: s, addr: addr, dialed: dialed, handshake: handshakeLimit(t)}, nil
+}
+
+// silent tells the host provider that the server at addr did not answer in time, so that the next
+// rounds skip it for a while.
+func (s *sessionEvents) silent(addr string) {
+	s.hosts.wasSilent(addr, silentFor(s.sessionTimeout()))
 }
 
 // zkLogger sends the library's log lines to zap at debug level: they repeat while a server is

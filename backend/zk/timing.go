@@ -17,7 +17,8 @@ import (
 // The client's timers, all fractions of the negotiated session timeout t (see Timing).
 func renewInterval(t time.Duration) time.Duration  { return t / 4 }
 func stallLimit(t time.Duration) time.Duration     { return max(t/6, 20*time.Millisecond) }
-func handshakeLimit(t time.Duration) time.Duration { return max(t/3, 50*time.Millisecond) }
+func handshakeLimit(t time.Duration) time.Duration { return stallLimit(t) }
+func silentFor(t time.Duration) time.Duration      { return t / 2 }
 func roundPause(t time.Duration) time.Duration {
 	return min(max(t/20, 10*time.Millisecond), time.Second)
 }
@@ -140,6 +141,7 @@ func parseConf(s string, t *Timing) error {
 		n, _ := strconv.Atoi(v)
 		return time.Duration(n) * time.Millisecond
 	}
+	tick := false
 	sc := bufio.NewScanner(strings.NewReader(s))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
@@ -148,7 +150,7 @@ func parseConf(s string, t *Timing) error {
 		}
 		switch k {
 		case "tickTime":
-			t.Tick = ms(v)
+			t.Tick, tick = ms(v), true
 		case "minSessionTimeout":
 			t.MinSession = ms(v)
 		case "maxSessionTimeout":
@@ -159,7 +161,7 @@ func parseConf(s string, t *Timing) error {
 			t.SyncLimit, _ = strconv.Atoi(v)
 		}
 	}
-	if t.Tick <= 0 {
+	if !tick || t.Tick <= 0 {
 		return errors.New("zk: conf: no tickTime in the answer")
 	}
 	return nil

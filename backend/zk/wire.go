@@ -18,6 +18,7 @@ import (
 type wireConn struct {
 	net.Conn
 	ev        *sessionEvents
+	addr      string // as the host provider named the server
 	dialed    time.Time
 	handshake time.Duration
 
@@ -31,12 +32,15 @@ const maxConnectResponse = 4 + 4 + 4 + 8 + 4 + 256 + 1
 
 func (c *wireConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		if !c.done {
-			c.sniff(p[:n])
-		}
-		c.mu.Unlock()
+	c.mu.Lock()
+	done := c.done
+	if n > 0 && !done {
+		c.sniff(p[:n])
+	}
+	c.mu.Unlock()
+	var ne net.Error
+	if !done && errors.As(err, &ne) && ne.Timeout() && c.ev != nil {
+		c.ev.silent(c.addr) // the connect exchange timed out
 	}
 	return n, err
 }
@@ -99,13 +103,19 @@ func (c *wireConn) sniff(b []byte) {
 // before every round after a failed one, too long next to a session of a few seconds, and with one
 // server before every reconnect); instead it tells the dialer, through pauseFirst, that a round of
 // failed attempts has ended, and the dialer waits a fraction of the session (see Timing).
+//
+// A server that was silent (a dial or a connect exchange that timed out, a connection dropped for
+// leaving requests unanswered) is skipped for a while (silentFor): it is dead, cut off, or a follower
+// that lost its leader, and each attempt on it would cost a timeout while another server may serve.
+// When every server is being skipped, the next one is tried anyway.
 type hostProvider struct {
 	mu      sync.Mutex
 	servers []string
 	next    int
-	tries   int  // Next calls since the last Connected
-	pause   bool // the address just handed out starts a new round after a failed one
-	closed  bool // the session is closing: let the library's reconnect loop see that it must stop
+	tried   map[string]bool      // handed out since the last Connected (or round)
+	silent  map[string]time.Time // skip until then
+	pause   bool                 // the address just handed out starts a new round after a failed one
+	closed  bool                 // the session is closing: let the library's reconnect loop see that it must stop
 }
 
 func (h *hostProvider) Init(servers []string) error {
@@ -115,7 +125,8 @@ func (h *hostProvider) Init(servers []string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.servers = append([]string(nil), servers...) // already shuffled by zk.Connect
-	h.next, h.tries = 0, 0
+	h.next = 0
+	h.tried, h.silent = map[string]bool{}, map[string]time.Time{}
 	return nil
 }
 
@@ -130,12 +141,36 @@ func (h *hostProvider) Len() int {
 func (h *hostProvider) Next() (string, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := time.Now()
 	s := h.servers[h.next]
-	h.next = (h.next + 1) % len(h.servers)
-	h.tries++
-	n := len(h.servers)
-	h.pause = h.tries > n && (h.tries-1)%n == 0
+	for range len(h.servers) {
+		s = h.servers[h.next]
+		h.next = (h.next + 1) % len(h.servers)
+		if !now.Before(h.silent[s]) {
+			break
+		}
+	}
+	// Back at a server already tried: the round failed.
+	h.pause = h.tried[s]
+	if h.pause {
+		clear(h.tried)
+	}
+	h.tried[s] = true
 	return s, h.closed
+}
+
+func (h *hostProvider) Connected() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.tried)
+	h.pause = false
+}
+
+// wasSilent makes Next skip addr for d.
+func (h *hostProvider) wasSilent(addr string, d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.silent[addr] = time.Now().Add(d)
 }
 
 // closing makes every later Next ask for the library's pause, in which it notices Close.
@@ -143,12 +178,6 @@ func (h *hostProvider) closing() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-}
-
-func (h *hostProvider) Connected() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.tries, h.pause = 0, false
 }
 
 // pauseFirst reports whether the dial about to be made starts a new round after a round of failed
