@@ -1,17 +1,19 @@
 package fencing
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // The fence guard is a watchdog in a process of its own that lets go of the VIPs when the daemon
@@ -22,99 +24,286 @@ import (
 //
 // The daemon talks to its guard over a pipe (the guard's stdin), one command a line:
 //
-//	hold <ns>   the daemon holds, or is about to bind, the VIPs; it must send hold again within
-//	            <ns> nanoseconds (its remaining validity), else the guard releases. 0: no deadline.
+//	hold <ns>   the daemon holds, or is about to bind, the VIPs until the instant at which
+//	            CLOCK_MONOTONIC reads <ns> nanoseconds (its self-fencing deadline); unless a later
+//	            hold arrives first, the guard releases then. 0: no deadline.
 //	release     the daemon has let go; the guard has nothing to watch.
 //
+// The deadline is an absolute instant on CLOCK_MONOTONIC, the clock both processes share (the guard
+// is the daemon's child, in the same time namespace; it does not jump with the wall clock and, like
+// Go's monotonic clock, it stops while the machine is suspended). So a line the guard reads late
+// (the guard was not scheduled, the pipe was full) cannot extend the deadline: a hold whose instant
+// has passed when it is read releases at once, unless a later line is already waiting. Each process
+// converts between time.Time and CLOCK_MONOTONIC with a base it takes at start (time.Now between two
+// clock_gettime calls), rounding so that both conversions can only make the deadline earlier.
+//
 // When the pipe reaches EOF (the daemon exited, however it died) the guard releases and returns:
-// a dead daemon holds nothing. The guard ignores SIGINT and SIGTERM (its caller arranges that), so
-// a Ctrl-C or a service stop reaches the daemon, which releases in order, before the guard ends.
+// a dead daemon holds nothing. A release that fails is retried, GuardRetryMin apart at first and
+// doubling up to GuardRetryMax, until it succeeds or Guard returns; a hold that arrives meanwhile
+// ends the retries (the daemon is master again, until that hold's deadline). The guard ignores
+// SIGINT and SIGTERM (its caller arranges that), so a Ctrl-C or a service stop reaches the daemon,
+// which releases in order, before the guard ends.
+//
+// The daemon's writes are bounded by GuardWriteTimeout (GuardConn): a guard that stops reading
+// cannot hold up a renewal. A hold that cannot be written in time is not sent; the guard then
+// keeps the previous deadline and, if it is alive, releases the VIPs at that deadline, early but
+// safe (the daemon's vip Manager binds them again if it is still master, and the next hold that
+// gets through re-arms the guard).
+
+// GuardRetryMin and GuardRetryMax bound the pause between two tries of a release that failed.
+const (
+	GuardRetryMin = 20 * time.Millisecond
+	GuardRetryMax = time.Second
+)
+
+// GuardWriteTimeout bounds one write of the daemon to its guard. The pipe holds thousands of lines,
+// so a write waits only when the guard has not read for many minutes.
+const GuardWriteTimeout = 100 * time.Millisecond
+
+// monoClock converts between time.Time instants (which carry Go's monotonic clock reading) and
+// CLOCK_MONOTONIC nanoseconds. Go's monotonic clock is CLOCK_MONOTONIC offset by a constant, so one
+// pair of readings taken together converts every instant; the pair is bracketed by two
+// clock_gettime calls, and each direction uses the bracket's end that makes a deadline earlier.
+type monoClock struct {
+	at     time.Time
+	lo, hi int64 // CLOCK_MONOTONIC ns just before and just after at
+}
+
+// newMonoClock takes the base of a monoClock now.
+func newMonoClock() (monoClock, error) {
+	lo, err := monotonicNanos()
+	if err != nil {
+		return monoClock{}, err
+	}
+	at := time.Now()
+	hi, err := monotonicNanos()
+	if err != nil {
+		return monoClock{}, err
+	}
+	return monoClock{at: at, lo: lo, hi: hi}, nil
+}
+
+func monotonicNanos() (int64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, fmt.Errorf("fencing: clock_gettime(CLOCK_MONOTONIC): %w", err)
+	}
+	return ts.Nano(), nil
+}
+
+// nanos returns the CLOCK_MONOTONIC reading at t, never later than the true one.
+func (c monoClock) nanos(t time.Time) int64 { return c.lo + int64(t.Sub(c.at)) }
+
+// instant returns the instant at which CLOCK_MONOTONIC reads ns, never later than the true one.
+func (c monoClock) instant(ns int64) time.Time { return c.at.Add(time.Duration(ns - c.hi)) }
 
 // Guard runs the guard's side until r reaches EOF or ctx is done. release removes the VIPs and
 // reports whether any were bound; it is called when a hold's deadline passes without a renewal, and
-// once more at EOF. Guard returns nil at
-// EOF, ctx's error when ctx is done, and an error for a malformed command (after releasing: a
-// daemon that speaks nonsense is not trusted to hold anything). Guard reads r on a goroutine of its
-// own that ends when r does: when Guard returns early, the caller closes r (the guard process just
-// exits).
+// once more at EOF, and again after a failure (see the protocol above). Guard returns nil at EOF
+// once the release has succeeded, ctx's error when ctx is done, and an error for a malformed
+// command (after releasing: a daemon that speaks nonsense is not trusted to hold anything). Guard
+// reads r on a goroutine of its own that ends when r does: when Guard returns early, the caller
+// closes r (the guard process just exits).
 func Guard(ctx context.Context, r io.Reader, release func(reason string) (bool, error), log *zap.Logger) error {
+	clock, err := newMonoClock()
+	if err != nil {
+		return err
+	}
+	return guard(ctx, r, release, log, clock)
+}
+
+// guardBatch is what one read from the daemon brought: the complete lines, and the error that ended
+// the reading (io.EOF when the daemon closed its end), if it did.
+type guardBatch struct {
+	lines []string
+	err   error
+}
+
+// maxGuardLine bounds a line from the daemon.
+const maxGuardLine = 4096
+
+// readGuardBatches sends what each read of r brings on out, as whole lines, until r fails or ctx is
+// done. Lines that arrive together (a backlog the guard was late to read) come in one batch, so
+// the guard acts on the latest of them, not on a stale hold among them.
+func readGuardBatches(ctx context.Context, r io.Reader, out chan<- guardBatch) {
+	buf := make([]byte, 64<<10) // a whole pipe
+	var partial []byte
+	for {
+		n, err := r.Read(buf)
+		data := append(partial, buf[:n]...)
+		var b guardBatch
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			b.lines = append(b.lines, strings.TrimSuffix(string(data[:i]), "\r"))
+			data = data[i+1:]
+		}
+		partial = append(partial[:0], data...)
+		switch {
+		case err != nil && len(partial) > 0:
+			b.lines = append(b.lines, string(partial)) // the last line, unterminated
+			b.err = err
+		case err != nil:
+			b.err = err
+		case len(partial) > maxGuardLine:
+			b.err = fmt.Errorf("a line longer than %d bytes", maxGuardLine)
+		}
+		if len(b.lines) > 0 || b.err != nil {
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if b.err != nil {
+			return
+		}
+	}
+}
+
+func guard(ctx context.Context, r io.Reader, release func(reason string) (bool, error), log *zap.Logger, clock monoClock) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	ctx, cancel := context.WithCancel(ctx) // ends the reader's pending send when Guard returns
 	defer cancel()
-	type line struct {
-		text string
-		err  error
-	}
-	lines := make(chan line)
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			select {
-			case lines <- line{text: sc.Text()}:
-			case <-ctx.Done():
-				return
-			}
-		}
-		err := sc.Err()
-		if err == nil {
-			err = io.EOF
-		}
-		select {
-		case lines <- line{err: err}:
-		case <-ctx.Done():
-		}
-	}()
+	batches := make(chan guardBatch)
+	go readGuardBatches(ctx, r, batches)
 
-	doRelease := func(reason string) {
-		removed, err := release(reason)
-		switch {
-		case err != nil:
-			log.Error("fence guard: releasing the VIPs failed", zap.String("reason", reason), zap.Error(err))
-		case removed:
-			log.Warn("fence guard removed the VIPs", zap.String("reason", reason))
-		default:
-			log.Debug("fence guard: no VIP bound", zap.String("reason", reason))
-		}
-	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	holding := false
+	g := &guardState{release: release, log: log, deadline: time.NewTimer(time.Hour), retry: time.NewTimer(time.Hour)}
+	g.deadline.Stop()
+	g.retry.Stop()
+	defer g.deadline.Stop()
+	defer g.retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-timer.C:
-			if holding {
-				holding = false
-				doRelease("the daemon did not renew its hold before the deadline (stopped or hung)")
-			}
-		case l := <-lines:
-			if l.err != nil {
-				reason := "the daemon exited"
-				if !errors.Is(l.err, io.EOF) {
-					reason = fmt.Sprintf("reading from the daemon failed: %v", l.err)
+		case <-g.deadline.C:
+			// A renewal may have come in with the deadline (the guard read late): it wins.
+			select {
+			case b := <-batches:
+				if done, err := g.batch(ctx, b, clock); done {
+					return err
 				}
-				doRelease(reason)
-				return nil
+				continue
+			default:
 			}
-			d, hold, err := parseGuardCommand(l.text)
-			if err != nil {
-				doRelease("malformed command from the daemon")
+			if g.holding {
+				g.holding = false
+				g.attempt("the daemon did not renew its hold before the deadline (stopped or hung)")
+			}
+		case <-g.retry.C:
+			g.attempt(g.pending)
+		case b := <-batches:
+			if done, err := g.batch(ctx, b, clock); done {
 				return err
-			}
-			timer.Stop()
-			holding = hold
-			if hold && d > 0 {
-				timer.Reset(d)
 			}
 		}
 	}
 }
 
-func parseGuardCommand(s string) (validity time.Duration, hold bool, err error) {
+// guardState is the state of one guard loop; only that loop touches it.
+type guardState struct {
+	release  func(reason string) (bool, error)
+	log      *zap.Logger
+	deadline *time.Timer // the hold's deadline
+	holding  bool        // a hold with a deadline is armed
+	retry    *time.Timer // the next try of a failed release
+	pending  string      // reason of a release not yet done ("": none)
+	backoff  time.Duration
+}
+
+// batch handles the lines of one read from the daemon, in order, then the end of the pipe if the
+// read brought it; done reports that Guard returns err.
+func (g *guardState) batch(ctx context.Context, b guardBatch, clock monoClock) (done bool, err error) {
+	for _, l := range b.lines {
+		if done, err := g.line(ctx, l, clock); done {
+			return true, err
+		}
+	}
+	if b.err == nil {
+		return false, nil
+	}
+	reason := "the daemon exited"
+	if !errors.Is(b.err, io.EOF) {
+		reason = fmt.Sprintf("reading from the daemon failed: %v", b.err)
+	}
+	return true, g.releaseUntilDone(ctx, reason)
+}
+
+// line handles one line from the daemon; done reports that Guard returns err.
+func (g *guardState) line(ctx context.Context, l string, clock monoClock) (done bool, err error) {
+	ns, hold, err := parseGuardCommand(l)
+	if err != nil {
+		if rerr := g.releaseUntilDone(ctx, "malformed command from the daemon"); rerr != nil {
+			return true, errors.Join(err, rerr)
+		}
+		return true, err
+	}
+	g.deadline.Stop()
+	g.holding = false
+	if !hold {
+		return false, nil // a failed release goes on being retried: the daemon says nothing is held
+	}
+	if g.pending != "" {
+		g.log.Info("fence guard: the daemon holds the VIPs again; no longer retrying the release", zap.String("reason", g.pending))
+		g.pending = ""
+		g.retry.Stop()
+	}
+	if ns > 0 {
+		g.holding = true
+		g.deadline.Reset(time.Until(clock.instant(ns))) // passed already: fires at once
+	}
+	return false, nil
+}
+
+// attempt calls release once for reason and reports whether it succeeded; on failure it schedules
+// the next try on g.retry.
+func (g *guardState) attempt(reason string) bool {
+	removed, err := g.release(reason)
+	if err != nil {
+		switch {
+		case g.pending == "":
+			g.backoff = GuardRetryMin
+		case g.backoff < GuardRetryMax:
+			g.backoff = min(2*g.backoff, GuardRetryMax)
+		}
+		g.pending = reason
+		g.log.Error("fence guard: releasing the VIPs failed; retrying", zap.String("reason", reason),
+			zap.Duration("retry-in", g.backoff), zap.Error(err))
+		g.retry.Reset(g.backoff)
+		return false
+	}
+	if g.pending != "" {
+		g.pending = ""
+		g.retry.Stop()
+	}
+	if removed {
+		g.log.Warn("fence guard removed the VIPs", zap.String("reason", reason))
+	} else {
+		g.log.Debug("fence guard: no VIP bound", zap.String("reason", reason))
+	}
+	return true
+}
+
+// releaseUntilDone releases, retrying until it succeeds or ctx is done: the daemon is gone, and
+// this is the guard's last duty.
+func (g *guardState) releaseUntilDone(ctx context.Context, reason string) error {
+	g.deadline.Stop()
+	for !g.attempt(reason) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-g.retry.C:
+		}
+	}
+	return nil
+}
+
+func parseGuardCommand(s string) (deadline int64, hold bool, err error) {
 	f := strings.Fields(s)
 	switch {
 	case len(f) == 1 && f[0] == "release":
@@ -124,34 +313,44 @@ func parseGuardCommand(s string) (validity time.Duration, hold bool, err error) 
 		if err != nil || ns < 0 {
 			return 0, false, fmt.Errorf("fencing: guard: bad hold %q", s)
 		}
-		return time.Duration(ns), true, nil
+		return ns, true, nil
 	}
 	return 0, false, fmt.Errorf("fencing: guard: unknown command %q", s)
 }
 
 // GuardConn is the daemon's end of the pipe to its guard. Hold and Release are safe from any
-// goroutine.
+// goroutine. Each write is bounded by GuardWriteTimeout when the writer supports write deadlines
+// (an *os.File from os.Pipe does); otherwise it blocks until the guard reads.
 type GuardConn struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu    sync.Mutex
+	w     io.Writer
+	clock monoClock
 }
 
-// NewGuardConn returns a GuardConn writing to w (the guard's stdin).
-func NewGuardConn(w io.Writer) *GuardConn { return &GuardConn{w: w} }
+// NewGuardConn returns a GuardConn writing to w (the guard's stdin), taking the base it converts
+// deadlines to CLOCK_MONOTONIC with.
+func NewGuardConn(w io.Writer) (*GuardConn, error) {
+	clock, err := newMonoClock()
+	if err != nil {
+		return nil, err
+	}
+	return &GuardConn{w: w, clock: clock}, nil
+}
 
 // ErrGuardDeadline is returned by Hold for a deadline that has already passed: nothing is sent.
 var ErrGuardDeadline = errors.New("fencing: guard: deadline already passed")
 
-// Hold tells the guard the VIPs are (about to be) held until the self-fencing deadline until (on
-// the monotonic clock; zero: no deadline). Send it before binding, and again on every renewal.
+// Hold tells the guard the VIPs are (about to be) held until the self-fencing deadline until (a
+// time.Time from time.Now, with its monotonic reading; zero: no deadline). Send it before binding,
+// and again on every renewal. An error other than ErrGuardDeadline means the guard did not get it
+// and goes by the previous deadline.
 func (g *GuardConn) Hold(until time.Time) error {
 	var ns int64
 	if !until.IsZero() {
-		d := time.Until(until)
-		if d <= 0 {
+		if !time.Now().Before(until) {
 			return ErrGuardDeadline
 		}
-		ns = int64(d)
+		ns = g.clock.nanos(until)
 	}
 	return g.send("hold " + strconv.FormatInt(ns, 10))
 }
@@ -162,6 +361,12 @@ func (g *GuardConn) Release() error { return g.send("release") }
 func (g *GuardConn) send(cmd string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if d, ok := g.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		// A line is far shorter than PIPE_BUF, so it is written whole or not at all.
+		if err := d.SetWriteDeadline(time.Now().Add(GuardWriteTimeout)); err != nil && !errors.Is(err, os.ErrNoDeadline) {
+			return fmt.Errorf("fencing: guard: %s: %w", cmd, err)
+		}
+	}
 	if _, err := io.WriteString(g.w, cmd+"\n"); err != nil {
 		return fmt.Errorf("fencing: guard: %s: %w", cmd, err)
 	}

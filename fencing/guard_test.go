@@ -1,35 +1,53 @@
 package fencing
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
+	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
-// guardRun runs Guard over a pipe inside a synctest bubble and records when it releases.
+// These tests run the guard and its connection inside synctest bubbles: time.Sleep advances the
+// bubble's fake clock once every goroutine is idle. Both ends share one monoClock whose base is the
+// bubble's clock, so a deadline means the same instant on both sides, as CLOCK_MONOTONIC makes it
+// for two real processes.
+
+// guardRun runs the guard over a pipe and records when it calls release.
 type guardRun struct {
-	conn     *GuardConn
-	w        *io.PipeWriter
-	mu       sync.Mutex
-	releases []time.Duration // since start
-	done     chan error
+	clock monoClock
+	conn  *GuardConn
+	w     *io.PipeWriter
+	start time.Time
+	done  chan error
+
+	mu    sync.Mutex
+	calls []time.Duration // since start, failed ones included
+	fails int             // fail this many more calls
 }
 
 func startGuard(t *testing.T) *guardRun {
 	t.Helper()
 	r, w := io.Pipe()
-	g := &guardRun{conn: NewGuardConn(w), w: w, done: make(chan error, 1)}
-	start := time.Now()
+	g := &guardRun{clock: monoClock{at: time.Now(), lo: 1e15, hi: 1e15}, w: w, start: time.Now(), done: make(chan error, 1)}
+	g.conn = &GuardConn{w: w, clock: g.clock}
 	go func() {
-		g.done <- Guard(context.Background(), r, func(string) (bool, error) {
+		g.done <- guard(context.Background(), r, func(string) (bool, error) {
 			g.mu.Lock()
-			g.releases = append(g.releases, time.Since(start))
-			g.mu.Unlock()
+			defer g.mu.Unlock()
+			g.calls = append(g.calls, time.Since(g.start))
+			if g.fails > 0 {
+				g.fails--
+				return false, errors.New("netlink: no buffer space available")
+			}
 			return true, nil
-		}, nil)
+		}, nil, g.clock)
 	}()
 	return g
 }
@@ -37,8 +55,26 @@ func startGuard(t *testing.T) *guardRun {
 func (g *guardRun) got() []time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]time.Duration(nil), g.releases...)
+	return slices.Clone(g.calls)
 }
+
+func (g *guardRun) failNext(n int) {
+	g.mu.Lock()
+	g.fails = n
+	g.mu.Unlock()
+}
+
+// line returns what conn would send for f, without sending it.
+func (g *guardRun) line(t *testing.T, f func(*GuardConn) error) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := f(&GuardConn{w: &b, clock: g.clock}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+const ms = time.Millisecond
 
 func TestGuardReleasesAtTheDeadlineUnlessRenewed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -46,19 +82,77 @@ func TestGuardReleasesAtTheDeadlineUnlessRenewed(t *testing.T) {
 		if err := g.conn.Hold(time.Now().Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(900 * time.Millisecond) // virtual time: the daemon renews in time
+		time.Sleep(900 * ms) // the daemon renews in time
 		if err := g.conn.Hold(time.Now().Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second) // then stops renewing (SIGSTOP)
 		synctest.Wait()
-		if r := g.got(); len(r) != 1 || r[0] != 1900*time.Millisecond {
+		if r := g.got(); !slices.Equal(r, []time.Duration{1900 * ms}) {
 			t.Fatalf("releases at %v, want one at 1.9s (the renewed deadline)", r)
 		}
 		g.w.Close()
 		if err := <-g.done; err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// The guard's deadline is the instant the daemon named, not a duration from when the guard read
+// it: a hold read 600 ms late (the guard was not scheduled, the pipe was full) still releases at
+// its deadline, and one read after its deadline releases at once. A guard that counted from its
+// read (the old "hold <remaining ns>") would release at 1.6 s and 2.5 s.
+func TestGuardLineReadLateDoesNotExtendTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		hold := g.line(t, func(c *GuardConn) error { return c.Hold(time.Now().Add(time.Second)) })
+		time.Sleep(600 * ms)
+		if _, err := g.w.Write(hold); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(900 * ms)
+		synctest.Wait()
+		if r := g.got(); !slices.Equal(r, []time.Duration{time.Second}) {
+			t.Fatalf("releases at %v, want one at 1s: the deadline in the line, not 1s after it was read", r)
+		}
+
+		hold = g.line(t, func(c *GuardConn) error { return c.Hold(time.Now().Add(time.Second)) }) // until 2.5s
+		time.Sleep(1500 * ms)
+		if _, err := g.w.Write(hold); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if r := g.got(); !slices.Equal(r, []time.Duration{time.Second, 3 * time.Second}) {
+			t.Fatalf("releases at %v, want a second one at once when a hold is read after its deadline (3s)", r)
+		}
+		g.w.Close()
+		<-g.done
+	})
+}
+
+// A backlog read late, whose first holds have passed but whose last has not, does not release: the
+// latest hold is the daemon's word. (A guard that acted on each line as it came, letting a passed
+// hold's timer fire before the next line, would release with every one of the eight passed holds
+// at even odds.)
+func TestGuardRenewalReadWithPassedHoldsWins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		var backlog []byte
+		for range 9 { // renewals every 100ms, each for 1s; the guard reads none of them in time
+			backlog = append(backlog, g.line(t, func(c *GuardConn) error { return c.Hold(time.Now().Add(time.Second)) })...)
+			time.Sleep(100 * ms)
+		}
+		time.Sleep(850 * ms) // 1.75s: all but the last hold (until 1.8s) have passed
+		if _, err := g.w.Write(backlog); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if r := g.got(); !slices.Equal(r, []time.Duration{1800 * ms}) {
+			t.Fatalf("releases at %v, want one at 1.8s (the latest hold)", r)
+		}
+		g.w.Close()
+		<-g.done
 	})
 }
 
@@ -99,6 +193,61 @@ func TestGuardReleasesWhenTheDaemonDies(t *testing.T) {
 	})
 }
 
+// A release that fails (the fake's first three) is tried again, 20 ms apart and doubling, until it
+// succeeds, and not after.
+func TestGuardRetriesAFailedRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		g.failNext(3)
+		_ = g.conn.Hold(time.Now().Add(time.Second))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		want := []time.Duration{1000 * ms, 1020 * ms, 1060 * ms, 1140 * ms}
+		if r := g.got(); !slices.Equal(r, want) {
+			t.Fatalf("release tried at %v, want %v", r, want)
+		}
+		g.w.Close()
+		<-g.done
+	})
+}
+
+// While a failed release is being retried, a hold ends the retries: the daemon is master again
+// until that hold's deadline, when the guard tries again.
+func TestGuardHoldEndsTheRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		g.failNext(1000)
+		_ = g.conn.Hold(time.Now().Add(time.Second))
+		time.Sleep(1100 * ms)
+		_ = g.conn.Hold(time.Now().Add(2 * time.Second)) // until 3.1s
+		time.Sleep(2050 * ms)
+		synctest.Wait()
+		want := []time.Duration{1000 * ms, 1020 * ms, 1060 * ms, 3100 * ms, 3120 * ms}
+		if r := g.got(); !slices.Equal(r, want) {
+			t.Fatalf("release tried at %v, want %v", r, want)
+		}
+		g.failNext(0)
+		g.w.Close()
+		<-g.done
+	})
+}
+
+// At EOF the guard's last duty is the release: it retries until that succeeds, then returns.
+func TestGuardRetriesAtEOFUntilReleased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		g.failNext(2)
+		_ = g.conn.Hold(time.Now().Add(time.Second))
+		g.w.Close()
+		if err := <-g.done; err != nil {
+			t.Fatal(err)
+		}
+		if r, want := g.got(), []time.Duration{0, 20 * ms, 60 * ms}; !slices.Equal(r, want) {
+			t.Fatalf("release tried at %v, want %v, then Guard returned", r, want)
+		}
+	})
+}
+
 func TestGuardRejectsNonsenseAndPassedDeadlines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
@@ -114,4 +263,66 @@ func TestGuardRejectsNonsenseAndPassedDeadlines(t *testing.T) {
 		}
 		g.w.Close() // ends Guard's reader
 	})
+}
+
+// The conversion base agrees with clock_gettime(CLOCK_MONOTONIC) and errs early, never late.
+func TestMonoClockMatchesClockGettime(t *testing.T) {
+	c, err := newMonoClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.hi-c.lo > int64(time.Millisecond) {
+		t.Logf("base bracket %v wide", time.Duration(c.hi-c.lo))
+	}
+	before, _ := monotonicNanos()
+	got := c.nanos(time.Now())
+	after, _ := monotonicNanos()
+	if got > after || got < before-(c.hi-c.lo) {
+		t.Fatalf("nanos(now) = %d, want within [%d, %d]", got, before-(c.hi-c.lo), after)
+	}
+	now, _ := monotonicNanos()
+	if at := c.instant(now); at.After(time.Now()) {
+		t.Fatalf("instant(CLOCK_MONOTONIC now) = %v from now, want not in the future", time.Until(at))
+	}
+}
+
+// A guard that stops reading cannot hold up the daemon: with the pipe full, Hold gives up after
+// GuardWriteTimeout and writes nothing (no half line for the guard to choke on later).
+func TestGuardConnWriteIsBounded(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	// Fill the pipe: the guard reads nothing.
+	if err := w.SetWriteDeadline(time.Now().Add(50 * ms)); err != nil {
+		t.Fatal(err)
+	}
+	fill := bytes.Repeat([]byte("x"), 1<<20)
+	n, err := w.Write(fill)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("filling the pipe: %d bytes, %v; want a full pipe", n, err)
+	}
+	c, err := NewGuardConn(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = c.Hold(time.Now().Add(time.Minute))
+	took := time.Since(start)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "fencing: guard: hold") {
+		t.Fatalf("Hold into a full pipe = %v, want a deadline error naming the command", err)
+	}
+	if took < GuardWriteTimeout || took > GuardWriteTimeout+time.Second {
+		t.Fatalf("Hold into a full pipe took %v, want about %v", took, GuardWriteTimeout)
+	}
+	w.Close()
+	rest, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest) != n || bytes.Contains(rest, []byte("hold")) {
+		t.Fatalf("the pipe holds %d bytes (%d filled), with part of a hold: %v", len(rest), n, bytes.Contains(rest, []byte("hold")))
+	}
 }

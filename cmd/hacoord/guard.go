@@ -31,7 +31,7 @@ type guard struct {
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
-	stdin   io.WriteCloser
+	stdin   *os.File
 	conn    *fencing.GuardConn
 	exited  chan struct{}
 	holding bool
@@ -62,15 +62,29 @@ func (g *guard) startLocked() error {
 	cmd.Stderr = g.stderr
 	// Its own process group: a Ctrl-C in a terminal reaches the daemon, which releases in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdin, err := cmd.StdinPipe()
+	// The daemon's end of the pipe is an *os.File of its own (not exec's StdinPipe) so that
+	// fencing.GuardConn can bound each write with a deadline.
+	pr, stdin, err := os.Pipe()
 	if err != nil {
+		return fmt.Errorf("fence guard: pipe: %w", err)
+	}
+	cmd.Stdin = pr
+	conn, err := fencing.NewGuardConn(stdin)
+	if err != nil {
+		pr.Close()
+		stdin.Close()
 		return fmt.Errorf("fence guard: %w", err)
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		pr.Close()
+		stdin.Close()
 		return fmt.Errorf("fence guard: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pr.Close() // the guard's end, now in the guard
+	if err != nil {
+		stdin.Close()
 		return fmt.Errorf("fence guard: start %s: %w", g.argv[0], err)
 	}
 	// The guard says "ready" once it can remove the VIPs; until then it is no guard.
@@ -100,9 +114,10 @@ func (g *guard) startLocked() error {
 	if err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
+		stdin.Close()
 		return fmt.Errorf("fence guard did not start (%v): %w", werr, err)
 	}
-	g.cmd, g.stdin, g.conn, g.exited = cmd, stdin, fencing.NewGuardConn(stdin), exited
+	g.cmd, g.stdin, g.conn, g.exited = cmd, stdin, conn, exited
 	g.log.Debug("fence guard started", zap.Int("pid", cmd.Process.Pid))
 	return nil
 }
@@ -124,6 +139,7 @@ func (g *guard) send(f func(*fencing.GuardConn) error) error {
 		return err // alive but the write failed: nothing a restart would fix
 	}
 	g.log.Error("fence guard died; restarting it", zap.Error(err))
+	_ = g.stdin.Close() // the dead guard's pipe
 	if serr := g.startLocked(); serr != nil {
 		return errors.Join(err, serr)
 	}
@@ -203,14 +219,11 @@ func newFenceGuardCommand(stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer m.Close()
+			// Every configured VIP is deleted without listing first (a delete of an absent address is
+			// no error); fencing.Guard retries a release that fails.
 			release := func(string) (bool, error) {
-				bound, err := m.Bound()
-				if err != nil || len(bound) == 0 {
-					return false, err
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				return true, m.Cleanup(ctx)
+				removed, err := m.Remove(context.Background())
+				return len(removed) > 0, err
 			}
 			// A failed write means the daemon is gone: Guard then reads EOF and releases.
 			_, _ = fmt.Println(guardReady)
