@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,42 +41,49 @@ type Status struct {
 	IPVS      ipvs.Status `json:"ipvs"`
 }
 
-// statusEvery is how often the status file is rewritten.
-const statusEvery = time.Second
+// statusPoll is how often the status writer looks at what changes without telling it (health,
+// IPVS, the VIPs on the interface): in memory and one address listing, never a file write unless
+// something changed.
+const statusPoll = time.Second
 
-// statusWriter keeps the status file current while the daemon runs and removes it at the end.
+// statusWriter keeps the status file while the daemon runs and removes it at the end. It writes the
+// file when its content changes, and only then: at once when told (changed), and within statusPoll
+// of a change nobody told it of. It writes on its own goroutine (run), so a slow disk never holds
+// up whoever tells it.
 type statusWriter struct {
 	path string
-	s    Settings
-	co   *election.Coordinator
-	vm   *vip.Manager
-	ipvs *ipvs.Reconciler
-	gate *election.Gate
+	snap func() Status // the current state; called on run's goroutine only
 	log  *zap.Logger
+	kick chan struct{} // capacity 1: something changed
 
-	mu      sync.Mutex // serialises writes
-	failing bool
+	failing bool // the last write failed (logged once per run of failures)
 }
 
-func (w *statusWriter) snapshot() Status { return w.snapshotOf(w.co.Status()) }
+func newStatusWriter(path string, snap func() Status, log *zap.Logger) *statusWriter {
+	return &statusWriter{path: path, snap: snap, log: log, kick: make(chan struct{}, 1)}
+}
 
-func (w *statusWriter) snapshotOf(cs election.Status) Status {
-	eligible, prio := w.gate.Eligible()
-	st := Status{
-		Group: w.s.Group, Node: w.s.Name, Backend: w.s.Backend, PID: os.Getpid(), Updated: time.Now().UTC(),
-		Role: cs.State.Role.String(), Term: cs.State.Term, Leader: cs.State.Leader.Node, Reason: cs.State.Reason,
-		Promoted: cs.Promoted, Fenced: cs.Fenced, Since: cs.Since.UTC(), Eligible: eligible,
-		BoundVIPs: []string{}, IPVS: w.ipvs.Status(),
-	}
-	if w.s.Backend == "vrrp" {
-		st.Priority = prio
-	}
-	if b, err := w.vm.Bound(); err == nil {
-		for _, p := range b {
-			st.BoundVIPs = append(st.BoundVIPs, p.String())
+// daemonStatus returns the function that builds the daemon's Status from its parts.
+func daemonStatus(s Settings, co *election.Coordinator, vm *vip.Manager, ipv *ipvs.Reconciler, gate *election.Gate) func() Status {
+	return func() Status {
+		cs := co.Status()
+		eligible, prio := gate.Eligible()
+		st := Status{
+			Group: s.Group, Node: s.Name, Backend: s.Backend, PID: os.Getpid(),
+			Role: cs.State.Role.String(), Term: cs.State.Term, Leader: cs.State.Leader.Node, Reason: cs.State.Reason,
+			Promoted: cs.Promoted, Fenced: cs.Fenced, Since: cs.Since.UTC(), Eligible: eligible,
+			BoundVIPs: []string{}, IPVS: ipv.Status(),
 		}
+		if s.Backend == "vrrp" {
+			st.Priority = prio
+		}
+		if b, err := vm.Bound(); err == nil {
+			for _, p := range b {
+				st.BoundVIPs = append(st.BoundVIPs, p.String())
+			}
+		}
+		return st
 	}
-	return st
 }
 
 // prepare creates the status file's directory; the daemon goes on without a status file if it
@@ -88,31 +96,49 @@ func (w *statusWriter) prepare() bool {
 	return true
 }
 
-// write writes st, logging only the first of a run of failures.
-func (w *statusWriter) write(st Status) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// changed tells the writer that the state changed. It never blocks: the Coordinator calls it on
+// its loop (OnChange), whose fence timer must not wait for a disk. Changes told while the writer is
+// busy collapse into one write of the latest state.
+func (w *statusWriter) changed() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run writes the status file at once, then whenever its content changes, until ctx is done; then it
+// removes the file.
+func (w *statusWriter) run(ctx context.Context) {
+	defer os.Remove(w.path)
+	t := time.NewTicker(statusPoll)
+	defer t.Stop()
+	var last []byte // what the file says, but for Updated
+	for {
+		st := w.snap()
+		st.Updated = time.Time{}
+		if b, err := json.Marshal(st); err != nil || !bytes.Equal(b, last) {
+			st.Updated = time.Now().UTC()
+			if w.write(st) {
+				last = b
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// write writes st and reports whether it succeeded, logging only the first of a run of failures.
+func (w *statusWriter) write(st Status) bool {
 	err := writeJSONFile(w.path, st)
 	if err != nil && !w.failing {
 		w.log.Warn("writing the status file failed", zap.String("path", w.path), zap.Error(err))
 	}
 	w.failing = err != nil
-}
-
-// run rewrites the status file every second (health and IPVS change on their own) until ctx is
-// done, then removes it. Changes of the election are written at once, by the Coordinator's OnChange.
-func (w *statusWriter) run(ctx context.Context) {
-	defer os.Remove(w.path)
-	t := time.NewTicker(statusEvery)
-	defer t.Stop()
-	for {
-		w.write(w.snapshot())
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	return err == nil
 }
 
 // writeJSONFile replaces path atomically with v as indented JSON.
@@ -134,8 +160,9 @@ func newStatusCommand(stdout io.Writer) *cobra.Command {
 		Use:   "status",
 		Short: "Print the running daemon's state (role, term, VIPs held, IPVS, health) as JSON",
 		Long: `status prints the snapshot the daemon of --group/--name keeps in its status file (rewritten
-every second, removed when the daemon stops). It fails if there is no such file or the snapshot
-is stale (the daemon is stopped or hung).`,
+whenever something in it changes, removed when the daemon stops; "updated" is the last change). It
+fails if there is no such file, or if the daemon that wrote it is not running (it was killed) or is
+stopped (SIGSTOP).`,
 		Example: `  hacoord status --group web --name node1
   hacoord status --status-file /run/hacoord/web.node1.json | jq .role`,
 		Args: noArgs,
@@ -156,10 +183,7 @@ is stale (the daemon is stopped or hung).`,
 			if _, err := stdout.Write(b); err != nil {
 				return err
 			}
-			if age := time.Since(st.Updated); age > 5*statusEvery {
-				return fmt.Errorf("status: snapshot is %v old: the daemon (pid %d) is stopped or hung", age.Round(time.Second), st.PID)
-			}
-			return nil
+			return daemonAlive(st.PID)
 		},
 	}
 	cmd.Flags().StringVar(&s.Group, "group", s.Group, "the daemon's group")
@@ -189,4 +213,32 @@ ipvsadm -Ln's format. It fails with a clear message when the kernel has no IPVS.
 			return err
 		},
 	}
+}
+
+// daemonAlive reports, as an error, a status file whose daemon is gone (killed: the file was not
+// removed) or stopped (SIGSTOP, a frozen cgroup): its snapshot no longer tells what the node does.
+// Since the file is written only on change, its age says nothing; the process table does.
+func daemonAlive(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("status: the snapshot names no daemon process (pid %d)", pid)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("status: the daemon (pid %d) is not running: the snapshot is left over from a run that was killed", pid)
+	}
+	if err != nil {
+		return fmt.Errorf("status: the daemon (pid %d): %w", pid, err)
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses; the state follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return fmt.Errorf("status: the daemon (pid %d): unexpected /proc stat %q", pid, b)
+	}
+	switch b[i+2] {
+	case 'T', 't':
+		return fmt.Errorf("status: the daemon (pid %d) is stopped: the snapshot is from before it stopped", pid)
+	case 'Z', 'X':
+		return fmt.Errorf("status: the daemon (pid %d) is not running (it exited): the snapshot is left over", pid)
+	}
+	return nil
 }

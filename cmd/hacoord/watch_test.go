@@ -4,10 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,34 +51,6 @@ func TestWatchRefusesVRRP(t *testing.T) {
 	code, _, stderr := runCLI(t, "watch", "--backend", "vrrp")
 	if code != exitConfig || !strings.Contains(stderr, "VRRP publishes no master record") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
-	}
-}
-
-// hacoord status prints the daemon's snapshot, fails without one, and calls a stale one stale.
-func TestStatusCommand(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "s.json")
-	code, _, stderr := runCLI(t, "status", "--status-file", p)
-	if code != exitError || !strings.Contains(stderr, "is the daemon") {
-		t.Fatalf("missing file: exit %d, %q", code, stderr)
-	}
-	st := Status{Group: "web", Node: "n1", Role: "master", Term: 7, Updated: time.Now().UTC(), BoundVIPs: []string{"10.0.0.100/24"}}
-	if err := writeJSONFile(p, st); err != nil {
-		t.Fatal(err)
-	}
-	code, out, stderr := runCLI(t, "status", "--status-file", p)
-	var back Status
-	if code != exitOK || json.Unmarshal([]byte(out), &back) != nil || back.Role != "master" || back.Term != 7 {
-		t.Fatalf("exit %d, out %q, stderr %q", code, out, stderr)
-	}
-	st.Updated = time.Now().Add(-time.Minute)
-	if err := writeJSONFile(p, st); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, stderr = runCLI(t, "status", "--status-file", p); code != exitError || !strings.Contains(stderr, "stopped or hung") {
-		t.Fatalf("stale: exit %d, %q", code, stderr)
-	}
-	if _, err := os.Stat(p + ".tmp"); !os.IsNotExist(err) {
-		t.Errorf("temporary file left behind: %v", err)
 	}
 }
 
