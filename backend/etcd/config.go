@@ -15,8 +15,8 @@ import (
 type Config struct {
 	// Endpoints are the etcd client endpoints (host:port or URLs). Required.
 	Endpoints []string
-	// DialTimeout bounds connecting and every request other than keepalives (grant, campaign check,
-	// leader write, resign, revoke are each bounded by it; cleanup by min(DialTimeout, 1s)).
+	// DialTimeout bounds connecting, the lease grant and the observer's reads. Requests within a
+	// lease's life are bounded by KeepaliveInterval instead.
 	DialTimeout time.Duration
 	// TLS, if set, is used for the client connections.
 	TLS *tls.Config
@@ -35,9 +35,16 @@ type Config struct {
 	TTL time.Duration
 	// Margin is taken off every deadline (see fencing.Deadline). 0 means fencing.DefaultMargin(TTL).
 	Margin time.Duration
-	// KeepaliveInterval is how often the elector renews its lease with its own KeepAliveOnce; each
-	// attempt is bounded by it too. 0 means TTL/4. It must be below TTL-Margin.
+	// KeepaliveInterval is how often the elector renews its lease with its own KeepAliveOnce. Each
+	// attempt, and every other request within the lease's life (campaign reads, the master record,
+	// resign, revoke), is bounded by it too: a member that does not answer within it is left for the
+	// next endpoint. 0 means TTL/4. It must be below TTL-Margin.
 	KeepaliveInterval time.Duration
+
+	// StoreElectionTimeout is the store's election timeout (etcd's --election-timeout), if known. It
+	// is used only to tell whether the TTL rides out a store leader change (see Timing); 0 infers an
+	// upper bound from the shortest TTL the store grants.
+	StoreElectionTimeout time.Duration
 
 	// RetryMin and RetryMax bound the exponential backoff between attempts to reach etcd.
 	RetryMin, RetryMax time.Duration
@@ -76,6 +83,9 @@ func (c Config) validateObserver() error {
 	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("dial timeout %v must be positive", c.DialTimeout))
+	}
+	if c.StoreElectionTimeout < 0 {
+		errs = append(errs, fmt.Errorf("store election timeout %v must not be negative", c.StoreElectionTimeout))
 	}
 	if c.RetryMin <= 0 || c.RetryMax < c.RetryMin {
 		errs = append(errs, fmt.Errorf("retry backoff %v..%v: need 0 < min <= max", c.RetryMin, c.RetryMax))

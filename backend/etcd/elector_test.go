@@ -3,12 +3,16 @@ package etcd_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/hacoord/hacoord/backend/etcd"
 	"github.com/hacoord/hacoord/election"
@@ -319,5 +323,182 @@ func TestRunTwice(t *testing.T) {
 	r.Wait(t, settle, "Master", lastIs(election.Master))
 	if err := el.Run(context.Background(), election.NewOutbox()); err == nil {
 		t.Fatal("second Run returned nil, want an error")
+	}
+}
+
+// A watch broken by compaction deposes no one and costs no backup its place. With a single member
+// the client resumes its watches on the same member after a restart, from the revision it last saw,
+// which a compaction has removed meanwhile: ErrCompacted. The master keeps its term, and when it
+// resigns the backup takes over at once with the create revision of the key it queued with.
+func TestWatchBrokenByCompaction(t *testing.T) {
+	c := etcdtest.StartCluster(t, 1)
+	admin := c.Client()
+	core, logs := observer.New(zap.InfoLevel)
+	newRec := func(name string) *electiontest.Recorder {
+		cfg := clusterConfig(c.Endpoints(), "compact", name, clusterTTL, etcdtest.ClusterElectionMs*time.Millisecond)
+		el, err := etcd.New(cfg, zap.New(zapcore.NewTee(core, testLogger(t).Core())).Named(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return electiontest.Start(t, name, candidate(el))
+	}
+	a := newRec("a")
+	a.Wait(t, settle, "Master", lastIs(election.Master))
+	b := newRec("b")
+	b.Wait(t, settle, "Backup", lastIs(election.Backup))
+	t.Cleanup(func() { electiontest.CheckNoOverlap(t, a, b) })
+	term := a.Last().Term
+	queued := candidateRev(t, admin, "compact", "b")
+
+	// Move the revision on past what the watches started from, compact it away, restart the member.
+	for i := range 5 {
+		if _, err := admin.Put(opCtx(t), fmt.Sprintf("/other/%d", i), "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := c.Compact(admin)
+	k := time.Now()
+	c.Kill(0)
+	r := time.Now()
+	c.Restart(0)
+	t.Logf("kill %v, restart %v", r.Sub(k), time.Since(r))
+	renewedPast(t, a, term, time.Now().Add(clusterTTL))
+	compacted := 0
+	for _, e := range logs.All() {
+		for _, f := range e.Context {
+			if f.Key == "error" && strings.Contains(fmt.Sprint(f.Interface), "compacted") {
+				compacted++
+			}
+		}
+	}
+	t.Logf("compacted to %d; %d watches saw ErrCompacted", rev, compacted)
+	if compacted == 0 {
+		t.Fatal("no watch saw ErrCompacted: the test did not break them the way it means to")
+	}
+	for _, s := range a.States() {
+		if s.Role != election.Master && s.Reason != "lease renewal overdue" && s.At.After(firstMasterAfter(a, term, time.Time{})) {
+			t.Errorf("master demoted after its watch broke: %s %q", s.Role, s.Reason)
+		}
+	}
+	noOtherMaster(t, b)
+
+	stopped := time.Now()
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	b.Wait(t, settle, "Master after a resigned", lastIs(election.Master))
+	took := b.Last().At.Sub(stopped)
+	t.Logf("backup took over %v after the resign, with term %d (queued at %d)", took, b.Last().Term, queued)
+	if took > clusterTTL/4 {
+		t.Errorf("backup took over %v after the resign, want under TTL/4 %v", took, clusterTTL/4)
+	}
+	if got := b.Last().Term; got != uint64(queued) {
+		t.Errorf("backup master with term %d, want %d, the create revision it queued with: it lost its place", got, queued)
+	}
+}
+
+// candidateRev returns the create revision of name's election key in group.
+func candidateRev(t *testing.T, admin *clientv3.Client, group, name string) int64 {
+	t.Helper()
+	resp, err := admin.Get(opCtx(t), etcd.ElectionPrefix(group)+"/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) == name {
+			return kv.CreateRevision
+		}
+	}
+	t.Fatalf("no election key of %s in %s", name, group)
+	return 0
+}
+
+// The master record lives on the master's lease: when the lease is revoked, the record goes with it
+// and an observer sees no master (a zero Record) before the node is elected again.
+func TestRecordGoesWithLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := adminClient(t, srv)
+	o, err := etcd.NewObserver(testConfig(srv.Endpoints()[0], "gone", ""), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	recs := make(chan election.Record, 16)
+	done := make(chan error, 1)
+	go func() { done <- o.Observe(ctx, recs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Observe: %v", err)
+		}
+	})
+	next := func(what string, ok func(election.Record) bool) election.Record {
+		t.Helper()
+		timeout := time.After(settle)
+		for {
+			select {
+			case r := <-recs:
+				if ok(r) {
+					return r
+				}
+			case <-timeout:
+				t.Fatalf("observer saw no %s", what)
+			}
+		}
+	}
+	r := electiontest.Start(t, "a", candidate(newElector(t, srv.Endpoints()[0], "gone", "a")))
+	r.Wait(t, settle, "Master", lastIs(election.Master))
+	term := r.Last().Term
+	next("record of a", func(rec election.Record) bool { return rec.Node == "a" && rec.Term == term })
+	revokeCandidate(t, admin, "gone", "a")
+	next("zero record after the revoke", election.Record.IsZero)
+	if resp, err := admin.Get(opCtx(t), etcd.LeaderKey("gone")); err != nil {
+		t.Fatal(err)
+	} else if len(resp.Kvs) > 0 && resp.Kvs[0].ModRevision <= int64(term) {
+		t.Errorf("the old master record is still there")
+	}
+	next("record of the next term", func(rec election.Record) bool { return rec.Node == "a" && rec.Term > term })
+}
+
+// etcd's concurrency.Election.Campaign, which the elector's own campaign replaces (see campaign.go):
+// campaigning again on a session whose key exists keeps the key's create revision (the place in the
+// queue), but a Campaign whose context ends deletes the key.
+func TestConcurrencyCampaignSemantics(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := adminClient(t, srv)
+	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	first := concurrency.NewElection(sess, etcd.ElectionPrefix("cc"))
+	if err := first.Campaign(opCtx(t), "x"); err != nil {
+		t.Fatal(err)
+	}
+	again := concurrency.NewElection(sess, etcd.ElectionPrefix("cc"))
+	if err := again.Campaign(opCtx(t), "x"); err != nil {
+		t.Fatal(err)
+	}
+	if again.Rev() != first.Rev() || again.Key() != first.Key() {
+		t.Fatalf("Campaign again: key %s rev %d, want %s rev %d (resumed)", again.Key(), again.Rev(), first.Key(), first.Rev())
+	}
+
+	other, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	waiting := concurrency.NewElection(other, etcd.ElectionPrefix("cc"))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := waiting.Campaign(ctx, "y"); err == nil {
+		t.Fatal("second session won while the first holds the election")
+	}
+	resp, err := cli.Get(opCtx(t), etcd.ElectionPrefix("cc")+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 1 {
+		t.Fatalf("%d election keys after the waiting Campaign's context ended, want 1 (its key deleted)", resp.Count)
 	}
 }

@@ -2,8 +2,8 @@ package etcd
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -34,17 +34,25 @@ func NewObserver(cfg Config, log *zap.Logger) (*Observer, error) {
 
 // Observe connects to etcd and sends the group's master record (zero when there is none) and then
 // every change on out until ctx is done; it returns nil then. While etcd is unreachable it retries
-// with backoff. Values that are not master records are sent as a zero Record and logged at warn.
+// with backoff, moving to the next endpoint when one fails. Values that are not master records are
+// sent as a zero Record and logged at warn.
 func (o *Observer) Observe(ctx context.Context, out chan<- election.Record) error {
-	cli, err := clientv3.New(clientConfig(o.cfg, o.log))
+	c, err := dial(o.cfg, o.log)
 	if err != nil {
 		return fmt.Errorf("etcd: connect to %v: %w", o.cfg.Endpoints, err)
 	}
-	defer cli.Close()
-	return observe(ctx, cli, o.cfg, o.log, out)
+	defer c.Close()
+	var wg sync.WaitGroup
+	wctx, stop := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); c.watchState(wctx) }()
+	defer wg.Wait()
+	defer stop()
+	return observe(ctx, c, o.cfg, o.log, out)
 }
 
-// Observe is Observer.Observe over an existing client (not closed). log may be nil.
+// Observe is Observer.Observe over an existing client (not closed, never moved to another endpoint).
+// log may be nil.
 func Observe(ctx context.Context, cli *clientv3.Client, group string, out chan<- election.Record, log *zap.Logger) error {
 	cfg := DefaultConfig()
 	cfg.Endpoints, cfg.Group = cli.Endpoints(), group
@@ -54,12 +62,13 @@ func Observe(ctx context.Context, cli *clientv3.Client, group string, out chan<-
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return observe(ctx, cli, cfg, log.Named("etcd-observer").With(zap.String("group", group)), out)
+	log = log.Named("etcd-observer").With(zap.String("group", group))
+	return observe(ctx, wrap(cli, cfg.RetryMin, log), cfg, log, out)
 }
 
-func observe(ctx context.Context, cli *clientv3.Client, cfg Config, log *zap.Logger, out chan<- election.Record) error {
+func observe(ctx context.Context, c *conn, cfg Config, log *zap.Logger, out chan<- election.Record) error {
 	var last *election.Record
-	observeLeader(ctx, cli, LeaderKey(cfg.Group), cfg, log, func(r election.Record) {
+	observeLeader(ctx, c, LeaderKey(cfg.Group), cfg.DialTimeout, cfg, log, func(r election.Record) {
 		if last != nil && last.Same(r) {
 			return
 		}
@@ -73,52 +82,53 @@ func observe(ctx context.Context, cli *clientv3.Client, cfg Config, log *zap.Log
 }
 
 // observeLeader calls fn with the record under key (zero if none or garbage) and then with every
-// change, in revision order, until ctx is done. It re-reads the key after any watch failure, backing
-// off between failed attempts. fn runs on the calling goroutine.
-func observeLeader(ctx context.Context, cli *clientv3.Client, key string, cfg Config, log *zap.Logger, fn func(election.Record)) {
-	backoff := cfg.RetryMin
-	failing := false
+// change, in revision order, until ctx is done. After a watch breaks (an error, compaction, a move
+// to another endpoint) it reads the key again and watches from that read's revision, backing off
+// between failed attempts; each read is bounded by timeout. fn runs on the calling goroutine.
+func observeLeader(ctx context.Context, c *conn, key string, timeout time.Duration, cfg Config, log *zap.Logger, fn func(election.Record)) {
+	failures := 0
 	for ctx.Err() == nil {
-		gctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-		resp, err := cli.Get(gctx, key)
-		cancel()
+		var resp *clientv3.GetResponse
+		err := c.do(ctx, timeout, func(ctx context.Context, cli *clientv3.Client) (err error) {
+			resp, err = cli.Get(ctx, key)
+			return err
+		})
 		if err == nil {
-			if failing {
+			if failures > 0 {
 				log.Info("reading master record recovered")
-				failing = false
+				failures = 0
 			}
-			backoff = cfg.RetryMin
 			var r election.Record
 			if len(resp.Kvs) > 0 {
 				r = parse(log, resp.Kvs[0])
 			}
 			fn(r)
-			err = watchLeader(ctx, cli, key, resp.Header.Revision+1, log, fn)
+			err = watchLeader(ctx, c, key, resp.Header.Revision+1, log, fn)
+			if err == nil {
+				continue // moved to another endpoint: read there at once
+			}
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if !failing {
+		if failures == 0 {
 			log.Warn("following master record failed, retrying", zap.String("key", key), zap.Error(err))
-			failing = true
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		failures++
+		if !sleep(ctx, backoff(cfg, failures)) {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, cfg.RetryMax)
 	}
 }
 
-// watchLeader applies the events on key from rev until the watch fails or ctx is done.
-func watchLeader(ctx context.Context, cli *clientv3.Client, key string, rev int64, log *zap.Logger, fn func(election.Record)) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	for wr := range cli.Watch(wctx, key, clientv3.WithRev(rev)) {
+// watchLeader applies the events on key from rev until the watch breaks (its error), c moves to
+// another endpoint or ctx is done (nil).
+func watchLeader(ctx context.Context, c *conn, key string, rev int64, log *zap.Logger, fn func(election.Record)) error {
+	ep, wch, stop := c.watch(ctx, key, clientv3.WithRev(rev))
+	defer stop()
+	for wr := range wch {
 		if err := wr.Err(); err != nil {
+			c.failed(ep, err)
 			return fmt.Errorf("etcd: watch %s: %w", key, err)
 		}
 		for _, ev := range wr.Events {
@@ -130,7 +140,7 @@ func watchLeader(ctx context.Context, cli *clientv3.Client, key string, rev int6
 			}
 		}
 	}
-	return errors.New("etcd: watch " + key + " closed")
+	return nil
 }
 
 func parse(log *zap.Logger, kv *mvccpb.KeyValue) election.Record {

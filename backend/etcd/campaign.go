@@ -1,0 +1,216 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+var (
+	errIneligible = errors.New("not eligible")
+	errKeyGone    = errors.New("election key gone")
+)
+
+// Why the elector runs its own campaign rather than concurrency.Election.Campaign (v3.7.3), with
+// the same key layout (<prefix>/<lease id in hex>, value: the node name) so that etcdctl elect and
+// concurrency.Election see the same queue:
+//   - Campaign waits on its predecessor with a plain watch. When that watch breaks (ErrCompacted after
+//     a reconnect, a member restart) Campaign returns the error and keeps the key; calling it again
+//     with the same session finds the key (its Txn's Else branch), keeps its create revision and waits
+//     again, so the place in the queue survives. But cancelling Campaign's context resigns, deleting
+//     the key, so a caller cannot stop a wait that hangs on a silent member without losing its place.
+//   - Nothing can wake it to read again (after the elector moved to another endpoint, or to recheck)
+//     short of that cancellation.
+//
+// campaign below re-reads after every broken watch, every move to another endpoint and every
+// recheckEvery, requires a leader for its watches, and never deletes its key unless told to.
+
+// campaign makes sure this node's election key exists under the lease and waits until it has the
+// lowest create revision under the election prefix. It returns nil once it does (t.key and t.rev
+// name the key), errIneligible when eligibility was withdrawn meanwhile (the key is still there),
+// errLeaseLost when the store says the lease is gone, and ctx's cause when ctx ends. Store failures are retried with backoff; they never cost the key.
+func (t *term) campaign(ctx context.Context) error {
+	failures := 0
+	for {
+		pred, rev, err := t.queue(ctx)
+		if errors.Is(err, errKeyGone) {
+			continue // put it again at once
+		}
+		switch {
+		case err == nil && pred == "":
+			return nil
+		case err == nil:
+			err = t.waitDelete(ctx, pred, rev)
+			if err == nil {
+				failures = 0
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if errors.Is(err, errIneligible) {
+			return err
+		}
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return errLeaseLost // the store's answer: no use retrying with this lease
+		}
+		if failures == 0 {
+			t.log.Warn("campaign: store request failed; retrying", zap.Error(err))
+		}
+		failures++
+		// An answered keepalive means the store is back: no use waiting out the backoff.
+		if err := t.pause(ctx, backoff(t.e.cfg, failures), t.l.Renewed()); err != nil {
+			return err
+		}
+	}
+}
+
+// queue puts the election key if it is missing and returns the candidate just ahead of it (the key
+// with the highest create revision below ours, "" if none: we lead) and the revision of that read.
+func (t *term) queue(ctx context.Context) (string, int64, error) {
+	if t.rev == 0 {
+		if err := t.putKey(ctx); err != nil {
+			return "", 0, err
+		}
+	}
+	var resp *clientv3.TxnResponse
+	err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
+			Then(clientv3.OpGet(t.e.prefix+"/", append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(t.rev-1))...)).
+			Commit()
+		return err
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("etcd: read the candidates ahead of %s: %w", t.key, err)
+	}
+	if !resp.Succeeded {
+		t.log.Warn("election key vanished while queued; queuing again", zap.String("key", t.key), zap.Int64("rev", t.rev))
+		t.rev = 0
+		return "", 0, errKeyGone
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return "", resp.Header.Revision, nil
+	}
+	return string(kvs[0].Key), resp.Header.Revision, nil
+}
+
+// putKey creates the election key under the lease, or finds it (a retry after a lost reply, a
+// campaign resumed after a yield's pause) and keeps its create revision.
+func (t *term) putKey(ctx context.Context) error {
+	var resp *clientv3.TxnResponse
+	err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", 0)).
+			Then(clientv3.OpPut(t.key, t.e.cfg.Name, clientv3.WithLease(t.l.id))).
+			Else(clientv3.OpGet(t.key)).
+			Commit()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("etcd: put election key %s: %w", t.key, err)
+	}
+	t.rev = resp.Header.Revision
+	if !resp.Succeeded {
+		t.rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
+	}
+	t.log.Info("queued", zap.String("key", t.key), zap.Int64("rev", t.rev), zap.Bool("existing", !resp.Succeeded))
+	return nil
+}
+
+// waitDelete waits until pred, the candidate ahead, may be gone: its DELETE event, a watch that
+// broke or moved to another endpoint, or recheckEvery without news (a watch that broke without
+// saying so costs at most that). It returns nil then, for the caller to read again; errIneligible
+// or ctx's cause otherwise. A yield asked of a backup is void.
+func (t *term) waitDelete(ctx context.Context, pred string, rev int64) error {
+	ep, wch, stop := t.c.watch(ctx, pred, clientv3.WithRev(rev+1))
+	defer stop()
+	recheck := time.NewTimer(t.recheckEvery())
+	defer recheck.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-recheck.C:
+			return nil
+		case <-t.e.kick:
+			t.e.yield.Store(false)
+			if !t.e.eligible.Load() {
+				return errIneligible
+			}
+		case wr, ok := <-wch:
+			if !ok {
+				return nil // moved to another endpoint, or ctx done
+			}
+			if err := wr.Err(); err != nil {
+				t.c.failed(ep, err)
+				t.log.Info("watch on the candidate ahead broke; reading again", zap.String("key", pred), zap.Error(err))
+				return nil
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == mvccpb.DELETE {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// recheckEvery is how often a waiting candidate reads the queue again even though its watch is
+// quiet: once per TTL, one small read per candidate.
+func (t *term) recheckEvery() time.Duration { return t.l.ttl }
+
+// pause waits d, or less: until wake fires (nil: never), eligibility is withdrawn (errIneligible)
+// or ctx ends (its cause).
+func (t *term) pause(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-tm.C:
+			return nil
+		case <-wake:
+			return nil
+		case <-t.e.kick:
+			t.e.yield.Store(false)
+			if !t.e.eligible.Load() {
+				return errIneligible
+			}
+		}
+	}
+}
+
+// release deletes the election key, and the master record if it is this lease's, in one
+// transaction guarded by the key's create revision, retrying until it succeeds or ctx ends. It is
+// only called once the consumer has acted on a non-Master State.
+func (t *term) release(ctx context.Context) error {
+	if t.rev == 0 {
+		return nil
+	}
+	ours := clientv3.Compare(clientv3.LeaseValue(t.e.leaderKey), "=", t.l.id)
+	err := t.e.retry(ctx, func(ctx context.Context) error {
+		return t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) error {
+			_, err := cli.Txn(ctx).
+				If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
+				Then(clientv3.OpDelete(t.key),
+					clientv3.OpTxn([]clientv3.Cmp{ours}, []clientv3.Op{clientv3.OpDelete(t.e.leaderKey)}, nil)).
+				Commit()
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("etcd: resign %s: %w", t.key, err)
+	}
+	t.rev = 0
+	return nil
+}

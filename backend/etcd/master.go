@@ -1,0 +1,310 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/election"
+)
+
+var (
+	errKeyDeleted = errors.New("election key deleted")
+	errNotFirst   = errors.New("election key no longer first")
+)
+
+// mastership is one term of this node as master, from winning the campaign until it gives up on
+// purpose, its election key goes, or its lease is lost. Within it, a missed deadline costs the VIPs
+// (a Fault State: suspended) but not the term: once the store answers again and confirms the key
+// still leads, the same term is offered as Master again.
+type mastership struct {
+	t       *term
+	rec     election.Record
+	log     *zap.Logger
+	timer   *time.Timer // fires at validUntil
+	valid   time.Time   // ValidUntil of the Master State offered last; zero while suspended
+	resumed uint64      // times the term was offered again after a suspension (part of Contact)
+}
+
+// master serves one term: it writes the master record, offers Master and keeps renewing it until
+// the term ends. It returns nil to campaign again (yielded, made ineligible, election key deleted)
+// and ctx's cause when ctx ends (Run stops, or the lease is lost).
+func (t *term) master(ctx context.Context) error {
+	rec, err := t.claim(ctx)
+	if err != nil {
+		if errors.Is(err, errKeyGone) {
+			return nil // queue again
+		}
+		return err
+	}
+	m := &mastership{t: t, rec: rec, log: t.log.With(zap.Uint64("term", rec.Term)), timer: time.NewTimer(time.Hour)}
+	defer m.timer.Stop()
+	t.masterSince = time.Now()
+	t.e.setOwnTerm(rec.Term)
+	m.offer("elected")
+
+	wctx, stopWatch := context.WithCancel(ctx)
+	keyGone := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		keyGone <- t.watchOwnKey(wctx)
+	}()
+	defer wg.Wait()
+	defer stopWatch()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-m.timer.C:
+			m.deadline()
+		case <-t.l.Renewed():
+			if err := m.renewed(ctx); err != nil {
+				return m.deposed(err)
+			}
+		case err := <-keyGone:
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			return m.deposed(err)
+		case <-t.e.kick:
+			if reason, ok := m.resignRequested(); ok {
+				return t.giveUp(ctx, reason)
+			}
+		}
+	}
+}
+
+// offer offers Master with the lease's current deadline, or, if that has passed, suspends.
+func (m *mastership) offer(reason string) {
+	dl := m.t.l.Deadline()
+	if !time.Now().Before(dl) {
+		m.suspend()
+		return
+	}
+	m.valid = dl
+	m.timer.Reset(time.Until(dl))
+	contact := m.t.l.Contact() + m.resumed
+	m.t.e.offerMaster(m.rec, dl, contact, reason)
+	if reason != "renewed" {
+		m.log.Info("master", zap.String("reason", reason), zap.Time("valid-until", dl))
+	}
+}
+
+// deadline handles the timer: a renewal not yet handled moves the deadline on; otherwise the
+// deadline passed without an acknowledged renewal, and the node lets go of the VIPs at once.
+func (m *mastership) deadline() {
+	if m.valid.IsZero() {
+		return
+	}
+	if m.t.l.Deadline().After(m.valid) {
+		m.offer("renewed")
+		return
+	}
+	m.suspend()
+}
+
+// suspend offers Fault: the VIPs go (the Coordinator also fences on its own timer), the lease and
+// the election key stay, and keepalives go on.
+func (m *mastership) suspend() {
+	if !m.valid.IsZero() || m.resumed == 0 {
+		m.log.Warn("deadline passed without an acknowledged renewal; letting go of the VIPs, keeping the lease and the term")
+	}
+	m.valid = time.Time{}
+	m.timer.Stop()
+	m.t.e.offerSuspended("lease renewal overdue")
+}
+
+// renewed handles an acknowledged keepalive: while master, it offers the new deadline; while
+// suspended, it asks the store whether this node still leads and, if so, offers the same term as
+// Master again. A store failure leaves it suspended until the next renewal; it returns an error only
+// when the store says the term is over.
+func (m *mastership) renewed(ctx context.Context) error {
+	if !m.valid.IsZero() {
+		if m.t.l.Deadline().After(m.valid) {
+			m.offer("renewed")
+		}
+		return nil
+	}
+	err := m.t.confirm(ctx, m.rec)
+	switch {
+	case errors.Is(err, errKeyDeleted), errors.Is(err, errNotFirst):
+		return err
+	case err != nil:
+		m.log.Info("store answered the keepalive but confirming the term failed; still suspended", zap.Error(err))
+		return nil
+	}
+	m.resumed++
+	m.offer("lease alive and election key first: master again")
+	return nil
+}
+
+// deposed ends the term because the store says it is over (election key deleted, not first): the
+// node is a backup and campaigns again with the same lease.
+func (m *mastership) deposed(why error) error {
+	m.log.Warn("deposed", zap.Error(why))
+	m.t.rev = 0
+	m.t.e.offerBackup(why.Error())
+	return nil
+}
+
+// resignRequested reports whether a kick asks this master to give up (Yield, SetEligible(false)),
+// and why; it counts yields in a row for the backoff before the next campaign.
+func (m *mastership) resignRequested() (string, bool) {
+	t, e := m.t, m.t.e
+	yield := e.yield.Swap(false)
+	if !e.eligible.Load() {
+		return "not eligible", true
+	}
+	if !yield {
+		return "", false
+	}
+	if time.Since(t.masterSince) > e.cfg.TTL {
+		t.yields = 0 // a yield after a good spell as master starts the backoff afresh
+	}
+	t.yields++
+	return "yielded", true
+}
+
+// giveUp gives up the candidacy on purpose: it offers a non-Master State, waits until the consumer
+// has acted on it (the VIPs are gone: demote before resign), and only then deletes the election key
+// (and the master record), retrying until that succeeds. It returns nil, or ctx's cause when ctx
+// ends first (Run revokes the lease then).
+func (t *term) giveUp(ctx context.Context, reason string) error {
+	seq := t.e.offerBackup(reason)
+	if err := t.e.box.WaitActed(ctx, seq); err != nil {
+		return err
+	}
+	t.log.Info("resigning", zap.String("reason", reason))
+	return t.release(ctx)
+}
+
+// claim writes the master record under the lease, guarded by the election key's create revision so
+// that only the key's holder writes it, retrying store failures. It returns errKeyGone when the key
+// is not there any more.
+func (t *term) claim(ctx context.Context) (election.Record, error) {
+	e := t.e
+	rec := e.cfg.Record
+	rec.VIPs = append(rec.VIPs[:0:0], rec.VIPs...)
+	rec.Group, rec.Node, rec.Term, rec.Since = e.cfg.Group, e.cfg.Name, uint64(t.rev), time.Now().UTC().Round(0)
+	err := e.retry(ctx, func(ctx context.Context) error { return t.writeRecord(ctx, rec) })
+	if err != nil {
+		return election.Record{}, err
+	}
+	return rec, nil
+}
+
+// writeRecord puts rec under the master key with the lease, if the election key still has its
+// create revision; errKeyGone otherwise (which retry passes on at once).
+func (t *term) writeRecord(ctx context.Context, rec election.Record) error {
+	var resp *clientv3.TxnResponse
+	err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
+			Then(clientv3.OpPut(t.e.leaderKey, string(rec.Marshal()), clientv3.WithLease(t.l.id))).
+			Commit()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("etcd: write master record %s: %w", t.e.leaderKey, err)
+	}
+	if !resp.Succeeded {
+		t.log.Warn("election key gone before the master record was written", zap.String("key", t.key))
+		t.rev = 0
+		return permanent(errKeyGone)
+	}
+	return nil
+}
+
+// confirm reads, in one transaction guarded by the election key's create revision, the first key
+// under the election prefix and the master record: nil when the key is there and first (the record
+// is written again if it is missing or not this lease's), errKeyDeleted or errNotFirst when the term
+// is over, another error when the store could not say.
+func (t *term) confirm(ctx context.Context, rec election.Record) error {
+	var resp *clientv3.TxnResponse
+	err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
+			Then(clientv3.OpGet(t.e.prefix+"/", append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...),
+				clientv3.OpGet(t.e.leaderKey)).
+			Commit()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("etcd: confirm %s: %w", t.key, err)
+	}
+	if !resp.Succeeded {
+		return errKeyDeleted
+	}
+	first := resp.Responses[0].GetResponseRange().Kvs
+	if len(first) == 0 || string(first[0].Key) != t.key {
+		t.log.Error("election key exists but another candidate is first", zap.String("key", t.key))
+		return errNotFirst
+	}
+	if r := resp.Responses[1].GetResponseRange().Kvs; len(r) == 0 || clientv3.LeaseID(r[0].Lease) != t.l.id {
+		t.log.Warn("master record missing or not ours; writing it again")
+		return t.writeRecord(ctx, rec)
+	}
+	return nil
+}
+
+// watchOwnKey returns errKeyDeleted once the store shows the election key gone (a DELETE event, or
+// a read that finds it missing or created again), or nil when ctx is done. A watch that breaks
+// (compacted, cancelled, moved to another endpoint) is followed by a read and a new watch from the
+// read's revision: a broken watch never deposes by itself.
+func (t *term) watchOwnKey(ctx context.Context) error {
+	failures := 0
+	for ctx.Err() == nil {
+		var resp *clientv3.GetResponse
+		err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
+			resp, err = cli.Get(ctx, t.key)
+			return err
+		})
+		if err == nil {
+			if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != t.rev {
+				return errKeyDeleted
+			}
+			failures = 0
+			var deleted bool
+			deleted, err = t.watchDelete(ctx, t.key, resp.Header.Revision+1)
+			if deleted {
+				return errKeyDeleted
+			}
+		}
+		if err != nil {
+			failures++
+			if !sleep(ctx, backoff(t.e.cfg, failures)) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// watchDelete watches key from rev until a DELETE (true), a broken watch (its error; nil for a
+// move to another endpoint), or ctx's end.
+func (t *term) watchDelete(ctx context.Context, key string, rev int64) (bool, error) {
+	ep, wch, stop := t.c.watch(ctx, key, clientv3.WithRev(rev))
+	defer stop()
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			t.c.failed(ep, err)
+			t.log.Info("watch on own election key broke; reading again", zap.Error(err))
+			return false, err
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.DELETE {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
