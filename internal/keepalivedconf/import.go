@@ -1,6 +1,9 @@
 package keepalivedconf
 
-import "sort"
+import (
+	"errors"
+	"sort"
+)
 
 // Options configure Import.
 type Options struct {
@@ -19,6 +22,10 @@ func Import(path string, opt Options) ([]byte, []Diagnostic, error) {
 	cfg, cd, err := Convert(k, opt.ConvertOptions)
 	all := sortDiagnostics(append(append(pd, id...), cd...))
 	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Pos.File == "" {
+			e.Pos.File = path // about the whole file
+		}
 		return nil, all, err
 	}
 	out, err := cfg.YAML(path)

@@ -57,7 +57,7 @@ func Parse(path string, opt ParseOptions) ([]*Node, []Diagnostic, error) {
 		return nil, d.list, err
 	}
 	p := &parser{toks: toks, d: &d}
-	nodes, err := p.body(0, token{})
+	nodes, err := p.body(0, token{}, "")
 	return nodes, d.list, err
 }
 
@@ -67,14 +67,15 @@ type parser struct {
 	d    *diags
 }
 
-// body parses statements until the '}' that closes open (depth > 0) or the end of input.
-func (p *parser) body(depth int, open token) ([]*Node, error) {
+// body parses statements until the '}' that closes open (depth > 0), the block of keyword owner,
+// or the end of input.
+func (p *parser) body(depth int, open token, owner string) ([]*Node, error) {
 	var nodes []*Node
 	var last *Node // the statement a '{' on the next line would open a block for
 	for {
 		if p.i >= len(p.toks) {
 			if depth > 0 {
-				return nil, errorf(open.pos, "", "'{' is never closed (keepalived: missing '}')")
+				return nil, errorf(open.pos, owner, "'{' is never closed (keepalived: missing '}')")
 			}
 			return nodes, nil
 		}
@@ -94,7 +95,11 @@ func (p *parser) body(depth int, open token) ([]*Node, error) {
 			if depth+1 > maxDepth {
 				return nil, errorf(t.pos, "", "blocks nested deeper than %d", maxDepth)
 			}
-			block, err := p.body(depth+1, t)
+			owner := ""
+			if last != nil {
+				owner = last.Keyword
+			}
+			block, err := p.body(depth+1, t, owner)
 			if err != nil {
 				return nil, err
 			}
