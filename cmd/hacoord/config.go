@@ -14,77 +14,32 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hacoord/hacoord/election/health"
 	"github.com/hacoord/hacoord/ipvs"
 )
 
-// Duration is a time.Duration that reads "2s" or "1500ms" from YAML.
-type Duration time.Duration
+// The configuration as read from hacoord.yaml and the flags: typed values, decoded once, with each
+// key's documented default. docs/config.md is the schema. Nothing here is validated: plan.go maps
+// these values onto each package's Config, whose Validate is the rule book.
 
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration like 2s: %w", n.Line, err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes the duration as a string.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-// Settings is everything hacoord reads from its YAML file and flags. Flags override the file. cmd
-// turns it into each package's own Config; no other package sees it.
-type Settings struct {
-	Backend   string   `yaml:"backend"`
-	Group     string   `yaml:"group"`
-	Name      string   `yaml:"name"`
-	Interface string   `yaml:"interface"`
-	Address   string   `yaml:"address,omitempty"`
-	VIPs      []string `yaml:"vips"`
-	VIPLabel  string   `yaml:"vip_label,omitempty"`
-	// VIPLifetime puts a kernel lifetime on bound VIPs, renewed with every lease renewal, so a
-	// SIGKILLed or stopped daemon's VIP is removed by the kernel shortly after its fencing deadline.
-	VIPLifetime *bool `yaml:"vip_lifetime,omitempty"`
+// daemonKeys are the daemon-wide settings: this node, the store, logging and the fence guard.
+type daemonKeys struct {
+	// Backend is every instance's backend unless the instance names its own.
+	Backend     string        `yaml:"backend"`
+	Name        string        `yaml:"name"`
+	Endpoints   []string      `yaml:"endpoints,omitempty"`
+	LeaseTTL    time.Duration `yaml:"lease_ttl"`
+	FenceMargin time.Duration `yaml:"fence_margin,omitempty"`
+	Etcd        etcdKeys      `yaml:"etcd,omitempty"`
+	ZK          zkKeys        `yaml:"zookeeper,omitempty"`
 	// FenceGuard runs the fence guard, a watchdog process that removes the VIPs the moment the
-	// daemon dies and when a stopped daemon's deadline passes (fencing.Guard). Default true.
-	FenceGuard bool `yaml:"fence_guard"`
-
-	// Endpoints are the store's servers: etcd URLs, or ZooKeeper host:port (optionally with a chroot
-	// suffix on the last one, as ZooKeeper connection strings allow).
-	Endpoints []string `yaml:"endpoints"`
-
-	LeaseTTL    Duration `yaml:"lease_ttl"`
-	FenceMargin Duration `yaml:"fence_margin,omitempty"`
-
-	Etcd     EtcdSettings     `yaml:"etcd"`
-	ZK       ZKSettings       `yaml:"zookeeper"`
-	VRRP     VRRPSettings     `yaml:"vrrp"`
-	Announce AnnounceSettings `yaml:"announce"`
-	Hooks    HookSettings     `yaml:"hooks"`
-	Log      LogSettings      `yaml:"log"`
-
-	// TrackScripts and TrackInterfaces gate candidacy on this node's health (keepalived's
-	// vrrp_script and track_interface). --track-script / --track-interface add to them.
-	TrackScripts    []TrackScript    `yaml:"track_scripts,omitempty"`
-	TrackInterfaces []TrackInterface `yaml:"track_interfaces,omitempty"`
-	trackScriptArgs []string
-	trackIfaceArgs  []string
-
-	// IPVS holds keepalived's virtual_server blocks (virtual_servers: at the top level of the file).
-	IPVS ipvs.Config `yaml:",inline"`
-
-	// StatusFile is where the daemon keeps a JSON snapshot of its state for `hacoord status`;
-	// default /run/hacoord/<group>.<name>.json.
-	StatusFile string `yaml:"status_file,omitempty"`
+	// daemon dies and when a stopped daemon's deadline passes (fencing.Guard).
+	FenceGuard bool        `yaml:"fence_guard"`
+	Log        LogSettings `yaml:"log"`
 }
 
-// EtcdSettings are the etcd connection settings, spelled as etcdctl spells its flags.
-type EtcdSettings struct {
+// etcdKeys are the etcd connection settings, spelled as etcdctl spells its flags.
+type etcdKeys struct {
 	CACert   string `yaml:"cacert,omitempty"`
 	Cert     string `yaml:"cert,omitempty"`
 	Key      string `yaml:"key,omitempty"`
@@ -92,78 +47,190 @@ type EtcdSettings struct {
 	Password string `yaml:"password,omitempty"`
 }
 
-// ZKSettings are the ZooKeeper connection settings.
-type ZKSettings struct {
-	Auth           string   `yaml:"auth,omitempty"`
-	SessionTimeout Duration `yaml:"session_timeout,omitempty"`
+// zkKeys are the ZooKeeper connection settings.
+type zkKeys struct {
+	Auth           string        `yaml:"auth,omitempty"`
+	SessionTimeout time.Duration `yaml:"session_timeout,omitempty"`
 }
 
-// VRRPSettings configure the native VRRP backend.
-type VRRPSettings struct {
-	VRID         int      `yaml:"vrid"`
-	Priority     int      `yaml:"priority"`
-	AdvertInt    Duration `yaml:"advert_int"`
-	NoPreempt    bool     `yaml:"nopreempt,omitempty"`
-	PreemptDelay Duration `yaml:"preempt_delay,omitempty"`
-	UnicastPeers []string `yaml:"unicast_peers,omitempty"`
-	Version      int      `yaml:"version"`
-	AuthPass     string   `yaml:"auth_pass,omitempty"`
-}
-
-// AnnounceSettings configure gratuitous ARP / unsolicited NA.
-type AnnounceSettings struct {
-	Count    int      `yaml:"count"`
-	Repeat   int      `yaml:"repeat"`
-	Interval Duration `yaml:"interval"`
-	Refresh  Duration `yaml:"refresh"`
-}
-
-// HookSettings name programs run on transitions.
-type HookSettings struct {
-	// Fence runs before the node binds anything as master; a non-zero exit refuses mastership.
-	Fence string `yaml:"fence,omitempty"`
-	// Notify runs after every transition (master, backup, fault), like keepalived's notify.
-	Notify  string   `yaml:"notify,omitempty"`
-	Timeout Duration `yaml:"timeout,omitempty"`
-}
-
-// LogSettings configure the logger.
+// LogSettings configure the logger (daemon-wide; the fence guard gets them as flags).
 type LogSettings struct {
 	Format string `yaml:"format"`
 	Level  string `yaml:"level"`
 }
 
-// defaultSettings are the values used where neither file nor flag says otherwise.
-func defaultSettings() Settings {
+// instanceKeys are one instance's settings. At the top level of the file they define the single
+// instance, or, with an instances: list, the defaults of every instance.
+type instanceKeys struct {
+	Group     string     `yaml:"group,omitempty"`
+	Interface string     `yaml:"interface,omitempty"`
+	Address   addrValue  `yaml:"address,omitempty"`
+	VIPs      prefixList `yaml:"vips,omitempty"`
+	VIPLabel  string     `yaml:"vip_label,omitempty"`
+	// VIPLifetime puts a kernel lifetime on bound VIPs, renewed with every lease renewal, so a
+	// SIGKILLed or stopped daemon's VIP is removed by the kernel shortly after its fencing deadline.
+	VIPLifetime bool          `yaml:"vip_lifetime"`
+	VRRP        vrrpKeys      `yaml:"vrrp,omitempty"`
+	Announce    announceKeys  `yaml:"announce"`
+	Hooks       hookKeys      `yaml:"hooks,omitempty"`
+	Health      health.Config `yaml:",inline"`
+	IPVS        ipvs.Config   `yaml:",inline"`
+	// StatusFile is where the daemon keeps this instance's JSON snapshot for `hacoord status`;
+	// default /run/hacoord/<group>.<name>.json.
+	StatusFile string `yaml:"status_file,omitempty"`
+}
+
+// vrrpKeys configure the native VRRP backend (keepalived's vrrp_instance keywords).
+type vrrpKeys struct {
+	VRID         int           `yaml:"vrid,omitempty"`
+	Priority     int           `yaml:"priority"`
+	AdvertInt    time.Duration `yaml:"advert_int"`
+	Version      int           `yaml:"version"`
+	NoPreempt    bool          `yaml:"nopreempt,omitempty"`
+	PreemptDelay time.Duration `yaml:"preempt_delay,omitempty"`
+	AuthPass     string        `yaml:"auth_pass,omitempty"`
+	// UnicastSrc is keepalived's unicast_src_ip. hacoord sends from the interface's primary IPv4
+	// address; a unicast_src must be that address.
+	UnicastSrc   addrValue `yaml:"unicast_src,omitempty"`
+	UnicastPeers addrList  `yaml:"unicast_peers,omitempty"`
+}
+
+// announceKeys configure gratuitous ARP / unsolicited NA (vip.AnnounceConfig).
+type announceKeys struct {
+	Count    int           `yaml:"count"`
+	Repeat   int           `yaml:"repeat"`
+	Interval time.Duration `yaml:"interval"`
+	Refresh  time.Duration `yaml:"refresh"`
+}
+
+// hookKeys name programs run on transitions (fencing.Hook).
+type hookKeys struct {
+	// Fence runs before the node binds anything as master; a non-zero exit refuses mastership.
+	Fence string `yaml:"fence,omitempty"`
+	// Notify runs after every transition to master or backup.
+	Notify string `yaml:"notify,omitempty"`
+	// NotifyMaster, NotifyBackup, NotifyFault and NotifyStop run, as keepalived's notify_*, when
+	// the instance becomes master, leaves master, enters fault, or stops.
+	NotifyMaster string        `yaml:"notify_master,omitempty"`
+	NotifyBackup string        `yaml:"notify_backup,omitempty"`
+	NotifyFault  string        `yaml:"notify_fault,omitempty"`
+	NotifyStop   string        `yaml:"notify_stop,omitempty"`
+	Timeout      time.Duration `yaml:"timeout,omitempty"`
+}
+
+// instanceEntry is one element of the instances: list.
+type instanceEntry struct {
+	Name         string `yaml:"name"`
+	Backend      string `yaml:"backend,omitempty"`
+	instanceKeys `yaml:",inline"`
+}
+
+// syncGroupKeys is one element of sync_groups: (keepalived's vrrp_sync_group).
+type syncGroupKeys struct {
+	Name      string   `yaml:"name"`
+	Instances []string `yaml:"instances,flow"`
+}
+
+// fileConfig is the whole file.
+type fileConfig struct {
+	daemonKeys   `yaml:",inline"`
+	instanceKeys `yaml:",inline"`
+	Instances    []instanceEntry `yaml:"instances,omitempty"`
+	SyncGroups   []syncGroupKeys `yaml:"sync_groups,omitempty"`
+}
+
+// Defaults of what no file and no flag sets.
+const (
+	defaultGroup     = "default"
+	defaultStatusDir = "/run/hacoord"
+)
+
+// defaultDaemon returns the daemon-wide defaults.
+func defaultDaemon() daemonKeys {
 	host, _ := os.Hostname()
-	return Settings{
+	return daemonKeys{
 		Backend:    "etcd",
-		FenceGuard: true,
-		Group:      "default",
 		Name:       host,
-		LeaseTTL:   Duration(2 * time.Second),
-		ZK:         ZKSettings{SessionTimeout: Duration(4 * time.Second)},
-		VRRP:       VRRPSettings{Priority: 100, AdvertInt: Duration(time.Second), Version: 3},
-		Announce:   AnnounceSettings{Count: 3, Repeat: 3, Interval: Duration(1100 * time.Millisecond), Refresh: Duration(10 * time.Second)},
-		Hooks:      HookSettings{Timeout: Duration(5 * time.Second)},
+		LeaseTTL:   2 * time.Second,
+		ZK:         zkKeys{SessionTimeout: 4 * time.Second},
+		FenceGuard: true,
 		Log:        LogSettings{Format: "console", Level: "info"},
-		IPVS:       ipvs.DefaultConfig(),
 	}
 }
 
-// loadFile reads a YAML settings file over s. Unknown keys are errors: a typo must not silently
-// leave a default in place.
-func loadFile(path string, s *Settings) error {
+// defaultInstance returns an instance's defaults, freshly allocated.
+func defaultInstance() instanceKeys {
+	return instanceKeys{
+		VIPLifetime: true,
+		VRRP:        vrrpKeys{Priority: 100, AdvertInt: time.Second, Version: 3},
+		Announce:    announceKeys{Count: 3, Repeat: 3, Interval: 1100 * time.Millisecond, Refresh: 10 * time.Second},
+		Hooks:       hookKeys{Timeout: 5 * time.Second},
+		IPVS:        ipvs.DefaultConfig(),
+	}
+}
+
+// defaultStatusFile is an instance's status file unless it names one.
+func defaultStatusFile(group, node string) string {
+	return fmt.Sprintf("%s/%s.%s.json", defaultStatusDir, group, node)
+}
+
+// readFile decodes path strictly (an unknown key is an error: a typo must not leave a default in
+// place) over fc, and returns the document's nodes for the instances' second pass. Every decoding
+// error is reported, each naming its line and key.
+func readFile(path string, fc *fileConfig) (*yaml.Node, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("config %s: %s", path, nameKeys(b, err.Error()))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(s); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %s", path, nameKeys(b, err.Error()))
+	if err := dec.Decode(fc); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			errs := make([]error, len(te.Errors))
+			for i, e := range te.Errors {
+				errs[i] = fmt.Errorf("config %s: %s", path, nameKeys(b, e))
+			}
+			return nil, errors.Join(errs...)
+		}
+		return nil, fmt.Errorf("config %s: %s", path, nameKeys(b, err.Error()))
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil // an empty file
+	}
+	return doc.Content[0], nil
+}
+
+// instanceNodes returns the elements of the document's instances: list.
+func instanceNodes(top *yaml.Node) []*yaml.Node {
+	if top == nil || top.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value == "instances" && top.Content[i+1].Kind == yaml.SequenceNode {
+			return top.Content[i+1].Content
+		}
 	}
 	return nil
+}
+
+// entryFrom returns instance n of the file: the defaults, then the file's top-level instance keys,
+// then the keys n sets (a key n sets replaces the top-level one; lists replace; nested mappings
+// merge key by key). The document has been decoded strictly already, so this pass may ignore the
+// keys that are not an instance's.
+func entryFrom(top, n *yaml.Node) (instanceEntry, error) {
+	e := instanceEntry{instanceKeys: defaultInstance()}
+	if err := top.Decode(&e.instanceKeys); err != nil {
+		return e, err
+	}
+	if err := n.Decode(&e); err != nil {
+		return e, err
+	}
+	return e, nil
 }
 
 var lineRef = regexp.MustCompile(`line (\d+)`)
@@ -184,17 +251,24 @@ func nameKeys(doc []byte, msg string) string {
 	})
 }
 
-// keyAt returns the dotted path of the mapping key on line (or whose value starts there) under n.
+// keyAt returns the path of the mapping key or sequence element on line under n
+// (instances[1].vips[0]).
 func keyAt(n *yaml.Node, line int, prefix string) string {
 	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := prefix
-			if n.Kind == yaml.SequenceNode {
-				p = fmt.Sprintf("%s[%d]", prefix, i)
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if k := keyAt(c, line, prefix); k != "" {
+				return k
 			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
 			if k := keyAt(c, line, p); k != "" {
 				return k
+			}
+			if c.Kind == yaml.ScalarNode && c.Line == line && n.Line != line {
+				return p
 			}
 		}
 	case yaml.MappingNode:
@@ -222,163 +296,89 @@ func configErrorf(format string, args ...any) error {
 	return configError{fmt.Errorf(format, args...)}
 }
 
-// vipPrefixes parses the configured VIPs.
-func (s Settings) vipPrefixes() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	seen := map[netip.Addr]bool{}
-	for _, v := range s.VIPs {
-		p, err := netip.ParsePrefix(strings.TrimSpace(v))
+// Unwrap returns the error itself, so errors.Join's list stays reachable.
+func (e configError) Unwrap() error { return e.error }
+
+// parseVIP parses a VIP: an address with its prefix length, or a bare address (a host route, as
+// keepalived takes it).
+func parseVIP(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p, nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q: want an address with a prefix length, like 10.0.0.100/24", s)
+}
+
+// prefixList is a list of VIPs read from YAML: each element an address with a prefix length or a
+// bare address.
+type prefixList []netip.Prefix
+
+// UnmarshalYAML decodes a sequence of VIPs; every bad element is reported with its line, and
+// decoding goes on.
+func (l *prefixList) UnmarshalYAML(n *yaml.Node) error {
+	var ss []string
+	if err := n.Decode(&ss); err != nil {
+		return err
+	}
+	out, te := prefixList{}, &yaml.TypeError{}
+	for i, s := range ss {
+		p, err := parseVIP(s)
 		if err != nil {
-			if a, aerr := netip.ParseAddr(strings.TrimSpace(v)); aerr == nil {
-				p = netip.PrefixFrom(a, a.BitLen()) // a bare address is a host route, as keepalived does
-			} else {
-				return nil, configErrorf("--vip %q: want an address with a prefix length, like 10.0.0.100/24", v)
-			}
+			te.Errors = append(te.Errors, fmt.Sprintf("line %d: %v", n.Content[i].Line, err))
+			continue
 		}
-		if seen[p.Addr()] {
-			return nil, configErrorf("--vip %s: listed twice", p)
-		}
-		seen[p.Addr()] = true
 		out = append(out, p)
 	}
-	return out, nil
-}
-
-// validate checks what can be checked without touching the system or the network.
-func (s Settings) validate() error {
-	if s.Name == "" {
-		return configErrorf("--name: empty (and the host name is unknown)")
-	}
-	if err := s.validateStore(); err != nil {
-		return err
-	}
-	if s.Interface == "" {
-		return configErrorf("--interface: required (the interface that carries the VIPs)")
-	}
-	if len(s.VIPs) == 0 {
-		return configErrorf("--vip: at least one VIP is required")
-	}
-	if _, err := s.vipPrefixes(); err != nil {
-		return err
-	}
-	if s.Address != "" {
-		if _, err := netip.ParseAddr(s.Address); err != nil {
-			return configErrorf("--address %q: not an IP address", s.Address)
-		}
-	}
-	if s.Backend != "vrrp" {
-		if s.LeaseTTL < Duration(time.Second) {
-			return configErrorf("--lease-ttl %v: at least 1s (etcd grants leases in whole seconds)", time.Duration(s.LeaseTTL))
-		}
-		if s.Backend == "etcd" && time.Duration(s.LeaseTTL)%time.Second != 0 {
-			return configErrorf("--lease-ttl %v: etcd grants leases in whole seconds", time.Duration(s.LeaseTTL))
-		}
-	}
-	if s.Announce.Count < 1 {
-		return configErrorf("--garp-count %d: at least 1", s.Announce.Count)
-	}
-	if s.Announce.Repeat < 0 {
-		return configErrorf("--garp-repeat %d: not negative", s.Announce.Repeat)
-	}
-	if s.Announce.Repeat > 0 && s.Announce.Interval <= Duration(time.Second) {
-		return configErrorf("--garp-interval %v: must be more than 1s (Linux ignores a second ARP update within its 1s locktime)", time.Duration(s.Announce.Interval))
-	}
-	if s.Announce.Refresh < 0 {
-		return configErrorf("--garp-refresh %v: not negative (0 turns it off)", time.Duration(s.Announce.Refresh))
-	}
-	if err := s.validateTracks(); err != nil {
-		return err
-	}
-	if err := s.IPVS.Validate(); err != nil {
-		return configError{err}
+	*l = out
+	if len(te.Errors) > 0 {
+		return te
 	}
 	return nil
 }
 
-// validateStore checks the settings that say which store to reach (the daemon's and watch's).
-func (s Settings) validateStore() error {
-	if s.Group == "" || strings.ContainsAny(s.Group, "/ \t\n") {
-		return configErrorf("--group %q: want a non-empty name without '/' or spaces", s.Group)
+// addrValue is an IP address read from YAML or a flag; the zero value means unset.
+type addrValue struct{ netip.Addr }
+
+// UnmarshalYAML decodes an address, reporting a bad one with its line.
+func (a *addrValue) UnmarshalYAML(n *yaml.Node) error {
+	v, err := netip.ParseAddr(strings.TrimSpace(n.Value))
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not an IP address", n.Line, n.Value)}}
 	}
-	switch s.Backend {
-	case "etcd":
-		if len(s.Endpoints) == 0 {
-			return configErrorf("--endpoints: required with --backend etcd (e.g. http://10.0.0.1:2379)")
-		}
-		for _, e := range s.Endpoints {
-			if !strings.Contains(e, "://") && !strings.Contains(e, ":") {
-				return configErrorf("--endpoints %q: want scheme://host:port or host:port", e)
-			}
-		}
-		if (s.Etcd.Cert == "") != (s.Etcd.Key == "") {
-			return configErrorf("--cert and --key go together")
-		}
-		if s.Etcd.Password != "" && s.Etcd.User == "" {
-			return configErrorf("--password needs --user")
-		}
-	case "zk":
-		if len(s.Endpoints) == 0 {
-			return configErrorf("--endpoints: required with --backend zk (e.g. zk1:2181,zk2:2181)")
-		}
-		if s.ZK.Auth != "" && !strings.Contains(s.ZK.Auth, ":") {
-			return configErrorf("--zk-auth: want user:password")
-		}
-		if s.ZK.SessionTimeout <= 0 {
-			return configErrorf("--zk-session-timeout %v: must be positive", time.Duration(s.ZK.SessionTimeout))
-		}
-	case "vrrp":
-		// The vrrp package validates its own settings.
-	default:
-		return configErrorf("--backend %q: want etcd, zk or vrrp", s.Backend)
-	}
-	switch s.Log.Format {
-	case "console", "json":
-	default:
-		return configErrorf("--log-format %q: want console or json", s.Log.Format)
-	}
-	switch s.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		return configErrorf("--log-level %q: want debug, info, warn or error", s.Log.Level)
-	}
+	a.Addr = v
 	return nil
 }
 
-// normalize fills derived values: etcdctl's --user user:password form, trimmed lists.
-func (s *Settings) normalize() {
-	if u, p, ok := strings.Cut(s.Etcd.User, ":"); ok && s.Etcd.Password == "" {
-		s.Etcd.User, s.Etcd.Password = u, p
-	}
-	trim := func(in []string) []string {
-		var out []string
-		for _, v := range in {
-			if v = strings.TrimSpace(v); v != "" {
-				out = append(out, v)
-			}
-		}
-		return out
-	}
-	s.Endpoints, s.VIPs, s.VRRP.UnicastPeers = trim(s.Endpoints), trim(s.VIPs), trim(s.VRRP.UnicastPeers)
-	for i, a := range trim(s.trackScriptArgs) {
-		s.TrackScripts = append(s.TrackScripts, TrackScript{Name: fmt.Sprintf("script-%d", i+1), Script: a})
-	}
-	for _, a := range trim(s.trackIfaceArgs) {
-		s.TrackInterfaces = append(s.TrackInterfaces, TrackInterface{Name: a})
-	}
-	s.trackScriptArgs, s.trackIfaceArgs = nil, nil
-	if s.StatusFile == "" {
-		s.StatusFile = fmt.Sprintf("/run/hacoord/%s.%s.json", s.Group, s.Name)
-	}
-}
+// MarshalYAML writes the address as text.
+func (a addrValue) MarshalYAML() (any, error) { return a.String(), nil }
 
-// redact hides secrets before settings are printed.
-func (s *Settings) redact() {
-	for _, p := range []*string{&s.Etcd.Password, &s.VRRP.AuthPass} {
-		if *p != "" {
-			*p = "<redacted>"
+// IsZero reports whether the address is unset (for omitempty).
+func (a addrValue) IsZero() bool { return !a.IsValid() }
+
+// addrList is a list of IP addresses read from YAML.
+type addrList []netip.Addr
+
+// UnmarshalYAML decodes a sequence of addresses; every bad element is reported with its line.
+func (l *addrList) UnmarshalYAML(n *yaml.Node) error {
+	var ss []string
+	if err := n.Decode(&ss); err != nil {
+		return err
+	}
+	out, te := addrList{}, &yaml.TypeError{}
+	for i, s := range ss {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			te.Errors = append(te.Errors, fmt.Sprintf("line %d: %q is not an IP address", n.Content[i].Line, s))
+			continue
 		}
+		out = append(out, a)
 	}
-	if u, _, ok := strings.Cut(s.ZK.Auth, ":"); ok {
-		s.ZK.Auth = u + ":<redacted>"
+	*l = out
+	if len(te.Errors) > 0 {
+		return te
 	}
+	return nil
 }

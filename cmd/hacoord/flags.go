@@ -1,83 +1,122 @@
 package main
 
 import (
-	"time"
+	"fmt"
+	"net/netip"
+	"strings"
 
 	"github.com/spf13/pflag"
 )
 
-// durationFlag is a pflag.Value over a Duration field of Settings.
-type durationFlag struct{ d *Duration }
-
-func (f durationFlag) String() string { return time.Duration(*f.d).String() }
-func (f durationFlag) Type() string   { return "duration" }
-func (f durationFlag) Set(s string) error {
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*f.d = Duration(v)
-	return nil
+// flagValues are the values the daemon's flags are bound to. A flag not given keeps its default
+// (or, with --config, the file's value: see overlay).
+type flagValues struct {
+	daemon   daemonKeys
+	instance instanceKeys
+	// TrackScripts and TrackIfaces are --track-script and --track-interface: they add to the file's
+	// track_scripts and track_interfaces.
+	trackScripts []string
+	trackIfaces  []string
 }
 
-// registerFlags binds the daemon's flags to the fields of s. It is called twice: once on the
-// command's own flag set and once on a scratch set over the settings read from --config, so that
-// the flags a user gave can be applied on top of the file (see overlay).
-func registerFlags(fs *pflag.FlagSet, s *Settings) {
-	registerStoreFlags(fs, s)
-	fs.StringVar(&s.Name, "name", s.Name, "this node's name, unique in the group (the host name unless set)")
-	fs.StringVar(&s.Interface, "interface", s.Interface, "interface that carries the VIPs")
-	fs.StringArrayVar(&s.VIPs, "vip", s.VIPs, "virtual IP with prefix length, e.g. 10.0.0.100/24 (repeat for several)")
-	fs.StringVar(&s.Address, "address", s.Address, "this node's address in the master record (default: the interface's first global address)")
-	fs.StringVar(&s.VIPLabel, "vip-label", s.VIPLabel, "IPv4 label for the VIPs, e.g. eth0:vip")
-	fs.Var(durationFlag{&s.LeaseTTL}, "lease-ttl", "lease TTL (etcd) / how long a silent master keeps the VIPs; whole seconds for etcd")
-	fs.Var(durationFlag{&s.FenceMargin}, "fence-margin", "how long before the lease can expire the master lets go (default: TTL/10, 100ms..1s)")
+func defaultFlagValues() flagValues {
+	return flagValues{daemon: defaultDaemon(), instance: defaultInstance()}
+}
 
-	fs.IntVar(&s.VRRP.VRID, "vrid", s.VRRP.VRID, "VRRP: virtual router id 1-255 (keepalived's virtual_router_id)")
-	fs.IntVar(&s.VRRP.Priority, "priority", s.VRRP.Priority, "VRRP: priority 1-254 (255 = address owner)")
-	fs.Var(durationFlag{&s.VRRP.AdvertInt}, "advert-int", "VRRP: advertisement interval (v3: centiseconds; v2: whole seconds)")
-	fs.BoolVar(&s.VRRP.NoPreempt, "nopreempt", s.VRRP.NoPreempt, "VRRP: a higher-priority backup does not take over from a live master")
-	fs.Var(durationFlag{&s.VRRP.PreemptDelay}, "preempt-delay", "VRRP: wait this long after start-up before preempting")
-	fs.StringArrayVar(&s.VRRP.UnicastPeers, "unicast-peer", s.VRRP.UnicastPeers, "VRRP: send adverts to this peer instead of multicast (repeat)")
-	fs.IntVar(&s.VRRP.Version, "vrrp-version", s.VRRP.Version, "VRRP: protocol version 3 (RFC 5798) or 2 (RFC 3768)")
-	fs.StringVar(&s.VRRP.AuthPass, "auth-pass", s.VRRP.AuthPass, "VRRP v2: simple password authentication (as keepalived's auth_pass)")
+// instanceFlags are the flags that set an instance key: they define or override the single
+// instance, and are refused with an instances: list in the file. Every other daemon flag is
+// daemon-wide.
+var instanceFlags = map[string]string{ // flag -> YAML key
+	"group": "group", "interface": "interface", "address": "address", "vip": "vips", "vip-label": "vip_label",
+	"vrid": "vrrp.vrid", "priority": "vrrp.priority", "advert-int": "vrrp.advert_int", "nopreempt": "vrrp.nopreempt",
+	"preempt-delay": "vrrp.preempt_delay", "unicast-peer": "vrrp.unicast_peers", "vrrp-version": "vrrp.version",
+	"auth-pass": "vrrp.auth_pass", "garp-count": "announce.count", "garp-repeat": "announce.repeat",
+	"garp-interval": "announce.interval", "garp-refresh": "announce.refresh", "track-script": "track_scripts",
+	"track-interface": "track_interfaces", "status-file": "status_file", "fence-hook": "hooks.fence",
+	"notify-hook": "hooks.notify",
+}
 
-	fs.IntVar(&s.Announce.Count, "garp-count", s.Announce.Count, "gratuitous ARP / NA rounds sent at once on becoming master")
-	fs.IntVar(&s.Announce.Repeat, "garp-repeat", s.Announce.Repeat, "further rounds after the first burst")
-	fs.Var(durationFlag{&s.Announce.Interval}, "garp-interval", "spacing of the further rounds (more than 1s)")
-	fs.Var(durationFlag{&s.Announce.Refresh}, "garp-refresh", "re-announce this often while master (0: off)")
+// daemonFlags maps the daemon-wide flags to their YAML keys.
+var daemonFlags = map[string]string{
+	"backend": "backend", "name": "name", "endpoints": "endpoints", "lease-ttl": "lease_ttl",
+	"fence-margin": "fence_margin", "cacert": "etcd.cacert", "cert": "etcd.cert", "key": "etcd.key",
+	"user": "etcd.user", "password": "etcd.password", "zk-auth": "zookeeper.auth",
+	"zk-session-timeout": "zookeeper.session_timeout", "fence-guard": "fence_guard",
+	"log-format": "log.format", "log-level": "log.level",
+}
 
-	fs.StringArrayVar(&s.trackScriptArgs, "track-script", s.trackScriptArgs, "program whose failure withdraws this node's candidacy (repeat; runs every 2s, no shell: use sh -c '...'); the YAML track_scripts set interval, rise/fall and VRRP weight")
-	fs.StringArrayVar(&s.trackIfaceArgs, "track-interface", s.trackIfaceArgs, "interface whose link loss withdraws this node's candidacy (repeat)")
-	fs.StringVar(&s.StatusFile, "status-file", s.StatusFile, "file where the daemon keeps its state for hacoord status (default /run/hacoord/<group>.<name>.json)")
+// flagOf returns the flag that sets YAML key (its first element: "vips[0]" -> "vip"), or "".
+func flagOf(key string) string {
+	base, _, _ := strings.Cut(key, "[")
+	for _, m := range []map[string]string{instanceFlags, daemonFlags} {
+		for f, k := range m {
+			if k == base {
+				return f
+			}
+		}
+	}
+	return ""
+}
 
-	fs.BoolVar(&s.FenceGuard, "fence-guard", s.FenceGuard, "run a watchdog process that removes the VIPs as soon as the daemon dies or a stopped daemon's deadline passes")
-	fs.StringVar(&s.Hooks.Fence, "fence-hook", s.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
-	fs.StringVar(&s.Hooks.Notify, "notify-hook", s.Hooks.Notify, "program run after each transition with args: group node role term")
+// registerFlags binds the daemon's flags to v. It is called twice: once on the command's own flag
+// set and once on a scratch set over the values read from --config, so that the flags a user gave
+// can be applied on top of the file (see overlay).
+func registerFlags(fs *pflag.FlagSet, v *flagValues) {
+	registerStoreFlags(fs, &v.daemon, &v.instance.Group)
+	d, in := &v.daemon, &v.instance
+	fs.StringVar(&d.Name, "name", d.Name, "this node's name, unique in each group (the host name unless set)")
+	fs.DurationVar(&d.LeaseTTL, "lease-ttl", d.LeaseTTL, "lease TTL (etcd) / how long a silent master keeps the VIPs; whole seconds for etcd")
+	fs.DurationVar(&d.FenceMargin, "fence-margin", d.FenceMargin, "how long before the lease can expire the master lets go (default: TTL/10, 100ms..1s)")
+	fs.BoolVar(&d.FenceGuard, "fence-guard", d.FenceGuard, "run a watchdog process that removes the VIPs as soon as the daemon dies or a stopped daemon's deadline passes")
 
+	fs.StringVar(&in.Interface, "interface", in.Interface, "interface that carries the VIPs")
+	fs.Var(&prefixListFlag{l: &in.VIPs}, "vip", "virtual IP with prefix length, e.g. 10.0.0.100/24 (repeat for several)")
+	fs.Var(&addrFlag{a: &in.Address}, "address", "this node's address in the master record (default: the interface's first global address)")
+	fs.StringVar(&in.VIPLabel, "vip-label", in.VIPLabel, "IPv4 label for the VIPs, e.g. eth0:vip")
+
+	r := &in.VRRP
+	fs.IntVar(&r.VRID, "vrid", r.VRID, "VRRP: virtual router id 1-255 (keepalived's virtual_router_id)")
+	fs.IntVar(&r.Priority, "priority", r.Priority, "VRRP: priority 1-254 (255 = address owner)")
+	fs.DurationVar(&r.AdvertInt, "advert-int", r.AdvertInt, "VRRP: advertisement interval (v3: centiseconds; v2: whole seconds)")
+	fs.BoolVar(&r.NoPreempt, "nopreempt", r.NoPreempt, "VRRP: a higher-priority backup does not take over from a live master")
+	fs.DurationVar(&r.PreemptDelay, "preempt-delay", r.PreemptDelay, "VRRP: wait this long after start-up before preempting")
+	fs.Var(&addrListFlag{l: &r.UnicastPeers}, "unicast-peer", "VRRP: send adverts to this peer instead of multicast (repeat)")
+	fs.IntVar(&r.Version, "vrrp-version", r.Version, "VRRP: protocol version 3 (RFC 5798) or 2 (RFC 3768)")
+	fs.StringVar(&r.AuthPass, "auth-pass", r.AuthPass, "VRRP v2: simple password authentication (as keepalived's auth_pass)")
+
+	a := &in.Announce
+	fs.IntVar(&a.Count, "garp-count", a.Count, "gratuitous ARP / NA rounds sent at once on becoming master")
+	fs.IntVar(&a.Repeat, "garp-repeat", a.Repeat, "further rounds after the first burst")
+	fs.DurationVar(&a.Interval, "garp-interval", a.Interval, "spacing of the further rounds (more than 1s)")
+	fs.DurationVar(&a.Refresh, "garp-refresh", a.Refresh, "re-announce this often while master (0: off)")
+
+	fs.StringArrayVar(&v.trackScripts, "track-script", v.trackScripts, "program whose failure withdraws this node's candidacy (repeat; runs every 2s, no shell: use sh -c '...'); the YAML track_scripts set interval, rise/fall and VRRP weight")
+	fs.StringArrayVar(&v.trackIfaces, "track-interface", v.trackIfaces, "interface whose link loss withdraws this node's candidacy (repeat)")
+	fs.StringVar(&in.StatusFile, "status-file", in.StatusFile, "file where the daemon keeps its state for hacoord status (default /run/hacoord/<group>.<name>.json)")
+	fs.StringVar(&in.Hooks.Fence, "fence-hook", in.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
+	fs.StringVar(&in.Hooks.Notify, "notify-hook", in.Hooks.Notify, "program run after each transition with args: group node role term")
 }
 
 // registerStoreFlags binds the flags that say which store to reach and how: the daemon's and
 // hacoord watch's.
-func registerStoreFlags(fs *pflag.FlagSet, s *Settings) {
-	fs.StringVar(&s.Backend, "backend", s.Backend, "election backend: etcd, zk (ZooKeeper) or vrrp (native VRRP: NO quorum, two masters if the path between nodes is cut)")
-	fs.StringSliceVar(&s.Endpoints, "endpoints", s.Endpoints, "store endpoints, comma-separated: etcd URLs (http://10.0.0.1:2379) or ZooKeeper host:port[/chroot]")
-	fs.StringVar(&s.Group, "group", s.Group, "group name: nodes with the same group share the VIPs")
-	fs.StringVar(&s.Etcd.CACert, "cacert", s.Etcd.CACert, "etcd: verify the server with this CA bundle")
-	fs.StringVar(&s.Etcd.Cert, "cert", s.Etcd.Cert, "etcd: client certificate")
-	fs.StringVar(&s.Etcd.Key, "key", s.Etcd.Key, "etcd: client key")
-	fs.StringVar(&s.Etcd.User, "user", s.Etcd.User, "etcd: user name (or user:password)")
-	fs.StringVar(&s.Etcd.Password, "password", s.Etcd.Password, "etcd: password")
-
-	fs.StringVar(&s.ZK.Auth, "zk-auth", s.ZK.Auth, "ZooKeeper: digest user:password; znodes get an ACL only this identity can change")
-	fs.Var(durationFlag{&s.ZK.SessionTimeout}, "zk-session-timeout", "ZooKeeper: session timeout (the server may clamp it)")
-
-	fs.StringVar(&s.Log.Format, "log-format", s.Log.Format, "log format: console or json")
-	fs.StringVar(&s.Log.Level, "log-level", s.Log.Level, "log level: debug, info, warn, error")
+func registerStoreFlags(fs *pflag.FlagSet, d *daemonKeys, group *string) {
+	fs.StringVar(&d.Backend, "backend", d.Backend, "election backend: etcd, zk (ZooKeeper) or vrrp (native VRRP: NO quorum, two masters if the path between nodes is cut)")
+	fs.StringSliceVar(&d.Endpoints, "endpoints", d.Endpoints, "store endpoints, comma-separated: etcd URLs (http://10.0.0.1:2379) or ZooKeeper host:port[/chroot]")
+	fs.StringVar(group, "group", *group, "group name: nodes with the same group share the VIPs (default \"default\")")
+	fs.StringVar(&d.Etcd.CACert, "cacert", d.Etcd.CACert, "etcd: verify the server with this CA bundle")
+	fs.StringVar(&d.Etcd.Cert, "cert", d.Etcd.Cert, "etcd: client certificate")
+	fs.StringVar(&d.Etcd.Key, "key", d.Etcd.Key, "etcd: client key")
+	fs.StringVar(&d.Etcd.User, "user", d.Etcd.User, "etcd: user name (or user:password)")
+	fs.StringVar(&d.Etcd.Password, "password", d.Etcd.Password, "etcd: password")
+	fs.StringVar(&d.ZK.Auth, "zk-auth", d.ZK.Auth, "ZooKeeper: digest user:password; znodes get an ACL only this identity can change")
+	fs.DurationVar(&d.ZK.SessionTimeout, "zk-session-timeout", d.ZK.SessionTimeout, "ZooKeeper: session timeout (the server may clamp it)")
+	fs.StringVar(&d.Log.Format, "log-format", d.Log.Format, "log format: console or json")
+	fs.StringVar(&d.Log.Level, "log-level", d.Log.Level, "log level: debug, info, warn, error")
 }
 
-// overlay applies the flags the user set on fs to base (settings read from a file).
-func overlay(fs *pflag.FlagSet, base *Settings) error {
+// overlay applies the daemon flags the user set on fs to base (values read from a file). Flags fs
+// has that the daemon does not (a subcommand's own) are left alone.
+func overlay(fs *pflag.FlagSet, base *flagValues) error {
 	scratch := pflag.NewFlagSet("overlay", pflag.ContinueOnError)
 	registerFlags(scratch, base)
 	var err error
@@ -93,4 +132,113 @@ func overlay(fs *pflag.FlagSet, base *Settings) error {
 		err = dst.Value.Set(f.Value.String())
 	})
 	return err
+}
+
+// prefixListFlag is --vip: a repeatable flag whose first use replaces the default list.
+type prefixListFlag struct {
+	l   *prefixList
+	set bool
+}
+
+func (f *prefixListFlag) Type() string { return "prefix" }
+
+func (f *prefixListFlag) String() string { return "[" + strings.Join(f.GetSlice(), ",") + "]" }
+
+func (f *prefixListFlag) Set(s string) error {
+	p, err := parseVIP(s)
+	if err != nil {
+		return err
+	}
+	if !f.set {
+		*f.l, f.set = nil, true
+	}
+	*f.l = append(*f.l, p)
+	return nil
+}
+
+func (f *prefixListFlag) Append(s string) error { return f.Set(s) }
+
+func (f *prefixListFlag) Replace(ss []string) error {
+	out := prefixList{}
+	for _, s := range ss {
+		p, err := parseVIP(s)
+		if err != nil {
+			return err
+		}
+		out = append(out, p)
+	}
+	*f.l, f.set = out, true
+	return nil
+}
+
+func (f *prefixListFlag) GetSlice() []string {
+	out := make([]string, len(*f.l))
+	for i, p := range *f.l {
+		out[i] = p.String()
+	}
+	return out
+}
+
+// addrFlag is a flag holding one IP address.
+type addrFlag struct{ a *addrValue }
+
+func (f *addrFlag) Type() string { return "ip" }
+
+func (f *addrFlag) String() string {
+	if !f.a.IsValid() {
+		return ""
+	}
+	return f.a.Addr.String()
+}
+
+func (f *addrFlag) Set(s string) error {
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not an IP address", s)
+	}
+	f.a.Addr = a
+	return nil
+}
+
+// addrListFlag is a repeatable flag holding IP addresses; its first use replaces the default.
+type addrListFlag struct {
+	l   *addrList
+	set bool
+}
+
+func (f *addrListFlag) Type() string { return "ip" }
+
+func (f *addrListFlag) String() string { return "[" + strings.Join(f.GetSlice(), ",") + "]" }
+
+func (f *addrListFlag) Set(s string) error {
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not an IP address", s)
+	}
+	if !f.set {
+		*f.l, f.set = nil, true
+	}
+	*f.l = append(*f.l, a)
+	return nil
+}
+
+func (f *addrListFlag) Append(s string) error { return f.Set(s) }
+
+func (f *addrListFlag) Replace(ss []string) error {
+	*f.l, f.set = nil, false
+	for _, s := range ss {
+		if err := f.Set(s); err != nil {
+			return err
+		}
+	}
+	f.set = true
+	return nil
+}
+
+func (f *addrListFlag) GetSlice() []string {
+	out := make([]string, len(*f.l))
+	for i, a := range *f.l {
+		out[i] = a.String()
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "hacoord: %v\n", err)
+	printError(stderr, err)
 	var ce configError
 	if errors.As(err, &ce) {
 		return exitConfig
@@ -44,8 +45,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitError
 }
 
+// printError prints err; several problems (errors.Join) go one a line under a count.
+func printError(w io.Writer, err error) {
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) == 1 {
+		fmt.Fprintf(w, "hacoord: %v\n", err)
+		return
+	}
+	fmt.Fprintf(w, "hacoord: %d problems:\n", len(lines))
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	s := defaultSettings()
+	fv := defaultFlagValues()
 	var configPath string
 	root := &cobra.Command{
 		Use:   "hacoord",
@@ -70,52 +84,45 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
   hacoord --backend vrrp --interface eth0 --vip 10.0.0.100/24 --vrid 51 --priority 150
 
   # settings from a file, flags override it
-  hacoord --config /etc/hacoord/hacoord.yaml --name node2`,
+  hacoord --config /etc/hacoord/hacoord.yaml --name node2
+
+  # several instances (and sync groups) in one daemon: see docs/config.md
+  hacoord --config /etc/hacoord/instances.yaml`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			set, err := resolveSettings(cmd, &s, configPath)
+			_, p, err := resolve(cmd, &fv, configPath)
 			if err != nil {
 				return err
 			}
-			return runDaemon(cmd.Context(), set, stderr)
+			return runDaemon(cmd.Context(), p, stderr)
 		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return configError{err} })
 	root.Flags().StringVar(&configPath, "config", "", "YAML settings file; flags given on the command line override it")
-	registerFlags(root.Flags(), &s)
+	registerFlags(root.Flags(), &fv)
 	root.AddCommand(newVersionCommand(stdout), newCheckConfigCommand(stdout), newWatchCommand(stdout, stderr),
 		newStatusCommand(stdout), newIPVSCommand(stdout), newFenceGuardCommand(stderr))
 	return root
 }
 
-// resolveSettings returns the effective settings, validated for the daemon.
-func resolveSettings(cmd *cobra.Command, flagged *Settings, configPath string) (Settings, error) {
-	s, err := loadSettings(cmd, flagged, configPath)
+// resolve decodes the command line (and the file, if configPath is set), maps it onto every
+// package's Config and validates the result, against this machine too: what the daemon runs and
+// check-config prints.
+func resolve(cmd *cobra.Command, fv *flagValues, configPath string) (settings, *plan, error) {
+	s, err := load(cmd.Flags(), fv, configPath)
 	if err != nil {
-		return Settings{}, err
+		return s, nil, err
 	}
-	return s, s.validate()
-}
-
-// loadSettings returns the effective settings: defaults, then the file, then the flags given,
-// normalized but not validated.
-func loadSettings(cmd *cobra.Command, flagged *Settings, configPath string) (Settings, error) {
-	s := *flagged
-	if configPath != "" {
-		s = defaultSettings()
-		if err := loadFile(configPath, &s); err != nil {
-			return Settings{}, configError{err}
-		}
-		if err := overlay(cmd.Flags(), &s); err != nil {
-			return Settings{}, configError{err}
-		}
+	p, perr := buildPlan(s)
+	serr := checkSystem(s, p)
+	if perr != nil || serr != nil {
+		return s, nil, configError{errors.Join(perr, serr)}
 	}
-	s.normalize()
-	return s, nil
+	return s, p, nil
 }
 
 // noArgs rejects positional arguments as a usage error (exit 2).

@@ -24,25 +24,25 @@ func TestUsageErrorsExit2NamingTheProblem(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no interface", []string{"check-config", "--vip", "10.0.0.1/24", "--endpoints", "http://e:2379"}, "--interface"},
-		{"no vip", []string{"check-config", "--interface", "lo", "--endpoints", "http://e:2379"}, "--vip"},
-		{"bad cidr", append([]string{"check-config"}, append(base, "--vip", "10.0.0.300/24")...), `--vip "10.0.0.300/24"`},
-		{"duplicate vip", append([]string{"check-config"}, append(base, "--vip", "10.0.0.100/24")...), "listed twice"},
-		{"no endpoints", []string{"check-config", "--interface", "lo", "--vip", "10.0.0.1/24"}, "--endpoints"},
+		{"no interface", []string{"check-config", "--vip", "10.0.0.1/24", "--endpoints", "http://e:2379"}, "--interface: interface is required"},
+		{"no vip", []string{"check-config", "--interface", "lo", "--endpoints", "http://e:2379"}, "--vip: no VIPs"},
+		{"bad cidr", append([]string{"check-config"}, append(base, "--vip", "10.0.0.300/24")...), `"10.0.0.300/24" for "--vip" flag`},
+		{"duplicate vip", append([]string{"check-config"}, append(base, "--vip", "10.0.0.100/24")...), "--vip 10.0.0.100/24: VIP 10.0.0.100 is listed twice"},
+		{"no endpoints", []string{"check-config", "--interface", "lo", "--vip", "10.0.0.1/24"}, "--endpoints: no endpoints"},
 		{"unknown flag", append([]string{"check-config", "--bogus"}, base...), "bogus"},
-		{"unknown backend", append([]string{"check-config", "--backend", "consul"}, base...), `--backend "consul"`},
-		{"ttl too small", append([]string{"check-config", "--lease-ttl", "500ms"}, base...), "--lease-ttl 500ms"},
-		{"ttl not whole seconds for etcd", append([]string{"check-config", "--lease-ttl", "1500ms"}, base...), "whole seconds"},
+		{"unknown backend", append([]string{"check-config", "--backend", "consul"}, base...), `--backend: "consul" is not etcd, zk or vrrp`},
+		{"ttl too small", append([]string{"check-config", "--lease-ttl", "500ms"}, base...), "--lease-ttl: ttl 500ms"},
+		{"ttl not whole seconds for etcd", append([]string{"check-config", "--lease-ttl", "1500ms"}, base...), "--lease-ttl: ttl 1.5s must be a whole number of seconds"},
 		{"bad duration", append([]string{"check-config", "--lease-ttl", "soon"}, base...), "lease-ttl"},
-		{"garp interval within locktime", append([]string{"check-config", "--garp-interval", "500ms"}, base...), "--garp-interval"},
-		{"log format", append([]string{"check-config", "--log-format", "xml"}, base...), "--log-format"},
+		{"garp interval within locktime", append([]string{"check-config", "--garp-interval", "500ms"}, base...), "--garp-interval: announce repeat interval 500ms"},
+		{"log format", append([]string{"check-config", "--log-format", "xml"}, base...), `--log-format: "xml" is not console or json`},
 		{"cert without key", append([]string{"check-config", "--cert", "c.pem"}, base...), "--cert and --key"},
-		{"zk auth form", append([]string{"check-config", "--backend", "zk", "--zk-auth", "nocolon"}, base...), "--zk-auth"},
+		{"zk auth form", append([]string{"check-config", "--backend", "zk", "--zk-auth", "nocolon", "--endpoints", "zk1:2181"}, base[2:]...), "--zk-auth: Auth: want user:password"},
 		{"stray argument", append([]string{"stray"}, base...), "stray"},
-		{"vrrp without vrid", []string{"check-config", "--backend", "vrrp", "--interface", "lo", "--vip", "10.0.0.1/24"}, "vrid 0"},
-		{"vrrp v2 sub-second advert", []string{"check-config", "--backend", "vrrp", "--vrid", "51", "--vrrp-version", "2", "--advert-int", "100ms", "--interface", "lo", "--vip", "10.0.0.1/24"}, "advert-int 100ms"},
-		{"vrrp bad unicast peer", []string{"check-config", "--backend", "vrrp", "--vrid", "51", "--unicast-peer", "peer1", "--interface", "lo", "--vip", "10.0.0.1/24"}, `--unicast-peer "peer1"`},
-		{"zk bad chroot", append([]string{"check-config", "--backend", "zk", "--endpoints", "zk1:2181/a//b"}, base[2:]...), "chroot"},
+		{"vrrp without vrid", []string{"check-config", "--backend", "vrrp", "--interface", "lo", "--vip", "10.0.0.1/24"}, "--vrid: vrid 0"},
+		{"vrrp v2 sub-second advert", []string{"check-config", "--backend", "vrrp", "--vrid", "51", "--vrrp-version", "2", "--advert-int", "100ms", "--interface", "lo", "--vip", "10.0.0.1/24"}, "--advert-int: advert-int 100ms"},
+		{"vrrp bad unicast peer", []string{"check-config", "--backend", "vrrp", "--vrid", "51", "--unicast-peer", "peer1", "--interface", "lo", "--vip", "10.0.0.1/24"}, `"peer1" for "--unicast-peer" flag`},
+		{"zk bad chroot", append([]string{"check-config", "--backend", "zk", "--endpoints", "zk1:2181/a//b"}, base[2:]...), "--endpoints: chroot"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -143,7 +143,7 @@ func TestEtcdctlUserPasswordForm(t *testing.T) {
 
 func TestDaemonRefusesUnknownInterface(t *testing.T) {
 	code, _, stderr := runCLI(t, "--endpoints", "http://127.0.0.1:1", "--interface", "nosuch0", "--vip", "10.0.0.100/24", "--name", "n1")
-	if code != exitConfig || !strings.Contains(stderr, "nosuch0") {
+	if code != exitConfig || !strings.Contains(stderr, "--interface nosuch0: nosuch0: Link not found") {
 		t.Fatalf("exit %d, stderr %q: want 2 naming the interface", code, stderr)
 	}
 }
@@ -167,8 +167,8 @@ func TestTrackAndIPVSConfigErrorsNameTheKey(t *testing.T) {
 	for name, c := range map[string]struct{ body, want string }{
 		"script without name":   {"track_scripts: [{script: 'true'}]\n", "track_scripts[0].name"},
 		"script without script": {"track_scripts: [{name: a}]\n", "track_scripts[0].script"},
-		"duplicate script":      {"track_scripts: [{name: a, script: 'true'}, {name: a, script: 'true'}]\n", `"a": listed twice`},
-		"bad scheduler":         {"virtual_servers: [{address: 10.0.0.1, port: 80, lb_algo: fastest, real_servers: [{address: 10.0.0.2}]}]\n", "lb_algo"},
+		"duplicate script":      {"track_scripts: [{name: a, script: 'true'}, {name: a, script: 'true'}]\n", `track_scripts[1].name: "a" is also track_scripts[0]`},
+		"bad scheduler":         {"virtual_servers: [{address: 10.0.0.1, port: 80, lb_algo: fastest, real_servers: [{address: 10.0.0.2}]}]\n", `virtual_servers[0].lb_algo: "fastest"`},
 		"bad real server":       {"virtual_servers: [{address: 10.0.0.1, port: 80, real_servers: [{address: nope}]}]\n", "nope"},
 	} {
 		t.Run(name, func(t *testing.T) {

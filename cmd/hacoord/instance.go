@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/election/health"
+	"github.com/hacoord/hacoord/ipvs"
+	"github.com/hacoord/hacoord/vip"
+)
+
+// instance is one running instance: its election, VIPs, IPVS table, health checks, hooks and
+// status file. open builds it (in the calling thread's network namespace), wire joins it to its
+// Elector (its own, or its sync group's member), run runs it, close releases what open opened.
+type instance struct {
+	plan  *instancePlan
+	set   Settings
+	log   *zap.Logger // carries the instance's name, once
+	vm    *vip.Manager
+	ipv   *ipvs.Reconciler
+	mon   *health.Monitor
+	guard *guard // nil without the fence guard
+	hooks *hooks
+	el    election.Elector // the backend's; wire may be given a sync group's member instead
+	gate  *election.Gate
+	co    *election.Coordinator
+}
+
+// openInstance opens what instance ip needs, and removes its leftover VIPs (it is not master yet).
+// Start-up problems that are the operator's to fix come back as configError. On error, what was
+// opened is closed.
+func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writer, log *zap.Logger) (_ *instance, err error) {
+	in := &instance{plan: ip, set: settingsOf(ip, p.node, p.log), log: log.With(zap.String("instance", ip.name))}
+	defer func() {
+		if err != nil {
+			in.close()
+		}
+	}()
+	if in.vm, err = vip.New(ip.vip, in.log.Named("vip")); err != nil {
+		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
+	}
+	if err := in.vm.Cleanup(ctx); err != nil {
+		return nil, fmt.Errorf("instance %s: remove leftover VIPs: %w", ip.name, err)
+	}
+	rec := ip.record(p.node)
+	if !rec.Address.IsValid() {
+		if rec.Address, err = interfaceAddress(ip.iface, ip.vips); err != nil {
+			return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
+		}
+	}
+	if in.el, err = newElector(ip, rec, in.log); err != nil {
+		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
+	}
+	in.ipv, err = ipvs.New(ip.ipvs, in.log.Named("ipvs"))
+	switch {
+	case errors.Is(err, ipvs.ErrUnavailable):
+		// Said once; the VIPs are managed regardless and status reports IPVS as unavailable.
+		in.log.Warn("IPVS unavailable: virtual servers will not be programmed", zap.Error(err))
+	case err != nil:
+		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
+	}
+	if in.mon, err = health.New(ip.health, in.log.Named("health")); err != nil {
+		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
+	}
+	if in.hooks, err = newHooks(ip.hooks, ip.group, p.node, in.log); err != nil {
+		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
+	}
+	if p.fenceGuard {
+		if in.guard, err = startGuard(in.set, stderr, in.log.Named("guard")); err != nil {
+			return nil, fmt.Errorf("instance %s: %w", ip.name, err)
+		}
+	}
+	return in, nil
+}
+
+// wire builds the instance's Gate and Coordinator over el (in.el, or the member of a sync group
+// standing for it).
+func (in *instance) wire(el election.Elector) error {
+	var err error
+	in.gate, err = election.NewGate(el, in.plan.vrrp.Priority, in.mon.Checks(), in.log.Named("health"))
+	if err != nil {
+		return configError{fmt.Errorf("instance %s: %w", in.plan.name, err)}
+	}
+	acts := in.hooks.actions(vipAction{m: in.vm, guard: in.guard, log: in.log.Named("vip")}, in.ipv, len(in.plan.ipvs.VirtualServers) > 0)
+	in.co, err = election.NewCoordinator(el, acts, in.log.Named("coordinator"))
+	return err
+}
+
+// run runs the instance until ctx is done (then it lets go of the VIPs and resigns) or its
+// Elector or VIP watch gives up. The helpers (address/link watch and announce schedule, IPVS
+// checkers, health checks, notifiers, status file) outlive the Coordinator: they are stopped only
+// after it has demoted.
+func (in *instance) run(ctx context.Context) error {
+	aux, stopAux := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAux()
+	cctx, stopCo := context.WithCancelCause(ctx)
+	defer stopCo(nil)
+	var helpers errgroup.Group
+	helpers.Go(func() error {
+		err := in.vm.Run(aux)
+		if err != nil && aux.Err() == nil {
+			stopCo(fmt.Errorf("instance %s: vip watch stopped: %w", in.plan.name, err))
+		}
+		return ignoreCanceled(err)
+	})
+	for _, n := range in.hooks.notifiers() {
+		helpers.Go(func() error { return ignoreCanceled(n.Run(aux)) })
+	}
+	helpers.Go(func() error { return ignoreCanceled(in.ipv.Run(aux)) })
+	helpers.Go(func() error { return ignoreCanceled(in.mon.Run(aux, in.gate)) })
+	st := newStatusWriter(in.set.StatusFile, daemonStatus(in.set, in.co, in.vm, in.ipv, in.gate), in.log.Named("status"))
+	write := st.prepare()
+	in.co.OnChange(func(cs election.Status) {
+		if write {
+			st.changed()
+		}
+		in.hooks.watch(cs)
+	})
+	if write {
+		helpers.Go(func() error { st.run(aux); return nil })
+	}
+
+	err := in.co.Run(cctx)
+	in.hooks.tell(roleStop, in.co.Status().State)
+	stopAux()
+	herr := helpers.Wait()
+	if cause := context.Cause(cctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	if err == nil {
+		err = herr
+	}
+	if err != nil {
+		return fmt.Errorf("instance %s: %w", in.plan.name, err)
+	}
+	return nil
+}
+
+// close releases what openInstance opened; it runs after run has returned.
+func (in *instance) close() {
+	if in.guard != nil {
+		in.guard.Close()
+	}
+	if in.mon != nil {
+		in.mon.Close()
+	}
+	if in.ipv != nil {
+		_ = in.ipv.Close()
+	}
+	if in.vm != nil {
+		_ = in.vm.Close()
+	}
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// interfaceAddress is the address published in the master record when none is configured: the
+// interface's first global address that is not a VIP (IPv4 preferred); the zero Addr if it has
+// none (the record then carries no address).
+func interfaceAddress(ifname string, vips []netip.Prefix) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("interface %s: %w", ifname, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("interface %s: addresses: %w", ifname, err)
+	}
+	isVIP := func(a netip.Addr) bool {
+		for _, v := range vips {
+			if v.Addr() == a {
+				return true
+			}
+		}
+		return false
+	}
+	var v6 netip.Addr
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || !ip.IsGlobalUnicast() || isVIP(ip.Unmap()) {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.Is4() {
+			return ip, nil
+		}
+		if !v6.IsValid() {
+			v6 = ip
+		}
+	}
+	return v6, nil
+}

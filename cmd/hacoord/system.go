@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/hacoord/hacoord/election/health"
+)
+
+// checkEtcdEndpoint checks the form of an etcd endpoint: http:// or https:// with host and port, or
+// a bare host:port. (A rule for etcd.Config.Validate; here until that package checks it.)
+func checkEtcdEndpoint(e string) error {
+	hostport := e
+	if strings.Contains(e, "://") {
+		u, err := url.Parse(e)
+		if err != nil {
+			return fmt.Errorf("not a URL: %v", err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("scheme %q: etcd endpoints are http:// or https:// URLs", u.Scheme)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return fmt.Errorf("path %q: an etcd endpoint is scheme://host:port", u.Path)
+		}
+		hostport = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("want http(s)://host:port or host:port: %v", err)
+	}
+	return checkHostPort(host, port)
+}
+
+// checkZKEndpoint checks a ZooKeeper connection string entry ("zk1:2181", "zk1:2181,zk2:2181/ha",
+// "zk1" for port 2181): every port in 1..65535. (A rule for zk.Config.Validate; here until that
+// package checks it. The zk package checks the rest of the form.)
+func checkZKEndpoint(e string) error {
+	for _, s := range strings.Split(e, ",") {
+		s, _, _ = strings.Cut(strings.TrimSpace(s), "/")
+		if s == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			continue // a bare host: port 2181 (or a form the zk package refuses, naming it)
+		}
+		if err := checkHostPort(host, port); err != nil {
+			return fmt.Errorf("server %s: %v", s, err)
+		}
+	}
+	return nil
+}
+
+func checkHostPort(host, port string) error {
+	if host == "" {
+		return errors.New("no host")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q out of range 1-65535", port)
+	}
+	return nil
+}
+
+// checkSystem checks the plan against this machine, read-only and without privileges: every
+// instance's interface exists; no VIP is an address the interface already has that hacoord did
+// not bind (the node's own address); a VRRP unicast_src is the address adverts are sent from;
+// tracked interfaces exist; hooks are executable programs. The daemon and check-config both run
+// it, in the caller's network namespace.
+func checkSystem(s settings, p *plan) error {
+	b := &planner{s: s, seen: map[string]bool{}}
+	for _, ip := range p.instances {
+		b.checkInterface(ip)
+		if m, err := health.New(ip.health, nil); err != nil {
+			b.prefixed(ip.in, err)
+		} else {
+			m.Close()
+		}
+		for key, path := range ip.hooks.paths() {
+			if _, err := exec.LookPath(path); err != nil {
+				b.fail(s.key(ip.in, key, ""), "%v", err)
+			}
+		}
+	}
+	if len(b.errs) > 0 {
+		return configError{errors.Join(b.errs...)}
+	}
+	return nil
+}
+
+func (b *planner) checkInterface(ip *instancePlan) {
+	if ip.iface == "" {
+		return // buildPlan says so
+	}
+	link, err := netlink.LinkByName(ip.iface)
+	if err != nil {
+		b.fail(b.s.key(ip.in, "interface", ip.iface), "%s: %v", ip.iface, err)
+		return
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		b.fail(b.s.key(ip.in, "interface", ip.iface), "addresses of %s: %v", ip.iface, err)
+		return
+	}
+	for n, v := range ip.vips {
+		if ownAddress(addrs, v.Addr()) {
+			b.fail(b.s.key(ip.in, fmt.Sprintf("vips[%d]", n), v.String()),
+				"%s is already an address of %s that hacoord did not bind (the interface's own address): pick another VIP", v.Addr(), ip.iface)
+		}
+	}
+	if ip.src.IsValid() {
+		if primary := primaryIPv4(addrs, ip.vips); ip.src != primary {
+			b.fail(b.s.key(ip.in, "vrrp.unicast_src", ""),
+				"%s is not %s's primary IPv4 address (%v), which hacoord sends adverts from", ip.src, ip.iface, primary)
+		}
+	}
+}
+
+// ownAddress reports whether a is bound on the interface other than the way hacoord binds a VIP:
+// hacoord binds every VIP with IFA_F_NODAD (vip/kernel.go), so an address without it is the
+// interface's own (a leftover VIP from a crashed hacoord carries the flag, and start-up removes it).
+func ownAddress(addrs []netlink.Addr, a netip.Addr) bool {
+	for _, x := range addrs {
+		if xa, ok := netip.AddrFromSlice(x.IP); ok && xa.Unmap() == a && x.Flags&unix.IFA_F_NODAD == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// primaryIPv4 returns the first IPv4 address of the interface that is not a VIP: the source VRRP
+// adverts are sent from (backend/vrrp's rule).
+func primaryIPv4(addrs []netlink.Addr, vips []netip.Prefix) netip.Addr {
+	for _, x := range addrs {
+		a, ok := netip.AddrFromSlice(x.IP)
+		a = a.Unmap()
+		if !ok || !a.Is4() || slices.ContainsFunc(vips, func(v netip.Prefix) bool { return v.Addr() == a }) {
+			continue
+		}
+		return a
+	}
+	return netip.Addr{}
+}
