@@ -37,6 +37,12 @@ test-ipvs: build
 bench: build
 	$(BIN)/hacoord-lab bench --all --runs $${RUNS:-5}
 
+# The nemesis: a seeded random schedule of node and store faults (3 nodes, 3-member stores), about
+# CHAOS_DURATION (default 10m) per backend; SEED=n replays a schedule (each run prints its seed).
+.PHONY: chaos
+chaos: build
+	rc=0; for b in etcd zk; do $(BIN)/hacoord-lab chaos --backend $$b --duration $${CHAOS_DURATION:-10m} $${SEED:+--seed $$SEED} || rc=1; done; exit $$rc
+
 # A lab of network namespaces with an embedded etcd: watch a VIP fail over.
 demo: build
 	$(BIN)/hacoord-lab demo

@@ -9,9 +9,10 @@
 //	hacoord-lab demo  --hacoord bin/hacoord                         a 3-node failover, as a timeline
 //	hacoord-lab bench --hacoord bin/hacoord --runs 5 --scenarios crash,term,partition
 //	hacoord-lab bench --backend zk --store-members 3 --scenarios store-leader-kill,store-quorum-loss
+//	hacoord-lab chaos --backend etcd --duration 10m --seed 42            the nemesis, replayable by seed
 //
-// demo and bench need root; they build the lab, clean it up on exit and on Ctrl-C, and sweep what an
-// earlier killed run left behind.
+// demo, bench and chaos need root; they build the lab, clean it up on exit and on Ctrl-C, and sweep
+// what an earlier killed run left behind.
 package main
 
 import (
@@ -43,8 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.SetArgs(args)
 	root.AddCommand(newEtcdCommand(stderr), newServeCommand(stdout),
-		newDemoCommand(stdout), newBenchCommand(stdout))
-	root.AddCommand(newComposeCommand(stdout, stderr))
+		newDemoCommand(stdout), newBenchCommand(stdout), newChaosCommand(stdout))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "hacoord-lab: %v\n", err)
 		return 1

@@ -248,7 +248,7 @@ type Node struct {
 	service *Proc
 	dead    atomic.Bool // crashed: excluded from holder sets until Restore
 	cut     bool
-	parted  bool
+	net     netFaults // nftables faults in NS
 	paused  bool
 	starts  int
 }
@@ -390,7 +390,8 @@ func (l *Lab) build() error {
 		if _, err := l.attach(ns, name, StoreMemberAddr(i)); err != nil {
 			return err
 		}
-		l.StoreMembers = append(l.StoreMembers, &StoreMember{Name: name, Addr: StoreMemberAddr(i), NS: ns, Peer: name, lab: l, i: i - 1})
+		l.StoreMembers = append(l.StoreMembers, &StoreMember{Name: name, Addr: StoreMemberAddr(i), NS: ns, Peer: name, lab: l, i: i - 1,
+			net: netFaults{ns: ns, who: "store member " + name}})
 	}
 	l.StoreNS = l.StoreMembers[0].NS
 	if l.Client, err = l.newNS("client"); err != nil {
@@ -412,7 +413,7 @@ func (l *Lab) build() error {
 			return err
 		}
 		l.Nodes = append(l.Nodes, &Node{Name: name, Index: i, Addr: NodeAddr(i), NS: ns, MAC: eth.Attrs().HardwareAddr,
-			Peer: name, lab: l, eth0: eth.Attrs().Index})
+			Peer: name, lab: l, eth0: eth.Attrs().Index, net: netFaults{ns: ns, who: name}})
 	}
 	return nil
 }

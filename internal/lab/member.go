@@ -60,9 +60,10 @@ type StoreMember struct {
 	lab *Lab
 	i   int // index in the store (0-based)
 
+	net netFaults // nftables faults in NS
+
 	mu   sync.Mutex
 	down bool // killed or stopped by a fault, until Start
-	cut  bool
 }
 
 func (m *StoreMember) store() (MemberStore, error) {
@@ -129,38 +130,19 @@ func (m *StoreMember) Down() bool {
 // Node.Partition, in the member's namespace): its peers and the daemons lose it, its process runs
 // on. Heal undoes it.
 func (m *StoreMember) Cut(ctx context.Context) error {
-	if err := nft(ctx, m.NS, "store member "+m.Name, partitionRules); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.cut = true
-	m.mu.Unlock()
-	return nil
+	return m.net.add(ctx, faultPartition, partitionRules)
 }
 
-// Heal removes the rules of Cut (a member not cut is left alone).
-func (m *StoreMember) Heal(ctx context.Context) error {
-	m.mu.Lock()
-	cut := m.cut
-	m.mu.Unlock()
-	if !cut {
-		return nil
-	}
-	if err := nft(ctx, m.NS, "store member "+m.Name, healRules); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	m.cut = false
-	m.mu.Unlock()
-	return nil
+// Loss drops pct percent of the member's IP packets each way, at random, until Heal.
+func (m *StoreMember) Loss(ctx context.Context, pct int) error {
+	return m.net.add(ctx, faultLoss, lossRules(pct))
 }
+
+// Heal removes every network fault of the member (Cut, Loss).
+func (m *StoreMember) Heal(ctx context.Context) error { return m.net.clear(ctx) }
 
 // IsCut reports whether the member is cut off.
-func (m *StoreMember) IsCut() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.cut
-}
+func (m *StoreMember) IsCut() bool { return m.net.has(faultPartition) }
 
 // Status asks the member (from inside its namespace, so a cut member answers too) what it is.
 func (m *StoreMember) Status(ctx context.Context) (MemberStatus, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,8 +14,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-
-	"github.com/hacoord/hacoord/internal/netnstest"
 )
 
 // What a lab node runs (Options.Impl).
@@ -260,63 +259,21 @@ func (n *Node) Resume() error {
 	return nil
 }
 
-// partitionRules drop everything but loopback, in both directions: IP (inet), ARP, and — with the
-// netdev ingress/egress hooks on eth0 — frames of AF_PACKET sockets too (gratuitous ARP is sent on
-// one, and those bypass the inet and arp hooks). The egress hook needs Linux 5.16.
-const partitionRules = `table inet hacoord_lab {
-	chain input { type filter hook input priority -300; policy drop; iif "lo" accept; }
-	chain output { type filter hook output priority -300; policy drop; oif "lo" accept; }
-}
-table arp hacoord_lab {
-	chain input { type filter hook input priority 0; policy drop; }
-	chain output { type filter hook output priority 0; policy drop; }
-}
-table netdev hacoord_lab {
-	chain ingress { type filter hook ingress device "eth0" priority 0; policy drop; }
-	chain egress { type filter hook egress device "eth0" priority 0; policy drop; }
-}
-`
-
-const healRules = "delete table inet hacoord_lab\ndelete table arp hacoord_lab\ndelete table netdev hacoord_lab\n"
-
 // Partition cuts the node off from the store, its peers and the client with nftables inside its
 // namespace (see partitionRules). Heal undoes it.
 func (n *Node) Partition(ctx context.Context) error {
-	if err := nft(ctx, n.NS, n.Name, partitionRules); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	n.parted = true
-	n.mu.Unlock()
-	return nil
+	return n.net.add(ctx, faultPartition, partitionRules)
 }
 
-// Heal removes the partition rules.
-func (n *Node) Heal(ctx context.Context) error {
-	n.mu.Lock()
-	parted := n.parted
-	n.mu.Unlock()
-	if !parted {
-		return nil
-	}
-	if err := nft(ctx, n.NS, n.Name, healRules); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	n.parted = false
-	n.mu.Unlock()
-	return nil
+// CutFrom drops the node's IP traffic to and from addrs (nftables in its namespace; ARP, and so
+// the VIP's announcements, still pass): the node cut from the store only, from its peers only or
+// from the client only. Heal undoes it.
+func (n *Node) CutFrom(ctx context.Context, addrs []netip.Addr) error {
+	return n.net.add(ctx, faultCut, cutRules(addrs))
 }
 
-// nft loads the ruleset script into the nftables of ns (`nft -f -`); who names ns in errors.
-func nft(ctx context.Context, ns *netnstest.NS, who, script string) error {
-	cmd := ns.Command(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("lab: %s: nft -f -: %w\n%s", who, err, out)
-	}
-	return nil
-}
+// Heal removes every network fault of the node (Partition, CutFrom).
+func (n *Node) Heal(ctx context.Context) error { return n.net.clear(ctx) }
 
 // Restore undoes every fault on the node (resume, heal, reconnect, un-dead) and starts whatever is
 // not running. It does not wait for the daemon to join; use Lab.WaitSteady.

@@ -57,8 +57,9 @@ type Store interface {
 	Tail(n int) string
 }
 
-// memberStopGrace is how long a member stopped gracefully gets before SIGKILL.
-const memberStopGrace = 5 * time.Second
+// memberStopGrace is how long a member stopped gracefully gets before SIGKILL: etcd first waits
+// up to its request timeout (5s + 2 election timeouts) for its clients' streams to end.
+const memberStopGrace = 10 * time.Second
 
 // Ports of the lab's etcd members.
 const (
