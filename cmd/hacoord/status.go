@@ -23,6 +23,8 @@ import (
 // Status is the JSON snapshot the daemon keeps in its status file and `hacoord status` prints.
 // Fields are only ever added.
 type Status struct {
+	// Instance names the instance (its group, for a single-instance configuration).
+	Instance  string      `json:"instance,omitempty"`
 	Group     string      `json:"group"`
 	Node      string      `json:"node"`
 	Backend   string      `json:"backend"`
@@ -69,7 +71,7 @@ func daemonStatus(s Settings, co *election.Coordinator, vm *vip.Manager, ipv *ip
 		cs := co.Status()
 		eligible, prio := gate.Eligible()
 		st := Status{
-			Group: s.Group, Node: s.Name, Backend: s.Backend, PID: os.Getpid(),
+			Instance: s.Instance, Group: s.Group, Node: s.Name, Backend: s.Backend, PID: os.Getpid(),
 			Role: cs.State.Role.String(), Term: cs.State.Term, Leader: cs.State.Leader.Node, Reason: cs.State.Reason,
 			Promoted: cs.Promoted, Fenced: cs.Fenced, Since: cs.Since.UTC(), Eligible: eligible,
 			BoundVIPs: []string{}, IPVS: ipv.Status(),
