@@ -2,8 +2,9 @@
 // bridge, a store (embedded etcd or ZooKeeper, one member or a cluster of several, pluggable), a
 // client namespace, observers that record who holds the VIP and what a client sees, and named
 // fault scenarios: crash, kill, term, pause, partition hit the VIP holder; store-leader-kill,
-// store-leader-cut, store-member-restart, store-quorum-loss hit the store. Tests in this package,
-// `hacoord-lab demo` and `hacoord-lab bench` use it.
+// store-leader-cut, store-member-restart, store-quorum-loss hit the store; and a nemesis (Chaos)
+// that mixes such faults on a seeded schedule. Tests in this package, `hacoord-lab demo`, `bench`
+// and `chaos` use it.
 //
 // # Topology (IPv4, exists only inside the lab)
 //
