@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 export HACOORD_BIN     := $(CURDIR)/$(BIN)/hacoord
 export HACOORD_LAB_BIN := $(CURDIR)/$(BIN)/hacoord-lab
 
-.PHONY: all build deps test test-unit test-ipvs bench demo lint clean compose-bin compose-up compose-down
+.PHONY: all build deps test test-unit test-ipvs bench demo lint clean
 
 all: build
 
@@ -51,14 +51,28 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-# The Docker Compose lab in deploy/compose (images FROM scratch, built here from bin/).
-COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
-compose-bin: build
-	mkdir -p deploy/compose/bin && cp $(BIN)/hacoord $(BIN)/hacoord-lab deploy/compose/bin/
-compose-up: compose-bin
-	$(COMPOSE) -f deploy/compose/docker-compose.yml up -d --build
-compose-down:
-	$(COMPOSE) -f deploy/compose/docker-compose.yml down --rmi all
+# The Docker Compose lab (deploy/compose; walkthrough in deploy/README.md): images built here FROM
+# scratch from bin/ (no registry), an internal network. BACKEND=etcd|zk|vrrp picks who decides;
+# LAB_PROJECT, LAB_NET (the network is LAB_NET.0/24) and LAB_TAG (image tag) rarely need changing.
+# lab-partition REJOIN=1 also checks that the reconnected node can be master again.
+.PHONY: lab-images lab-up lab-failover lab-partition lab-down compose-up compose-down
+BACKEND     ?= etcd
+LAB_PROJECT ?= hacoord-lab
+LAB_NET     ?= 172.31.77
+LAB_TAG     ?= lab
+LAB_FLAGS    = --dir deploy/compose --project $(LAB_PROJECT) --tag $(LAB_TAG)
+lab-images: build
+	HACOORD_LAB_TAG=$(LAB_TAG) deploy/compose/build-images $(if $(filter zk,$(BACKEND)),,--no-zookeeper)
+lab-up: lab-images
+	$(BIN)/hacoord-lab compose up $(LAB_FLAGS) --backend $(BACKEND) --net $(LAB_NET)
+lab-failover:
+	$(BIN)/hacoord-lab compose failover $(LAB_FLAGS)
+lab-partition:
+	$(BIN)/hacoord-lab compose partition $(LAB_FLAGS) $(if $(REJOIN),--rejoin)
+lab-down:
+	$(BIN)/hacoord-lab compose down $(LAB_FLAGS)
+compose-up: lab-up
+compose-down: lab-down
 
 clean:
 	rm -rf $(BIN) deploy/compose/bin

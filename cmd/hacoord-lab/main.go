@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.AddCommand(newEtcdCommand(stderr), newServeCommand(stdout),
 		newDemoCommand(stdout), newBenchCommand(stdout), newChaosCommand(stdout))
+	root.AddCommand(newComposeCommand(stdout, stderr))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "hacoord-lab: %v\n", err)
 		return 1
