@@ -64,15 +64,23 @@ func demo(ctx context.Context, f *labFlags, scenario string, out io.Writer) (err
 	fmt.Fprintf(out, "  client %s: %s:%d answered by %s; neighbour entry %s -> %s\n",
 		lab.ClientAddr, lab.VIP.Addr(), lab.ServicePort, holder.Name, lab.VIP.Addr(), l.Sampler.NeighMAC())
 
-	fmt.Fprintf(out, "\nInjecting %q into %s ...\n", scenario, holder.Name)
+	target := holder.Name
+	if lab.IsStoreScenario(scenario) {
+		target = "the store (" + l.Store.Backend() + ")"
+	}
+	fmt.Fprintf(out, "\nInjecting %q into %s ...\n", scenario, target)
 	r, err := l.RunScenario(ctx, scenario)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nFailover as the client saw it (t = fault):\n%s", lab.FormatTimeline(r))
+	fmt.Fprintf(out, "\nWhat the client saw (t = fault):\n%s", lab.FormatTimeline(r))
 	fmt.Fprintf(out, "\n%s -> %s\n", r.Old, r.New)
 	fmt.Fprintf(out, "  client-visible outage  %v (%d failed probes, one every %v)\n", ms(r.Outage), r.FailedProbes, 10*time.Millisecond)
-	fmt.Fprintf(out, "  new holder bound VIP   %v after the fault\n", ms(r.Takeover))
+	if lab.IsStoreScenario(scenario) {
+		fmt.Fprintf(out, "  %s\n", r.Summary())
+	} else {
+		fmt.Fprintf(out, "  new holder bound VIP   %v after the fault\n", ms(r.Takeover))
+	}
 	fmt.Fprintf(out, "  time with two holders  %v\n", ms(r.TwoHolders))
 	fmt.Fprintf(out, "  time with no holder    %v\n", ms(r.NoHolder))
 	if r.NeighSwitched >= 0 {
