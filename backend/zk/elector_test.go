@@ -3,6 +3,7 @@ package zk_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -38,6 +39,59 @@ func TestElector(t *testing.T) {
 	t.Run("UnreachableAtStart", func(t *testing.T) { testUnreachable(t, addr) })
 	t.Run("StopWhileCutOff", func(t *testing.T) { testStopCutOff(t, addr) })
 	t.Run("LostCreateReplyNotDuplicated", func(t *testing.T) { testLostCreateReply(t, addr) })
+	t.Run("FailedReleaseRetried", func(t *testing.T) { testFailedRelease(t, addr) })
+	t.Run("TimingLogged", func(t *testing.T) { testTimingLogged(t, addr) })
+}
+
+// A master that withdraws (SetEligible(false)) but whose deletes fail, its session alive, keeps
+// trying until they succeed: its candidate, still first in the queue, would otherwise keep every
+// other node from becoming master for as long as its session lives. It creates no new candidate
+// meanwhile.
+func testFailedRelease(t *testing.T, addr string) {
+	const group = "release"
+	e, err := zkb.New(config(addr, group, "a"), testLogger(t).Named("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f faults
+	f.wrap(e)
+	a := runNode(t, "a", e)
+	a.waitMaster(t)
+	b := startNode(t, config(addr, group, "b"), nil)
+	b.rec.waitFor(t, "b follows a", func(s election.State) bool { return s.Role == election.Backup && s.Leader.Node == "a" })
+
+	const failures = 4
+	f.failDeletes.Store(failures)
+	withdrawn := time.Now()
+	a.e.SetEligible(false)
+	mb := b.waitMaster(t)
+	if n := f.deletes.Load(); n <= failures {
+		t.Errorf("%d delete calls, want more than the %d that failed", n, failures)
+	}
+	c := raw(t, addr, "")
+	if cands := candidates(t, c, "/hacoord/"+group+"/election"); len(cands) != 1 {
+		t.Errorf("candidates %v, want b's alone", cands)
+	}
+	t.Logf("b master %v after a withdrew, through %d failed deletes", mb.At.Sub(withdrawn), failures)
+}
+
+// At start-up the elector logs the session's timing; a server that does not allow the conf word
+// leaves the ensemble's side unknown, and says so.
+func testTimingLogged(t *testing.T, addr string) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	a := startNode(t, config(addr, "timing", "a"), zap.New(core))
+	a.waitMaster(t)
+	entries := logs.FilterMessageSnippet("ZooKeeper timing").All()
+	if len(entries) != 1 {
+		t.Fatalf("%d timing log lines, want 1; logs: %v", len(entries), logs.All())
+	}
+	f := entries[0].ContextMap()
+	if f["session-timeout"] != time.Second || f["renewal"] != 250*time.Millisecond || f["worst-validity"] != 400*time.Millisecond {
+		t.Errorf("timing fields %v", f)
+	}
+	if !strings.Contains(entries[0].Message, "unknown") || !strings.Contains(fmt.Sprint(f["error"]), "whitelist") {
+		t.Errorf("conf is not whitelisted on the test server, but the log says %q %v", entries[0].Message, f)
+	}
 }
 
 // A node cut off from ZooKeeper still stops promptly: its requests cannot hold up Run's return.

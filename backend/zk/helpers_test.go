@@ -309,9 +309,11 @@ func (o *observed) waitFor(t testing.TB, what string, ok func(election.Record) b
 }
 
 // faults wraps an Elector's connections (zkb.WrapConn) to learn each session and to inject faults:
-// a candidate create whose reply is lost after the server applied it.
+// a candidate create whose reply is lost after the server applied it, deletes that fail.
 type faults struct {
-	loseCreate atomic.Bool
+	loseCreate  atomic.Bool
+	failDeletes atomic.Int32 // this many Delete and Multi calls fail (connection lost) unsent
+	deletes     atomic.Int32 // Delete and Multi calls made
 
 	mu     sync.Mutex
 	id     int64
@@ -347,4 +349,24 @@ func (c faultConn) Create(path string, data []byte, flags int32, acl []gozk.ACL)
 		return "", gozk.ErrConnectionClosed // applied, but the answer never came
 	}
 	return p, err
+}
+
+// failDelete reports whether this delete is to fail.
+func (c faultConn) failDelete() bool {
+	c.f.deletes.Add(1)
+	return c.f.failDeletes.Add(-1) >= 0
+}
+
+func (c faultConn) Delete(path string, version int32) error {
+	if c.failDelete() {
+		return gozk.ErrConnectionClosed
+	}
+	return c.Conn.Delete(path, version)
+}
+
+func (c faultConn) Multi(ops ...any) ([]gozk.MultiResponse, error) {
+	if c.failDelete() {
+		return nil, gozk.ErrConnectionClosed
+	}
+	return c.Conn.Multi(ops...)
 }
