@@ -149,21 +149,24 @@ func (g *stallGuard) run(ctx context.Context) {
 // check drops the connection if it has stalled at now, and returns how long to wait before looking
 // again (0: until poked).
 func (g *stallGuard) check(now time.Time) time.Duration {
-	up := g.up()
+	up, limit := g.up(), g.limit()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.inflight == 0 || up.IsZero() {
+		g.mu.Unlock()
 		return 0
 	}
-	limit := g.limit()
 	since := g.progress
 	if up.After(since) {
 		since = up // the requests were sent (again) when this connection came up
 	}
-	if wait := since.Add(limit).Sub(now); wait > 0 {
+	wait := since.Add(limit).Sub(now)
+	if wait <= 0 {
+		g.progress = now // the next connection gets its own limit
+	}
+	g.mu.Unlock()
+	if wait > 0 {
 		return wait
 	}
 	g.drop(up)
-	g.progress = now
 	return limit
 }

@@ -268,7 +268,8 @@ func (e *Elector) fault(rep *reporter, reason string) election.State {
 // not be allowed) and logs it, warning when the session is too short to ride out a leader election
 // of the ensemble.
 func (e *Elector) learnTiming(ctx context.Context, s *session) *Timing {
-	tm := &Timing{Session: s.timeout(), Margin: (&liveness{s: s, log: s.log, margin: e.cfg.Margin}).marginNow()}
+	margin, _ := marginFor(e.cfg.Margin, s.timeout())
+	tm := &Timing{Session: s.timeout(), Margin: margin}
 	cctx, cancel := context.WithTimeout(ctx, min(time.Second, s.timeout()/4))
 	err := readConf(cctx, s.server(), tm)
 	cancel()

@@ -27,23 +27,29 @@ type liveness struct {
 // half a tick (see gap).
 func (l *liveness) interval() time.Duration { return max(renewInterval(l.s.timeout()), l.tick/2) }
 
-// marginNow is the margin for the current session timeout: the configured one if it fits, else the
-// default (logged once).
+// marginNow is the margin for the current session timeout (see marginFor); a configured margin that
+// does not fit is logged once.
 func (l *liveness) marginNow() time.Duration {
 	t := l.s.timeout()
-	if l.margin == 0 {
-		return fencing.DefaultMargin(t)
+	m, fits := marginFor(l.margin, t)
+	if !fits && !l.warnMargin {
+		l.warnMargin = true
+		l.log.Warn("margin does not fit the negotiated session timeout; using the default",
+			zap.Duration("margin", l.margin), zap.Duration("negotiated", t), zap.Duration("default", m))
 	}
-	if err := fencing.CheckMargin(t, l.margin); err != nil {
-		def := fencing.DefaultMargin(t)
-		if !l.warnMargin {
-			l.warnMargin = true
-			l.log.Warn("margin does not fit the negotiated session timeout; using the default",
-				zap.Duration("margin", l.margin), zap.Duration("negotiated", t), zap.Duration("default", def))
-		}
-		return def
+	return m
+}
+
+// marginFor is the margin for session timeout t: the configured one if it fits t (fits=true), else
+// fencing.DefaultMargin(t); a configured 0 means the default.
+func marginFor(configured, t time.Duration) (m time.Duration, fits bool) {
+	if configured == 0 {
+		return fencing.DefaultMargin(t), true
 	}
-	return l.margin
+	if fencing.CheckMargin(t, configured) != nil {
+		return fencing.DefaultMargin(t), false
+	}
+	return configured, true
 }
 
 // validUntil is the self-fencing deadline: fencing.Deadline from anchor.

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/hacoord/hacoord/fencing"
 )
 
 // The client's timers, all fractions of the negotiated session timeout t (see Timing).
@@ -38,9 +36,13 @@ const finalizeWait = 200 * time.Millisecond
 //     old, or on the last (re)connection, which the leader itself validates. So a master in contact
 //     holds, at every instant, at least WorstValidity = T/2 - Margin of validity;
 //   - a server that leaves requests unanswered for Stall (T/6) is dropped and the next server of the
-//     ensemble dialled; a round of failed dials is followed by a pause of RoundPause (T/20). Without
-//     that go-zookeeper waits for its receive timeout, 2T/3, and not at all for a follower that has
-//     lost its leader but still answers pings.
+//     ensemble dialled (go-zookeeper alone would wait for its receive timeout, 2T/3, and for a
+//     follower that has lost its leader but still answers pings, until that follower gives up);
+//     a dial and a connect exchange get Stall too, a server that was silent is skipped for T/2, and a
+//     round of failed attempts is followed by a pause of RoundPause (T/20; go-zookeeper's is 1s).
+//     When the connected server goes silent, the first request it leaves unanswered goes out within
+//     one Renewal; the deadline is at least T/2 - Margin after that request, and the node leaves the
+//     server Stall after it (within 5T/12 of the silence), so it reconnects elsewhere in time.
 //
 // The ensemble side comes from the `conf` four-letter word, when the servers allow it
 // (4lw.commands.whitelist): tickTime, the session bounds [MinSession, MaxSession] (by default 2 and
@@ -96,10 +98,7 @@ func (t Timing) RideOut(margin time.Duration) time.Duration {
 		return 0
 	}
 	for s := 100 * time.Millisecond; s <= time.Hour; s += 100 * time.Millisecond {
-		m := margin
-		if m == 0 || fencing.CheckMargin(s, m) != nil {
-			m = fencing.DefaultMargin(s)
-		}
+		m, _ := marginFor(margin, s)
 		if (Timing{Session: s, Margin: m, Tick: t.Tick, SyncLimit: t.SyncLimit}).RidesOut() {
 			return s
 		}
