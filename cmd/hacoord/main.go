@@ -105,7 +105,8 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 	root.Flags().StringVar(&configPath, "config", "", "YAML settings file; flags given on the command line override it")
 	registerFlags(root.Flags(), &fv)
 	root.AddCommand(newVersionCommand(stdout), newCheckConfigCommand(stdout), newWatchCommand(stdout, stderr),
-		newStatusCommand(stdout), newIPVSCommand(stdout), newFenceGuardCommand(stderr))
+		newStatusCommand(stdout), newIPVSCommand(stdout), newFenceGuardCommand(stderr),
+		newImportKeepalivedCommand(stdout, stderr))
 	return root
 }
 
