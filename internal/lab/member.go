@@ -133,8 +133,11 @@ func (m *StoreMember) Cut(ctx context.Context) error {
 	return m.net.add(ctx, faultPartition, partitionRules)
 }
 
-// Loss drops pct percent of the member's IP packets each way, at random, until Heal.
+// Loss drops pct percent (1..99) of the member's IP packets each way, at random, until Heal.
 func (m *StoreMember) Loss(ctx context.Context, pct int) error {
+	if pct < 1 || pct > 99 {
+		return fmt.Errorf("lab: store member %s: loss of %d%%: want 1..99", m.Name, pct)
+	}
 	return m.net.add(ctx, faultLoss, lossRules(pct))
 }
 

@@ -56,8 +56,8 @@ func cutRules(addrs []netip.Addr) string {
 `, set, set)
 }
 
-// lossRules drop pct percent of the IP packets in each direction, at random (nftables numgen),
-// loopback excepted.
+// lossRules drop pct percent (1..99: numgen's range) of the IP packets in each direction, at random
+// (nftables numgen), loopback excepted.
 func lossRules(pct int) string {
 	return fmt.Sprintf(`table inet hacoord_lab_loss {
 	chain input { type filter hook input priority -300; policy accept; iif "lo" accept; numgen random mod 100 < %d drop; }
