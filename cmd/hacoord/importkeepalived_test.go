@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/hacoord/hacoord/internal/netnstest"
 	"github.com/hacoord/hacoord/internal/testenv"
@@ -310,5 +316,146 @@ func TestImportedLongVIPFormChecks(t *testing.T) {
 	}
 	if code != exitOK {
 		t.Fatalf("check-config: exit %d; stderr:\n%s\nconfiguration:\n%s", code, checkErr, stdout)
+	}
+}
+
+// pairConf is one node of a keepalived pair on eth0; lb1 and lb2 differ in state and priority.
+const pairConf = `global_defs {
+    router_id %s
+}
+vrrp_instance VI_1 {
+    state %s
+    interface eth0
+    virtual_router_id 51
+    priority %d
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass s3cr3t
+    }
+    virtual_ipaddress {
+        192.168.10.100/24
+        192.168.10.101/24
+    }
+}
+`
+
+// procLog collects a process's output for the test's failure message.
+type procLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *procLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *procLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// startInNS starts a process group in ns, killed when the test ends; it returns the process and
+// its output.
+func startInNS(t *testing.T, ns *netnstest.NS, name string, args ...string) (*os.Process, *procLog) {
+	t.Helper()
+	out := &procLog{}
+	cmd := ns.Command(context.Background(), name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("%s in %s:\n%s", name, ns.Name, out)
+		}
+	})
+	return cmd.Process, out
+}
+
+// holds reports whether addr is bound on eth0 in ns.
+func holds(t *testing.T, ns *netnstest.NS, addr netip.Addr) bool {
+	t.Helper()
+	l, err := ns.Netlink.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := ns.Netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range as {
+		if a.IP.Equal(addr.AsSlice()) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestImportedNodeJoinsKeepalived is the drop-in promise, end to end: lb1 runs keepalived, lb2's
+// keepalived.conf is imported and the real hacoord daemon runs the result. hacoord must accept
+// keepalived's adverts (same VRID, VRRPv2, password, VIP list, interval) and stay backup, so only
+// lb1 holds the VIPs; when keepalived is killed, hacoord takes them over after Master_Down_Interval.
+func TestImportedNodeJoinsKeepalived(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "keepalived", "Debian package keepalived")
+	bin := os.Getenv("HACOORD_BIN")
+	if bin == "" {
+		testenv.Unavailable(t, "HACOORD_BIN not set (make test builds bin/hacoord and sets it)")
+	}
+	dir := t.TempDir()
+	lb1, lb2 := filepath.Join(dir, "lb1.conf"), filepath.Join(dir, "lb2.conf")
+	writeFile(t, lb1, fmt.Sprintf(pairConf, "lb1", "MASTER", 150), 0o600)
+	writeFile(t, lb2, fmt.Sprintf(pairConf, "lb2", "BACKUP", 100), 0o600)
+	code, stdout, stderr := runHacoord("import-keepalived", lb2)
+	if code != exitOK {
+		t.Fatalf("import-keepalived: exit %d; stderr:\n%s", code, stderr)
+	}
+	yamlPath := filepath.Join(dir, "hacoord.yaml")
+	writeFile(t, yamlPath, stdout, 0o600)
+
+	a, b := netnstest.New(t, "kja"), netnstest.New(t, "kjb")
+	if _, _, err := netnstest.Veth(a, "eth0", netip.MustParsePrefix("192.168.10.11/24"), b, "eth0", netip.MustParsePrefix("192.168.10.12/24")); err != nil {
+		t.Fatal(err)
+	}
+	vip := netip.MustParseAddr("192.168.10.100")
+	ka, _ := startInNS(t, a, "keepalived", "--dont-fork", "--log-console", "--no-syslog", "--vrrp", "--dont-respawn",
+		"--use-file", lb1, "--pid", filepath.Join(dir, "ka.pid"), "--vrrp_pid", filepath.Join(dir, "vrrp.pid"),
+		"--checkers_pid", filepath.Join(dir, "checkers.pid"), "--bfd_pid", filepath.Join(dir, "bfd.pid"))
+	waitUntil(t, 10*time.Second, "keepalived (lb1) holds the VIP", func() bool { return holds(t, a, vip) })
+
+	_, hlog := startInNS(t, b, bin, "--config", yamlPath, "--name", "lb2", "--status-file", filepath.Join(dir, "status.json"))
+	// Master_Down_Interval at priority 100 is 3*1s + (256-100)/256 s: a backup that did not accept
+	// keepalived's adverts would be master well within 6s.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		if holds(t, b, vip) {
+			t.Fatalf("hacoord (lb2) bound the VIP while keepalived (lb1) is master: it does not accept keepalived's adverts\nconfiguration:\n%s", stdout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !holds(t, a, vip) {
+		t.Fatal("keepalived (lb1) lost the VIP while hacoord joined")
+	}
+	if strings.Contains(strings.ToLower(hlog.String()), "mismatch") {
+		t.Errorf("hacoord reports mismatched adverts:\n%s", hlog)
+	}
+	_ = syscall.Kill(-ka.Pid, syscall.SIGKILL)
+	waitUntil(t, 8*time.Second, "hacoord (lb2) takes the VIP over", func() bool { return holds(t, b, vip) })
+}
+
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
