@@ -1,21 +1,46 @@
-// Package etcd is an election.Elector over etcd's client/v3 concurrency Session and Election, and an
-// election.Observer of the master record it publishes.
+// Package etcd is an election.Elector over etcd's client/v3 (a lease, an election queue in the
+// layout of concurrency.Election, a guarded master record), and an election.Observer of that record.
 //
 // # Key layout
 //
 // For a group G (Config.Group) the backend uses, under the fixed prefix /hacoord/G/:
 //
-//	/hacoord/G/election/<lease-id-hex>  one key per candidate, created by concurrency.Election.Campaign
-//	                                    under the candidate's lease; value: the candidate's name. The
-//	                                    key with the lowest create revision is master.
+//	/hacoord/G/election/<lease-id-hex>  one key per candidate, put under the candidate's lease (the
+//	                                    layout of concurrency.Election, so etcdctl elect sees the
+//	                                    same queue); value: the candidate's name. The key with the
+//	                                    lowest create revision is master.
 //	/hacoord/G/leader                   the master record: election.Record as JSON (Record.Marshal),
 //	                                    written by the master under its own lease, in a transaction
 //	                                    guarded by CreateRevision(its election key) == its term, so it
 //	                                    is written only by the rightful master and disappears with the
 //	                                    master's lease (resign, revoke, expiry).
 //
-// Term, the fencing token, is the create revision of the master's election key (Election.Rev): etcd
-// revisions only grow, so every new master has a larger term.
+// Term, the fencing token, is the create revision of the master's election key: etcd revisions only
+// grow, so every new master has a larger term.
+//
+// # Store faults are not failovers
+//
+// One lease carries a node's candidacy for as long as etcd keeps it. What etcd does when its leader
+// dies, a member goes silent or the quorum is lost for a while, is delay the answers; the lease
+// lives on (a new leader extends every lease by its election timeout). So:
+//
+//   - A master whose deadline passes without an acknowledged renewal offers Fault (the VIPs go; the
+//     Coordinator also fences on its own timer) but keeps its lease and its election key, and goes on
+//     renewing. When a keepalive is answered again and a read shows its key still first under the
+//     prefix (not a cached view), it offers Master again with the same term.
+//   - Only the store's answer that the lease is gone (a keepalive answered with lease-not-found or
+//     TTL <= 0) starts a new campaign, with a new lease.
+//   - Only giving up on purpose resigns (Yield, SetEligible(false): after the consumer has acted on
+//     the non-Master State, and retried until it succeeds) or revokes (Run's end: retried for at most
+//     one TTL, after which the lease expires anyway).
+//   - The client talks to one endpoint at a time and moves to the next after a request fails for
+//     want of a working member (each is bounded by KeepaliveInterval) or the connection breaks, so a
+//     renewal reaches a live member within one keepalive interval of a failed attempt; every watch
+//     starts again on the new member.
+//   - A broken watch (ErrCompacted after a reconnect, a move, a member restart, no leader) deposes no
+//     one: it is followed by a read and a new watch from the read's revision. A waiting candidate
+//     keeps its key and so its place in the queue (see campaign.go for why the elector runs its own
+//     campaign rather than concurrency.Election's).
 //
 // # Timing
 //
@@ -29,6 +54,9 @@
 // at most 1.8s after its last acknowledged keepalive was sent, and a new master is elected no earlier
 // than 2s after that keepalive reached the server (plus up to 500ms, the server's expiry scan).
 //
-// A master that resigns (Run's ctx cancelled, Yield, SetEligible(false)) deletes its election key,
-// so the next candidate is elected at once, not after a TTL.
+// A store leader change leaves renewals unanswered for up to two election timeouts; the master rides
+// it out without letting go when TTL - Margin - KeepaliveInterval exceeds that (Timing.RidesOut).
+// At start-up the elector learns the store's minimum TTL (LearnTiming), and warns once, naming the
+// TTL that would (Timing.RideOutTTL), when its own cannot: with etcd's defaults (election timeout
+// 1s) that is 4s, or 5s when the timeout is only inferred.
 package etcd

@@ -19,6 +19,7 @@ import (
 	"github.com/hacoord/hacoord/election/electiontest"
 	"github.com/hacoord/hacoord/fencing"
 	"github.com/hacoord/hacoord/internal/etcdtest"
+	"github.com/hacoord/hacoord/internal/faultnet"
 )
 
 const settle = 15 * time.Second
@@ -501,4 +502,101 @@ func TestConcurrencyCampaignSemantics(t *testing.T) {
 	if resp.Count != 1 {
 		t.Fatalf("%d election keys after the waiting Campaign's context ended, want 1 (its key deleted)", resp.Count)
 	}
+}
+
+// proxied starts a candidate of the fast profile (adjusted by mod) that reaches srv through a proxy
+// of its own.
+func proxied(t *testing.T, srv *etcdtest.Server, group, name string, mod ...func(*etcd.Config)) (*electiontest.Recorder, *faultnet.Proxy) {
+	t.Helper()
+	p := proxy(t, srv)
+	cfg := testConfig(p.Addr(), group, name)
+	for _, f := range mod {
+		f(&cfg)
+	}
+	el, err := etcd.New(cfg, testLogger(t).Named(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return electiontest.Start(t, name, candidate(el)), p
+}
+
+// A master cut off past its deadline lets go (Fault) but keeps its lease. If its election key is
+// deleted meanwhile and another node is elected, the store's answer to its next keepalive (the lease
+// is alive) is not enough: it reads its key, finds it gone, and is a backup, never master again.
+func TestSuspendedMasterConfirmsItsKey(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := adminClient(t, srv)
+	// A wide margin: a lets go 1s before its lease can expire, time to delete its key, elect b and
+	// reconnect a while its lease is alive.
+	a, p := proxied(t, srv, "confirm", "a", func(c *etcd.Config) { c.TTL, c.Margin = 2*time.Second, time.Second })
+	a.Wait(t, settle, "Master", lastIs(election.Master))
+	b, _ := proxied(t, srv, "confirm", "b")
+	b.Wait(t, settle, "Backup", lastIs(election.Backup))
+	t.Cleanup(func() { electiontest.CheckNoOverlap(t, a, b) })
+	term := a.Last().Term
+	key, lease := candidateKey(t, admin, "confirm", "a")
+
+	p.Block()
+	a.Wait(t, settle, "Fault while cut off", lastIs(election.Fault))
+	if _, err := admin.Delete(opCtx(t), key); err != nil {
+		t.Fatal(err)
+	}
+	b.Wait(t, settle, "Master once a's key is gone", lastIs(election.Master))
+	p.Unblock()
+	if tr, err := admin.TimeToLive(opCtx(t), lease); err != nil || tr.TTL < 0 { // -1: not found (a live lease under 1s left reads 0)
+		t.Fatalf("a's lease expired before a reconnected (%v, %v): the test needs it alive", tr, err)
+	}
+	a.Wait(t, settle, "Backup naming b", func(st []electiontest.Stamped) bool {
+		l := st[len(st)-1]
+		return l.Role == election.Backup && l.Leader.Node == "b"
+	})
+	for _, s := range a.States() {
+		if s.Role == election.Master && s.Term == term && s.At.After(firstMasterAfter(a, term, time.Time{})) &&
+			s.Reason != "elected" && s.Reason != "renewed" {
+			t.Errorf("a master again with term %d (%q) after its key was deleted", term, s.Reason)
+		}
+	}
+}
+
+// candidateKey returns name's election key in group and its lease.
+func candidateKey(t *testing.T, admin *clientv3.Client, group, name string) (string, clientv3.LeaseID) {
+	t.Helper()
+	resp, err := admin.Get(opCtx(t), etcd.ElectionPrefix(group)+"/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) == name {
+			return string(kv.Key), clientv3.LeaseID(kv.Lease)
+		}
+	}
+	t.Fatalf("no election key of %s in %s", name, group)
+	return "", 0
+}
+
+// A master made ineligible while the store does not answer demotes at once and keeps trying to
+// resign: once the store answers (well within the lease's life, so nothing else would remove its
+// key) the resign goes through and the backup takes over.
+func TestResignRetriedUntilItSucceeds(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, p := proxied(t, srv, "retry", "a")
+	a.Wait(t, settle, "Master", lastIs(election.Master))
+	b, _ := proxied(t, srv, "retry", "b")
+	b.Wait(t, settle, "Backup", lastIs(election.Backup))
+	t.Cleanup(func() { electiontest.CheckNoOverlap(t, a, b) })
+
+	p.Block()
+	a.Cand.Elector.(election.Eligibility).SetEligible(false)
+	a.Wait(t, settle, "Backup (not eligible)", lastIs(election.Backup))
+	select { // the cut's duration, well under the lease TTL: the lease survives it
+	case <-time.After(testTTL / 2):
+	case <-a.Done():
+	}
+	p.Unblock()
+	healed := time.Now()
+	// The next attempt follows within the backoff (at most RetryMax, 500ms) plus a round trip; had
+	// the resign been given up, the key would stay for as long as a keeps its lease alive.
+	bound := 2 * testTTL
+	b.Wait(t, bound, "Master once a's resign went through", lastIs(election.Master))
+	t.Logf("b master %v after the store answered a again", time.Since(healed))
 }

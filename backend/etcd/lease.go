@@ -186,6 +186,8 @@ func (e *Elector) retry(ctx context.Context, f func(ctx context.Context) error) 
 // permanentError marks an error that retrying does not cure.
 type permanentError struct{ error }
 
+func (p permanentError) Unwrap() error { return p.error }
+
 func permanent(err error) error { return permanentError{err} }
 
 // backoff returns the wait after the given number of failures in a row: RetryMin doubling up to

@@ -115,9 +115,7 @@ func (m *mastership) deadline() {
 // suspend offers Fault: the VIPs go (the Coordinator also fences on its own timer), the lease and
 // the election key stay, and keepalives go on.
 func (m *mastership) suspend() {
-	if !m.valid.IsZero() || m.resumed == 0 {
-		m.log.Warn("deadline passed without an acknowledged renewal; letting go of the VIPs, keeping the lease and the term")
-	}
+	m.log.Warn("deadline passed without an acknowledged renewal; letting go of the VIPs, keeping the lease and the term")
 	m.valid = time.Time{}
 	m.timer.Stop()
 	m.t.e.offerSuspended("lease renewal overdue")

@@ -1,0 +1,117 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/election/electiontest"
+	"github.com/hacoord/hacoord/internal/etcdtest"
+)
+
+// Which errors move the client to the next endpoint: the member could not serve the request; not
+// the store's own answers and not the caller's cancellation.
+func TestMemberTrouble(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{context.DeadlineExceeded, true},
+		{context.Canceled, false},
+		{rpctypes.ErrGRPCNoLeader, true},
+		{rpctypes.ErrNoLeader, true},
+		{rpctypes.ErrTimeout, true},
+		{rpctypes.ErrLeaderChanged, true},
+		{status.Error(codes.Unavailable, "connection refused"), true},
+		{status.Error(codes.Unknown, errNotPrimary), true},
+		{rpctypes.ErrLeaseNotFound, false},
+		{rpctypes.ErrCompacted, false},
+		{rpctypes.ErrPermissionDenied, false},
+		{errors.New("something else"), false},
+	} {
+		if got := memberTrouble(tc.err); got != tc.want {
+			t.Errorf("memberTrouble(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// The master record is written in a transaction guarded by the writer's election key (its create
+// revision): a node whose key is gone (deleted, its term over) while its lease lives on cannot
+// overwrite its successor's record, neither by writing it nor by confirming its term.
+func TestDeposedMasterCannotOverwriteRecord(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	cfg := DefaultConfig()
+	cfg.Endpoints, cfg.Group, cfg.TTL, cfg.DialTimeout = srv.Endpoints(), "guard", time.Second, time.Second
+	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
+	// The deposed node: its lease alive, its key deleted (its term is over).
+	old := cfg
+	old.Name = "old"
+	oe, err := New(old, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lresp, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lease{id: lresp.ID, ttl: 30 * time.Second, renewed: make(chan struct{}, 1)}
+	stale := &term{e: oe, c: wrap(cli, time.Second, oe.log), l: l, log: oe.log}
+	stale.key = ElectionPrefix("guard") + "/old"
+	put, err := cli.Put(ctx, stale.key, "old", clientv3.WithLease(l.id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.rev = put.Header.Revision
+	if _, err := cli.Delete(ctx, stale.key); err != nil {
+		t.Fatal(err)
+	}
+
+	// Its successor is elected and writes its record.
+	next := cfg
+	next.Name = "next"
+	ne, err := New(next, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := electiontest.Start(t, "next", electiontest.Candidate{Elector: ne})
+	r.Wait(t, 15*time.Second, "Master", func(st []electiontest.Stamped) bool {
+		return st[len(st)-1].Role == election.Master
+	})
+	want := r.Last().Leader
+
+	rec := election.Record{Group: "guard", Node: "old", Term: uint64(stale.rev)}
+	if err := stale.writeRecord(ctx, rec); !errors.Is(err, errKeyGone) {
+		t.Errorf("deposed writeRecord = %v, want errKeyGone", err)
+	}
+	stale.rev = put.Header.Revision
+	if err := stale.confirm(ctx, rec); !errors.Is(err, errKeyDeleted) {
+		t.Errorf("deposed confirm = %v, want errKeyDeleted", err)
+	}
+	got, err := cli.Get(ctx, LeaderKey("guard"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Kvs) != 1 {
+		t.Fatalf("%d master records, want the successor's", len(got.Kvs))
+	}
+	rr, err := election.ParseRecord(got.Kvs[0].Value)
+	if err != nil || rr.Node != want.Node || rr.Term != want.Term || clientv3.LeaseID(got.Kvs[0].Lease) == l.id {
+		t.Fatalf("master record %+v (lease %x, err %v), want %s's term %d", rr, got.Kvs[0].Lease, err, want.Node, want.Term)
+	}
+}
