@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hacoord/hacoord/backend/etcd"
+	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/internal/etcdtest"
+	"github.com/hacoord/hacoord/internal/netnstest"
+	"github.com/hacoord/hacoord/internal/testenv"
+)
+
+// syncBuffer is an io.Writer safe to read while a daemon writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// node is one in-process daemon in its own network namespace.
+type node struct {
+	name string
+	ns   *netnstest.NS
+	dir  string
+	log  *syncBuffer
+	stop context.CancelFunc
+	done chan int
+}
+
+// twoNodes makes two namespaces joined by a veth (eth0: 192.0.2.1 and .2/24).
+func twoNodes(t *testing.T) (*netnstest.NS, *netnstest.NS) {
+	t.Helper()
+	a, b := netnstest.New(t, "mi1"), netnstest.New(t, "mi2")
+	if _, _, err := netnstest.Veth(a, "eth0", netip.MustParsePrefix("192.0.2.1/24"), b, "eth0", netip.MustParsePrefix("192.0.2.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
+// startNode runs the daemon of node name with the configuration body (name, endpoints and the
+// status files' directory are filled in: %[1]s node, %[2]s endpoint, %[3]s dir) inside ns, on a
+// thread switched into it (its sockets open there), and stops it in t.Cleanup.
+func startNode(t *testing.T, ns *netnstest.NS, name, endpoint, body string) *node {
+	t.Helper()
+	n := &node{name: name, ns: ns, dir: t.TempDir(), log: &syncBuffer{}, done: make(chan int, 1)}
+	p := filepath.Join(n.dir, "hacoord.yaml")
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(body, name, endpoint, n.dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stop = cancel
+	go func() {
+		code := -1
+		_ = ns.Do(func() error { code = run(ctx, []string{"--config", p}, io.Discard, n.log); return nil })
+		n.done <- code
+	}()
+	t.Cleanup(func() { n.exit(t) })
+	return n
+}
+
+// exit stops the daemon (as SIGTERM does) and checks it exits 0 with no VIP left.
+func (n *node) exit(t *testing.T) {
+	t.Helper()
+	if n.stop == nil {
+		return
+	}
+	n.stop()
+	n.stop = nil
+	select {
+	case code := <-n.done:
+		if code != exitOK {
+			t.Errorf("%s exited %d; log:\n%s", n.name, code, n.log.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not stop within 30s; log:\n%s", n.name, n.log.String())
+	}
+	if got := n.vips(t); len(got) > 0 {
+		t.Errorf("%s left VIPs bound after stopping: %v", n.name, got)
+	}
+}
+
+// vips returns the VIPs (192.0.2.100-199) bound on the node's eth0.
+func (n *node) vips(t *testing.T) []string {
+	t.Helper()
+	l, err := n.ns.Netlink.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := n.ns.Netlink.AddrList(l, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Is4() && ip.As4()[3] >= 100 && ip.As4()[3] < 200 {
+			out = append(out, ip.String())
+		}
+	}
+	return out
+}
+
+func (n *node) has(t *testing.T, vip string) bool {
+	for _, v := range n.vips(t) {
+		if v == vip {
+			return true
+		}
+	}
+	return false
+}
+
+// status reads the status file of the node's instance group.
+func (n *node) status(t *testing.T, group string) Status {
+	t.Helper()
+	var st Status
+	b, err := os.ReadFile(filepath.Join(n.dir, group+".json"))
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil {
+		t.Fatalf("%s status of %s: %v", n.name, group, err)
+	}
+	return st
+}
+
+// eventually polls cond (every 20ms, for at most 15s) until it holds.
+func eventually(t *testing.T, what string, cond func() bool, logs ...*node) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, n := range logs {
+				t.Logf("%s log:\n%s", n.name, n.log.String())
+			}
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// leader returns the master record of group in etcd (zero when none).
+func leader(t *testing.T, cli *clientv3.Client, group string) election.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, etcd.LeaderKey(group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return election.Record{}
+	}
+	r, _ := election.ParseRecord(resp.Kvs[0].Value)
+	return r
+}
+
+// The configuration of both nodes: instances A (192.0.2.101) and B (192.0.2.102), each with a track
+// script that fails while dir/fail-<instance> exists.
+const twoInstances = `backend: etcd
+name: %[1]s
+endpoints: [%[2]s]
+lease_ttl: 1s
+fence_guard: false
+log: {format: json, level: info}
+interface: eth0
+announce: {count: 1, repeat: 0, refresh: 0s}
+instances:
+  - name: A
+    vips: [192.0.2.101/24]
+    status_file: %[3]s/A.json
+    track_scripts: [{name: chk, script: "test ! -e %[3]s/fail-A", interval: 100ms, timeout: 5s}]
+  - name: B
+    vips: [192.0.2.102/24]
+    status_file: %[3]s/B.json
+    track_scripts: [{name: chk, script: "test ! -e %[3]s/fail-B", interval: 100ms, timeout: 5s}]
+`
+
+func fail(t *testing.T, n *node, instance string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(n.dir, "fail-"+instance), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startPair starts n1, waits until it is master of both instances, then starts n2.
+func startPair(t *testing.T, body string) (*clientv3.Client, *node, *node) {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ep := "http://" + srv.Endpoints()[0]
+	a, b := twoNodes(t)
+	n1 := startNode(t, a, "n1", ep, body)
+	eventually(t, "n1 master of A and B, holding both VIPs", func() bool {
+		return leader(t, cli, "A").Node == "n1" && leader(t, cli, "B").Node == "n1" && n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102")
+	}, n1)
+	n2 := startNode(t, b, "n2", ep, body)
+	eventually(t, "n2 a backup of both", func() bool {
+		_, errA := os.Stat(filepath.Join(n2.dir, "A.json"))
+		_, errB := os.Stat(filepath.Join(n2.dir, "B.json"))
+		return errA == nil && errB == nil && n2.status(t, "A").Role == "backup" && n2.status(t, "B").Role == "backup"
+	}, n2)
+	return cli, n1, n2
+}
+
+// One daemon runs two instances, each its own election: when A's track script fails on the node
+// that holds both, A's master record and VIP move to the other node; B stays where it is, with the
+// same term. The status files and log lines name their instance.
+func TestTwoInstancesFailOverIndependently(t *testing.T) {
+	testenv.RequireRoot(t)
+	cli, n1, n2 := startPair(t, twoInstances)
+	termB := leader(t, cli, "B").Term
+	if st := n1.status(t, "A"); st.Instance != "A" || st.Group != "A" || st.Role != "master" || !st.Promoted {
+		t.Fatalf("n1 status of A = %+v, want instance A master", st)
+	}
+
+	fail(t, n1, "A")
+	eventually(t, "A's record and VIP on n2", func() bool {
+		return leader(t, cli, "A").Node == "n2" && n2.has(t, "192.0.2.101") && !n1.has(t, "192.0.2.101")
+	}, n1, n2)
+	if r := leader(t, cli, "B"); r.Node != "n1" || r.Term != termB {
+		t.Errorf("B's record %+v after A failed over, want n1 with term %d still", r, termB)
+	}
+	if !n1.has(t, "192.0.2.102") || n2.has(t, "192.0.2.102") {
+		t.Errorf("B's VIP moved: n1 %v, n2 %v", n1.vips(t), n2.vips(t))
+	}
+	if st := n1.status(t, "A"); st.Promoted || st.Eligible {
+		t.Errorf("n1 status of A = %+v, want not promoted, not eligible", st)
+	}
+	checkLogs(t, n1)
+}
+
+// A sync group moves together: when B's track script fails on the node that holds the group, both
+// A and B move to the other node (their records and VIPs), and the failed node holds neither.
+func TestSyncGroupMovesTogether(t *testing.T) {
+	testenv.RequireRoot(t)
+	body := twoInstances + "sync_groups:\n  - {name: G, instances: [A, B]}\n"
+	cli, n1, n2 := startPair(t, body)
+
+	fail(t, n1, "B")
+	eventually(t, "A and B on n2", func() bool {
+		return leader(t, cli, "A").Node == "n2" && leader(t, cli, "B").Node == "n2" &&
+			n2.has(t, "192.0.2.101") && n2.has(t, "192.0.2.102")
+	}, n1, n2)
+	if got := n1.vips(t); len(got) > 0 {
+		t.Errorf("n1 still holds %v after its group moved", got)
+	}
+	// n1 is healthy again: stopping n2 hands the whole group back.
+	if err := os.Remove(filepath.Join(n1.dir, "fail-B")); err != nil {
+		t.Fatal(err)
+	}
+	n2.exit(t)
+	eventually(t, "A and B back on n1", func() bool {
+		return leader(t, cli, "A").Node == "n1" && leader(t, cli, "B").Node == "n1" &&
+			n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102")
+	}, n1)
+	checkLogs(t, n1)
+}
+
+// checkLogs checks every JSON log line of n: no key twice, and the instances' lines name theirs.
+func checkLogs(t *testing.T, n *node) {
+	t.Helper()
+	named := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(n.log.String()))
+	for sc.Scan() {
+		line := sc.Bytes()
+		keys, err := topKeys(line)
+		if err != nil {
+			t.Errorf("%s: log line is not JSON: %v: %s", n.name, err, line)
+			continue
+		}
+		seen := map[string]bool{}
+		for _, k := range keys {
+			if seen[k] {
+				t.Errorf("%s: key %q twice in log line %s", n.name, k, line)
+			}
+			seen[k] = true
+		}
+		var m map[string]any
+		_ = json.Unmarshal(line, &m)
+		if in, ok := m["instance"].(string); ok {
+			named[in]++
+		}
+	}
+	if named["A"] == 0 || named["B"] == 0 {
+		t.Errorf("%s: log lines naming instance A: %d, B: %d; want both", n.name, named["A"], named["B"])
+	}
+}
+
+// topKeys returns the keys of a JSON object in order, duplicates included.
+func topKeys(b []byte) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not an object")
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, tok.(string))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
