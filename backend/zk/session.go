@@ -45,15 +45,21 @@ type sessionEvents struct {
 	passwd      []byte        // its password (tests close the session from outside with it)
 	timeout     time.Duration // the smallest timeout any connect response granted our session
 	revalidated time.Time     // dial time of the connection that last (re)established the session
-	up          time.Time     // when the current connection got the session; zero while down
-	upConn      *wireConn     // that connection
-	server      string        // its server
+	cur         link          // the connection that has the session now
 	lostReason  string
 	closing     bool          // set by close: events after that are expected and not logged
 	established chan struct{} // closed when the first session is established
 	lost        chan struct{} // closed on expiry or a new session
 	reconnected chan struct{} // cap 1
 	closed      chan struct{} // closed by close: ends a dialer's pause
+}
+
+// link is the connection that has the session: since when, and to which server. Its zero value
+// (since zero, conn nil) means none; server stays the last one.
+type link struct {
+	since  time.Time
+	conn   *wireConn
+	server string
 }
 
 // offer is what one connect response granted, on which connection.
@@ -103,10 +109,10 @@ func (s *sessionEvents) callback(ev zk.Event) {
 	case zk.StateExpired:
 		s.markLost(fmt.Sprintf("session %#x expired", s.id))
 	case zk.StateDisconnected:
-		if !s.up.IsZero() {
+		if s.cur.conn != nil {
 			s.log.Warn("disconnected from ZooKeeper; reconnecting within the session", zap.String("server", ev.Server))
 		}
-		s.up, s.upConn = time.Time{}, nil
+		s.cur = link{server: s.cur.server}
 	}
 }
 
@@ -141,7 +147,7 @@ func (s *sessionEvents) hasSession(server string) {
 		default:
 		}
 	}
-	s.up, s.upConn, s.server = time.Now(), o.conn, server
+	s.cur = link{since: time.Now(), conn: o.conn, server: server}
 	s.onUp()
 }
 
@@ -175,18 +181,18 @@ func (s *sessionEvents) sessionTimeout() time.Duration {
 func (s *sessionEvents) connectedAt() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.up
+	return s.cur.since
 }
 
 // dropStalled closes the connection that got the session at up, if it is still the current one.
 func (s *sessionEvents) dropStalled(up time.Time) {
 	s.mu.Lock()
-	c, server := s.upConn, s.server
-	if c == nil || !s.up.Equal(up) || s.closing {
+	c, server := s.cur.conn, s.cur.server
+	if c == nil || !s.cur.since.Equal(up) || s.closing {
 		s.mu.Unlock()
 		return
 	}
-	s.upConn = nil
+	s.cur.conn = nil
 	s.mu.Unlock()
 	s.log.Warn("ZooKeeper server does not answer; moving to another server of the ensemble",
 		zap.String("server", server), zap.Duration("waited", stallLimit(s.sessionTimeout())))
@@ -275,7 +281,7 @@ func dial(ctx context.Context, cfg Config, servers []string, log *zap.Logger) (*
 	s.log = log.With(zap.String("session", fmt.Sprintf("%#x", s.id)))
 	ev.mu.Lock()
 	ev.log = s.log
-	server := ev.server
+	server := ev.cur.server
 	ev.mu.Unlock()
 	if s.timeout() != cfg.SessionTimeout {
 		s.log.Warn("ZooKeeper clamped the session timeout; the self-fencing deadline uses the negotiated value",
@@ -329,7 +335,7 @@ func (s *session) revalidated() time.Time {
 func (s *session) server() string {
 	s.ev.mu.Lock()
 	defer s.ev.mu.Unlock()
-	return s.ev.server
+	return s.ev.cur.server
 }
 
 // lost is closed when the session has expired or been replaced.
