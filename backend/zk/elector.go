@@ -30,9 +30,9 @@
 //   - persistent (EphemeralOwner 0: hacoord never writes one, so someone else did): logged with its
 //     content and replaced;
 //   - owned by another live session: that may be a master that has not noticed it lost (a hacoord
-//     master lets go by its deadline, or its session expires), so the winner
-//     waits, and reports Backup, for one negotiated session timeout; if the znode is still there it
-//     is logged as stuck and replaced.
+//     master lets go by its deadline, or its session expires), so the winner waits, and reports
+//     Backup, for one negotiated session timeout; if the znode is still there it is logged as stuck
+//     and replaced.
 //
 // # Sessions and self-fencing
 //
@@ -49,11 +49,12 @@
 // off, the connected server is silent) ValidUntil stops moving; the Coordinator fences at the
 // deadline and the elector reports Fault, but it keeps its session and its candidate znode. A
 // request left unanswered for a sixth of the session makes it drop the connection, so that
-// go-zookeeper reconnects to another server at once (see stallGuard). Once the session is back,
-// on any server, the elector re-reads the election and arms its watches afresh, and if its
-// candidate still leads it reports Master again with the same term. Only an expired session starts
-// a new campaign (Fault, close, a new session with backoff). Timing documents the figures and
-// when a session rides out a leader election of the ensemble.
+// go-zookeeper reconnects to another server at once (see stallGuard), skipping servers that were
+// silent and pausing a twentieth of the session between rounds (see hostProvider). Once the
+// session is back, on any server, the elector re-reads the election and arms its watches afresh,
+// and if its candidate still leads it reports Master again with the same term. Only an expired
+// session starts a new campaign (Fault, close, a new session with backoff). Timing documents the
+// figures and when a session rides out a leader election of the ensemble.
 //
 // The candidate and master znodes are deleted only on purpose (stop, Yield, SetEligible(false)), and
 // while the node is master only after the consumer has acted on its non-Master State. A delete that
