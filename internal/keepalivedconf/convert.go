@@ -75,6 +75,11 @@ func Convert(k *Keepalived, opt ConvertOptions) (*Config, []Diagnostic, error) {
 		}
 		insts = append(insts, out)
 	}
+	if c.vrrp {
+		if err := vridConflicts(k.Instances); err != nil {
+			return nil, c.d.list, err
+		}
+	}
 	var groups []SyncGroupOut
 	for _, g := range k.SyncGroups {
 		sg := SyncGroupOut{Name: g.Name}
@@ -130,6 +135,15 @@ func (c *conv) instance(inst *Instance) (InstanceOut, error) {
 	out := InstanceOut{Name: inst.Name}
 	s := &out.InstanceSettings
 	s.Group = inst.Name
+	if strings.ContainsAny(s.Group, "/ \t\n") {
+		s.Group = strings.Map(func(r rune) rune {
+			if r == '/' || r == ' ' || r == '\t' || r == '\n' {
+				return '_'
+			}
+			return r
+		}, s.Group)
+		c.warn(inst.Pos, "vrrp_instance", "(%s) its group is %s: a hacoord group name has no '/' or blanks (it names store keys and files)", inst.Name, s.Group)
+	}
 
 	ifname, err := c.iface(inst)
 	if err != nil {
@@ -323,6 +337,29 @@ func (c *conv) vrrpBlock(inst *Instance) (*VRRP, error) {
 		}
 	}
 	return v, nil
+}
+
+// vridConflicts refuses two multicast instances with one VRID on one interface and address family,
+// as keepalived does (check_vrid_conflicts: "duplicate VRID conflict"); unicast instances may share
+// a VRID when their peers differ, which hacoord's check-config judges.
+func vridConflicts(insts []*Instance) error {
+	type key struct {
+		ifname string
+		vrid   int
+		ipv6   bool
+	}
+	seen := map[key]*Instance{}
+	for _, inst := range insts {
+		if len(inst.UnicastPeers) > 0 || !inst.VRID.Set {
+			continue
+		}
+		k := key{inst.Interface.V, inst.VRID.V, inst.IPv6}
+		if other, dup := seen[k]; dup {
+			return errorf(inst.VRID.Pos, "virtual_router_id", "(%s) duplicate VRID conflict with %s (VRID %d on %s); keepalived refuses this too", inst.Name, other.Name, k.vrid, k.ifname)
+		}
+		seen[k] = inst
+	}
+	return nil
 }
 
 // basePriority is the priority keepalived gives the instance: the configured one, else 255 for

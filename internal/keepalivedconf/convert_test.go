@@ -485,6 +485,17 @@ func TestVRRPInstance(t *testing.T) {
 			err:  "keepalived.conf:1: vrrp_instance: (VI_1) no VIP left to manage",
 		},
 		{
+			name: "two multicast instances with one VRID on one interface: keepalived refuses them",
+			conf: base("") + "vrrp_instance VI_2 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n  10.0.0.101\n }\n}\n",
+			err:  "keepalived.conf:10: virtual_router_id: (VI_2) duplicate VRID conflict with VI_1 (VRID 51 on eth0)",
+		},
+		{
+			name:  "one VRID on two interfaces is fine; a name hacoord cannot use as a group",
+			conf:  base("") + "vrrp_instance \"VI/2 b\" {\n interface eth1\n virtual_router_id 51\n virtual_ipaddress {\n  10.0.1.101\n }\n}\n",
+			want:  map[string]string{"instances[1].name": "VI/2 b", "instances[1].group": "VI_2_b"},
+			diags: []string{"8: vrrp_instance: (VI/2 b) its group is VI_2_b"},
+		},
+		{
 			name: "nothing to import",
 			conf: "global_defs {\n router_id a\n}\n",
 			err:  "nothing to import",
@@ -614,6 +625,7 @@ func TestVirtualServer(t *testing.T) {
 				"virtual_servers[0].real_servers[0].HTTP_GET.delay_before_retry": "3s",
 				"virtual_servers[0].real_servers[0].HTTP_GET.connect_timeout":    "5s",
 			},
+			diags: []string{"26: nb_get_retry: deprecated: read as retry"},
 		},
 		{
 			name: "status codes hacoord cannot express, a regex, and a second checker",

@@ -277,6 +277,9 @@ func (in *interp) checkSetting(s *CheckSettings, c *Node, vsLevel bool) bool {
 	case "warmup":
 		timer(&s.Warmup, 0)
 	case "retry", "nb_get_retry":
+		if c.Keyword == "nb_get_retry" {
+			in.warnf(c, "deprecated: read as retry (keepalived: nb_get_retry is deprecated - please use 'retry')")
+		}
 		if v, ok := in.value(c); ok {
 			x, ok := parseUint(v, 0, 1<<32-2)
 			if !ok {

@@ -47,6 +47,11 @@ type srcFile struct {
 	abs   string // canonical, for cycle detection
 	lines []string
 	next  int
+	// siblings are the files the same include matched after this one, read when it ends; inc is
+	// that include's position, for their errors.
+	siblings []string
+	inc      Pos
+	incKW    string
 }
 
 type lexer struct {
@@ -65,11 +70,14 @@ func lexFile(fsys FS, path string, configID string, d *diags) ([]token, error) {
 		return nil, &Error{Diagnostic{Pos: Pos{File: path}, Msg: err.Error()}}
 	}
 	lx := &lexer{fs: fsys, configID: configID, d: d, defs: map[string]string{}}
-	lx.push(path, b)
+	lx.stack = []*srcFile{newSrcFile(path, fsys.Abs(path), b)}
 	for len(lx.stack) > 0 {
 		f := lx.stack[len(lx.stack)-1]
 		if f.next >= len(f.lines) {
 			lx.stack = lx.stack[:len(lx.stack)-1]
+			if err := lx.open(f.siblings, f.inc, f.incKW); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		raw := f.lines[f.next]
@@ -82,9 +90,9 @@ func lexFile(fsys FS, path string, configID string, d *diags) ([]token, error) {
 	return lx.toks, nil
 }
 
-func (lx *lexer) push(name string, content []byte) {
+func newSrcFile(name, abs string, content []byte) *srcFile {
 	s := strings.ReplaceAll(string(content), "\r\n", "\n")
-	lx.stack = append(lx.stack, &srcFile{name: name, abs: lx.fs.Abs(name), lines: strings.Split(s, "\n")})
+	return &srcFile{name: name, abs: abs, lines: strings.Split(s, "\n")}
 }
 
 // line handles one physical line.
@@ -282,9 +290,13 @@ func (lx *lexer) include(keyword, pattern string, pos Pos) error {
 		lx.d.addf(pos, keyword, "no file matches %q (keepalived: No config files matched); nothing included", pattern)
 		return nil
 	}
-	// Files are pushed in reverse so that they are read in order: the stack's top is read first.
-	var readable []*srcFile
-	for _, name := range files {
+	return lx.open(files, pos, keyword)
+}
+
+// open pushes the first readable of files, with the rest as its siblings; the include stack is
+// the chain of files being read, each including the next, so a file on it is a cycle.
+func (lx *lexer) open(files []string, pos Pos, keyword string) error {
+	for i, name := range files {
 		abs := lx.fs.Abs(name)
 		for _, f := range lx.stack {
 			if f.abs == abs {
@@ -303,11 +315,10 @@ func (lx *lexer) include(keyword, pattern string, pos Pos) error {
 			lx.d.addf(pos, keyword, "%v; skipped", err)
 			continue
 		}
-		s := strings.ReplaceAll(string(b), "\r\n", "\n")
-		readable = append(readable, &srcFile{name: name, abs: abs, lines: strings.Split(s, "\n")})
-	}
-	for i := len(readable) - 1; i >= 0; i-- {
-		lx.stack = append(lx.stack, readable[i])
+		f := newSrcFile(name, abs, b)
+		f.siblings, f.inc, f.incKW = files[i+1:], pos, keyword
+		lx.stack = append(lx.stack, f)
+		return nil
 	}
 	return nil
 }

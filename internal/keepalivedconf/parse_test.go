@@ -176,6 +176,8 @@ func TestInclude(t *testing.T) {
 		"/etc/keepalived/other/one.conf":       "one 1\n",
 		"/etc/keepalived/other/two.conf":       "two 2\n",
 		"/etc/keepalived/partial/instance.inc": "  priority 150\n}\n",
+		"/etc/keepalived/sib/a.conf":           "include b.conf\na 1\n",
+		"/etc/keepalived/sib/b.conf":           "b 2\n",
 	}
 	for _, tc := range []struct {
 		name, conf, want string
@@ -196,6 +198,11 @@ func TestInclude(t *testing.T) {
 			name: "absolute path, and an include inside a block",
 			conf: "vrrp_instance X {\n include /etc/keepalived/partial/instance.inc\n",
 			want: "1 vrrp_instance [X] {1\n  1 priority [150]\n}\n",
+		},
+		{
+			name: "a file including a file the same glob matched later is no cycle",
+			conf: "include sib/*.conf\n",
+			want: "1 b [2]\n2 a [1]\n1 b [2]\n",
 		},
 		{
 			name:  "no match is reported and skipped",
