@@ -158,12 +158,10 @@ func (c *RawConn) read6() (Received, error) {
 }
 
 func (c *RawConn) write6(b []byte, dst netip.Addr) error {
+	// The interface comes from the packet info (and SO_BINDTODEVICE), not from a zone: Go resolves
+	// a zone name in the calling thread's network namespace, which need not be the socket's.
 	cm := &ipv6.ControlMessage{Src: c.addr.AsSlice(), IfIndex: c.ifi.Index}
-	to := &net.IPAddr{IP: dst.AsSlice()}
-	if dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() {
-		to.Zone = c.ifi.Name
-	}
-	if _, err := c.pc6.WriteTo(b, cm, to); err != nil {
+	if _, err := c.pc6.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 		return fmt.Errorf("vrrp: send to %s on %s: %w", dst, c.ifi.Name, err)
 	}
 	return nil

@@ -99,6 +99,7 @@ type node struct {
 	err     error
 	mu      sync.Mutex
 	states  []election.State
+	stamps  []time.Time // when each State was recorded
 }
 
 func startNode(t testing.TB, n *fakeNet, addr netip.Addr, cfg Config) *node {
@@ -121,6 +122,7 @@ func runNode(t testing.TB, conn Conn, cfg Config, log *zap.Logger) *node {
 	add := func(s election.State) {
 		nd.mu.Lock()
 		nd.states = append(nd.states, s)
+		nd.stamps = append(nd.stamps, time.Now())
 		nd.mu.Unlock()
 		select {
 		case nd.changed <- struct{}{}:
@@ -157,6 +159,24 @@ func (nd *node) stop(t testing.TB) {
 			t.Errorf("Run: %v", nd.err)
 		}
 	})
+}
+
+// firstSince returns when, from start on, a recorded State first satisfied cond: start itself if
+// the State current at start did.
+func (nd *node) firstSince(start time.Time, cond func(election.State) bool) (time.Time, bool) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	for i, s := range nd.states {
+		current := i+1 == len(nd.states) || nd.stamps[i+1].After(start) // s holds at start or later
+		if !current || !cond(s) {
+			continue
+		}
+		if nd.stamps[i].After(start) {
+			return nd.stamps[i], true
+		}
+		return start, true
+	}
+	return time.Time{}, false
 }
 
 func (nd *node) last() election.State {

@@ -3,7 +3,9 @@ package vrrp
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,18 +18,27 @@ import (
 	"github.com/vishvananda/netlink"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 
 	"github.com/hacoord/hacoord/election"
 	"github.com/hacoord/hacoord/internal/netnstest"
 	"github.com/hacoord/hacoord/internal/testenv"
 )
 
-// lab is a bridge namespace with one veth to each node namespace; node i has eth0 with 192.0.2.i/24.
+// lab is a bridge namespace with one veth to each node namespace; node i has eth0 with 192.0.2.i/24
+// and the IPv6 link-local address fe80::i/64 as its only one (no duplicate address detection, so
+// it is usable at once). The bridge does no multicast snooping: 224.0.0.18 and ff02::12 reach
+// every port whatever the MLD reports.
 type lab struct {
 	nodes []*netnstest.NS
 }
 
 func labAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}) }
+
+// labAddr6 is node i's link-local address, the source of its IPv6 adverts.
+func labAddr6(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 15: byte(i + 1)})
+}
 
 func newLab(t testing.TB, n int) *lab {
 	t.Helper()
@@ -37,12 +48,28 @@ func newLab(t testing.TB, n int) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// EOPNOTSUPP: a kernel without CONFIG_BRIDGE_IGMP_SNOOPING, which floods multicast anyway.
+	if err := br.Netlink.BridgeSetMcastSnoop(bridge, false); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+		t.Fatalf("multicast snooping off on br0: %v", err)
+	}
 	l := &lab{}
 	for i := range n {
 		ns := netnstest.New(t, fmt.Sprintf("n%d", i+1))
+		// Before eth0 exists: it inherits "default". No DAD (addresses usable at once), and no
+		// generated link-local address: fe80::i is the only one.
+		setSysctls(t, ns, map[string]string{
+			"net/ipv6/conf/all/accept_dad":        "0",
+			"net/ipv6/conf/default/accept_dad":    "0",
+			"net/ipv6/conf/default/addr_gen_mode": "1",
+		})
 		port := fmt.Sprintf("p%d", i+1)
-		if _, _, err := netnstest.Veth(br, port, netip.Prefix{}, ns, "eth0", netip.PrefixFrom(labAddr(i), 24)); err != nil {
+		_, eth0, err := netnstest.Veth(br, port, netip.Prefix{}, ns, "eth0", netip.PrefixFrom(labAddr(i), 24))
+		if err != nil {
 			t.Fatal(err)
+		}
+		ll := &netlink.Addr{IPNet: &net.IPNet{IP: labAddr6(i).AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+		if err := ns.Netlink.AddrAdd(eth0, ll); err != nil {
+			t.Fatalf("add %s to eth0 in %s: %v", labAddr6(i), ns.Name, err)
 		}
 		if err := netnstest.Attach(br, port, bridge); err != nil {
 			t.Fatal(err)
@@ -52,12 +79,34 @@ func newLab(t testing.TB, n int) *lab {
 	return l
 }
 
-// listen opens a RawConn on eth0 inside node i's namespace.
+// setSysctls writes /proc/sys entries inside ns (a thread switched into it sees its own net sysctls).
+func setSysctls(t testing.TB, ns *netnstest.NS, kv map[string]string) {
+	t.Helper()
+	err := ns.Do(func() error {
+		for k, v := range kv {
+			if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
+				return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("in %s: %v", ns.Name, err)
+	}
+}
+
+// listen opens an IPv4 RawConn on eth0 inside node i's namespace.
 func (l *lab) listen(t testing.TB, i int, unicast bool) *RawConn {
+	t.Helper()
+	return l.listenWith(t, i, ListenConfig{Interface: "eth0", Unicast: unicast})
+}
+
+// listenWith opens a RawConn with lc inside node i's namespace.
+func (l *lab) listenWith(t testing.TB, i int, lc ListenConfig) *RawConn {
 	t.Helper()
 	var c *RawConn
 	err := l.nodes[i].Do(func() (err error) {
-		c, err = Listen(ListenConfig{Interface: "eth0", Unicast: unicast})
+		c, err = Listen(lc)
 		return err
 	})
 	if err != nil {
@@ -66,11 +115,18 @@ func (l *lab) listen(t testing.TB, i int, unicast bool) *RawConn {
 	return c
 }
 
-// hacoord runs an Elector in node i and stops it when the test ends.
+// hacoord runs an Elector in node i, logging to t, and stops it when the test ends.
 func (l *lab) hacoord(t *testing.T, i int, cfg Config) *node {
 	t.Helper()
+	return l.hacoordLogged(t, i, cfg, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named(fmt.Sprintf("n%d", i+1)))
+}
+
+// hacoordLogged is hacoord with the Elector logging to log.
+func (l *lab) hacoordLogged(t *testing.T, i int, cfg Config, log *zap.Logger) *node {
+	t.Helper()
 	cfg.Interface = "eth0"
-	nd := runNode(t, l.listen(t, i, len(cfg.UnicastPeers) > 0), cfg, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named(fmt.Sprintf("n%d", i+1)))
+	lc := ListenConfig{Interface: "eth0", IPv6: cfg.ipv6(), Unicast: len(cfg.UnicastPeers) > 0, Exclude: cfg.addresses()}
+	nd := runNode(t, l.listenWith(t, i, lc), cfg, log)
 	t.Cleanup(func() { nd.stop(t) })
 	return nd
 }
@@ -78,12 +134,23 @@ func (l *lab) hacoord(t *testing.T, i int, cfg Config) *node {
 // waitFor waits until cond holds, re-checking whenever nd reports a State, or fails t after d.
 func (nd *node) waitFor(t testing.TB, d time.Duration, what string, cond func(election.State) bool) time.Duration {
 	t.Helper()
-	start := time.Now()
-	tm := time.NewTimer(d)
+	return nd.waitSince(t, time.Now(), d, what, cond)
+}
+
+// waitSince waits until a State satisfying cond has been recorded since start (an event before
+// the call: a kill, a stop), and fails t if that was more than d after start, or has not happened
+// by then. It returns how long after start cond held, from the time the State was recorded, so a
+// call made late (after a slow stop) still measures the event.
+func (nd *node) waitSince(t testing.TB, start time.Time, d time.Duration, what string, cond func(election.State) bool) time.Duration {
+	t.Helper()
+	tm := time.NewTimer(time.Until(start.Add(d)))
 	defer tm.Stop()
 	for {
-		if cond(nd.last()) {
-			return time.Since(start)
+		if at, ok := nd.firstSince(start, cond); ok {
+			if took := at.Sub(start); took > d {
+				t.Fatalf("%s: after %s, not within %s; last state %+v", what, took, d, nd.last())
+			}
+			return at.Sub(start)
 		}
 		select {
 		case <-nd.changed:
@@ -131,7 +198,7 @@ func (b *lockedBuffer) String() string {
 
 // keepalivedConf is one vrrp_instance on eth0.
 type keepalivedConf struct {
-	Version      int
+	Version      int // 0: keepalived's default (2)
 	VRID         int
 	Priority     int
 	AdvertInt    string // keepalived syntax: "1", "0.1"
@@ -140,15 +207,22 @@ type keepalivedConf struct {
 	AuthPass     string
 	VIPs         []netip.Prefix
 	UnicastPeers []netip.Addr
+	NativeIPv6   bool // keepalived's native_ipv6: an IPv6 instance
 }
 
 func (c keepalivedConf) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "global_defs {\n  router_id hct\n  vrrp_garp_master_repeat 1\n  vrrp_garp_master_refresh 0\n}\n")
-	fmt.Fprintf(&b, "vrrp_instance VI {\n  state BACKUP\n  interface eth0\n  virtual_router_id %d\n  priority %d\n  advert_int %s\n  version %d\n",
-		c.VRID, c.Priority, c.AdvertInt, c.Version)
+	fmt.Fprintf(&b, "vrrp_instance VI {\n  state BACKUP\n  interface eth0\n  virtual_router_id %d\n  priority %d\n  advert_int %s\n",
+		c.VRID, c.Priority, c.AdvertInt)
+	if c.Version != 0 {
+		fmt.Fprintf(&b, "  version %d\n", c.Version)
+	}
 	if c.NoPreempt {
 		b.WriteString("  nopreempt\n")
+	}
+	if c.NativeIPv6 {
+		b.WriteString("  native_ipv6\n")
 	}
 	if c.PreemptDelay > 0 {
 		fmt.Fprintf(&b, "  preempt_delay %d\n", c.PreemptDelay)
@@ -229,7 +303,14 @@ func (k *keepalived) stop(sig syscall.Signal) {
 type vipWatch struct {
 	mu      sync.Mutex
 	has     bool
+	history []vipChange
 	changed chan struct{}
+}
+
+// vipChange is one netlink event for the watched address, with when it was read.
+type vipChange struct {
+	at  time.Time
+	has bool
 }
 
 func watchVIP(t *testing.T, ns *netnstest.NS, vip netip.Addr) *vipWatch {
@@ -260,6 +341,7 @@ func watchVIP(t *testing.T, ns *netnstest.NS, vip netip.Addr) *vipWatch {
 			}
 			w.mu.Lock()
 			w.has = u.NewAddr
+			w.history = append(w.history, vipChange{time.Now(), u.NewAddr})
 			w.mu.Unlock()
 			select {
 			case w.changed <- struct{}{}:
@@ -276,6 +358,27 @@ func watchVIP(t *testing.T, ns *netnstest.NS, vip netip.Addr) *vipWatch {
 	return w
 }
 
+// firstSince returns when, from start on, the address was first present (want) or absent: start
+// itself if it already was then.
+func (w *vipWatch) firstSince(start time.Time, want bool) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, c := range w.history {
+		current := i+1 == len(w.history) || w.history[i+1].at.After(start)
+		if !current || c.has != want {
+			continue
+		}
+		if c.at.After(start) {
+			return c.at, true
+		}
+		return start, true
+	}
+	if len(w.history) == 0 && !want {
+		return start, true // never there
+	}
+	return time.Time{}, false
+}
+
 func (w *vipWatch) get() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -285,17 +388,29 @@ func (w *vipWatch) get() bool {
 // waitMaster waits until keepalived holds (want) or released (!want) its VIP.
 func (k *keepalived) waitMaster(want bool, d time.Duration) time.Duration {
 	k.t.Helper()
-	start := time.Now()
-	tm := time.NewTimer(d)
+	return k.waitMasterSince(want, time.Now(), d)
+}
+
+// waitMasterSince is waitMaster with d counted from start (an event before the call), measured at
+// the netlink event: it returns how long after start keepalived got there, and fails if that was
+// more than d.
+func (k *keepalived) waitMasterSince(want bool, start time.Time, d time.Duration) time.Duration {
+	k.t.Helper()
+	tm := time.NewTimer(time.Until(start.Add(d)))
 	defer tm.Stop()
-	for k.vip.get() != want {
+	for {
+		if at, ok := k.vip.firstSince(start, want); ok {
+			if took := at.Sub(start); took > d {
+				k.t.Fatalf("keepalived in %s: master=%v after %s, not within %s", k.ns.Name, want, took, d)
+			}
+			return at.Sub(start)
+		}
 		select {
 		case <-k.vip.changed:
 		case <-tm.C:
 			k.t.Fatalf("keepalived in %s: master=%v not within %s", k.ns.Name, want, d)
 		}
 	}
-	return time.Since(start)
 }
 
 // stayBackup checks that keepalived does not become master for d: a bounded wait for an event
