@@ -166,7 +166,7 @@ func (c *conv) instance(inst *Instance) (InstanceOut, error) {
 	s.Announce = c.announce(inst)
 	s.Hooks = c.hooks(inst)
 	s.TrackScripts = c.trackScripts(inst, prio)
-	s.TrackInterfaces = c.trackIfaces(inst, prio)
+	s.TrackInterfaces = c.trackIfaces(inst, s.Interface, prio)
 	return out, nil
 }
 
@@ -592,15 +592,23 @@ func (c *conv) trackScripts(inst *Instance, prio int) []TrackScriptOut {
 	return out
 }
 
-// trackIfaces converts track_interface entries with keepalived's rules: a sync group member's
-// weights become 0 (unless sync_group_tracking_weight), and the address owner stops tracking a
-// weighted interface.
-func (c *conv) trackIfaces(inst *Instance, prio int) []TrackIfaceOut {
+// trackIfaces converts track_interface entries with keepalived's rules: the instance tracks its
+// own interface with weight 0 (a down link means FAULT) unless dont_track_primary, and ignores an
+// entry naming it; a sync group member's weights become 0 (unless sync_group_tracking_weight); the
+// address owner stops tracking a weighted interface.
+func (c *conv) trackIfaces(inst *Instance, own string, prio int) []TrackIfaceOut {
 	var out []TrackIfaceOut
 	seen := map[string]bool{}
+	if !inst.DontTrackPrimary.V {
+		out = append(out, TrackIfaceOut{Name: own, Weight: 0})
+		seen[own] = true
+	}
 	add := func(t TrackInterface, fromGroup bool) {
 		w := t.Weight
 		switch {
+		case t.Name == own && !fromGroup:
+			c.warn(t.Pos, "track_interface", "(%s) %s ignored: it is the instance's own interface, which keepalived tracks anyway (down: FAULT) unless dont_track_primary", inst.Name, t.Name)
+			return
 		case seen[t.Name]:
 			c.warn(t.Pos, "track_interface", "(%s) %s is tracked by the instance and its sync group (keepalived: remove one); the first entry is used", inst.Name, t.Name)
 			return

@@ -432,10 +432,17 @@ func TestVRRPInstance(t *testing.T) {
 			name: "track_interface with and without weight; reverse is dropped",
 			conf: base(" track_interface {\n  eth1\n  eth2 weight -10\n  eth3 weight 5 reverse\n  eth1\n }\n"),
 			want: map[string]string{
-				"track_interfaces[0].name": "eth1", "track_interfaces[0].weight": "0",
-				"track_interfaces[1].name": "eth2", "track_interfaces[1].weight": "-10", "track_interfaces[2]": "<none>",
+				"track_interfaces[0].name": "eth0", "track_interfaces[0].weight": "0",
+				"track_interfaces[1].name": "eth1", "track_interfaces[1].weight": "0",
+				"track_interfaces[2].name": "eth2", "track_interfaces[2].weight": "-10", "track_interfaces[3]": "<none>",
 			},
 			diags: []string{"5: track_interface: (VI_1) dropped eth3: hacoord has no reverse tracking", "6: track_interface: (VI_1) duplicate eth1; ignored"},
+		},
+		{
+			name:  "the own interface is tracked with weight 0, as keepalived does; an entry naming it is ignored",
+			conf:  base(" track_interface {\n  eth0 weight 20\n }\n"),
+			want:  map[string]string{"track_interfaces[0].name": "eth0", "track_interfaces[0].weight": "0", "track_interfaces[1]": "<none>"},
+			diags: []string{"3: track_interface: (VI_1) eth0 ignored: it is the instance's own interface"},
 		},
 		{
 			name: "notify scripts: a hook is a program, notify's arguments differ, the user is dropped, the first wins",
@@ -454,12 +461,12 @@ func TestVRRPInstance(t *testing.T) {
 		{
 			name: "keywords hacoord has no counterpart for, and an unknown one with a block",
 			conf: base(" use_vmac\n smtp_alert\n virtual_routes {\n  10.1.0.0/16 via 10.0.0.254\n }\n mystery {\n  a b\n }\n dont_track_primary\n"),
+			want: map[string]string{"track_interfaces": "<none>"},
 			diags: []string{
 				"2: use_vmac: dropped: hacoord binds VIPs on the interface itself",
 				"3: smtp_alert: dropped: hacoord sends no e-mail",
 				"4: virtual_routes: dropped: hacoord manages only its VIPs",
 				"7: mystery: unknown keyword in vrrp_instance, skipped with its block",
-				"10: dont_track_primary: dropped",
 			},
 		},
 		{
@@ -527,7 +534,8 @@ func TestSyncGroup(t *testing.T) {
 			conf: script + "vrrp_sync_group G {\n group {\n  A B\n }\n}\n" + two(" track_script {\n  w\n  u\n }\n track_interface {\n  eth9 weight 10\n }\n"),
 			want: map[string]string{
 				"instances[0].track_scripts[0].name": "u", "instances[0].track_scripts[1]": "<none>",
-				"instances[0].track_interfaces[0].weight": "0",
+				"instances[0].track_interfaces[0].name": "eth0", "instances[0].track_interfaces[1].name": "eth9",
+				"instances[0].track_interfaces[1].weight": "0",
 			},
 			diags: []string{
 				"20: track_script: (A) dropped w with weight -20: keepalived ignores weighted track scripts of a sync group member",

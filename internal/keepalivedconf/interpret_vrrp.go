@@ -18,7 +18,6 @@ var instanceUnmapped = map[string]string{
 	"old_unicast_checksum":       "hacoord computes the RFC 5798 checksum only",
 	"native_ipv6":                "deprecated in keepalived: the VIPs give the address family",
 	"vrf":                        noEquivalent,
-	"dont_track_primary":         noEquivalent,
 	"track_file":                 noTrackOther,
 	"track_process":              noTrackOther,
 	"track_bfd":                  noTrackOther,
@@ -132,6 +131,9 @@ func (in *interp) instanceKeyword(inst *Instance, c *Node) {
 			}
 			inst.Version = set(c, int(x))
 		}
+	case "dont_track_primary":
+		in.noBlock(c)
+		inst.DontTrackPrimary = set(c, true)
 	case "nopreempt":
 		in.noBlock(c)
 		inst.NoPreempt = set(c, true)

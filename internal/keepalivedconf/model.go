@@ -139,8 +139,11 @@ type Instance struct {
 	VIPs         []VIP // virtual_ipaddress then virtual_ipaddress_excluded, in file order
 	TrackScripts []TrackScript
 	TrackIfaces  []TrackInterface
-	Hooks        []Hook
-	GARP         GARP
+	// DontTrackPrimary is dont_track_primary: without it keepalived tracks the instance's own
+	// interface (down: FAULT).
+	DontTrackPrimary Opt[bool]
+	Hooks            []Hook
+	GARP             GARP
 
 	Sync *SyncGroup
 }
