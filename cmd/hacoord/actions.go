@@ -20,6 +20,7 @@ import (
 type vipAction struct {
 	m     *vip.Manager
 	guard *guard // nil: no fence guard
+	dev   string // the device, for the action's name
 	log   *zap.Logger
 }
 
@@ -65,7 +66,7 @@ func (a vipAction) Reassert(context.Context, election.State) error {
 	return nil
 }
 
-func (a vipAction) String() string { return "vip" }
+func (a vipAction) String() string { return "vip " + a.dev }
 
 // ipvsAction programs the IPVS table before the VIPs are bound and withdraws it (when
 // program_on_backup is off) after they are released.
@@ -158,8 +159,9 @@ func (h *hooks) watch(cs election.Status) {
 	h.lastRole = r
 }
 
-// actions returns the instance's promote chain: fence hook -> IPVS -> VIPs -> notify.
-func (h *hooks) actions(vm vipAction, ipv *ipvs.Reconciler, withIPVS bool) []election.Action {
+// actions returns the instance's promote chain: fence hook -> IPVS -> VIPs (one action per device)
+// -> notify.
+func (h *hooks) actions(vms []vipAction, ipv *ipvs.Reconciler, withIPVS bool) []election.Action {
 	var out []election.Action
 	if h.fence != nil {
 		out = append(out, election.ActionFunc{
@@ -172,7 +174,9 @@ func (h *hooks) actions(vm vipAction, ipv *ipvs.Reconciler, withIPVS bool) []ele
 	if withIPVS {
 		out = append(out, ipvsAction{ipv})
 	}
-	out = append(out, vm)
+	for _, vm := range vms {
+		out = append(out, vm)
+	}
 	if h.notify != nil || h.byRole[roleMaster] != nil || h.byRole[roleBackup] != nil {
 		out = append(out, election.ActionFunc{
 			Name:        "notify-hook",

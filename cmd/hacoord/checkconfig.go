@@ -56,7 +56,7 @@ func summary(p *plan) string {
 			where = fmt.Sprintf("vrid %d, priority %d", ip.vrrp.VRID, ip.vrrp.Priority)
 		}
 		fmt.Fprintf(&b, "# instance %s: %s on %s, %s\n", ip.name, ip.backend, ip.iface, where)
-		fmt.Fprintf(&b, "#   vips %s\n", joinStringers(ip.vips))
+		fmt.Fprintf(&b, "#   vips %s\n", joinStringers(ip.in.keys.VIPs))
 		for _, vs := range ip.ipvs.VirtualServers {
 			fmt.Fprintf(&b, "#   virtual server %s: lb_algo %s, lb_kind %s\n", serviceKey(vs), orDefault(vs.LBAlgo, "wlc"), kind(vs.LBKind, ""))
 			for _, rs := range vs.RealServers {

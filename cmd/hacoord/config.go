@@ -62,11 +62,11 @@ type LogSettings struct {
 // instanceKeys are one instance's settings. At the top level of the file they define the single
 // instance, or, with an instances: list, the defaults of every instance.
 type instanceKeys struct {
-	Group     string     `yaml:"group,omitempty"`
-	Interface string     `yaml:"interface,omitempty"`
-	Address   addrValue  `yaml:"address,omitempty"`
-	VIPs      prefixList `yaml:"vips,omitempty"`
-	VIPLabel  string     `yaml:"vip_label,omitempty"`
+	Group     string    `yaml:"group,omitempty"`
+	Interface string    `yaml:"interface,omitempty"`
+	Address   addrValue `yaml:"address,omitempty"`
+	VIPs      vipList   `yaml:"vips,omitempty"`
+	VIPLabel  string    `yaml:"vip_label,omitempty"`
 	// VIPLifetime puts a kernel lifetime on bound VIPs, renewed with every lease renewal, so a
 	// SIGKILLed or stopped daemon's VIP is removed by the kernel shortly after its fencing deadline.
 	VIPLifetime bool          `yaml:"vip_lifetime"`
@@ -312,31 +312,111 @@ func parseVIP(s string) (netip.Prefix, error) {
 	return netip.Prefix{}, fmt.Errorf("%q: want an address with a prefix length, like 10.0.0.100/24", s)
 }
 
-// prefixList is a list of VIPs read from YAML: each element an address with a prefix length or a
-// bare address.
-type prefixList []netip.Prefix
+// vipEntry is one element of vips: a VIP, and the device and label it goes on when they are not the
+// instance's interface and vip_label (empty: the instance's).
+type vipEntry struct {
+	Prefix netip.Prefix
+	Dev    string
+	Label  string
+}
 
-// UnmarshalYAML decodes a sequence of VIPs; every bad element is reported with its line, and
-// decoding goes on.
-func (l *prefixList) UnmarshalYAML(n *yaml.Node) error {
-	var ss []string
-	if err := n.Decode(&ss); err != nil {
-		return err
+// String returns the VIP, with its device and label when it has its own.
+func (e vipEntry) String() string {
+	var own []string
+	if e.Dev != "" {
+		own = append(own, "dev "+e.Dev)
 	}
-	out, te := prefixList{}, &yaml.TypeError{}
-	for i, s := range ss {
-		p, err := parseVIP(s)
+	if e.Label != "" {
+		own = append(own, "label "+e.Label)
+	}
+	if len(own) == 0 {
+		return e.Prefix.String()
+	}
+	return e.Prefix.String() + " (" + strings.Join(own, ", ") + ")"
+}
+
+// MarshalYAML writes the short form (the prefix) unless the entry has a device or label of its own.
+func (e vipEntry) MarshalYAML() (any, error) {
+	if e.Dev == "" && e.Label == "" {
+		return e.Prefix.String(), nil
+	}
+	m := []*yaml.Node{{Kind: yaml.ScalarNode, Value: "address"}, {Kind: yaml.ScalarNode, Value: e.Prefix.String()}}
+	for _, kv := range [][2]string{{"dev", e.Dev}, {"label", e.Label}} {
+		if kv[1] != "" {
+			m = append(m, &yaml.Node{Kind: yaml.ScalarNode, Value: kv[0]}, &yaml.Node{Kind: yaml.ScalarNode, Value: kv[1]})
+		}
+	}
+	return &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, Content: m}, nil
+}
+
+// vipList is the vips: list. An element is an address with its prefix length, a bare address (a
+// host route, as keepalived takes it), or the long form {address, dev, label} (docs/config.md).
+type vipList []vipEntry
+
+// prefixes returns the VIPs' prefixes.
+func (l vipList) prefixes() []netip.Prefix {
+	out := make([]netip.Prefix, len(l))
+	for i, e := range l {
+		out[i] = e.Prefix
+	}
+	return out
+}
+
+// UnmarshalYAML decodes the list; every bad element is reported with its line, and decoding goes
+// on.
+func (l *vipList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: vips: want a list", n.Line)}}
+	}
+	out, te := vipList{}, &yaml.TypeError{}
+	for _, c := range n.Content {
+		e, err := decodeVIP(c)
 		if err != nil {
-			te.Errors = append(te.Errors, fmt.Sprintf("line %d: %v", n.Content[i].Line, err))
+			te.Errors = append(te.Errors, fmt.Sprintf("line %d: %v", c.Line, err))
 			continue
 		}
-		out = append(out, p)
+		out = append(out, e)
 	}
 	*l = out
 	if len(te.Errors) > 0 {
 		return te
 	}
 	return nil
+}
+
+// decodeVIP decodes one element of vips, short or long.
+func decodeVIP(n *yaml.Node) (vipEntry, error) {
+	if n.Kind == yaml.ScalarNode {
+		p, err := parseVIP(n.Value)
+		return vipEntry{Prefix: p}, err
+	}
+	if n.Kind != yaml.MappingNode {
+		return vipEntry{}, errors.New("want an address or {address, dev, label}")
+	}
+	var e vipEntry
+	var addr string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i].Value, n.Content[i+1]
+		if v.Kind != yaml.ScalarNode {
+			return vipEntry{}, fmt.Errorf("%s: want a string", k)
+		}
+		switch k {
+		case "address":
+			addr = v.Value
+		case "dev":
+			e.Dev = v.Value
+		case "label":
+			e.Label = v.Value
+		default:
+			return vipEntry{}, fmt.Errorf("field %s not found in a VIP (address, dev, label)", k)
+		}
+	}
+	if addr == "" {
+		return vipEntry{}, errors.New("address: required")
+	}
+	p, err := parseVIP(addr)
+	e.Prefix = p
+	return e, err
 }
 
 // addrValue is an IP address read from YAML or a flag; the zero value means unset.

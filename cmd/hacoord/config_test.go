@@ -251,3 +251,37 @@ sync_groups:
 		t.Fatalf("check-config of its own output: exit %d, %s\n%s\nwant\n%s", code2, stderr2, out2, out)
 	}
 }
+
+// The long form of a VIP ({address, dev, label}, docs/config.md) puts it on another device with its
+// own label; check-config checks the device and prints the form back; errors name the element.
+func TestLongFormVIP(t *testing.T) {
+	code, out, stderr := checkFile(t, multiHead+`vips: [10.0.0.100/24, {address: 10.0.1.100/24, dev: lo, label: "lo:1"}]
+`)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"#   vips 10.0.0.100/24 10.0.1.100/24 (dev lo, label lo:1)", "- {address: 10.0.1.100/24, dev: lo, label: 'lo:1'}"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, _, stderr = checkFile(t, multiHead+`instances:
+  - name: A
+    vips:
+      - 10.0.0.100/24
+      - {address: 10.0.1.100/24, dev: nosuch0}
+      - {address: 10.0.2.100/24, dev: lo, label: eth9:x}
+      - {address: 10.0.0.100/24, dev: lo, label: "lo:2"}
+`)
+	wantAll(t, code, stderr, "instances[0].vips[1].dev: nosuch0: Link not found",
+		`instances[0].vips[2].label: label "eth9:x" does not start with the interface name "lo"`,
+		"instances[0].vips[3]: 10.0.0.100 is also vips[0], on another device")
+	code, _, stderr = checkFile(t, multiHead+`instances:
+  - name: A
+    vips:
+      - {address: 10.0.3.100/24, device: lo}
+      - {dev: lo}
+`)
+	wantAll(t, code, stderr, "line 8 (instances[0].vips[0]", "field device not found in a VIP",
+		"line 9 (instances[0].vips[1]", "address: required")
+}

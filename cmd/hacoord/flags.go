@@ -134,9 +134,10 @@ func overlay(fs *pflag.FlagSet, base *flagValues) error {
 	return err
 }
 
-// prefixListFlag is --vip: a repeatable flag whose first use replaces the default list.
+// prefixListFlag is --vip: a repeatable flag (the short form of vips) whose first use replaces the
+// default list.
 type prefixListFlag struct {
-	l   *prefixList
+	l   *vipList
 	set bool
 }
 
@@ -152,20 +153,20 @@ func (f *prefixListFlag) Set(s string) error {
 	if !f.set {
 		*f.l, f.set = nil, true
 	}
-	*f.l = append(*f.l, p)
+	*f.l = append(*f.l, vipEntry{Prefix: p})
 	return nil
 }
 
 func (f *prefixListFlag) Append(s string) error { return f.Set(s) }
 
 func (f *prefixListFlag) Replace(ss []string) error {
-	out := prefixList{}
+	out := vipList{}
 	for _, s := range ss {
 		p, err := parseVIP(s)
 		if err != nil {
 			return err
 		}
-		out = append(out, p)
+		out = append(out, vipEntry{Prefix: p})
 	}
 	*f.l, f.set = out, true
 	return nil
@@ -173,8 +174,8 @@ func (f *prefixListFlag) Replace(ss []string) error {
 
 func (f *prefixListFlag) GetSlice() []string {
 	out := make([]string, len(*f.l))
-	for i, p := range *f.l {
-		out[i] = p.String()
+	for i, e := range *f.l {
+		out[i] = e.Prefix.String()
 	}
 	return out
 }

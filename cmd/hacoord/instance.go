@@ -21,17 +21,17 @@ import (
 // status file. open builds it (in the calling thread's network namespace), wire joins it to its
 // Elector (its own, or its sync group's member), run runs it, close releases what open opened.
 type instance struct {
-	plan  *instancePlan
-	set   Settings
-	log   *zap.Logger // carries the instance's name, once
-	vm    *vip.Manager
-	ipv   *ipvs.Reconciler
-	mon   *health.Monitor
-	guard *guard // nil without the fence guard
-	hooks *hooks
-	el    election.Elector // the backend's; wire may be given a sync group's member instead
-	gate  *election.Gate
-	co    *election.Coordinator
+	plan   *instancePlan
+	set    Settings
+	log    *zap.Logger    // carries the instance's name, once
+	vms    []*vip.Manager // one per plan.vipSets
+	guards []*guard       // one per vms; nil entries without the fence guard
+	ipv    *ipvs.Reconciler
+	mon    *health.Monitor
+	hooks  *hooks
+	el     election.Elector // the backend's; wire may be given a sync group's member instead
+	gate   *election.Gate
+	co     *election.Coordinator
 }
 
 // openInstance opens what instance ip needs, and removes its leftover VIPs (it is not master yet).
@@ -44,11 +44,15 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writ
 			in.close()
 		}
 	}()
-	if in.vm, err = vip.New(ip.vip, in.log.Named("vip")); err != nil {
-		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
-	}
-	if err := in.vm.Cleanup(ctx); err != nil {
-		return nil, fmt.Errorf("instance %s: remove leftover VIPs: %w", ip.name, err)
+	for _, set := range ip.vipSets {
+		vm, err := vip.New(set.cfg, in.log.Named("vip"))
+		if err != nil {
+			return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
+		}
+		in.vms = append(in.vms, vm)
+		if err := vm.Cleanup(ctx); err != nil {
+			return nil, fmt.Errorf("instance %s: remove leftover VIPs on %s: %w", ip.name, set.cfg.Interface, err)
+		}
 	}
 	rec := ip.record(p.node)
 	if !rec.Address.IsValid() {
@@ -73,8 +77,17 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writ
 	if in.hooks, err = newHooks(ip.hooks, ip.group, p.node, in.log); err != nil {
 		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
 	}
-	if p.fenceGuard {
-		if in.guard, err = startGuard(in.set, stderr, in.log.Named("guard")); err != nil {
+	in.guards = make([]*guard, len(in.vms))
+	for i, set := range ip.vipSets {
+		if !p.fenceGuard {
+			break
+		}
+		gs := in.set
+		gs.Interface, gs.VIPs = set.cfg.Interface, nil
+		for _, v := range set.cfg.VIPs {
+			gs.VIPs = append(gs.VIPs, v.String())
+		}
+		if in.guards[i], err = startGuard(gs, stderr, in.log.Named("guard")); err != nil {
 			return nil, fmt.Errorf("instance %s: %w", ip.name, err)
 		}
 	}
@@ -89,7 +102,11 @@ func (in *instance) wire(el election.Elector) error {
 	if err != nil {
 		return configError{fmt.Errorf("instance %s: %w", in.plan.name, err)}
 	}
-	acts := in.hooks.actions(vipAction{m: in.vm, guard: in.guard, log: in.log.Named("vip")}, in.ipv, len(in.plan.ipvs.VirtualServers) > 0)
+	var vas []vipAction
+	for i, vm := range in.vms {
+		vas = append(vas, vipAction{m: vm, guard: in.guards[i], dev: in.plan.vipSets[i].cfg.Interface, log: in.log.Named("vip")})
+	}
+	acts := in.hooks.actions(vas, in.ipv, len(in.plan.ipvs.VirtualServers) > 0)
 	in.co, err = election.NewCoordinator(el, acts, in.log.Named("coordinator"))
 	return err
 }
@@ -104,19 +121,21 @@ func (in *instance) run(ctx context.Context) error {
 	cctx, stopCo := context.WithCancelCause(ctx)
 	defer stopCo(nil)
 	var helpers errgroup.Group
-	helpers.Go(func() error {
-		err := in.vm.Run(aux)
-		if err != nil && aux.Err() == nil {
-			stopCo(fmt.Errorf("instance %s: vip watch stopped: %w", in.plan.name, err))
-		}
-		return ignoreCanceled(err)
-	})
+	for _, vm := range in.vms {
+		helpers.Go(func() error {
+			err := vm.Run(aux)
+			if err != nil && aux.Err() == nil {
+				stopCo(fmt.Errorf("instance %s: vip watch stopped: %w", in.plan.name, err))
+			}
+			return ignoreCanceled(err)
+		})
+	}
 	for _, n := range in.hooks.notifiers() {
 		helpers.Go(func() error { return ignoreCanceled(n.Run(aux)) })
 	}
 	helpers.Go(func() error { return ignoreCanceled(in.ipv.Run(aux)) })
 	helpers.Go(func() error { return ignoreCanceled(in.mon.Run(aux, in.gate)) })
-	st := newStatusWriter(in.set.StatusFile, daemonStatus(in.set, in.co, in.vm, in.ipv, in.gate), in.log.Named("status"))
+	st := newStatusWriter(in.set.StatusFile, daemonStatus(in.set, in.co, in.vms, in.ipv, in.gate), in.log.Named("status"))
 	write := st.prepare()
 	in.co.OnChange(func(cs election.Status) {
 		if write {
@@ -146,8 +165,10 @@ func (in *instance) run(ctx context.Context) error {
 
 // close releases what openInstance opened; it runs after run has returned.
 func (in *instance) close() {
-	if in.guard != nil {
-		in.guard.Close()
+	for _, g := range in.guards {
+		if g != nil {
+			g.Close()
+		}
 	}
 	if in.mon != nil {
 		in.mon.Close()
@@ -155,8 +176,8 @@ func (in *instance) close() {
 	if in.ipv != nil {
 		_ = in.ipv.Close()
 	}
-	if in.vm != nil {
-		_ = in.vm.Close()
+	for _, vm := range in.vms {
+		_ = vm.Close()
 	}
 }
 

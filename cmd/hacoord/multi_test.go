@@ -30,8 +30,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // node is one in-process daemon in its own network namespace.
 type node struct {
@@ -326,4 +330,48 @@ func topKeys(b []byte) ([]string, error) {
 		}
 	}
 	return keys, nil
+}
+
+// A VIP in the long form goes on its own device with its own label: the master binds it there
+// beside the instance's VIP on its interface, and lets go of both when it stops.
+func TestVIPOnAnotherDevice(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := etcdtest.Start(t)
+	a, b := twoNodes(t)
+	if _, _, err := netnstest.Veth(a, "eth1", netip.MustParsePrefix("198.51.100.1/24"), b, "eth1", netip.Prefix{}); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, a, "n1", "http://"+srv.Endpoints()[0], `name: %[1]s
+endpoints: [%[2]s]
+lease_ttl: 1s
+fence_guard: false
+interface: eth0
+group: web
+status_file: %[3]s/web.json
+vips: [192.0.2.101/24, {address: 198.51.100.101/24, dev: eth1, label: "eth1:web"}]
+`)
+	labelled := func() bool {
+		l, err := a.Netlink.LinkByName("eth1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, err := a.Netlink.AddrList(l, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range addrs {
+			if x.IP.String() == "198.51.100.101" && x.Label == "eth1:web" {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, "both VIPs bound, each on its device", func() bool { return n.has(t, "192.0.2.101") && labelled() }, n)
+	if st := n.status(t, "web"); len(st.BoundVIPs) != 2 {
+		t.Errorf("status bound_vips = %v, want both", st.BoundVIPs)
+	}
+	n.exit(t)
+	if labelled() {
+		t.Error("the VIP on eth1 is still bound after the daemon stopped")
+	}
 }

@@ -43,11 +43,17 @@ type instancePlan struct {
 	etcd    etcd.Config // backend etcd
 	zk      zk.Config   // backend zk
 	vrrp    vrrp.Config // backend vrrp
-	vip     vip.Config
+	vipSets []vipSet    // the VIPs by device and label; the instance's interface first
 	ipvs    ipvs.Config
 	health  health.Config
 	hooks   hookKeys
 	in      *instanceSettings // where its keys came from, to name them in errors
+}
+
+// vipSet is the VIPs of an instance that go on one device with one label: one vip.Manager.
+type vipSet struct {
+	cfg   vip.Config
+	index []int // positions in the instance's vips
 }
 
 // syncGroupPlan is a sync group: indexes into plan.instances, the leader first.
@@ -180,7 +186,7 @@ func (b *planner) etcdTLS() *tls.Config {
 func (b *planner) instance(in *instanceSettings, tlsc *tls.Config) *instancePlan {
 	k, d := in.keys, b.s.daemon
 	ip := &instancePlan{in: in, backend: d.Backend, iface: k.Interface, address: k.Address.Addr,
-		vips: slices.Clone(k.VIPs), src: k.VRRP.UnicastSrc.Addr, ipvs: k.IPVS, health: k.Health, hooks: k.Hooks}
+		vips: k.VIPs.prefixes(), src: k.VRRP.UnicastSrc.Addr, ipvs: k.IPVS, health: k.Health, hooks: k.Hooks}
 	if in.backend != "" {
 		ip.backend = in.backend
 		if !validBackend(in.backend) {
@@ -214,15 +220,41 @@ func (b *planner) instance(in *instanceSettings, tlsc *tls.Config) *instancePlan
 	return ip
 }
 
-// mapVIP maps the instance onto vip.Config and validates it.
+// mapVIP maps the instance's VIPs onto one vip.Config per device and label (the instance's interface
+// and vip_label first, then the long form's dev and label, in order of appearance) and validates
+// each.
 func (b *planner) mapVIP(ip *instancePlan) {
 	k := ip.in.keys
-	c := vip.DefaultConfig()
-	c.Interface, c.VIPs, c.Label, c.Lifetime = k.Interface, ip.vips, k.VIPLabel, k.VIPLifetime
-	c.Announce = vip.AnnounceConfig{Count: k.Announce.Count, Repeat: k.Announce.Repeat,
+	base := vip.DefaultConfig()
+	base.Interface, base.Label, base.Lifetime = k.Interface, k.VIPLabel, k.VIPLifetime
+	base.Announce = vip.AnnounceConfig{Count: k.Announce.Count, Repeat: k.Announce.Repeat,
 		RepeatInterval: k.Announce.Interval, Refresh: k.Announce.Refresh}
-	ip.vip = c
-	b.attribute(ip, c.Validate(), "vip: config: ", vipRules)
+	ip.vipSets = []vipSet{{cfg: base}}
+	for n, e := range k.VIPs {
+		dev, label := orDefault(e.Dev, k.Interface), orDefault(e.Label, k.VIPLabel)
+		i := slices.IndexFunc(ip.vipSets, func(s vipSet) bool { return s.cfg.Interface == dev && s.cfg.Label == label })
+		if i < 0 {
+			c := base
+			c.Interface, c.Label = dev, label
+			ip.vipSets, i = append(ip.vipSets, vipSet{cfg: c}), len(ip.vipSets)
+		}
+		ip.vipSets[i].cfg.VIPs = append(ip.vipSets[i].cfg.VIPs, e.Prefix)
+		ip.vipSets[i].index = append(ip.vipSets[i].index, n)
+	}
+	if len(ip.vipSets) > 1 && len(ip.vipSets[0].index) == 0 {
+		ip.vipSets = ip.vipSets[1:] // every VIP has a device of its own
+	}
+	for _, set := range ip.vipSets {
+		rules := vipRules
+		if set.cfg.Interface != k.Interface || set.cfg.Label != k.VIPLabel {
+			first := set.index[0]
+			rules = append([]rule{
+				{match: "interface", key: fmt.Sprintf("vips[%d].dev", first)},
+				{match: "label", key: fmt.Sprintf("vips[%d].label", first)},
+			}, vipRules...)
+		}
+		b.attribute(ip, set.cfg.Validate(), "vip: config: ", rules)
+	}
 }
 
 // mapBackend maps the instance onto its backend's Config and validates it.
@@ -338,6 +370,7 @@ func (b *planner) checkStores(p *plan) {
 // checkAcross checks what must be unique across instances: names, groups (per store), VRRP
 // routers, VIPs, virtual servers and status files.
 func (b *planner) checkAcross(p *plan) {
+	owner := map[netip.Addr][3]int{} // VIP -> instance, position, VIP set
 	first := map[string]int{}
 	dup := func(kind, value string, i int) (int, bool) {
 		k := kind + "\x00" + value
@@ -361,11 +394,7 @@ func (b *planner) checkAcross(p *plan) {
 		} else if j, ok := dup("vrid", fmt.Sprintf("%d on %s", ip.vrrp.VRID, ip.iface), i); ok {
 			b.fail(b.s.key(in, "vrrp.vrid", ""), "%d on %s is also %s's", ip.vrrp.VRID, ip.iface, p.instances[j].name)
 		}
-		for n, v := range ip.vips {
-			if j, ok := dup("vip", v.Addr().String(), i); ok && j != i {
-				b.fail(b.s.key(in, fmt.Sprintf("vips[%d]", n), v.String()), "%s is also a VIP of %s", v.Addr(), p.instances[j].name)
-			}
-		}
+		b.checkVIPsAcross(p, i, owner)
 		for n, vs := range ip.ipvs.VirtualServers {
 			if j, ok := dup("vs", serviceKey(vs), i); ok && j != i {
 				b.fail(fmt.Sprintf("%svirtual_servers[%d]", pathDot(in), n), "%s is also a virtual server of %s", serviceKey(vs), p.instances[j].name)
@@ -373,6 +402,26 @@ func (b *planner) checkAcross(p *plan) {
 		}
 		if j, ok := dup("status", ip.status, i); ok {
 			b.fail(b.s.key(in, "status_file", ""), "%s is also %s's status file", ip.status, p.instances[j].name)
+		}
+	}
+}
+
+// checkVIPsAcross refuses a VIP of instance i that another instance has too, or that i has on two
+// devices (twice on one device, vip.Config says so).
+func (b *planner) checkVIPsAcross(p *plan, i int, owner map[netip.Addr][3]int) {
+	ip := p.instances[i]
+	for s, set := range ip.vipSets {
+		for _, n := range set.index {
+			v := ip.vips[n]
+			o, ok := owner[v.Addr()]
+			switch {
+			case !ok:
+				owner[v.Addr()] = [3]int{i, n, s}
+			case o[0] != i:
+				b.fail(b.s.key(ip.in, fmt.Sprintf("vips[%d]", n), v.String()), "%s is also a VIP of %s", v.Addr(), p.instances[o[0]].name)
+			case o[2] != s:
+				b.fail(b.s.key(ip.in, fmt.Sprintf("vips[%d]", n), v.String()), "%s is also vips[%d], on another device", v.Addr(), o[1])
+			}
 		}
 	}
 }

@@ -65,8 +65,9 @@ func newStatusWriter(path string, snap func() Status, log *zap.Logger) *statusWr
 	return &statusWriter{path: path, snap: snap, log: log, kick: make(chan struct{}, 1)}
 }
 
-// daemonStatus returns the function that builds the daemon's Status from its parts.
-func daemonStatus(s Settings, co *election.Coordinator, vm *vip.Manager, ipv *ipvs.Reconciler, gate *election.Gate) func() Status {
+// daemonStatus returns the function that builds an instance's Status from its parts (one VIP
+// manager per device).
+func daemonStatus(s Settings, co *election.Coordinator, vms []*vip.Manager, ipv *ipvs.Reconciler, gate *election.Gate) func() Status {
 	return func() Status {
 		cs := co.Status()
 		eligible, prio := gate.Eligible()
@@ -79,9 +80,11 @@ func daemonStatus(s Settings, co *election.Coordinator, vm *vip.Manager, ipv *ip
 		if s.Backend == "vrrp" {
 			st.Priority = prio
 		}
-		if b, err := vm.Bound(); err == nil {
-			for _, p := range b {
-				st.BoundVIPs = append(st.BoundVIPs, p.String())
+		for _, vm := range vms {
+			if b, err := vm.Bound(); err == nil {
+				for _, p := range b {
+					st.BoundVIPs = append(st.BoundVIPs, p.String())
+				}
 			}
 		}
 		return st

@@ -98,32 +98,52 @@ func checkSystem(s settings, p *plan) error {
 	return nil
 }
 
+// checkInterface checks every device the instance's VIPs go on, and its VRRP source address.
 func (b *planner) checkInterface(ip *instancePlan) {
-	if ip.iface == "" {
-		return // buildPlan says so
+	for _, set := range ip.vipSets {
+		dev, key := set.cfg.Interface, "interface"
+		if dev != ip.iface {
+			key = fmt.Sprintf("vips[%d].dev", set.index[0])
+		}
+		if dev == "" {
+			continue // buildPlan says so
+		}
+		addrs, err := linkAddrs(dev)
+		if err != nil {
+			b.fail(b.s.key(ip.in, key, dev), "%v", err)
+			continue
+		}
+		for _, n := range set.index {
+			if v := ip.vips[n]; ownAddress(addrs, v.Addr()) {
+				b.fail(b.s.key(ip.in, fmt.Sprintf("vips[%d]", n), v.String()),
+					"%s is already an address of %s that hacoord did not bind (the interface's own address): pick another VIP", v.Addr(), dev)
+			}
+		}
 	}
-	link, err := netlink.LinkByName(ip.iface)
-	if err != nil {
-		b.fail(b.s.key(ip.in, "interface", ip.iface), "%s: %v", ip.iface, err)
+	if !ip.src.IsValid() || ip.iface == "" {
 		return
+	}
+	addrs, err := linkAddrs(ip.iface)
+	if err != nil {
+		return // said above
+	}
+	if primary := primaryIPv4(addrs, ip.vips); ip.src != primary {
+		b.fail(b.s.key(ip.in, "vrrp.unicast_src", ""),
+			"%s is not %s's primary IPv4 address (%v), which hacoord sends adverts from", ip.src, ip.iface, primary)
+	}
+}
+
+// linkAddrs returns the addresses of the named link, or an error naming it.
+func linkAddrs(name string) ([]netlink.Addr, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", name, err)
 	}
 	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
-		b.fail(b.s.key(ip.in, "interface", ip.iface), "addresses of %s: %v", ip.iface, err)
-		return
+		return nil, fmt.Errorf("addresses of %s: %v", name, err)
 	}
-	for n, v := range ip.vips {
-		if ownAddress(addrs, v.Addr()) {
-			b.fail(b.s.key(ip.in, fmt.Sprintf("vips[%d]", n), v.String()),
-				"%s is already an address of %s that hacoord did not bind (the interface's own address): pick another VIP", v.Addr(), ip.iface)
-		}
-	}
-	if ip.src.IsValid() {
-		if primary := primaryIPv4(addrs, ip.vips); ip.src != primary {
-			b.fail(b.s.key(ip.in, "vrrp.unicast_src", ""),
-				"%s is not %s's primary IPv4 address (%v), which hacoord sends adverts from", ip.src, ip.iface, primary)
-		}
-	}
+	return addrs, nil
 }
 
 // ownAddress reports whether a is bound on the interface other than the way hacoord binds a VIP:
