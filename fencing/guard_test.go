@@ -27,6 +27,9 @@ type guardRun struct {
 	start time.Time
 	done  chan error
 
+	waitOnce sync.Once
+	err      error // what guard returned
+
 	mu    sync.Mutex
 	calls []time.Duration // since start, failed ones included
 	fails int             // fail this many more calls
@@ -49,7 +52,14 @@ func startGuard(t *testing.T) *guardRun {
 			return true, nil
 		}, nil, g.clock)
 	}()
+	t.Cleanup(func() { g.w.Close(); g.wait() }) // a failed test leaves nothing blocked
 	return g
+}
+
+// wait returns what guard returned, once it has.
+func (g *guardRun) wait() error {
+	g.waitOnce.Do(func() { g.err = <-g.done })
+	return g.err
 }
 
 func (g *guardRun) got() []time.Duration {
@@ -92,7 +102,7 @@ func TestGuardReleasesAtTheDeadlineUnlessRenewed(t *testing.T) {
 			t.Fatalf("releases at %v, want one at 1.9s (the renewed deadline)", r)
 		}
 		g.w.Close()
-		if err := <-g.done; err != nil {
+		if err := g.wait(); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -126,7 +136,7 @@ func TestGuardLineReadLateDoesNotExtendTheDeadline(t *testing.T) {
 			t.Fatalf("releases at %v, want a second one at once when a hold is read after its deadline (3s)", r)
 		}
 		g.w.Close()
-		<-g.done
+		g.wait()
 	})
 }
 
@@ -152,7 +162,7 @@ func TestGuardRenewalReadWithPassedHoldsWins(t *testing.T) {
 			t.Fatalf("releases at %v, want one at 1.8s (the latest hold)", r)
 		}
 		g.w.Close()
-		<-g.done
+		g.wait()
 	})
 }
 
@@ -167,7 +177,7 @@ func TestGuardReleaseCancelsTheDeadline(t *testing.T) {
 			t.Fatalf("released at %v after the daemon let go itself", r)
 		}
 		g.w.Close()
-		<-g.done
+		g.wait()
 		if r := g.got(); len(r) != 1 {
 			t.Fatalf("releases %v, want one at EOF", r)
 		}
@@ -184,7 +194,7 @@ func TestGuardReleasesWhenTheDaemonDies(t *testing.T) {
 			t.Fatalf("released %v with no deadline", r)
 		}
 		g.w.CloseWithError(io.ErrUnexpectedEOF) // the write end closes when the daemon dies
-		if err := <-g.done; err != nil {
+		if err := g.wait(); err != nil {
 			t.Fatal(err)
 		}
 		if r := g.got(); len(r) != 1 || r[0] != time.Hour {
@@ -207,7 +217,7 @@ func TestGuardRetriesAFailedRelease(t *testing.T) {
 			t.Fatalf("release tried at %v, want %v", r, want)
 		}
 		g.w.Close()
-		<-g.done
+		g.wait()
 	})
 }
 
@@ -228,7 +238,7 @@ func TestGuardHoldEndsTheRetries(t *testing.T) {
 		}
 		g.failNext(0)
 		g.w.Close()
-		<-g.done
+		g.wait()
 	})
 }
 
@@ -239,7 +249,7 @@ func TestGuardRetriesAtEOFUntilReleased(t *testing.T) {
 		g.failNext(2)
 		_ = g.conn.Hold(time.Now().Add(time.Second))
 		g.w.Close()
-		if err := <-g.done; err != nil {
+		if err := g.wait(); err != nil {
 			t.Fatal(err)
 		}
 		if r, want := g.got(), []time.Duration{0, 20 * ms, 60 * ms}; !slices.Equal(r, want) {
@@ -255,7 +265,7 @@ func TestGuardRejectsNonsenseAndPassedDeadlines(t *testing.T) {
 			t.Fatalf("Hold with a passed deadline: %v, want ErrGuardDeadline", err)
 		}
 		go io.WriteString(g.w, "hold soon\n")
-		if err := <-g.done; err == nil {
+		if err := g.wait(); err == nil {
 			t.Fatal("Guard accepted a malformed command")
 		}
 		if r := g.got(); len(r) != 1 {

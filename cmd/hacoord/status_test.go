@@ -68,6 +68,7 @@ func TestStatusWrittenOnChangeOnly(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { w.run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done }) // a failed test leaves nothing blocked
 		synctest.Wait()
 		start := time.Now()
 		if st := readStatus(t, path); st.Role != "backup" || !st.Updated.Equal(start.UTC()) {
@@ -112,6 +113,7 @@ func TestStatusChangedNeverBlocks(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { w.run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done }) // a failed test leaves nothing blocked
 		synctest.Wait()
 		unblock := make(chan struct{})
 		f.set(func(*Status) {})
