@@ -54,7 +54,8 @@ lint:
 # The Docker Compose lab (deploy/compose; walkthrough in deploy/README.md): images built here FROM
 # scratch from bin/ (no registry), an internal network. BACKEND=etcd|zk|vrrp picks who decides;
 # LAB_PROJECT, LAB_NET (the network is LAB_NET.0/24) and LAB_TAG (image tag) rarely need changing.
-# lab-partition REJOIN=1 also checks that the reconnected node can be master again.
+# lab-failover STOP=1 stops the master (SIGTERM) instead of killing it; lab-partition REJOIN=1 also
+# checks that the reconnected node can be master again.
 .PHONY: lab-images lab-up lab-failover lab-partition lab-down compose-up compose-down
 BACKEND     ?= etcd
 LAB_PROJECT ?= hacoord-lab
@@ -66,7 +67,7 @@ lab-images: build
 lab-up: lab-images
 	$(BIN)/hacoord-lab compose up $(LAB_FLAGS) --backend $(BACKEND) --net $(LAB_NET)
 lab-failover:
-	$(BIN)/hacoord-lab compose failover $(LAB_FLAGS)
+	$(BIN)/hacoord-lab compose failover $(LAB_FLAGS) $(if $(STOP),--stop)
 lab-partition:
 	$(BIN)/hacoord-lab compose partition $(LAB_FLAGS) $(if $(REJOIN),--rejoin)
 lab-down:

@@ -38,7 +38,7 @@ On the host (make lab-up, lab-failover, lab-partition, lab-down): "compose up", 
 	var o composeFlags
 	cmd.AddCommand(newComposeNodeCommand(stderr), newComposeClientCommand(stdout),
 		o.command("up", "Start the lab with a backend and wait until the client is served through the VIP", stdout, composeUp),
-		o.command("failover", "Kill the master's container, print the failover as the client saw it, start the node again", stdout, composeFailover),
+		o.command("failover", "Kill (or stop) the master's container, print the failover as the client saw it, start the node again", stdout, composeFailover),
 		o.command("partition", "Disconnect the master from the lab network, print the failover, reconnect it", stdout, composePartition),
 		o.command("down", "Remove the lab's containers, network and (unless --keep-images) images", stdout, composeDown))
 	return cmd
@@ -51,6 +51,7 @@ type composeFlags struct {
 	hold       time.Duration
 	settle     time.Duration
 	noRestart  bool
+	stop       bool
 	rejoin     bool
 	keepImages bool
 }
@@ -67,6 +68,7 @@ func (o *composeFlags) register(name string, fs *pflag.FlagSet) {
 		fs.DurationVar(&o.timeout, "timeout", 120*time.Second, "how long to wait for the first answer through the VIP")
 	case "failover":
 		fs.BoolVar(&o.noRestart, "no-restart", false, "leave the killed node stopped")
+		fs.BoolVar(&o.stop, "stop", false, "docker stop (SIGTERM: hacoord releases and resigns) instead of docker kill")
 		fs.DurationVar(&o.settle, "settle", 3*time.Second, "how long to watch the client after the takeover")
 	case "partition":
 		fs.DurationVar(&o.hold, "hold", 6*time.Second, "how long the master stays disconnected after the takeover")
@@ -126,11 +128,15 @@ func composeUp(ctx context.Context, o *composeFlags, out io.Writer) error {
 }
 
 func composeFailover(ctx context.Context, o *composeFlags, out io.Writer) error {
-	f, err := o.lab.Kill(ctx, o.settle)
+	fault, what := o.lab.Kill, "kill"
+	if o.stop {
+		fault, what = o.lab.Stop, "stop"
+	}
+	f, err := fault(ctx, o.settle)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nFailover as the client saw it (t = the kill):\n%s", f.Timeline())
+	fmt.Fprintf(out, "\nFailover as the client saw it (t = the %s):\n%s", what, f.Timeline())
 	fmt.Fprintf(out, "%s took over from %s.\n", f.New, f.Old)
 	if o.noRestart {
 		fmt.Fprintf(out, "%s stays stopped (make lab-up starts it again).\n", f.Old)

@@ -26,6 +26,16 @@ func (l *Lab) Kill(ctx context.Context, settle time.Duration) (Failover, error) 
 	})
 }
 
+// Stop stops the master's container gracefully (docker stop: SIGTERM, passed on to hacoord, which
+// releases the VIP and resigns, so another node takes over at once) and returns the failover as
+// the client saw it.
+func (l *Lab) Stop(ctx context.Context, settle time.Duration) (Failover, error) {
+	return l.fault(ctx, settle, func(ctx context.Context, container string) (string, error) {
+		_, err := docker(ctx, "stop", "-t", "10", container)
+		return "docker stop " + container, err
+	})
+}
+
 // Start starts a stopped service's container again (a killed node rejoins as a backup).
 func (l *Lab) Start(ctx context.Context, service string) error {
 	name, err := l.Container(ctx, service)
