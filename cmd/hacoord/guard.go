@@ -202,10 +202,15 @@ func newFenceGuardCommand(stderr io.Writer) *cobra.Command {
 			// already dead, writing "ready" (or a log line to a dead log reader) must not kill the
 			// guard before it has released.
 			signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
-			log, err := newLogger(ls, stderr)
+			// The guard's log never blocks it: a reader that stopped reading (the daemon's stderr is
+			// a full pipe) must not keep the guard from its next release.
+			sink := newLogSink(stderr)
+			defer sink.Close()
+			log, err := newLogger(ls, sink)
 			if err != nil {
 				return configError{err}
 			}
+			defer func() { _ = log.Sync() }()
 			s := Settings{VIPs: vips}
 			pfx, err := s.vipPrefixes()
 			if err != nil {
