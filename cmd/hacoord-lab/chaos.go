@@ -69,7 +69,7 @@ func chaos(ctx context.Context, f *labFlags, o lab.ChaosOptions, out io.Writer) 
 	rep, err := l.Chaos(ctx, o)
 	if f.verbose {
 		for _, fl := range rep.Faults {
-			fmt.Fprintln(out, "  "+fl.Line(l))
+			fmt.Fprintln(out, "  "+fl.Line(rep.Start))
 		}
 	}
 	fmt.Fprintf(out, "\n%s\n", rep)

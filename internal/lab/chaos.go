@@ -144,6 +144,7 @@ type ChaosReport struct {
 	Backend    string
 	Seed       uint64
 	Duration   time.Duration // as asked
+	Kinds      []string      // as asked (nil: all)
 	Start, End time.Time
 	Faults     []ChaosFault
 }
@@ -200,7 +201,11 @@ func (r ChaosReport) ByKind() []ChaosKindStats {
 
 // ReplayCommand is the command line that replays the run's schedule.
 func (r ChaosReport) ReplayCommand() string {
-	return fmt.Sprintf("hacoord-lab chaos --backend %s --duration %v --seed %d", r.Backend, r.Duration, r.Seed)
+	s := fmt.Sprintf("hacoord-lab chaos --backend %s --duration %v --seed %d", r.Backend, r.Duration, r.Seed)
+	if len(r.Kinds) > 0 {
+		s += " --faults " + strings.Join(r.Kinds, ",")
+	}
+	return s
 }
 
 // String renders the report: a header with the seed and a table per group.
@@ -224,10 +229,10 @@ func (r ChaosReport) String() string {
 	return b.String()
 }
 
-// Line is a one-line account of the fault.
-func (f ChaosFault) Line(l *Lab) string {
+// Line is a one-line account of the fault, timed from start (the report's).
+func (f ChaosFault) Line(start time.Time) string {
 	s := fmt.Sprintf("#%d t+%v %s on %s %s: two holders %v, no holder %v, failovers %d (spurious %d), outage %v",
-		f.Seq, l.Since(f.Start).Round(100*time.Millisecond), f.Kind, f.Target, f.Detail, f.TwoHolders.Round(time.Millisecond),
+		f.Seq, f.Start.Sub(start).Round(100*time.Millisecond), f.Kind, f.Target, f.Detail, f.TwoHolders.Round(time.Millisecond),
 		f.NoHolder.Round(time.Millisecond), f.Failovers, f.Spurious, f.Outage.Round(time.Millisecond))
 	if f.Takeover >= 0 {
 		s += fmt.Sprintf(", takeover %v", f.Takeover.Round(time.Millisecond))
@@ -260,7 +265,7 @@ func (l *Lab) Chaos(ctx context.Context, o ChaosOptions) (ChaosReport, error) {
 	if logf == nil {
 		logf = l.opts.Logf
 	}
-	rep := ChaosReport{Backend: l.Store.Backend(), Seed: o.Seed, Duration: o.Duration, Start: time.Now()}
+	rep := ChaosReport{Backend: l.Store.Backend(), Seed: o.Seed, Duration: o.Duration, Kinds: o.Kinds, Start: time.Now()}
 	err := l.runChaos(ctx, &rep, o.Duration, newChaosSchedule(o.Seed, kinds, l.opts.TTL), logf)
 	rep.End = time.Now()
 	l.measureChaos(&rep)
@@ -274,7 +279,9 @@ func (l *Lab) runChaos(ctx context.Context, rep *ChaosReport, d time.Duration, s
 		if err := hold(ctx, p.gap); err != nil {
 			return err
 		}
-		f, err := l.chaosFault(ctx, seq, p, logf)
+		f, err := l.chaosFault(ctx, seq, p, func(format string, args ...any) {
+			logf("chaos #%d t+%v: "+format, append([]any{seq, time.Since(rep.Start).Round(100 * time.Millisecond)}, args...)...)
+		})
 		if f.Kind != "" {
 			rep.Faults = append(rep.Faults, f)
 		}
@@ -330,7 +337,7 @@ func (l *Lab) chaosFault(ctx context.Context, seq int, p chaosPlan, logf func(st
 	if p.kind == StoreMemberRestart {
 		f.Detail = "stop, start"
 	}
-	logf("chaos #%d t+%v: %s on %s %s", seq, l.Since(time.Now()).Round(100*time.Millisecond), p.kind, f.Target, f.Detail)
+	logf("%s on %s %s", p.kind, f.Target, f.Detail)
 
 	f.Start = time.Now()
 	if err := l.injectChaos(ctx, p, node, members); err != nil {

@@ -34,7 +34,7 @@ func TestChaosNeverTwoHolders(t *testing.T) {
 		defer cancel()
 		rep, err := l.Chaos(ctx, ChaosOptions{Seed: seed, Duration: d})
 		for _, f := range rep.Faults {
-			t.Log(f.Line(l))
+			t.Log(f.Line(rep.Start))
 		}
 		t.Logf("\n%s", rep)
 		if err != nil {
