@@ -99,11 +99,16 @@
 // VIPs already removed by the kernel: the Manager sees the removal and binds them again at once
 // (without a lifetime if the deadline is near by then), a loss of a few milliseconds.
 //
-// The deadline itself is earlier than the earliest instant another node can bind the VIPs, by more
-// than the margin: the deadline is the keepalive's send time + TTL - margin, while the store
-// expires the lease TTL after it received the last keepalive (after the send time), and another
-// node binds only after it has learnt of the expiry, won, and promoted (see fencing.Deadline). The
-// lifetime does not count on that slack; it ends by the deadline.
+// The lifetime ends by the deadline, which is earlier than the earliest instant another node can
+// bind the VIPs. For etcd and ZooKeeper (fencing.Deadline) the deadline is S + TTL - margin, where
+// S is when the master sent its last acknowledged keepalive; the store received it at R >= S and
+// can expire the lease no sooner than R + TTL; another node then has to learn of the expiry, win
+// and promote, at least one round trip e more. So another node binds at R + TTL + e >= deadline +
+// margin + e. For VRRP the deadline is three advert intervals after the last advert sent, and a
+// backup declares the master down no sooner than Master_Down_Interval (three intervals plus the
+// skew time) after it received that advert. The lifetime does not count on this slack (margin + e,
+// or the skew time): the Manager is told only the deadline, and the margin is the daemon's own
+// allowance for its timer, GC pauses and the netlink round trip.
 //
 // A zero deadline binds permanently.
 //
