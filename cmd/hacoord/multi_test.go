@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -128,11 +129,14 @@ func (n *node) has(t *testing.T, vip string) bool {
 	return false
 }
 
-// status reads the status file of the node's instance group.
+// status reads the status file of the node's instance group (a zero Status while there is none).
 func (n *node) status(t *testing.T, group string) Status {
 	t.Helper()
 	var st Status
 	b, err := os.ReadFile(filepath.Join(n.dir, group+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return st
+	}
 	if err == nil {
 		err = json.Unmarshal(b, &st)
 	}
@@ -220,9 +224,7 @@ func startPair(t *testing.T, body string) (*clientv3.Client, *node, *node) {
 	}, n1)
 	n2 := startNode(t, b, "n2", ep, body)
 	eventually(t, "n2 a backup of both", func() bool {
-		_, errA := os.Stat(filepath.Join(n2.dir, "A.json"))
-		_, errB := os.Stat(filepath.Join(n2.dir, "B.json"))
-		return errA == nil && errB == nil && n2.status(t, "A").Role == "backup" && n2.status(t, "B").Role == "backup"
+		return n2.status(t, "A").Role == "backup" && n2.status(t, "B").Role == "backup"
 	}, n2)
 	return cli, n1, n2
 }
@@ -234,9 +236,10 @@ func TestTwoInstancesFailOverIndependently(t *testing.T) {
 	testenv.RequireRoot(t)
 	cli, n1, n2 := startPair(t, twoInstances)
 	termB := leader(t, cli, "B").Term
-	if st := n1.status(t, "A"); st.Instance != "A" || st.Group != "A" || st.Role != "master" || !st.Promoted {
-		t.Fatalf("n1 status of A = %+v, want instance A master", st)
-	}
+	eventually(t, "n1's status file of A naming instance A, master", func() bool {
+		st := n1.status(t, "A")
+		return st.Instance == "A" && st.Group == "A" && st.Role == "master" && st.Promoted
+	}, n1)
 
 	fail(t, n1, "A")
 	eventually(t, "A's record and VIP on n2", func() bool {
@@ -248,9 +251,10 @@ func TestTwoInstancesFailOverIndependently(t *testing.T) {
 	if !n1.has(t, "192.0.2.102") || n2.has(t, "192.0.2.102") {
 		t.Errorf("B's VIP moved: n1 %v, n2 %v", n1.vips(t), n2.vips(t))
 	}
-	if st := n1.status(t, "A"); st.Promoted || st.Eligible {
-		t.Errorf("n1 status of A = %+v, want not promoted, not eligible", st)
-	}
+	eventually(t, "n1's status of A: not promoted, not eligible", func() bool {
+		st := n1.status(t, "A")
+		return !st.Promoted && !st.Eligible
+	}, n1)
 	checkLogs(t, n1)
 }
 
@@ -366,10 +370,9 @@ vips: [192.0.2.101/24, {address: 198.51.100.101/24, dev: eth1, label: "eth1:web"
 		}
 		return false
 	}
-	eventually(t, "both VIPs bound, each on its device", func() bool { return n.has(t, "192.0.2.101") && labelled() }, n)
-	if st := n.status(t, "web"); len(st.BoundVIPs) != 2 {
-		t.Errorf("status bound_vips = %v, want both", st.BoundVIPs)
-	}
+	eventually(t, "both VIPs bound, each on its device, and in the status file", func() bool {
+		return n.has(t, "192.0.2.101") && labelled() && len(n.status(t, "web").BoundVIPs) == 2
+	}, n)
 	n.exit(t)
 	if labelled() {
 		t.Error("the VIP on eth1 is still bound after the daemon stopped")
