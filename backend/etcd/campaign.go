@@ -164,8 +164,8 @@ func (t *term) waitDelete(ctx context.Context, pred string, rev int64) error {
 	}
 }
 
-// recheckEvery is how often a waiting candidate reads the queue again even though its watch is
-// quiet: once per TTL, one small read per candidate.
+// recheckEvery is how often a candidate reads again what it watches (the candidate ahead, its own
+// key) even though the watch is quiet: once per TTL, one small read per candidate.
 func (t *term) recheckEvery() time.Duration { return t.l.ttl }
 
 // pause waits d, or less: until wake fires (nil: never), eligibility is withdrawn (errIneligible)

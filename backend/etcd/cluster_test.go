@@ -205,6 +205,8 @@ func TestStoreLeaderFaultIsNoFailover(t *testing.T) {
 		zeroOutage     bool
 		maxOutageTotal time.Duration
 	}{
+		// 1s - 100ms - 250ms < 1.1s: the deadline passes during the leader change (the log).
+		{"kill/ttl1s", etcdtest.ClusterTickMs, etcdtest.ClusterElectionMs, time.Second, 0, false, 1500 * time.Millisecond},
 		{"kill/ttl2s", etcdtest.ClusterTickMs, etcdtest.ClusterElectionMs, 2 * time.Second, 0, false, 1500 * time.Millisecond},
 		{"cut6s/ttl2s", etcdtest.ClusterTickMs, etcdtest.ClusterElectionMs, 2 * time.Second, 6 * time.Second, false, 1500 * time.Millisecond},
 		{"kill/ttl3s", etcdtest.ClusterTickMs, etcdtest.ClusterElectionMs, 3 * time.Second, 0, true, 0},

@@ -115,3 +115,67 @@ func TestDeposedMasterCannotOverwriteRecord(t *testing.T) {
 		t.Fatalf("master record %+v (lease %x, err %v), want %s's term %d", rr, got.Kvs[0].Lease, err, want.Node, want.Term)
 	}
 }
+
+// A watch follows the endpoint: one started before a move ends at the move, and one started after
+// it runs on the new member, even though the old member went silent (clientv3 would otherwise add
+// it to the old member's stream, which hangs).
+func TestWatchFollowsTheEndpoint(t *testing.T) {
+	c := etcdtest.StartCluster(t, 3)
+	// A follower f is cut below (the store carries on): write through the others.
+	eps := c.Endpoints()
+	f := (c.WaitLeader() + 1) % 3
+	eps = append(eps[f:], eps[:f]...)
+	admin, err := clientv3.New(clientv3.Config{Endpoints: eps[1:], DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	cfg := DefaultConfig()
+	cfg.Endpoints, cfg.Group, cfg.Name = eps, "follow", "n"
+	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
+	cn, err := dial(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cn.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	ep, old, stopOld := cn.watch(ctx, "k")
+	defer stopOld()
+	if _, err := admin.Put(ctx, "k", "1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-old:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event on the first endpoint")
+	}
+	c.Cut(f)
+	defer c.Heal(f)
+	if !cn.move(ep, errors.New("test"), 0) {
+		t.Fatal("did not move")
+	}
+	// At once, while the old stream may still be closing.
+	_, fresh, stopFresh := cn.watch(ctx, "k")
+	defer stopFresh()
+	ended := time.After(time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-old:
+		case <-ended:
+			t.Fatal("the watch on the old endpoint did not end at the move")
+		}
+	}
+	if _, err := admin.Put(ctx, "k", "2"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case wr := <-fresh:
+		if len(wr.Events) == 0 || string(wr.Events[0].Kv.Value) != "2" {
+			t.Fatalf("watch after the move got %+v, want the put of 2", wr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a watch started after the move saw nothing: it went to the silent member")
+	}
+}

@@ -257,7 +257,8 @@ func (t *term) confirm(ctx context.Context, rec election.Record) error {
 // watchOwnKey returns errKeyDeleted once the store shows the election key gone (a DELETE event, or
 // a read that finds it missing or created again), or nil when ctx is done. A watch that breaks
 // (compacted, cancelled, moved to another endpoint) is followed by a read and a new watch from the
-// read's revision: a broken watch never deposes by itself.
+// read's revision: a broken watch never deposes by itself. The key is read again every TTL even while
+// the watch is quiet, so a watch that broke without saying so costs at most that.
 func (t *term) watchOwnKey(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
@@ -288,21 +289,30 @@ func (t *term) watchOwnKey(ctx context.Context) error {
 }
 
 // watchDelete watches key from rev until a DELETE (true), a broken watch (its error; nil for a
-// move to another endpoint), or ctx's end.
+// move to another endpoint), recheckEvery without news (nil), or ctx's end.
 func (t *term) watchDelete(ctx context.Context, key string, rev int64) (bool, error) {
 	ep, wch, stop := t.c.watch(ctx, key, clientv3.WithRev(rev))
 	defer stop()
-	for wr := range wch {
-		if err := wr.Err(); err != nil {
-			t.c.failed(ep, err)
-			t.log.Info("watch on own election key broke; reading again", zap.Error(err))
-			return false, err
-		}
-		for _, ev := range wr.Events {
-			if ev.Type == mvccpb.DELETE {
-				return true, nil
+	recheck := time.NewTimer(t.recheckEvery())
+	defer recheck.Stop()
+	for {
+		select {
+		case <-recheck.C:
+			return false, nil
+		case wr, ok := <-wch:
+			if !ok {
+				return false, nil
+			}
+			if err := wr.Err(); err != nil {
+				t.c.failed(ep, err)
+				t.log.Info("watch on own election key broke; reading again", zap.Error(err))
+				return false, err
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == mvccpb.DELETE {
+					return true, nil
+				}
 			}
 		}
 	}
-	return false, nil
 }
