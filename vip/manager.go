@@ -51,7 +51,8 @@ type Manager struct {
 	until  time.Time // self-fencing deadline while held; zero = none
 	linkUp bool      // the interface is up and running, as last seen
 	// noBackstop: with Lifetime, the last bind came too close to the deadline for a kernel lifetime
-	// to end by it, so the VIPs are bound without one (logged once per run of such binds).
+	// to end by it, so the VIPs are bound without one (logged once per run of such binds, and once
+	// per Acquire).
 	noBackstop bool
 	// The announcement schedule while held: repeats rounds left, RepeatInterval apart, and the next
 	// periodic refresh (zero when off).
@@ -380,7 +381,7 @@ func (m *Manager) bindLocked(v netip.Prefix, until time.Time) error {
 // releaseLocked deletes every configured VIP (without listing first) and stops the schedule. It
 // returns the VIPs that were present and the failed deletes, joined.
 func (m *Manager) releaseLocked() ([]netip.Prefix, error) {
-	m.held, m.until = false, time.Time{}
+	m.held, m.until, m.noBackstop = false, time.Time{}, false
 	m.repeatsLeft, m.nextRepeat, m.nextRefresh = 0, time.Time{}, time.Time{}
 	var (
 		removed []netip.Prefix
