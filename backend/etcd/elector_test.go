@@ -574,29 +574,35 @@ func candidateKey(t *testing.T, admin *clientv3.Client, group, name string) (str
 	return "", 0
 }
 
-// A master made ineligible while the store does not answer demotes at once and keeps trying to
-// resign: once the store answers (well within the lease's life, so nothing else would remove its
-// key) the resign goes through and the backup takes over.
+// A master made ineligible while the store is down demotes at once and keeps trying to resign:
+// once the store is back (well within the lease's life, so nothing else would remove its key) the
+// resign goes through and the backup takes over.
 func TestResignRetriedUntilItSucceeds(t *testing.T) {
-	srv := etcdtest.Start(t)
-	a, p := proxied(t, srv, "retry", "a")
+	c := etcdtest.StartCluster(t, 1)
+	et := etcdtest.ClusterElectionMs * time.Millisecond
+	a := startWith(t, c.Endpoints(), "retry", "a", et)
 	a.Wait(t, settle, "Master", lastIs(election.Master))
-	b, _ := proxied(t, srv, "retry", "b")
+	b := startWith(t, c.Endpoints(), "retry", "b", et)
 	b.Wait(t, settle, "Backup", lastIs(election.Backup))
 	t.Cleanup(func() { electiontest.CheckNoOverlap(t, a, b) })
 
-	p.Block()
+	c.Kill(0)
 	a.Cand.Elector.(election.Eligibility).SetEligible(false)
-	a.Wait(t, settle, "Backup (not eligible)", lastIs(election.Backup))
-	select { // the cut's duration, well under the lease TTL: the lease survives it
-	case <-time.After(testTTL / 2):
+	a.Wait(t, settle, "Backup (not eligible)", func(st []electiontest.Stamped) bool {
+		l := st[len(st)-1]
+		return l.Role != election.Master && !l.Acted.IsZero()
+	})
+	ki := clusterTTL / 4
+	select { // the store stays down for two keepalive intervals: longer than one resign attempt
+	case <-time.After(2 * ki):
 	case <-a.Done():
 	}
-	p.Unblock()
-	healed := time.Now()
-	// The next attempt follows within the backoff (at most RetryMax, 500ms) plus a round trip; had
-	// the resign been given up, the key would stay for as long as a keeps its lease alive.
-	bound := 2 * testTTL
+	c.Restart(0)
+	back := time.Now()
+	// The next attempt follows within the backoff (at most RetryMax, 500ms) and a reconnection (at
+	// most an interval); had the resign been given up, the key would stay for as long as a keeps
+	// its lease alive.
+	bound := 4 * ki
 	b.Wait(t, bound, "Master once a's resign went through", lastIs(election.Master))
-	t.Logf("b master %v after the store answered a again", time.Since(healed))
+	t.Logf("b master %v after the store came back", time.Since(back))
 }
