@@ -74,7 +74,7 @@
 // RTNL lock; L/7 covers the wheel's 8/63 for long lifetimes) and writes, at each bind and each
 // Extend, the largest whole L with now + L + kernelExpiryLateness(L) <= deadline: floor((deadline -
 // now - 1.25 s) * 7/8 / 1 s). Measured on a 6.18 kernel (HZ 250, in a namespace, 2 busy cores):
-// an address alone is removed 12-34 ms after its lifetime ends; when another address of the
+// an address alone is removed 0-68 ms after its lifetime ends; when another address of the
 // namespace is added 100 ms before that end, 0.91-0.93 s after (TestLifetimeEndsBeforeTheDeadline;
 // another hacoord group renewing its VIPs on the same host does the same). Two things the figure
 // does not cover: the check is deferrable work (INIT_DEFERRABLE_WORK in current kernels), so a CPU
