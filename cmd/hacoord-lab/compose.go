@@ -147,7 +147,9 @@ func composeFailover(ctx context.Context, o *composeFlags, out io.Writer) error 
 		return err
 	}
 	// A restarted node is a backup: the VIP must stay where it is (equal VRRP priorities, no preemption).
-	time.Sleep(5 * time.Second)
+	if err := sleepCtx(ctx, 5*time.Second); err != nil {
+		return err
+	}
 	calls, err := o.lab.Calls(ctx, at)
 	if err != nil {
 		return err
@@ -186,7 +188,9 @@ func composePartition(ctx context.Context, o *composeFlags, out io.Writer) error
 		return err
 	}
 	fmt.Fprintf(out, "\n%s  docker network connect --ip %s %s %s\n", at.UTC().Format("15:04:05.000"), a.IP, a.Network, a.Container)
-	time.Sleep(o.settle)
+	if err := sleepCtx(ctx, o.settle); err != nil {
+		return err
+	}
 	calls, err := o.lab.Calls(ctx, at)
 	if err != nil {
 		return err
@@ -247,6 +251,17 @@ func composeDown(ctx context.Context, o *composeFlags, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "Removed the %s of compose project %s.\n", what, o.lab.Project)
 	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func nodeCounts(by map[string]int) string {

@@ -96,17 +96,18 @@ func attachment(ctx context.Context, container string) (Attachment, error) {
 	if err := json.Unmarshal(out, &nets); err != nil {
 		return Attachment{}, fmt.Errorf("composetest: inspect %s: %w", container, err)
 	}
-	if len(nets) != 1 {
-		return Attachment{}, fmt.Errorf("composetest: %s is on %d networks, want 1", container, len(nets))
-	}
+	var as []Attachment
 	for name, n := range nets {
 		ip := n.IPAddress
 		if n.IPAMConfig != nil && n.IPAMConfig.IPv4Address != "" {
 			ip = n.IPAMConfig.IPv4Address
 		}
-		return Attachment{container, name, ip}, nil
+		as = append(as, Attachment{container, name, ip})
 	}
-	panic("unreachable")
+	if len(as) != 1 {
+		return Attachment{}, fmt.Errorf("composetest: %s is on %d networks, want 1", container, len(as))
+	}
+	return as[0], nil
 }
 
 // Partition disconnects the master's container from the lab network (docker network
