@@ -14,7 +14,7 @@ import (
 // loggers and add their own fields (group and node, or vrid and interface).
 //
 // Every etcd Elector makes its own client: etcd.Config takes endpoints, not a *clientv3.Client,
-// so instances do not share one connection yet (see the report in docs/config.md).
+// so instances do not share one connection yet (docs/config.md, "Store connections").
 func newElector(ip *instancePlan, rec election.Record, log *zap.Logger) (election.Elector, error) {
 	switch ip.backend {
 	case backendEtcd:

@@ -3,10 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/hacoord/hacoord/internal/netnstest"
+	"github.com/hacoord/hacoord/internal/testenv"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -148,15 +155,52 @@ func TestDaemonRefusesUnknownInterface(t *testing.T) {
 	}
 }
 
-// The example configuration shipped in deploy/ is valid and means what it says.
-func TestExampleConfigIsValid(t *testing.T) {
-	code, out, stderr := runCLI(t, "check-config", "--config", "../../deploy/hacoord.example.yaml", "--interface", "lo")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s", code, stderr)
+// The example configurations shipped in deploy/ are valid and mean what they say: the daemon's
+// mapping and validation accept them (here, without the machine's interfaces), ...
+func TestExampleConfigsMapAndValidate(t *testing.T) {
+	for _, f := range []string{"../../deploy/hacoord.example.yaml", "../../deploy/hacoord.instances.example.yaml"} {
+		fv := defaultFlagValues()
+		s, err := load(pflag.NewFlagSet("t", pflag.ContinueOnError), &fv, f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if _, err := buildPlan(s); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
-	for _, want := range []string{"group: web", "lb_algo: wrr", "name: haproxy", "fence_guard: true", "address: 10.0.0.11"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("effective config lacks %q:\n%s", want, out)
+}
+
+// ... and check-config, on a node with their interfaces (eth0, eth1 in a namespace), passes them
+// and prints what they mean.
+func TestExampleConfigsCheck(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns, peer := netnstest.New(t, "ex"), netnstest.New(t, "ey")
+	for i, dev := range []string{"eth0", "eth1"} {
+		p := netip.MustParsePrefix(fmt.Sprintf("10.%d.0.11/24", i))
+		if _, _, err := netnstest.Veth(ns, dev, p, peer, dev, netip.Prefix{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for f, wants := range map[string][]string{
+		"../../deploy/hacoord.example.yaml": {"group: web", "lb_algo: wrr", "name: haproxy", "fence_guard: true", "address: 10.0.0.11",
+			"#   virtual server TCP 10.0.0.100:80: lb_algo wrr, lb_kind DR"},
+		"../../deploy/hacoord.instances.example.yaml": {"# configuration OK: node node1, 3 instance(s)",
+			"# instance ext: etcd on eth0, group ext", "# instance int: etcd on eth1, group int",
+			"# instance legacy: vrrp on eth0, vrid 51, priority 150", "10.1.0.200/24 (dev eth1, label eth1:legacy)",
+			"#   virtual server TCP 10.0.0.100:443: lb_algo wlc, lb_kind NAT", "# sync group router: ext, int (ext leads)"},
+	} {
+		var code int
+		var out, stderr string
+		if err := ns.Do(func() error { code, out, stderr = runCLI(t, "check-config", "--config", f); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if code != exitOK {
+			t.Fatalf("%s: exit %d: %s", f, code, stderr)
+		}
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: effective config lacks %q:\n%s", f, want, out)
+			}
 		}
 	}
 }
