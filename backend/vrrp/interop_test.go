@@ -93,8 +93,9 @@ func (p profile) takeover(prio int) time.Duration { return p.masterDown(prio) + 
 // master's timer) before.
 func (p profile) earliest(prio int) time.Duration { return p.masterDown(prio) - p.advert - slack }
 
-// follow bounds how soon a backup follows a new master: its first advert, sent on taking over.
-func (p profile) follow() time.Duration { return p.advert + slack }
+// follow bounds how soon a backup follows a new master: its first advert, sent on taking over,
+// comes after the VIPs are set; on a loaded machine allow two more. Not a safety window.
+func (p profile) follow() time.Duration { return 3*p.advert + slack }
 
 // startup bounds how long a group takes to settle at start (keepalived's start-up, every router a
 // backup for a Master_Down_Interval first). Not a safety window.

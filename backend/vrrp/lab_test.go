@@ -155,7 +155,24 @@ func (nd *node) waitSince(t testing.TB, start time.Time, d time.Duration, what s
 		select {
 		case <-nd.changed:
 		case <-tm.C:
-			t.Fatalf("%s: not within %s; last state %+v, stats %+v", what, d, nd.last(), nd.e.Stats())
+			t.Fatalf("%s: not within %s (%s); last state %+v, stats %+v", what, d, nd.lateBy(start, cond, time.Second), nd.last(), nd.e.Stats())
+		}
+	}
+}
+
+// lateBy waits up to extra more for a State that missed its window, only to say in the failure how
+// late it came.
+func (nd *node) lateBy(start time.Time, cond func(election.State) bool, extra time.Duration) string {
+	tm := time.NewTimer(extra)
+	defer tm.Stop()
+	for {
+		if at, ok := nd.firstSince(start, cond); ok {
+			return fmt.Sprintf("it came after %s", at.Sub(start))
+		}
+		select {
+		case <-nd.changed:
+		case <-tm.C:
+			return fmt.Sprintf("not even %s later", extra)
 		}
 	}
 }
@@ -379,6 +396,23 @@ func (w *vipWatch) firstSince(start time.Time, want bool) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// lateBy waits up to extra more for the change that missed its window, only to say in the failure
+// how late it came: just late, or as late as a protocol timer that should not have been involved.
+func (w *vipWatch) lateBy(start time.Time, want bool, extra time.Duration) string {
+	tm := time.NewTimer(extra)
+	defer tm.Stop()
+	for {
+		if at, ok := w.firstSince(start, want); ok {
+			return fmt.Sprintf("it came after %s", at.Sub(start))
+		}
+		select {
+		case <-w.changed:
+		case <-tm.C:
+			return fmt.Sprintf("not even %s later", extra)
+		}
+	}
+}
+
 func (w *vipWatch) get() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -408,7 +442,7 @@ func (k *keepalived) waitMasterSince(want bool, start time.Time, d time.Duration
 		select {
 		case <-k.vip.changed:
 		case <-tm.C:
-			k.t.Fatalf("keepalived in %s: master=%v not within %s", k.ns.Name, want, d)
+			k.t.Fatalf("keepalived in %s: master=%v not within %s (%s)", k.ns.Name, want, d, k.vip.lateBy(start, want, time.Second))
 		}
 	}
 }
