@@ -378,3 +378,46 @@ vips: [192.0.2.101/24, {address: 198.51.100.101/24, dev: eth1, label: "eth1:web"
 		t.Error("the VIP on eth1 is still bound after the daemon stopped")
 	}
 }
+
+// The notify hooks hear the instance's transitions: notify master and backup; notify_master,
+// notify_backup, notify_fault and notify_stop their own role (the store going away is a fault).
+func TestNotifyHooks(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := etcdtest.Start(t)
+	a, _ := twoNodes(t)
+	dir := t.TempDir()
+	hook := filepath.Join(dir, "hook")
+	// Each hook appends "<its name> <role> <group> <term>" to dir/events.
+	script := "#!/bin/sh\necho \"$(basename \"$0\") $3 $1 $4\" >> " + filepath.Join(dir, "events") + "\n"
+	for _, name := range []string{"notify", "master", "backup", "fault", "stop"} {
+		if err := os.WriteFile(hook+"-"+name, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := startNode(t, a, "n1", "http://"+srv.Endpoints()[0], `name: %[1]s
+endpoints: [%[2]s]
+lease_ttl: 1s
+fence_guard: false
+interface: eth0
+group: web
+status_file: %[3]s/web.json
+vips: [192.0.2.101/24]
+hooks: {notify: `+hook+`-notify, notify_master: `+hook+`-master, notify_backup: `+hook+`-backup,
+        notify_fault: `+hook+`-fault, notify_stop: `+hook+`-stop}
+`)
+	events := func() string { b, _ := os.ReadFile(filepath.Join(dir, "events")); return string(b) }
+	eventually(t, "notify and notify_master told of master", func() bool {
+		e := events()
+		return strings.Contains(e, "hook-notify master web") && strings.Contains(e, "hook-master master web")
+	}, n)
+	srv.Close()
+	eventually(t, "the master let go and notify_fault was told", func() bool {
+		e := events()
+		return !n.has(t, "192.0.2.101") && strings.Contains(e, "hook-fault fault web") &&
+			strings.Contains(e, "hook-notify backup web") && strings.Contains(e, "hook-backup backup web")
+	}, n)
+	n.exit(t)
+	if e := events(); !strings.Contains(e, "hook-stop stop web") || strings.Contains(e, "hook-master backup") {
+		t.Errorf("events after stop:\n%s\nwant notify_stop told, and each notify_<role> only its role", e)
+	}
+}
