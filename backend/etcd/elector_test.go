@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -398,10 +399,14 @@ func TestWatchBrokenByCompaction(t *testing.T) {
 	}
 }
 
-// candidateRev returns the create revision of name's election key in group.
+// candidateRev waits until name has an election key in group (a Backup State is offered before the
+// key is put) and returns its create revision.
 func candidateRev(t *testing.T, admin *clientv3.Client, group, name string) int64 {
 	t.Helper()
-	resp, err := admin.Get(opCtx(t), etcd.ElectionPrefix(group)+"/", clientv3.WithPrefix())
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	pfx := etcd.ElectionPrefix(group) + "/"
+	resp, err := admin.Get(ctx, pfx, clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +415,14 @@ func candidateRev(t *testing.T, admin *clientv3.Client, group, name string) int6
 			return kv.CreateRevision
 		}
 	}
-	t.Fatalf("no election key of %s in %s", name, group)
+	for wr := range admin.Watch(ctx, pfx, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.PUT && string(ev.Kv.Value) == name {
+				return ev.Kv.CreateRevision
+			}
+		}
+	}
+	t.Fatalf("no election key of %s in %s within %v", name, group, settle)
 	return 0
 }
 
