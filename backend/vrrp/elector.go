@@ -101,8 +101,9 @@ func (e *Elector) Stats() Stats {
 }
 
 // Mismatches returns the routers heard since Run started whose adverts for this VRID do not match
-// this router's configuration, one entry per reason and source, sorted by reason and source. Such a
-// router does not join this virtual router: both may be master. Empty when there is none.
+// this router's configuration, one entry per reason and source (the 64 most recent), sorted by
+// reason and source. Such a router does not join this virtual router (unless Mismatch.Dropped is
+// false): both may be master. Empty when there is none.
 func (e *Elector) Mismatches() []Mismatch {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -290,12 +291,10 @@ func (r *runner) step(ev Event) {
 	}
 	st := r.m.Stats()
 	st.SendErrors = r.sendErrors
-	var mms []Mismatch
 	e.mu.Lock()
 	prev := e.stats
 	if st.MismatchedTotal() != prev.MismatchedTotal() {
-		mms = r.m.Mismatches()
-		e.mismatches = mms
+		e.mismatches = r.m.Mismatches()
 	}
 	e.stats = st
 	e.mu.Unlock()
