@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -420,4 +422,83 @@ hooks: {notify: `+hook+`-notify, notify_master: `+hook+`-master, notify_backup: 
 	if e := events(); !strings.Contains(e, "hook-stop stop web") || strings.Contains(e, "hook-master backup") {
 		t.Errorf("events after stop:\n%s\nwant notify_stop told, and each notify_<role> only its role", e)
 	}
+}
+
+// vrrpSync is one node of a VRRP pair whose instances A and B form a sync group; B has a track
+// script that fails while dir/fail-B exists.
+const vrrpSync = `backend: vrrp
+name: %[1]s
+fence_guard: false
+log: {format: json, level: debug}
+interface: eth0
+vrrp: {priority: %[2]s, advert_int: 100ms}
+announce: {count: 1, repeat: 0, refresh: 0s}
+instances:
+  - {name: A, vips: [192.0.2.101/24], vrrp: {vrid: 11}, status_file: %[3]s/A.json}
+  - name: B
+    vips: [192.0.2.102/24]
+    vrrp: {vrid: 12}
+    status_file: %[3]s/B.json
+    track_scripts: [{name: chk, script: "test ! -e %[3]s/fail-B", interval: 100ms, timeout: 5s}]
+sync_groups:
+  - {name: G, instances: [A, B]}
+`
+
+// startBinary runs the real daemon (HACOORD_BIN) in ns, as the lab does: VRRP opens its raw
+// socket in Run, on whatever thread, so only a process of its own is in the namespace throughout.
+func startBinary(t *testing.T, bin string, ns *netnstest.NS, name, prio string) *node {
+	t.Helper()
+	n := &node{name: name, ns: ns, dir: t.TempDir(), log: &syncBuffer{}, done: make(chan int, 1)}
+	p := filepath.Join(n.dir, "hacoord.yaml")
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(vrrpSync, name, prio, n.dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := ns.Command(context.Background(), bin, "--config", p)
+	cmd.Stderr = n.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := cmd.Wait()
+		code := 0
+		if err != nil {
+			code = -1
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+		}
+		n.done <- code
+	}()
+	n.stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM) }
+	t.Cleanup(func() { n.exit(t) })
+	return n
+}
+
+// With native VRRP, a sync group also moves as one: when a member's check fails on the master, the
+// whole group goes to the other router (the followers wait in FAULT for their leader), and comes
+// back, whole, when the preferred router is healthy again.
+func TestVRRPSyncGroupMovesTogether(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := os.Getenv("HACOORD_BIN")
+	if bin == "" {
+		testenv.Unavailable(t, "HACOORD_BIN not set (make test builds bin/hacoord and sets it)")
+	}
+	a, b := twoNodes(t)
+	n1 := startBinary(t, bin, a, "n1", "150")
+	eventually(t, "n1 master of both", func() bool { return n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102") }, n1)
+	n2 := startBinary(t, bin, b, "n2", "100")
+	eventually(t, "n2 waiting: B in fault while A is backup", func() bool {
+		return n2.status(t, "A").Role == "backup" && n2.status(t, "B").Role == "fault"
+	}, n2)
+
+	fail(t, n1, "B")
+	eventually(t, "A and B on n2, none on n1", func() bool {
+		return n2.has(t, "192.0.2.101") && n2.has(t, "192.0.2.102") && len(n1.vips(t)) == 0
+	}, n1, n2)
+	if err := os.Remove(filepath.Join(n1.dir, "fail-B")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "A and B back on n1 (it preempts), none on n2", func() bool {
+		return n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102") && len(n2.vips(t)) == 0
+	}, n1, n2)
 }
