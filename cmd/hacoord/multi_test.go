@@ -18,13 +18,13 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/hacoord/hacoord/backend/etcd"
+	"github.com/hacoord/hacoord/backend/zk"
 	"github.com/hacoord/hacoord/election"
 	"github.com/hacoord/hacoord/internal/etcdtest"
 	"github.com/hacoord/hacoord/internal/netnstest"
 	"github.com/hacoord/hacoord/internal/testenv"
+	"github.com/hacoord/hacoord/internal/zktest"
 )
 
 // syncBuffer is an io.Writer safe to read while a daemon writes to it.
@@ -165,28 +165,94 @@ func eventually(t *testing.T, what string, cond func() bool, logs ...*node) {
 	}
 }
 
-// leader returns the master record of group in etcd (zero when none).
-func leader(t *testing.T, cli *clientv3.Client, group string) election.Record {
+// store is a running etcd or ZooKeeper for the daemons under test, with an Observer per group
+// that keeps the latest master record.
+type store struct {
+	backend  string
+	endpoint string
+	lines    string // the configuration's store keys
+	mu       sync.Mutex
+	records  map[string]election.Record
+}
+
+// startStore starts the backend's store and follows the master records of groups, until t ends.
+func startStore(t *testing.T, backend string, groups ...string) *store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := cli.Get(ctx, etcd.LeaderKey(group))
+	st := &store{backend: backend, records: map[string]election.Record{}}
+	switch backend {
+	case backendEtcd:
+		srv := etcdtest.Start(t)
+		st.endpoint, st.lines = "http://"+srv.Endpoints()[0], "lease_ttl: 1s"
+	case backendZK:
+		srv := zktest.Start(t, zktest.Options{})
+		st.endpoint, st.lines = srv.Addr(), "zookeeper: {session_timeout: 1s}"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, g := range groups {
+		obs := st.observer(t, g)
+		recs := make(chan election.Record)
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = obs.Observe(ctx, recs) }()
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case r := <-recs:
+					st.mu.Lock()
+					st.records[g] = r
+					st.mu.Unlock()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return st
+}
+
+func (st *store) observer(t *testing.T, group string) election.Observer {
+	t.Helper()
+	var (
+		obs election.Observer
+		err error
+	)
+	if st.backend == backendEtcd {
+		c := etcd.DefaultConfig()
+		c.Endpoints, c.Group = []string{st.endpoint}, group
+		obs, err = etcd.NewObserver(c, nil)
+	} else {
+		c := zk.DefaultConfig()
+		c.Servers, c.Group = []string{st.endpoint}, group
+		obs, err = zk.NewObserver(c, nil)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.Kvs) == 0 {
-		return election.Record{}
+	return obs
+}
+
+// leader returns the latest master record of group (zero when none).
+func (st *store) leader(group string) election.Record {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.records[group]
+}
+
+// forStores runs test over etcd and over ZooKeeper.
+func forStores(t *testing.T, test func(t *testing.T, backend string)) {
+	for _, b := range []string{backendEtcd, backendZK} {
+		t.Run(b, func(t *testing.T) { test(t, b) })
 	}
-	r, _ := election.ParseRecord(resp.Kvs[0].Value)
-	return r
 }
 
 // The configuration of both nodes: instances A (192.0.2.101) and B (192.0.2.102), each with a track
 // script that fails while dir/fail-<instance> exists.
-const twoInstances = `backend: etcd
+const twoInstances = `backend: {{backend}}
 name: %[1]s
 endpoints: [%[2]s]
-lease_ttl: 1s
+{{store}}
 fence_guard: false
 log: {format: json, level: info}
 interface: eth0
@@ -210,25 +276,19 @@ func fail(t *testing.T, n *node, instance string) {
 }
 
 // startPair starts n1, waits until it is master of both instances, then starts n2.
-func startPair(t *testing.T, body string) (*clientv3.Client, *node, *node) {
+func startPair(t *testing.T, st *store, body string) (*node, *node) {
 	t.Helper()
-	srv := etcdtest.Start(t)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	ep := "http://" + srv.Endpoints()[0]
+	body = strings.NewReplacer("{{backend}}", st.backend, "{{store}}", st.lines).Replace(body)
 	a, b := twoNodes(t)
-	n1 := startNode(t, a, "n1", ep, body)
+	n1 := startNode(t, a, "n1", st.endpoint, body)
 	eventually(t, "n1 master of A and B, holding both VIPs", func() bool {
-		return leader(t, cli, "A").Node == "n1" && leader(t, cli, "B").Node == "n1" && n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102")
+		return st.leader("A").Node == "n1" && st.leader("B").Node == "n1" && n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102")
 	}, n1)
-	n2 := startNode(t, b, "n2", ep, body)
+	n2 := startNode(t, b, "n2", st.endpoint, body)
 	eventually(t, "n2 a backup of both", func() bool {
 		return n2.status(t, "A").Role == "backup" && n2.status(t, "B").Role == "backup"
 	}, n2)
-	return cli, n1, n2
+	return n1, n2
 }
 
 // One daemon runs two instances, each its own election: when A's track script fails on the node
@@ -236,55 +296,60 @@ func startPair(t *testing.T, body string) (*clientv3.Client, *node, *node) {
 // same term. The status files and log lines name their instance.
 func TestTwoInstancesFailOverIndependently(t *testing.T) {
 	testenv.RequireRoot(t)
-	cli, n1, n2 := startPair(t, twoInstances)
-	termB := leader(t, cli, "B").Term
-	eventually(t, "n1's status file of A naming instance A, master", func() bool {
-		st := n1.status(t, "A")
-		return st.Instance == "A" && st.Group == "A" && st.Role == "master" && st.Promoted
-	}, n1)
+	forStores(t, func(t *testing.T, backend string) {
+		st := startStore(t, backend, "A", "B")
+		n1, n2 := startPair(t, st, twoInstances)
+		termB := st.leader("B").Term
+		eventually(t, "n1's status file of A naming instance A, master", func() bool {
+			s := n1.status(t, "A")
+			return s.Instance == "A" && s.Group == "A" && s.Role == "master" && s.Promoted
+		}, n1)
 
-	fail(t, n1, "A")
-	eventually(t, "A's record and VIP on n2", func() bool {
-		return leader(t, cli, "A").Node == "n2" && n2.has(t, "192.0.2.101") && !n1.has(t, "192.0.2.101")
-	}, n1, n2)
-	if r := leader(t, cli, "B"); r.Node != "n1" || r.Term != termB {
-		t.Errorf("B's record %+v after A failed over, want n1 with term %d still", r, termB)
-	}
-	if !n1.has(t, "192.0.2.102") || n2.has(t, "192.0.2.102") {
-		t.Errorf("B's VIP moved: n1 %v, n2 %v", n1.vips(t), n2.vips(t))
-	}
-	eventually(t, "n1's status of A: not promoted, not eligible", func() bool {
-		st := n1.status(t, "A")
-		return !st.Promoted && !st.Eligible
-	}, n1)
-	checkLogs(t, n1)
+		fail(t, n1, "A")
+		eventually(t, "A's record and VIP on n2", func() bool {
+			return st.leader("A").Node == "n2" && n2.has(t, "192.0.2.101") && !n1.has(t, "192.0.2.101")
+		}, n1, n2)
+		if r := st.leader("B"); r.Node != "n1" || r.Term != termB {
+			t.Errorf("B's record %+v after A failed over, want n1 with term %d still", r, termB)
+		}
+		if !n1.has(t, "192.0.2.102") || n2.has(t, "192.0.2.102") {
+			t.Errorf("B's VIP moved: n1 %v, n2 %v", n1.vips(t), n2.vips(t))
+		}
+		eventually(t, "n1's status of A: not promoted, not eligible", func() bool {
+			s := n1.status(t, "A")
+			return !s.Promoted && !s.Eligible
+		}, n1)
+		checkLogs(t, n1)
+	})
 }
 
 // A sync group moves together: when B's track script fails on the node that holds the group, both
 // A and B move to the other node (their records and VIPs), and the failed node holds neither.
 func TestSyncGroupMovesTogether(t *testing.T) {
 	testenv.RequireRoot(t)
-	body := twoInstances + "sync_groups:\n  - {name: G, instances: [A, B]}\n"
-	cli, n1, n2 := startPair(t, body)
+	forStores(t, func(t *testing.T, backend string) {
+		st := startStore(t, backend, "A", "B")
+		n1, n2 := startPair(t, st, twoInstances+"sync_groups:\n  - {name: G, instances: [A, B]}\n")
 
-	fail(t, n1, "B")
-	eventually(t, "A and B on n2", func() bool {
-		return leader(t, cli, "A").Node == "n2" && leader(t, cli, "B").Node == "n2" &&
-			n2.has(t, "192.0.2.101") && n2.has(t, "192.0.2.102")
-	}, n1, n2)
-	if got := n1.vips(t); len(got) > 0 {
-		t.Errorf("n1 still holds %v after its group moved", got)
-	}
-	// n1 is healthy again: stopping n2 hands the whole group back.
-	if err := os.Remove(filepath.Join(n1.dir, "fail-B")); err != nil {
-		t.Fatal(err)
-	}
-	n2.exit(t)
-	eventually(t, "A and B back on n1", func() bool {
-		return leader(t, cli, "A").Node == "n1" && leader(t, cli, "B").Node == "n1" &&
-			n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102")
-	}, n1)
-	checkLogs(t, n1)
+		fail(t, n1, "B")
+		eventually(t, "A and B on n2", func() bool {
+			return st.leader("A").Node == "n2" && st.leader("B").Node == "n2" &&
+				n2.has(t, "192.0.2.101") && n2.has(t, "192.0.2.102")
+		}, n1, n2)
+		if got := n1.vips(t); len(got) > 0 {
+			t.Errorf("n1 still holds %v after its group moved", got)
+		}
+		// n1 is healthy again: stopping n2 hands the whole group back.
+		if err := os.Remove(filepath.Join(n1.dir, "fail-B")); err != nil {
+			t.Fatal(err)
+		}
+		n2.exit(t)
+		eventually(t, "A and B back on n1", func() bool {
+			return st.leader("A").Node == "n1" && st.leader("B").Node == "n1" &&
+				n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102")
+		}, n1)
+		checkLogs(t, n1)
+	})
 }
 
 // checkLogs checks every JSON log line of n: no key twice, and the instances' lines name theirs.
