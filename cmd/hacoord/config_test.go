@@ -1,10 +1,18 @@
 package main
 
 import (
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/hacoord/hacoord/internal/netnstest"
+	"github.com/hacoord/hacoord/internal/testenv"
 )
 
 // checkFile writes body to a file and runs check-config on it with args.
@@ -284,4 +292,47 @@ func TestLongFormVIP(t *testing.T) {
 `)
 	wantAll(t, code, stderr, "line 8 (instances[0].vips[0]", "field device not found in a VIP",
 		"line 9 (instances[0].vips[1]", "address: required")
+}
+
+// A VIP that is already an address of the interface is refused, naming it and how it shows: with
+// another prefix, or as the primary address of its subnet; a VIP hacoord left bound (a secondary
+// address, removed at start-up) is not, nor is one the node does not have.
+func TestOwnAddressRefused(t *testing.T) {
+	testenv.RequireRoot(t)
+	a, b := netnstest.New(t, "oa"), netnstest.New(t, "ob")
+	la, _, err := netnstest.Veth(a, "eth0", netip.MustParsePrefix("192.0.2.1/24"), b, "eth0", netip.Prefix{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"192.0.2.50/24", "2001:db8::1/64"} { // a leftover VIP; the node's IPv6 address
+		pfx := netip.MustParsePrefix(p)
+		x := &netlink.Addr{IPNet: &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen())}}
+		if pfx.Addr().Is4() {
+			x.Flags = unix.IFA_F_NODAD // as vip binds it
+		}
+		if err := a.Netlink.AddrAdd(la, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(args ...string) (int, string) {
+		var code int
+		var stderr string
+		if err := a.Do(func() error {
+			code, _, stderr = runCLI(t, append([]string{"check-config", "--endpoints", "http://127.0.0.1:2379", "--name", "n1", "--interface", "eth0"}, args...)...)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return code, stderr
+	}
+	code, stderr := check("--vip", "192.0.2.1/24", "--vip", "192.0.2.1/32", "--vip", "2001:db8::1/64")
+	wantAll(t, code, stderr,
+		"--vip 192.0.2.1/24: 192.0.2.1 is already an address of eth0 (its primary address in 192.0.2.0/24), the interface's own",
+		"--vip 192.0.2.1/32: 192.0.2.1 is already an address of eth0 (as 192.0.2.1/24)",
+		"--vip 2001:db8::1/64: 2001:db8::1 is already an address of eth0 (bound without nodad)")
+	if code, stderr := check("--vip", "192.0.2.50/24", "--vip", "192.0.2.60/24"); code != exitOK {
+		t.Fatalf("a VIP hacoord left bound, or one the node lacks, was refused: exit %d: %s", code, stderr)
+	}
+	code, stderr = check("--vip", "192.0.2.60/24", "--address", "192.0.2.60")
+	wantAll(t, code, stderr, "--address 192.0.2.60: 192.0.2.60 is this node's address in the master record, and a VIP too")
 }

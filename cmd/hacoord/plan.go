@@ -208,6 +208,9 @@ func (b *planner) instance(in *instanceSettings, tlsc *tls.Config) *instancePlan
 	if ip.group == "" {
 		ip.group = ip.name
 	}
+	if ip.address.IsValid() && slices.ContainsFunc(ip.vips, func(v netip.Prefix) bool { return v.Addr() == ip.address }) {
+		b.fail(b.s.key(in, "address", ip.address.String()), "%s is this node's address in the master record, and a VIP too", ip.address)
+	}
 	ip.status = k.StatusFile
 	if ip.status == "" {
 		ip.status = defaultStatusFile(ip.group, d.Name)

@@ -114,9 +114,10 @@ func (b *planner) checkInterface(ip *instancePlan) {
 			continue
 		}
 		for _, n := range set.index {
-			if v := ip.vips[n]; ownAddress(addrs, v.Addr()) {
+			v := ip.vips[n]
+			if own, how := ownAddress(addrs, v); own {
 				b.fail(b.s.key(ip.in, fmt.Sprintf("vips[%d]", n), v.String()),
-					"%s is already an address of %s that hacoord did not bind (the interface's own address): pick another VIP", v.Addr(), dev)
+					"%s is already an address of %s (%s), the interface's own, not a VIP hacoord bound: pick another VIP", v.Addr(), dev, how)
 			}
 		}
 	}
@@ -146,16 +147,29 @@ func linkAddrs(name string) ([]netlink.Addr, error) {
 	return addrs, nil
 }
 
-// ownAddress reports whether a is bound on the interface other than the way hacoord binds a VIP:
-// hacoord binds every VIP with IFA_F_NODAD (vip/kernel.go), so an address without it is the
-// interface's own (a leftover VIP from a crashed hacoord carries the flag, and start-up removes it).
-func ownAddress(addrs []netlink.Addr, a netip.Addr) bool {
+// ownAddress reports whether VIP v is already an address of the interface that is not hacoord's
+// binding of it, and how that shows: the address with another prefix length; for IPv6, without
+// IFA_F_NODAD (hacoord binds every VIP with it, vip/kernel.go; the kernel keeps it for IPv6 only);
+// for IPv4, as the primary address of a subnet shorter than /32 (a VIP hacoord bound in a subnet
+// the interface has an address in is a secondary address). A leftover VIP of a crashed hacoord,
+// which start-up removes, is none of these — unless it was the only address of its subnet.
+func ownAddress(addrs []netlink.Addr, v netip.Prefix) (bool, string) {
 	for _, x := range addrs {
-		if xa, ok := netip.AddrFromSlice(x.IP); ok && xa.Unmap() == a && x.Flags&unix.IFA_F_NODAD == 0 {
-			return true
+		xa, ok := netip.AddrFromSlice(x.IP)
+		if !ok || xa.Unmap() != v.Addr() {
+			continue
+		}
+		bits, _ := x.Mask.Size()
+		switch {
+		case bits != v.Bits():
+			return true, fmt.Sprintf("as %s/%d", xa.Unmap(), bits)
+		case v.Addr().Is6() && x.Flags&unix.IFA_F_NODAD == 0:
+			return true, "bound without nodad"
+		case v.Addr().Is4() && bits < 32 && x.Flags&unix.IFA_F_SECONDARY == 0:
+			return true, fmt.Sprintf("its primary address in %s", v.Masked())
 		}
 	}
-	return false
+	return false, ""
 }
 
 // primaryIPv4 returns the first IPv4 address of the interface that is not a VIP: the source VRRP
