@@ -96,28 +96,29 @@ type hooks struct {
 	lastRole    election.Role                // what watch last saw (the Coordinator's loop only)
 }
 
-// newHooks builds the hooks of k for group and node.
-func newHooks(k hookKeys, group, node string, log *zap.Logger) (*hooks, error) {
+// newHooks builds the hooks of hp for group and node: a Notifier (not started) per notify hook.
+func newHooks(hp hookPlan, group, node string, log *zap.Logger) (*hooks, error) {
 	h := &hooks{group: group, node: node, byRole: map[string]*fencing.Notifier{}}
-	if k.Fence != "" {
-		h.fence = &fencing.Hook{Path: k.Fence, Timeout: k.Timeout}
+	if f, ok := hp["hooks.fence"]; ok {
+		h.fence = &f
 	}
-	mk := func(path, name string) (*fencing.Notifier, error) {
-		if path == "" {
-			return nil, nil
+	for key, role := range map[string]string{"hooks.notify": "", "hooks.notify_master": roleMaster,
+		"hooks.notify_backup": roleBackup, "hooks.notify_fault": roleFault, "hooks.notify_stop": roleStop} {
+		hook, ok := hp[key]
+		if !ok {
+			continue
 		}
-		return fencing.NewNotifier(fencing.Hook{Path: path, Timeout: k.Timeout}, log.Named(name))
-	}
-	var err error
-	if h.notify, err = mk(k.Notify, "notify"); err != nil {
-		return nil, err
-	}
-	for role, path := range map[string]string{roleMaster: k.NotifyMaster, roleBackup: k.NotifyBackup, roleFault: k.NotifyFault, roleStop: k.NotifyStop} {
-		n, err := mk(path, "notify-"+role)
+		name := "notify"
+		if role != "" {
+			name += "-" + role
+		}
+		n, err := fencing.NewNotifier(hook, log.Named(name))
 		if err != nil {
 			return nil, err
 		}
-		if n != nil {
+		if role == "" {
+			h.notify = n
+		} else {
 			h.byRole[role] = n
 		}
 	}

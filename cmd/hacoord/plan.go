@@ -15,6 +15,7 @@ import (
 	"github.com/hacoord/hacoord/backend/zk"
 	"github.com/hacoord/hacoord/election"
 	"github.com/hacoord/hacoord/election/health"
+	"github.com/hacoord/hacoord/fencing"
 	"github.com/hacoord/hacoord/ipvs"
 	"github.com/hacoord/hacoord/vip"
 )
@@ -46,7 +47,7 @@ type instancePlan struct {
 	vipSets []vipSet    // the VIPs by device and label; the instance's interface first
 	ipvs    ipvs.Config
 	health  health.Config
-	hooks   hookKeys
+	hooks   hookPlan
 	in      *instanceSettings // where its keys came from, to name them in errors
 }
 
@@ -186,7 +187,7 @@ func (b *planner) etcdTLS() *tls.Config {
 func (b *planner) instance(in *instanceSettings, tlsc *tls.Config) *instancePlan {
 	k, d := in.keys, b.s.daemon
 	ip := &instancePlan{in: in, backend: d.Backend, iface: k.Interface, address: k.Address.Addr,
-		vips: k.VIPs.prefixes(), src: k.VRRP.UnicastSrc.Addr, ipvs: k.IPVS, health: k.Health, hooks: k.Hooks}
+		vips: k.VIPs.prefixes(), src: k.VRRP.UnicastSrc.Addr, ipvs: k.IPVS, health: k.Health, hooks: mapHooks(k.Hooks)}
 	if in.backend != "" {
 		ip.backend = in.backend
 		if !validBackend(in.backend) {
@@ -324,24 +325,28 @@ func trimmed(in []string) []string {
 	return out
 }
 
-// checkHooks checks the hook settings (fencing.Hook has no Validate yet: a candidate for a move).
-func (b *planner) checkHooks(ip *instancePlan) {
-	h := ip.hooks
-	if h.Timeout < 0 {
-		b.fail(b.s.key(ip.in, "hooks.timeout", ""), "%v is negative", h.Timeout)
-	}
-}
+// hookPlan is an instance's hooks as fencing.Hooks, by YAML key (hooks.fence, hooks.notify,
+// hooks.notify_master, ...); a key is absent when its hook is not set.
+type hookPlan map[string]fencing.Hook
 
-// paths returns the hooks set, by YAML key.
-func (h hookKeys) paths() map[string]string {
-	m := map[string]string{}
-	for k, v := range map[string]string{"hooks.fence": h.Fence, "hooks.notify": h.Notify, "hooks.notify_master": h.NotifyMaster,
-		"hooks.notify_backup": h.NotifyBackup, "hooks.notify_fault": h.NotifyFault, "hooks.notify_stop": h.NotifyStop} {
-		if v != "" {
-			m[k] = v
+// mapHooks maps the hook keys onto fencing.Hook values.
+func mapHooks(k hookKeys) hookPlan {
+	hp := hookPlan{}
+	for key, path := range map[string]string{"hooks.fence": k.Fence, "hooks.notify": k.Notify, "hooks.notify_master": k.NotifyMaster,
+		"hooks.notify_backup": k.NotifyBackup, "hooks.notify_fault": k.NotifyFault, "hooks.notify_stop": k.NotifyStop} {
+		if path != "" {
+			hp[key] = fencing.Hook{Path: path, Timeout: k.Timeout}
 		}
 	}
-	return m
+	return hp
+}
+
+// checkHooks checks the hook settings (fencing.Hook has no Validate yet: a candidate for a move;
+// that each program exists is checkSystem's).
+func (b *planner) checkHooks(ip *instancePlan) {
+	if t := ip.in.keys.Hooks.Timeout; t < 0 {
+		b.fail(b.s.key(ip.in, "hooks.timeout", ""), "%v is negative", t)
+	}
 }
 
 // checkStores checks the store endpoints the instances need: URL schemes for etcd, ports for

@@ -86,8 +86,8 @@ func checkSystem(s settings, p *plan) error {
 		} else {
 			m.Close()
 		}
-		for key, path := range ip.hooks.paths() {
-			if _, err := exec.LookPath(path); err != nil {
+		for key, h := range ip.hooks {
+			if _, err := exec.LookPath(h.Path); err != nil {
 				b.fail(s.key(ip.in, key, ""), "%v", err)
 			}
 		}
