@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/hacoord/hacoord/internal/etcdtest"
 	"github.com/hacoord/hacoord/internal/netnstest"
 	"github.com/hacoord/hacoord/internal/testenv"
 )
@@ -335,4 +336,26 @@ func TestOwnAddressRefused(t *testing.T) {
 	}
 	code, stderr = check("--vip", "192.0.2.60/24", "--address", "192.0.2.60")
 	wantAll(t, code, stderr, "--address 192.0.2.60: 192.0.2.60 is this node's address in the master record, and a VIP too")
+}
+
+// hacoord watch reads the store from --config and the group from --instance, --group or the only
+// instance; with several instances and neither it says which flag to give.
+func TestWatchWithConfig(t *testing.T) {
+	srv := etcdtest.Start(t)
+	body := "backend: etcd\nname: n1\nendpoints: [http://" + srv.Endpoints()[0] + "]\ninterface: lo\ninstances:\n" +
+		"  - {name: A, vips: [10.0.0.1/24]}\n  - {name: B, group: web, vips: [10.0.0.2/24]}\n"
+	p := filepath.Join(t.TempDir(), "hacoord.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "watch", "--once", "--config", p)
+	wantAll(t, code, stderr, "--group or --instance: "+p+" has 2 instances")
+	code, _, stderr = runCLI(t, "watch", "--once", "--config", p, "--instance", "C")
+	wantAll(t, code, stderr, `--instance "C": no such instance`)
+	for _, args := range [][]string{{"--instance", "B"}, {"--group", "web"}} {
+		code, out, stderr := runCLI(t, append([]string{"watch", "--once", "--config", p}, args...)...)
+		if code != exitOK || strings.TrimSpace(out) != "{}" {
+			t.Errorf("watch %v: exit %d, out %q, stderr %s; want {} (no master of web yet)", args, code, out, stderr)
+		}
+	}
 }
