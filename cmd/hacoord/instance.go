@@ -44,15 +44,8 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writ
 			in.close()
 		}
 	}()
-	for _, set := range ip.vipSets {
-		vm, err := vip.New(set.cfg, in.log.Named("vip"))
-		if err != nil {
-			return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
-		}
-		in.vms = append(in.vms, vm)
-		if err := vm.Cleanup(ctx); err != nil {
-			return nil, fmt.Errorf("instance %s: remove leftover VIPs on %s: %w", ip.name, set.cfg.Interface, err)
-		}
+	if err := in.openVIPs(ctx); err != nil {
+		return nil, err
 	}
 	rec := ip.record(p.node)
 	if !rec.Address.IsValid() {
@@ -77,21 +70,46 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writ
 	if in.hooks, err = newHooks(ip.hooks, ip.group, p.node, in.log); err != nil {
 		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
 	}
-	in.guards = make([]*guard, len(in.vms))
-	for i, set := range ip.vipSets {
-		if !p.fenceGuard {
-			break
+	if p.fenceGuard {
+		if err := in.startGuards(stderr); err != nil {
+			return nil, err
 		}
+	}
+	return in, nil
+}
+
+// openVIPs opens a vip.Manager per device and removes the VIPs left bound there (a crash, a
+// SIGKILL): the instance is not master yet.
+func (in *instance) openVIPs(ctx context.Context) error {
+	for _, set := range in.plan.vipSets {
+		vm, err := vip.New(set.cfg, in.log.Named("vip"))
+		if err != nil {
+			return configError{fmt.Errorf("instance %s: %w", in.plan.name, err)}
+		}
+		in.vms = append(in.vms, vm)
+		if err := vm.Cleanup(ctx); err != nil {
+			return fmt.Errorf("instance %s: remove leftover VIPs on %s: %w", in.plan.name, set.cfg.Interface, err)
+		}
+	}
+	return nil
+}
+
+// startGuards starts a fence guard per device (a guard watches one interface).
+func (in *instance) startGuards(stderr io.Writer) error {
+	in.guards = make([]*guard, len(in.vms))
+	for i, set := range in.plan.vipSets {
 		gs := in.set
 		gs.Interface, gs.VIPs = set.cfg.Interface, nil
 		for _, v := range set.cfg.VIPs {
 			gs.VIPs = append(gs.VIPs, v.String())
 		}
-		if in.guards[i], err = startGuard(gs, stderr, in.log.Named("guard")); err != nil {
-			return nil, fmt.Errorf("instance %s: %w", ip.name, err)
+		g, err := startGuard(gs, stderr, in.log.Named("guard"))
+		if err != nil {
+			return fmt.Errorf("instance %s: %w", in.plan.name, err)
 		}
+		in.guards[i] = g
 	}
-	return in, nil
+	return nil
 }
 
 // wire builds the instance's Gate and Coordinator over el (in.el, or the member of a sync group
@@ -104,7 +122,11 @@ func (in *instance) wire(el election.Elector) error {
 	}
 	var vas []vipAction
 	for i, vm := range in.vms {
-		vas = append(vas, vipAction{m: vm, guard: in.guards[i], dev: in.plan.vipSets[i].cfg.Interface, log: in.log.Named("vip")})
+		var g *guard
+		if in.guards != nil {
+			g = in.guards[i]
+		}
+		vas = append(vas, vipAction{m: vm, guard: g, dev: in.plan.vipSets[i].cfg.Interface, log: in.log.Named("vip")})
 	}
 	acts := in.hooks.actions(vas, in.ipv, len(in.plan.ipvs.VirtualServers) > 0)
 	in.co, err = election.NewCoordinator(el, acts, in.log.Named("coordinator"))

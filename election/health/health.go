@@ -78,60 +78,68 @@ const maxIfNameLen = 15
 
 // Validate reports every problem with c, joined; each names its key (track_scripts[0].name).
 func (c Config) Validate() error {
+	return errors.Join(append(c.validateScripts(), c.validateInterfaces()...)...)
+}
+
+func keyed(key, format string, args ...any) error {
+	return fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...))
+}
+
+func (c Config) validateScripts() []error {
 	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
 	seen := map[string]int{}
 	for i, s := range c.Scripts {
 		key := fmt.Sprintf("track_scripts[%d]", i)
 		switch j, dup := seen[s.Name]; {
 		case s.Name == "":
-			bad(key+".name", "required")
+			errs = append(errs, keyed(key+".name", "required"))
 		case dup:
-			bad(key+".name", "%q is also track_scripts[%d]", s.Name, j)
+			errs = append(errs, keyed(key+".name", "%q is also track_scripts[%d]", s.Name, j))
 		default:
 			seen[s.Name] = i
 		}
 		if len(strings.Fields(s.Script)) == 0 {
-			bad(key+".script", "required (the program to run)")
+			errs = append(errs, keyed(key+".script", "required (the program to run)"))
 		}
-		for _, f := range []struct {
-			name string
-			v    time.Duration
-		}{{"interval", s.Interval}, {"timeout", s.Timeout}} {
-			if f.v < 0 {
-				bad(key+"."+f.name, "%v is negative", f.v)
-			}
+		if s.Interval < 0 {
+			errs = append(errs, keyed(key+".interval", "%v is negative", s.Interval))
+		}
+		if s.Timeout < 0 {
+			errs = append(errs, keyed(key+".timeout", "%v is negative", s.Timeout))
 		}
 		if s.Rise < 0 {
-			bad(key+".rise", "%d is negative", s.Rise)
+			errs = append(errs, keyed(key+".rise", "%d is negative", s.Rise))
 		}
 		if s.Fall < 0 {
-			bad(key+".fall", "%d is negative", s.Fall)
+			errs = append(errs, keyed(key+".fall", "%d is negative", s.Fall))
 		}
 		if s.Weight < -254 || s.Weight > 254 {
-			bad(key+".weight", "%d is outside -254..254", s.Weight)
+			errs = append(errs, keyed(key+".weight", "%d is outside -254..254", s.Weight))
 		}
 	}
-	seenIf := map[string]int{}
+	return errs
+}
+
+func (c Config) validateInterfaces() []error {
+	var errs []error
+	seen := map[string]int{}
 	for i, t := range c.Interfaces {
 		key := fmt.Sprintf("track_interfaces[%d]", i)
-		switch j, dup := seenIf[t.Name]; {
+		switch j, dup := seen[t.Name]; {
 		case t.Name == "":
-			bad(key+".name", "required")
+			errs = append(errs, keyed(key+".name", "required"))
 		case len(t.Name) > maxIfNameLen || strings.ContainsAny(t.Name, "/: \t\n"):
-			bad(key+".name", "%q is not an interface name", t.Name)
+			errs = append(errs, keyed(key+".name", "%q is not an interface name", t.Name))
 		case dup:
-			bad(key+".name", "%q is also track_interfaces[%d]", t.Name, j)
+			errs = append(errs, keyed(key+".name", "%q is also track_interfaces[%d]", t.Name, j))
 		default:
-			seenIf[t.Name] = i
+			seen[t.Name] = i
 		}
 		if t.Weight < -254 || t.Weight > 254 {
-			bad(key+".weight", "%d is outside -254..254", t.Weight)
+			errs = append(errs, keyed(key+".weight", "%d is outside -254..254", t.Weight))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // A Sink hears every change of a check's verdict. election.Gate is one. Set must not block.
