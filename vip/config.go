@@ -52,6 +52,43 @@ type Config struct {
 	Lifetime bool
 	// Announce is the announcement schedule.
 	Announce AnnounceConfig
+	// Conflict is the probe Acquire sends before binding, and what it does when another host
+	// answers for a VIP.
+	Conflict ConflictConfig
+}
+
+// ConflictPolicy is what Acquire does when its probe finds another host answering for a VIP.
+type ConflictPolicy string
+
+// The conflict policies.
+const (
+	// ConflictOff sends no probe. The zero ConflictPolicy means the same.
+	ConflictOff ConflictPolicy = "off"
+	// ConflictFence logs the conflict, calls the function given to OnConflict (hacoord runs its
+	// fence hook with the other host's address) and, when it succeeds, binds. Without such a
+	// function it binds anyway. The default: see the package documentation, "Conflict probe".
+	ConflictFence ConflictPolicy = "fence"
+	// ConflictBind logs the conflict as an error and binds anyway.
+	ConflictBind ConflictPolicy = "bind"
+	// ConflictWait binds the VIPs nobody else answers for, and holds back each one another host
+	// answers for: Run probes it again every Retry and binds and announces it once nobody answers.
+	// Manager.Conflicts lists the VIPs held back.
+	ConflictWait ConflictPolicy = "wait"
+)
+
+// ConflictConfig configures the probe before binding: for each IPv4 VIP an ARP probe (RFC 5227
+// section 2.1.1: sender IP 0.0.0.0, target the VIP), for each IPv6 VIP a duplicate address
+// detection solicitation (RFC 4862 section 5.4.2: from ::, to the VIP's solicited-node group).
+type ConflictConfig struct {
+	// Policy says what an answer leads to. Default ConflictFence; "" is ConflictOff.
+	Policy ConflictPolicy
+	// Probes is how many rounds of probes are sent, Interval apart. Default 3.
+	Probes int
+	// Interval separates the rounds, and is how long Acquire listens after the last: a probe
+	// that nobody answers adds Probes x Interval to the promote path. Default 20ms (60ms in all).
+	Interval time.Duration
+	// Retry is how often ConflictWait probes a held-back VIP again. Default 1s.
+	Retry time.Duration
 }
 
 // DefaultConfig returns a Config with the defaults filled in and no interface or VIPs.
@@ -64,6 +101,7 @@ func DefaultConfig() Config {
 			RepeatInterval: 1100 * time.Millisecond,
 			Refresh:        10 * time.Second,
 		},
+		Conflict: ConflictConfig{Policy: ConflictFence, Probes: 3, Interval: 20 * time.Millisecond, Retry: time.Second},
 	}
 }
 
@@ -125,7 +163,27 @@ func (c Config) Validate() error {
 	if a.Refresh < 0 || (a.Refresh > 0 && a.Refresh <= neighLocktime) {
 		bad("announce refresh %v must be 0 (off) or more than %v", a.Refresh, neighLocktime)
 	}
+	switch cf := c.Conflict; cf.Policy {
+	case "", ConflictOff:
+	case ConflictFence, ConflictBind, ConflictWait:
+		if cf.Probes < 1 {
+			bad("conflict probes %d: want at least 1", cf.Probes)
+		}
+		if cf.Interval <= 0 || cf.Interval > time.Second {
+			bad("conflict interval %v: want more than 0 and at most 1s (it delays every promote)", cf.Interval)
+		}
+		if cf.Policy == ConflictWait && cf.Retry < cf.Interval*time.Duration(max(cf.Probes, 1)) {
+			bad("conflict retry %v: want at least the probe's length, probes x interval", cf.Retry)
+		}
+	default:
+		bad("conflict %q is not wait, fence, bind or off", cf.Policy)
+	}
 	return errors.Join(errs...)
+}
+
+// probes reports whether Acquire probes before binding.
+func (c Config) probes() bool {
+	return c.Conflict.Policy != "" && c.Conflict.Policy != ConflictOff
 }
 
 // announces reports whether c sends any announcement at all.

@@ -22,6 +22,9 @@ func TestDefaultConfig(t *testing.T) {
 	if a := c.Announce; a.Count != 3 || a.Repeat != 3 || a.RepeatInterval != 1100*time.Millisecond || a.Refresh != 10*time.Second {
 		t.Errorf("announce defaults = %+v", a)
 	}
+	if cf := c.Conflict; cf.Policy != ConflictFence || cf.Probes != 3 || cf.Interval != 20*time.Millisecond || cf.Retry != time.Second {
+		t.Errorf("conflict defaults = %+v", cf)
+	}
 	if err := validConfig().Validate(); err != nil {
 		t.Fatalf("defaults with an interface and VIPs: %v", err)
 	}
@@ -55,6 +58,11 @@ func TestValidate(t *testing.T) {
 		{"repeat interval 1s", func(c *Config) { c.Announce.RepeatInterval = time.Second }, "more than 1s"},
 		{"refresh 500ms", func(c *Config) { c.Announce.Refresh = 500 * time.Millisecond }, "refresh 500ms"},
 		{"negative refresh", func(c *Config) { c.Announce.Refresh = -time.Second }, "refresh -1s"},
+		{"conflict off", func(c *Config) { c.Conflict = ConflictConfig{} }, ""},
+		{"conflict unknown", func(c *Config) { c.Conflict.Policy = "ignore" }, `conflict "ignore" is not wait, fence, bind or off`},
+		{"conflict no probes", func(c *Config) { c.Conflict.Probes = 0 }, "conflict probes 0"},
+		{"conflict interval", func(c *Config) { c.Conflict.Interval = 2 * time.Second }, "conflict interval 2s"},
+		{"conflict retry", func(c *Config) { c.Conflict.Policy, c.Conflict.Retry = ConflictWait, time.Millisecond }, "conflict retry 1ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig()

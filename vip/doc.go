@@ -112,6 +112,58 @@
 //
 // A zero deadline binds permanently.
 //
+// # Conflict probe
+//
+// Before its first bind, Acquire asks the link whether another host still answers for the VIPs:
+// for each IPv4 VIP an ARP probe (RFC 5227 section 2.1.1: a broadcast request from sender IP
+// 0.0.0.0, so nobody's cache changes, for target the VIP), for each IPv6 VIP a duplicate address
+// detection solicitation (RFC 4862 section 5.4.2: from ::, to the VIP's solicited-node group). It
+// sends ConflictConfig.Probes rounds (default 3) Interval apart (20ms) and listens until Interval
+// after the last round, or until every VIP is answered. An ARP packet whose sender is the VIP
+// (the reply, or that host's own announcement) or a neighbour advertisement for the VIP is a
+// conflict, logged as an error with the other host's MAC. The promote path is latency-critical:
+// a probe nobody answers adds its window (60ms by default) to every failover, one that is
+// answered ends within the round trip. The probe runs under Acquire's context and stops at the
+// self-fencing deadline. Re-promoting while held (a new term) probes nothing: the VIPs on the
+// interface are this node's. Another node's simultaneous probe is not taken for a conflict.
+//
+// What a conflict leads to is ConflictConfig.Policy:
+//
+//   - fence (the default): run the function given to OnConflict (hacoord: the fence hook, told
+//     the VIP and MAC), then bind; if it fails, bind nothing and fail Acquire with ErrConflict, so
+//     the node lets go and another may try. Without a fence hook it binds, and says so.
+//   - bind: bind anyway, logging the conflict as an error.
+//   - wait: bind the VIPs nobody else answers for, hold back the others (Manager.Conflicts, the
+//     status file), probe them again every Retry (1s) and bind and announce each once nobody
+//     answers. A held-back VIP is never announced.
+//   - off: no probe.
+//
+// Why fence and not wait by default: the host still answering after a failover is, nearly always,
+// the old master, alive but cut off from the store, whose kernel kept the VIPs (the daemon and its
+// fence guard killed with the deadline too short for a kernel lifetime, or a box frozen
+// mid-release). That is exactly when failing over matters and when fencing is the remedy; wait
+// would leave the VIPs unserved until someone removes them by hand, and bind alone lets two hosts
+// answer ARP for them until the old one is dealt with. With a fence hook (STONITH, a switch port,
+// a hypervisor API) the operator gets that host fenced, by MAC, before the VIPs are taken; without
+// one the failover proceeds and the error says which host to look at. Choose wait where an
+// address collision is more likely a misconfiguration than a stale master (static addresses of
+// other systems in the range), and off to save the window. Under VRRP preemption the old master
+// can answer for a few milliseconds before it hears the new master's advert: expect a logged
+// conflict there, and with wait a bind one Retry later.
+//
+// # An interface deleted and created again
+//
+// An interface that is deleted and created again under its name has a new index (a container's
+// eth0 after `docker network disconnect` and `connect`); a Manager that kept the old index would
+// fail every later bind with "no such device". None of the Manager's sockets is tied to the
+// index: the packet sockets are bound to every interface of the namespace and name the interface
+// in each send, and the netlink requests use the interface the last lookup by name found. The
+// Manager looks it up again when a bind or delete fails with ENODEV (and tries once more), at
+// every resync (subscription, refresh) and when the kernel reports a new link of that name; a new
+// hardware address rebuilds the announcements. A VIP held meanwhile is bound on the new interface
+// and announced as soon as it is up, and a fence guard that opened the old interface removes the
+// VIPs from the new one.
+//
 // # Network namespaces
 //
 // New opens every socket (netlink handle, netlink notification socket, AF_PACKET sockets) in the

@@ -7,15 +7,15 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/mdlayher/ethernet"
-	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +27,8 @@ type kernel interface {
 	// preferred lifetime in seconds; 0 means permanent.
 	bind(v netip.Prefix, lifetime uint32) error
 	// unbind removes v from the interface and reports whether it was there; an absent address is
-	// not an error.
+	// not an error. bind and unbind report an interface whose index is gone with an error
+	// satisfying errors.Is(err, unix.ENODEV): the Manager then relinks and tries again.
 	unbind(v netip.Prefix) (removed bool, err error)
 	// addrs lists the addresses on the interface.
 	addrs() ([]netip.Prefix, error)
@@ -35,8 +36,14 @@ type kernel interface {
 	linkUp() (bool, error)
 	// send puts one Ethernet frame on the wire.
 	send(frame []byte, ipv6 bool) error
+	// probe sends the conflict probes of req and returns the answers heard (see probeRequest).
+	probe(ctx context.Context, req probeRequest) ([]answer, error)
+	// relink looks the interface up by name again and from then on uses what it finds: the same
+	// interface, or one created since under the same name (a new index, maybe a new hardware
+	// address). changed says the index changed. An error (no such interface) changes nothing.
+	relink() (index int, mac net.HardwareAddr, changed bool, err error)
 	// watch sends address removals and link state changes of the interface on out until ctx is done
-	// (it then returns nil) or the subscription fails.
+	// (it then returns nil) or the subscription fails. It follows the interface across relink.
 	watch(ctx context.Context, out chan<- event) error
 	close() error
 }
@@ -50,6 +57,9 @@ const (
 	linkChanged
 	// subscribed: watching has (re)started; anything before may have been missed.
 	subscribed
+	// linkAppeared: an interface of the configured name with another index appeared (the
+	// interface was deleted and created again); relink picks it up.
+	linkAppeared
 )
 
 type event struct {
@@ -62,15 +72,25 @@ type event struct {
 // network namespace of the calling thread. Opening everything up front, the subscription socket too,
 // means the Manager never switches namespaces (setns needs CAP_SYS_ADMIN, which the daemon does not
 // otherwise need) and can be used from any goroutine afterwards.
+//
+// None of the sockets is tied to the interface's index: the netlink requests name the interface
+// the last relink found, and the packet sockets name it in every send. So when the interface is
+// deleted and created again under its name (a container's eth0 after `docker network disconnect`
+// and `connect` has a new index), a relink is all it takes to bind and announce on the new one.
 type netlinkKernel struct {
 	nl    *netlink.Handle
-	link  netlink.Link
+	name  string
 	label string
+	// link is the interface as the last relink found it (the Manager serialises its use); index is
+	// its index, for watch and probe, which run concurrently.
+	link  netlink.Link
+	index atomic.Int32
 	// sub receives the kernel's address and link notifications; watch reads it.
 	sub      *nl.NetlinkSocket
 	closeSub sync.Once
-	// arpConn and ndConn send the announcements; nil when there is nothing of that family to announce.
-	arpConn, ndConn *packet.Conn
+	// arpSock and ndSock send the announcements and conflict probes and hear the answers; nil when
+	// there is no VIP of that family, or nothing to send.
+	arpSock, ndSock *linkSocket
 }
 
 // netlinkTimeout bounds every netlink request, so a wedged kernel cannot hold the Manager forever.
@@ -82,7 +102,7 @@ const sendTimeout = 100 * time.Millisecond
 // openNetlink opens everything the Manager needs, in the network namespace of the calling OS thread,
 // and returns it with the interface's hardware address.
 func openNetlink(cfg Config) (_ *netlinkKernel, mac net.HardwareAddr, err error) {
-	k := &netlinkKernel{label: cfg.Label}
+	k := &netlinkKernel{name: cfg.Interface, label: cfg.Label}
 	defer func() {
 		if err != nil {
 			_ = k.close()
@@ -99,42 +119,49 @@ func openNetlink(cfg Config) (_ *netlinkKernel, mac net.HardwareAddr, err error)
 	if k.link, err = k.nl.LinkByName(cfg.Interface); err != nil {
 		return nil, nil, fmt.Errorf("vip: interface %q: %w", cfg.Interface, err)
 	}
+	k.index.Store(int32(k.link.Attrs().Index))
 	if k.sub, err = nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK, unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR); err != nil {
 		return nil, nil, fmt.Errorf("vip: netlink subscription: %w", err)
 	}
 	// A larger buffer makes overflow (ENOBUFS, lost notifications) unlikely; watch recovers from it.
 	_ = k.sub.SetReceiveBufferSize(1<<20, false)
-	attrs := k.link.Attrs()
-	mac = attrs.HardwareAddr
-	if !cfg.announces() {
+	mac = k.link.Attrs().HardwareAddr
+	switch {
+	case !cfg.announces() && !cfg.probes():
 		return k, mac, nil
-	}
-	if len(mac) != 6 {
+	case len(mac) != 6 && cfg.announces():
 		return nil, nil, fmt.Errorf("vip: interface %q has no Ethernet address (%q) to announce from; set the announce counts to 0", cfg.Interface, mac)
+	case len(mac) != 6:
+		return k, mac, nil // nothing to probe from: the Manager says so and binds without probing
 	}
-	// The sockets only send. A filter that accepts nothing keeps the kernel from queueing every ARP
-	// and IPv6 packet of the interface on them.
-	drop, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
-	if err != nil {
-		return nil, nil, fmt.Errorf("vip: assemble filter: %w", err)
-	}
-	ifi := &net.Interface{Index: attrs.Index, Name: attrs.Name, HardwareAddr: mac, MTU: attrs.MTU}
 	var v4, v6 bool
 	for _, v := range cfg.VIPs {
 		v4 = v4 || v.Addr().Is4()
 		v6 = v6 || v.Addr().Is6()
 	}
 	if v4 {
-		if k.arpConn, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: drop}); err != nil {
-			return nil, nil, fmt.Errorf("vip: ARP socket on %s: %w", cfg.Interface, err)
+		if k.arpSock, err = openLinkSocket(uint16(ethernet.EtherTypeARP)); err != nil {
+			return nil, nil, fmt.Errorf("vip: ARP socket for %s: %w", cfg.Interface, err)
 		}
 	}
 	if v6 {
-		if k.ndConn, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeIPv6), &packet.Config{Filter: drop}); err != nil {
-			return nil, nil, fmt.Errorf("vip: IPv6 socket on %s: %w", cfg.Interface, err)
+		if k.ndSock, err = openLinkSocket(uint16(ethernet.EtherTypeIPv6)); err != nil {
+			return nil, nil, fmt.Errorf("vip: IPv6 socket for %s: %w", cfg.Interface, err)
 		}
 	}
 	return k, mac, nil
+}
+
+func (k *netlinkKernel) relink() (int, net.HardwareAddr, bool, error) {
+	l, err := k.nl.LinkByName(k.name)
+	if err != nil {
+		return 0, nil, false, fmt.Errorf("interface %q: %w", k.name, err)
+	}
+	a := l.Attrs()
+	changed := a.Index != k.link.Attrs().Index
+	k.link = l
+	k.index.Store(int32(a.Index))
+	return a.Index, a.HardwareAddr, changed, nil
 }
 
 func toIPNet(p netip.Prefix) *net.IPNet {
@@ -171,8 +198,8 @@ func (k *netlinkKernel) unbind(v netip.Prefix) (bool, error) {
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV):
-		return false, nil // not there (or the interface is gone, and its addresses with it)
+	case errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT):
+		return false, nil // not there
 	}
 	return false, err
 }
@@ -216,22 +243,24 @@ func isUp(rawFlags uint32) bool {
 }
 
 func (k *netlinkKernel) send(frame []byte, ipv6 bool) error {
-	c, dst := k.arpConn, net.HardwareAddr(ethernet.Broadcast)
+	s := k.arpSock
 	if ipv6 {
-		c, dst = k.ndConn, allNodesMAC
+		s = k.ndSock
 	}
-	if c == nil {
+	if s == nil {
 		return errors.New("no socket for this address family")
 	}
-	if err := c.SetWriteDeadline(time.Now().Add(sendTimeout)); err != nil {
-		return err
+	if len(frame) < 14 {
+		return errors.New("frame shorter than an Ethernet header")
 	}
-	_, err := c.WriteTo(frame, &packet.Addr{HardwareAddr: dst})
+	dst := net.HardwareAddr(frame[:6]) // the frame's own destination
+	index := int(k.index.Load())
+	err := s.send(frame, index, dst, time.Now().Add(sendTimeout))
 	if errors.Is(err, unix.ENETDOWN) {
-		// When the interface goes down the kernel sets a pending ENETDOWN on every packet socket bound
-		// to it, which the next send reports (and clears) even once the interface is up again. A
-		// second try tells the stale error from a down interface.
-		_, err = c.WriteTo(frame, &packet.Addr{HardwareAddr: dst})
+		// A packet socket bound to an interface gets a pending ENETDOWN when it goes down, which the
+		// next send reports even once it is up again. These sockets are bound to none, but a second
+		// try costs nothing and tells a stale error from a down interface.
+		err = s.send(frame, index, dst, time.Now().Add(sendTimeout))
 	}
 	return err
 }
@@ -261,7 +290,6 @@ func (k *netlinkKernel) watch(ctx context.Context, out chan<- event) error {
 	if !emit(event{kind: subscribed}) {
 		return nil
 	}
-	index := k.link.Attrs().Index
 	for {
 		msgs, from, err := k.sub.Receive()
 		switch {
@@ -279,7 +307,7 @@ func (k *netlinkKernel) watch(ctx context.Context, out chan<- event) error {
 			continue
 		}
 		for _, m := range msgs {
-			if ev, ok := parseNotification(m, index); ok && !emit(ev) {
+			if ev, ok := parseNotification(m, int(k.index.Load()), k.name); ok && !emit(ev) {
 				return nil
 			}
 		}
@@ -287,8 +315,9 @@ func (k *netlinkKernel) watch(ctx context.Context, out chan<- event) error {
 }
 
 // parseNotification turns an rtnetlink notification about interface index into an event: an address
-// removed (RTM_DELADDR), or the link's state (RTM_NEWLINK, RTM_DELLINK).
-func parseNotification(m syscall.NetlinkMessage, index int) (event, bool) {
+// removed (RTM_DELADDR), or the link's state (RTM_NEWLINK, RTM_DELLINK); and an RTM_NEWLINK of
+// another index that carries the interface's name into linkAppeared.
+func parseNotification(m syscall.NetlinkMessage, index int, name string) (event, bool) {
 	switch m.Header.Type {
 	case unix.RTM_DELADDR:
 		if len(m.Data) < unix.SizeofIfAddrmsg {
@@ -325,11 +354,28 @@ func parseNotification(m syscall.NetlinkMessage, index int) (event, bool) {
 		}
 		msg := nl.DeserializeIfInfomsg(m.Data)
 		if int(msg.Index) != index {
+			if m.Header.Type == unix.RTM_NEWLINK && linkName(m.Data[unix.SizeofIfInfomsg:]) == name {
+				return event{kind: linkAppeared}, true
+			}
 			return event{}, false
 		}
 		return event{kind: linkChanged, up: m.Header.Type == unix.RTM_NEWLINK && isUp(msg.Flags)}, true
 	}
 	return event{}, false
+}
+
+// linkName returns the IFLA_IFNAME attribute among a link message's attributes, or "".
+func linkName(b []byte) string {
+	attrs, err := nl.ParseRouteAttr(b)
+	if err != nil {
+		return ""
+	}
+	for _, a := range attrs {
+		if a.Attr.Type == unix.IFLA_IFNAME {
+			return strings.TrimRight(string(a.Value), "\x00")
+		}
+	}
+	return ""
 }
 
 func (k *netlinkKernel) closeSubscription() {
@@ -342,12 +388,12 @@ func (k *netlinkKernel) closeSubscription() {
 
 func (k *netlinkKernel) close() error {
 	var errs []error
-	for _, c := range []*packet.Conn{k.arpConn, k.ndConn} {
-		if c != nil {
-			errs = append(errs, c.Close())
+	for _, s := range []*linkSocket{k.arpSock, k.ndSock} {
+		if s != nil {
+			errs = append(errs, s.close())
 		}
 	}
-	k.arpConn, k.ndConn = nil, nil
+	k.arpSock, k.ndSock = nil, nil
 	k.closeSubscription()
 	if k.nl != nil {
 		k.nl.Close()

@@ -27,6 +27,12 @@ func linkMsg(typ uint16, index int, flags uint32) syscall.NetlinkMessage {
 	return syscall.NetlinkMessage{Header: syscall.NlMsghdr{Type: typ}, Data: msg.Serialize()}
 }
 
+func namedLinkMsg(typ uint16, index int, name string) syscall.NetlinkMessage {
+	m := linkMsg(typ, index, unix.IFF_UP)
+	m.Data = append(m.Data, nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)).Serialize()...)
+	return m
+}
+
 func TestParseNotification(t *testing.T) {
 	v4 := netip.MustParseAddr("192.0.2.100").AsSlice()
 	peer := netip.MustParseAddr("192.0.2.200").AsSlice()
@@ -55,9 +61,12 @@ func TestParseNotification(t *testing.T) {
 		{"link down", linkMsg(unix.RTM_NEWLINK, 7, 0), event{kind: linkChanged, up: false}, true},
 		{"link deleted", linkMsg(unix.RTM_DELLINK, 7, unix.IFF_UP|unix.IFF_RUNNING), event{kind: linkChanged, up: false}, true},
 		{"other link", linkMsg(unix.RTM_NEWLINK, 9, unix.IFF_UP|unix.IFF_RUNNING), event{}, false},
+		{"our name on a new index: created again", namedLinkMsg(unix.RTM_NEWLINK, 12, "vip0"), event{kind: linkAppeared}, true},
+		{"another name on a new index", namedLinkMsg(unix.RTM_NEWLINK, 12, "vip01"), event{}, false},
+		{"our name, deleted from another index", namedLinkMsg(unix.RTM_DELLINK, 12, "vip0"), event{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := parseNotification(tc.msg, 7)
+			got, ok := parseNotification(tc.msg, 7, "vip0")
 			if ok != tc.ok || got != tc.want {
 				t.Fatalf("parseNotification = %+v, %v; want %+v, %v", got, ok, tc.want, tc.ok)
 			}

@@ -41,15 +41,26 @@ type Manager struct {
 	cfg  Config
 	log  *zap.Logger
 	k    kernel
-	anns []announcement // one per VIP, in cfg.VIPs order; nil when cfg announces nothing
-	wake chan struct{}  // capacity 1: the schedule changed, Run recomputes its timer
-	ran  atomic.Bool    // Run was called
+	wake chan struct{} // capacity 1: the schedule changed, Run recomputes its timer
+	ran  atomic.Bool   // Run was called
+	// onConflict is what ConflictFence calls (OnConflict); nil: none.
+	onConflict func(ctx context.Context, cs []Conflict) error
 
 	mu     sync.Mutex // guards the fields below and serialises all kernel calls but watch
 	closed bool
-	held   bool
-	until  time.Time // self-fencing deadline while held; zero = none
-	linkUp bool      // the interface is up and running, as last seen
+	// mac is the interface's hardware address; anns and probes are built from it (again when a
+	// relink finds a new one). anns is nil when cfg announces nothing, probes nil when it does not
+	// probe or the interface has no Ethernet address.
+	mac    net.HardwareAddr
+	anns   []announcement // one per VIP, in cfg.VIPs order
+	probes [][]byte       // one per VIP, in cfg.VIPs order
+	// pending are the VIPs ConflictWait holds back while held, because another host answers for
+	// them; Run probes them again at nextProbe.
+	pending   map[netip.Prefix]Conflict
+	nextProbe time.Time
+	held      bool
+	until     time.Time // self-fencing deadline while held; zero = none
+	linkUp    bool      // the interface is up and running, as last seen
 	// noBackstop: with Lifetime, the last bind came too close to the deadline for a kernel lifetime
 	// to end by it, so the VIPs are bound without one (logged once per run of such binds, and once
 	// per Acquire).
@@ -62,10 +73,10 @@ type Manager struct {
 }
 
 // New validates cfg and opens the sockets the Manager needs (see the Manager's namespace contract):
-// a netlink handle and notification socket, and, when cfg announces anything, one AF_PACKET socket
-// per address family (CAP_NET_RAW). It starts no goroutines. An interface that does not exist is an
-// error naming it. log (nil: no logging) is used as given; the caller names it. Close releases the
-// sockets.
+// a netlink handle and notification socket, and, when cfg announces or probes anything, one
+// AF_PACKET socket per address family of the VIPs (CAP_NET_RAW). It starts no goroutines. An
+// interface that does not exist is an error naming it. log (nil: no logging) is used as given; the
+// caller names it. Close releases the sockets.
 func New(cfg Config, log *zap.Logger) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -93,14 +104,11 @@ func newManager(cfg Config, log *zap.Logger, k kernel, mac net.HardwareAddr) (*M
 		k:    k,
 		wake: make(chan struct{}, 1),
 	}
-	if cfg.announces() {
-		for _, v := range cfg.VIPs {
-			a, err := buildAnnouncement(mac, v)
-			if err != nil {
-				return nil, err
-			}
-			m.anns = append(m.anns, a)
-		}
+	if err := m.setMACLocked(mac); err != nil {
+		return nil, err
+	}
+	if cfg.probes() && m.probes == nil {
+		m.log.Warn("the interface has no Ethernet address: VIPs are bound without a conflict probe", zap.Stringer("mac", mac))
 	}
 	up, err := k.linkUp()
 	if err != nil {
@@ -161,8 +169,13 @@ func (m *Manager) Run(ctx context.Context) error {
 // when it cannot). An until that is not in the future is refused with ErrDeadlinePassed, binding
 // nothing.
 //
+// Unless the VIPs are held already, Acquire first probes for another host answering for them
+// and applies Config.Conflict.Policy (see "Conflict probe" in the package documentation); the
+// probe ends by ctx's end and by until, and binds nothing then.
+//
 // Acquire is all or nothing: if a VIP cannot be bound it removes them all again, returns the error,
-// and the Manager does not hold them. A failure to send an announcement is logged, not returned:
+// and the Manager does not hold them (the VIPs ConflictWait holds back are not bound, and are not
+// a failure). A failure to send an announcement is logged, not returned:
 // the VIPs are bound, and Run announces again when it can.
 func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
 	if err := ctx.Err(); err != nil {
@@ -173,8 +186,21 @@ func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
 	if m.closed {
 		return fmt.Errorf("vip: acquire on %s: %w", m.cfg.Interface, ErrClosed)
 	}
-	var err error
+	// Probe before the first bind only: once held, the VIPs on the interface are this node's.
+	var (
+		hold map[netip.Prefix]Conflict
+		err  error
+	)
+	if !m.held {
+		hold, err = m.checkConflictsLocked(ctx, until)
+	}
 	for _, v := range m.cfg.VIPs {
+		if err != nil {
+			break
+		}
+		if _, held := hold[v]; held || m.isPendingLocked(v) {
+			continue
+		}
 		if err = ctx.Err(); err != nil {
 			err = fmt.Errorf("vip: acquire on %s: %w", m.cfg.Interface, err)
 			break
@@ -190,7 +216,10 @@ func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
 		return err
 	}
 	if !m.held {
-		m.log.Info("VIPs bound", zap.Stringers("vips", m.cfg.VIPs), zap.Bool("lifetime", m.cfg.Lifetime))
+		m.log.Info("VIPs bound", zap.Stringers("vips", m.boundSetLocked(hold)), zap.Bool("lifetime", m.cfg.Lifetime))
+		if len(hold) > 0 {
+			m.pending, m.nextProbe = hold, time.Now().Add(m.cfg.Conflict.Retry)
+		}
 	}
 	m.held, m.until = true, until
 	m.startAnnouncingLocked(time.Now(), "acquired")
@@ -223,6 +252,9 @@ func (m *Manager) Extend(ctx context.Context, until time.Time) error {
 	}
 	var errs []error
 	for _, v := range m.cfg.VIPs {
+		if m.isPendingLocked(v) {
+			continue
+		}
 		if err := m.bindLocked(v, until); err != nil {
 			errs = append(errs, err)
 		}
@@ -295,7 +327,7 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("vip: cleanup on %s: %w", m.cfg.Interface, err))
 			break
 		}
-		if _, err := m.k.unbind(v); err != nil {
+		if _, err := m.unbindLocked(v); err != nil {
 			errs = append(errs, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, err))
 			continue
 		}
@@ -365,12 +397,16 @@ func (m *Manager) bindLocked(v netip.Prefix, until time.Time) error {
 			m.log.Info("the VIPs carry a kernel lifetime again", zap.Uint32("lifetime-s", lft))
 		}
 	}
-	if err := m.k.bind(v, lft); err != nil {
+	err := m.k.bind(v, lft)
+	if isNoDevice(err) && m.relinkLocked("bind") == nil && !expired(until, time.Now()) {
+		err = m.k.bind(v, lft) // the interface was created again: bind on the new one
+	}
+	if err != nil {
 		return fmt.Errorf("vip: add %s on %s: %w", v, m.cfg.Interface, err)
 	}
 	if expired(until, time.Now()) {
 		err := fmt.Errorf("vip: add %s on %s: %w while binding", v, m.cfg.Interface, ErrDeadlinePassed)
-		if _, uerr := m.k.unbind(v); uerr != nil {
+		if _, uerr := m.unbindLocked(v); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, uerr))
 		}
 		return err
@@ -383,12 +419,13 @@ func (m *Manager) bindLocked(v netip.Prefix, until time.Time) error {
 func (m *Manager) releaseLocked() ([]netip.Prefix, error) {
 	m.held, m.until, m.noBackstop = false, time.Time{}, false
 	m.repeatsLeft, m.nextRepeat, m.nextRefresh = 0, time.Time{}, time.Time{}
+	m.pending, m.nextProbe = nil, time.Time{}
 	var (
 		removed []netip.Prefix
 		errs    []error
 	)
 	for _, v := range m.cfg.VIPs {
-		ok, err := m.k.unbind(v)
+		ok, err := m.unbindLocked(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, err))
 		}
@@ -452,6 +489,9 @@ func (m *Manager) announceLocked(anns []announcement, reason string) {
 		fresh = true
 	)
 	for _, a := range anns {
+		if m.isPendingLocked(a.vip) {
+			continue // another host answers for it: announcing it would take its traffic
+		}
 		for _, f := range a.frames {
 			if !m.mayActLocked() {
 				fresh = false
@@ -493,6 +533,9 @@ func (m *Manager) nextWake() (time.Time, bool) {
 	if !m.nextRefresh.IsZero() && (next.IsZero() || m.nextRefresh.Before(next)) {
 		next = m.nextRefresh
 	}
+	if len(m.pending) > 0 && !m.nextProbe.IsZero() && (next.IsZero() || m.nextProbe.Before(next)) {
+		next = m.nextProbe
+	}
 	return next, !next.IsZero()
 }
 
@@ -506,9 +549,13 @@ func (m *Manager) tick() {
 	now := time.Now()
 	if expired(m.until, now) {
 		// The owner should have released by now. Stay quiet: no more rounds until Acquire.
-		m.repeatsLeft, m.nextRefresh = 0, time.Time{}
+		m.repeatsLeft, m.nextRefresh, m.nextProbe = 0, time.Time{}, time.Time{}
 		m.log.Warn("self-fencing deadline passed while the VIPs are held; announcements stopped")
 		return
+	}
+	if len(m.pending) > 0 && !m.nextProbe.IsZero() && !now.Before(m.nextProbe) {
+		m.retryPendingLocked()
+		now = time.Now()
 	}
 	announced := false
 	if m.repeatsLeft > 0 && !now.Before(m.nextRepeat) {
@@ -533,7 +580,7 @@ func (m *Manager) handle(ev event) {
 	switch ev.kind {
 	case addrRemoved:
 		for i, v := range m.cfg.VIPs {
-			if v != ev.addr || !m.mayActLocked() {
+			if v != ev.addr || !m.mayActLocked() || m.isPendingLocked(v) {
 				continue
 			}
 			if err := m.bindLocked(v, m.until); err != nil {
@@ -549,6 +596,8 @@ func (m *Manager) handle(ev event) {
 		m.setLinkLocked(ev.up)
 	case subscribed:
 		m.resyncLocked("subscribed")
+	case linkAppeared:
+		m.resyncLocked("interface created again")
 	}
 }
 
@@ -575,6 +624,9 @@ func (m *Manager) setLinkLocked(up bool) {
 
 // resyncLocked reads the interface's state and binding, in case an event was missed.
 func (m *Manager) resyncLocked(reason string) {
+	// The interface may have been deleted and created again since: look it up by name (a missing
+	// one shows in the link state below).
+	_ = m.relinkLocked(reason)
 	up, err := m.k.linkUp()
 	if err != nil {
 		m.log.Warn("reading the interface state failed", zap.String("reason", reason), zap.Error(err))
@@ -600,7 +652,7 @@ func (m *Manager) repairLocked(reason string) {
 		return
 	}
 	for i, v := range m.cfg.VIPs {
-		if containsPrefix(present, v) || !m.mayActLocked() {
+		if containsPrefix(present, v) || !m.mayActLocked() || m.isPendingLocked(v) {
 			continue
 		}
 		if err := m.bindLocked(v, m.until); err != nil {

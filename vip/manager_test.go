@@ -3,6 +3,8 @@ package vip
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,14 +14,16 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 )
 
 // These tests drive the Manager's schedule and fencing over a fake kernel, on synctest's fake clock:
 // time.Sleep below advances the bubble's clock once every goroutine is idle, it does not wait.
 
 type sentFrame struct {
-	at   time.Time
-	ipv6 bool
+	at    time.Time
+	ipv6  bool
+	frame []byte
 }
 
 type fakeKernel struct {
@@ -35,6 +39,20 @@ type fakeKernel struct {
 	lists      int           // address listings
 	up         bool
 	sent       []sentFrame
+
+	// The conflict probe: what it hears (by address; nil: nobody answers), how long it takes when
+	// nobody answers, and the requests made.
+	answers    map[netip.Addr]net.HardwareAddr
+	probeTakes time.Duration
+	probes     []probeRequest
+	// The interface: gone is true while its index is gone (bind and unbind fail with ENODEV);
+	// relink then finds newIndex and newMAC, or no interface while missing.
+	gone     bool
+	missing  bool
+	index    int
+	newIndex int
+	newMAC   net.HardwareAddr
+	relinks  int
 }
 
 func newFakeKernel() *fakeKernel {
@@ -44,6 +62,9 @@ func newFakeKernel() *fakeKernel {
 func (k *fakeKernel) bind(v netip.Prefix, lifetime uint32) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.gone {
+		return fmt.Errorf("netlink: %w", unix.ENODEV)
+	}
 	if err := k.failBind[v]; err != nil {
 		return err
 	}
@@ -59,6 +80,9 @@ func (k *fakeKernel) unbind(v netip.Prefix) (bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.unbinds++
+	if k.gone {
+		return false, fmt.Errorf("netlink: %w", unix.ENODEV)
+	}
 	if k.failUnbind > 0 {
 		k.failUnbind--
 		return false, errors.New("netlink: no buffer space available")
@@ -88,7 +112,7 @@ func (k *fakeKernel) linkUp() (bool, error) {
 func (k *fakeKernel) send(frame []byte, ipv6 bool) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.sent = append(k.sent, sentFrame{at: time.Now(), ipv6: ipv6})
+	k.sent = append(k.sent, sentFrame{at: time.Now(), ipv6: ipv6, frame: slices.Clone(frame)})
 	return nil
 }
 
@@ -113,6 +137,58 @@ func (k *fakeKernel) watch(ctx context.Context, out chan<- event) error {
 }
 
 func (k *fakeKernel) close() error { return nil }
+
+func (k *fakeKernel) probe(ctx context.Context, req probeRequest) ([]answer, error) {
+	k.mu.Lock()
+	k.probes = append(k.probes, req)
+	var out []answer
+	for _, a := range req.targets {
+		if mac, ok := k.answers[a]; ok {
+			out = append(out, answer{addr: a, mac: mac})
+		}
+	}
+	takes := k.probeTakes
+	k.mu.Unlock()
+	if len(out) < len(req.targets) && takes > 0 {
+		select {
+		case <-time.After(takes):
+		case <-ctx.Done():
+		}
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) relink() (int, net.HardwareAddr, bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.relinks++
+	if k.missing {
+		return 0, nil, false, errors.New("Link not found")
+	}
+	if !k.gone {
+		return k.index, testMAC, false, nil
+	}
+	k.gone, k.index = false, k.newIndex
+	mac := testMAC
+	if k.newMAC != nil {
+		mac = k.newMAC
+	}
+	return k.index, mac, true, nil
+}
+
+// setAnswer makes the probe hear mac answer for a (nil: nobody answers any more).
+func (k *fakeKernel) setAnswer(a netip.Addr, mac net.HardwareAddr) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.answers == nil {
+		k.answers = map[netip.Addr]net.HardwareAddr{}
+	}
+	if mac == nil {
+		delete(k.answers, a)
+		return
+	}
+	k.answers[a] = mac
+}
 
 // remove deletes v behind the Manager's back, as `ip addr del` would, and reports it.
 func (k *fakeKernel) remove(v netip.Prefix) {
@@ -156,10 +232,15 @@ func startFake(t *testing.T, announce AnnounceConfig, lifetime bool) (*Manager, 
 	cfg.VIPs = []netip.Prefix{fakeV4, fakeV6}
 	cfg.Announce = announce
 	cfg.Lifetime = lifetime
+	return startFakeConfig(t, cfg, newFakeKernel())
+}
+
+// startFakeConfig is startFake with a Config and kernel of the test's own.
+func startFakeConfig(t *testing.T, cfg Config, k *fakeKernel) (*Manager, *fakeKernel, func()) {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	k := newFakeKernel()
 	m, err := newManager(cfg, zaptest.NewLogger(t), k, testMAC)
 	if err != nil {
 		t.Fatal(err)
