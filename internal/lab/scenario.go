@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,6 +22,8 @@ const (
 	Kill = "kill"
 	// Term: the daemon gets SIGTERM: graceful, fast handover.
 	Term = "term"
+	// Interrupt is Term with SIGINT (Ctrl-C): the same clean stop, exit status 0.
+	Interrupt = "interrupt"
 	// Pause: the daemon is SIGSTOPped until another node holds the VIP and its own (kernel) VIP is
 	// gone, then SIGCONTed; it must not announce the VIP after resuming.
 	Pause = "pause"
@@ -49,7 +52,7 @@ const (
 var (
 	NodeScenarios  = []string{Crash, Kill, Term, Pause, Partition}
 	StoreScenarios = []string{StoreLeaderKill, StoreLeaderCut, StoreMemberRestart, StoreQuorumLoss}
-	Scenarios      = append(slices.Clone(NodeScenarios), StoreScenarios...)
+	Scenarios      = append(append(slices.Clone(NodeScenarios), StoreScenarios...), Interrupt)
 )
 
 // IsStoreScenario reports whether name is one of StoreScenarios.
@@ -105,6 +108,10 @@ type Result struct {
 
 	// Actions are the steps the scenario took (signals, restarts, cuts), for the timeline.
 	Actions []Event
+	// Exited (term and interrupt) says the daemon was waited for; ExitErr is its exit error (nil:
+	// status 0).
+	Exited  bool
+	ExitErr error
 	// Notes are observations worth a line in a report (the kernel VIP outliving a pause, say).
 	Notes []string
 	// Timeline is what happened, in order.
@@ -285,6 +292,8 @@ func (l *Lab) runNodeScenario(ctx context.Context, name string, old *Node) (Resu
 		err = old.Kill()
 	case Term:
 		err = old.Term()
+	case Interrupt:
+		err = old.signalDaemon(syscall.SIGINT)
 	case Pause:
 		err = old.Pause()
 	case Partition:
@@ -324,9 +333,11 @@ func (l *Lab) runNodeScenario(ctx context.Context, name string, old *Node) (Resu
 	} else {
 		r.Notes = append(r.Notes, "client neighbour entry never switched to "+r.New)
 	}
-	if name == Term {
+	if name == Term || name == Interrupt {
+		r.Exited = true
 		if err := old.Daemon().Wait(wctx); err != nil {
-			r.Notes = append(r.Notes, fmt.Sprintf("daemon did not exit after SIGTERM: %v", err))
+			r.ExitErr = err
+			r.Notes = append(r.Notes, fmt.Sprintf("daemon did not exit cleanly after %s: %v", name, err))
 		}
 	}
 	if name == Pause {

@@ -39,3 +39,11 @@ func RequireCommand(t testing.TB, name, hint string) string {
 	}
 	return p
 }
+
+// NotApplicable skips t, also under CI, because the test is about a machine unlike this one (a
+// kernel without IPVS, when this one has it). reason says what the test needs; such a skip is
+// visible in the test output, and a CI machine of this project never reaches it.
+func NotApplicable(t testing.TB, reason string) {
+	t.Helper()
+	t.Skipf("not applicable here: %s", reason)
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hacoord/hacoord/internal/testenv"
 	"github.com/hacoord/hacoord/internal/zktest"
 )
 
@@ -48,7 +49,7 @@ func TestStartRestartStop(t *testing.T) {
 
 func TestRunStopsOnCancel(t *testing.T) {
 	if _, err := zktest.DefaultClasspath(); err != nil {
-		t.Skip(err)
+		testenv.Unavailable(t, "Debian's zookeeper jars: "+err.Error())
 	}
 	s := zktest.Start(t, zktest.Options{}) // only to borrow a free port
 	addr := s.AddrPort()
