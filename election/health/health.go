@@ -7,7 +7,8 @@
 //
 // A track script starts failing until its first run passes, so a node is never master on the
 // strength of a check that has not run yet. A tracked interface starts in the state the kernel
-// reports when the Monitor is built.
+// reports when the Monitor is built. The reference addresses (track_reference, reference.go) are
+// one check that passes while any of them answers ARP or ICMP echo; it starts failing too.
 package health
 
 import (
@@ -68,17 +69,23 @@ type Interface struct {
 type Config struct {
 	Scripts    []Script    `yaml:"track_scripts,omitempty"`
 	Interfaces []Interface `yaml:"track_interfaces,omitempty"`
+	// References are the track_reference addresses (reference.go): the node is fit while it
+	// reaches at least one.
+	References []Reference `yaml:"track_reference,omitempty"`
 }
 
 // IsZero reports whether c has no checks.
-func (c Config) IsZero() bool { return len(c.Scripts) == 0 && len(c.Interfaces) == 0 }
+func (c Config) IsZero() bool {
+	return len(c.Scripts) == 0 && len(c.Interfaces) == 0 && len(c.References) == 0
+}
 
 // maxIfNameLen is IFNAMSIZ-1, the longest interface name the kernel accepts.
 const maxIfNameLen = 15
 
 // Validate reports every problem with c, joined; each names its key (track_scripts[0].name).
 func (c Config) Validate() error {
-	return errors.Join(append(c.validateScripts(), c.validateInterfaces()...)...)
+	errs := append(c.validateScripts(), c.validateInterfaces()...)
+	return errors.Join(append(errs, validateReferences(c.References)...)...)
 }
 
 func keyed(key, format string, args ...any) error {
@@ -152,7 +159,9 @@ type Sink interface {
 type Monitor struct {
 	checkers []*check.Checker
 	checks   []election.Check
-	nl       *netlink.Handle // nil without tracked interfaces
+	nl       *netlink.Handle // nil without tracked interfaces and references
+	refs     *referenceSet   // the references' checkers, reported together as ReferenceCheck
+	closers  []func()        // the references' sockets
 }
 
 // New validates cfg and builds one checker per script and tracked interface; it starts nothing. A
@@ -167,7 +176,7 @@ func New(cfg Config, log *zap.Logger) (*Monitor, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	m := &Monitor{}
+	m := &Monitor{refs: newReferenceSet()}
 	for i, s := range cfg.Scripts {
 		c, err := newScriptChecker(s, log.With(zap.String("track-script", s.Name)))
 		if err != nil {
@@ -176,7 +185,7 @@ func New(cfg Config, log *zap.Logger) (*Monitor, error) {
 		m.checkers = append(m.checkers, c)
 		m.checks = append(m.checks, election.Check{Name: s.Name, Weight: s.Weight, Up: c.Initial().Up})
 	}
-	if len(cfg.Interfaces) == 0 {
+	if len(cfg.Interfaces) == 0 && len(cfg.References) == 0 {
 		return m, nil
 	}
 	nl, err := netlink.NewHandle()
@@ -190,6 +199,10 @@ func New(cfg Config, log *zap.Logger) (*Monitor, error) {
 			return nil, fmt.Errorf("track_interfaces[%d].name: %s: %w", i, t.Name, err)
 		}
 		m.addInterface(t, log.With(zap.String("track-interface", t.Name)))
+	}
+	if err := m.addReferences(cfg.References, log); err != nil {
+		m.Close()
+		return nil, err
 	}
 	return m, nil
 }
@@ -239,6 +252,10 @@ func (m *Monitor) Run(ctx context.Context, sink Sink) error {
 	for running := len(m.checkers); running > 0; {
 		select {
 		case s := <-results:
+			if m.refs.has(s.Name) {
+				sink.Set(ReferenceCheck, m.refs.set(s.Name, s.Up)) // any reference up
+				continue
+			}
 			sink.Set(s.Name, s.Up)
 		case err := <-done:
 			running--
@@ -252,6 +269,10 @@ func (m *Monitor) Run(ctx context.Context, sink Sink) error {
 
 // Close releases the netlink handle. Call it after Run has returned.
 func (m *Monitor) Close() {
+	for _, c := range m.closers {
+		c()
+	}
+	m.closers = nil
 	if m.nl != nil {
 		m.nl.Close()
 		m.nl = nil
