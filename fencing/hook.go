@@ -26,6 +26,10 @@ type Event struct {
 	Leader string
 	// Reason says why, in words ("elected", "self-fence", "shutdown", ...).
 	Reason string
+	// Conflict, for the fence hook run because another host answers for VIPs (vip's conflict
+	// probe, conflict: fence), lists them with that host's MAC: "10.0.0.100/24=02:00:00:00:00:99"
+	// (several separated by spaces). It is HACOORD_CONFLICT, empty otherwise.
+	Conflict string
 }
 
 // env returns the environment the hook runs with: the caller's plus HACOORD_* variables.
@@ -37,6 +41,7 @@ func (e Event) env() []string {
 		"HACOORD_TERM="+strconv.FormatUint(e.Term, 10),
 		"HACOORD_LEADER="+e.Leader,
 		"HACOORD_REASON="+e.Reason,
+		"HACOORD_CONFLICT="+e.Conflict,
 	)
 }
 

@@ -31,6 +31,20 @@ func TestHookGetsTokenAndArgs(t *testing.T) {
 	}
 }
 
+// The fence hook run for a conflict is told which host answers for which VIP.
+func TestHookGetsConflict(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	h := Hook{Path: script(t, `echo "$HACOORD_REASON $HACOORD_CONFLICT" > `+out), Timeout: 5 * time.Second}
+	e := Event{Role: "master", Reason: "conflict", Conflict: "10.0.0.100/24=02:00:00:00:00:99"}
+	if err := h.Run(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	if got := strings.TrimSpace(string(b)); got != "conflict 10.0.0.100/24=02:00:00:00:00:99" {
+		t.Fatalf("hook saw %q", got)
+	}
+}
+
 func TestHookFailureCarriesOutput(t *testing.T) {
 	h := Hook{Path: script(t, `echo "storage refuses token $HACOORD_TERM"; exit 3`)}
 	err := h.Run(t.Context(), Event{Role: "master", Term: 7})
