@@ -53,6 +53,31 @@ func TestVMDaemonProgramsAndWithdraws(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The promote order is IPVS before the VIP: at the instant the kernel reports the VIP added,
+	// hacoord's service must already be in the table (a reversed order would leave a moment where
+	// the director answers for the VIP without forwarding).
+	updates, done := make(chan netlink.AddrUpdate, 16), make(chan struct{})
+	if err := netlink.AddrSubscribe(updates, done); err != nil {
+		t.Fatal(err)
+	}
+	programmedFirst := make(chan bool, 1)
+	go func() {
+		for u := range updates {
+			if u.NewAddr && u.LinkAddress.IP.String() == "10.99.0.100" {
+				svcs, err := k.Client.Services()
+				found := false
+				for _, s := range svcs {
+					if s.Service.Address.String() == "10.99.0.100" && s.Service.Port == 80 {
+						found = true
+					}
+				}
+				programmedFirst <- err == nil && found
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done) })
+
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "hacoord.yaml")
 	yml := `backend: vrrp
@@ -109,6 +134,14 @@ virtual_servers:
 		}
 	}
 	waitLine("became master")
+	select {
+	case ok := <-programmedFirst:
+		if !ok {
+			t.Error("the VIP was bound before hacoord's IPVS service was in the table")
+		}
+	case <-ctx.Done():
+		t.Fatal("no netlink notice of the VIP being added")
+	}
 
 	got := body(t, k)
 	for _, want := range []string{"TCP  10.99.0.100:80 wrr", "-> 10.99.0.11:80", "Route   3", "-> 10.99.0.12:80", "TCP  10.99.0.200:443 rr"} {
