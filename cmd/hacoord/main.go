@@ -107,6 +107,7 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 	root.AddCommand(newVersionCommand(stdout), newCheckConfigCommand(stdout), newWatchCommand(stdout, stderr),
 		newStatusCommand(stdout), newIPVSCommand(stdout), newFenceGuardCommand(stderr),
 		newImportKeepalivedCommand(stdout, stderr))
+	root.AddCommand(newRealServerCommand(stdout, stderr))
 	return root
 }
 
