@@ -78,6 +78,9 @@ type instanceKeys struct {
 	// StatusFile is where the daemon keeps this instance's JSON snapshot for `hacoord status`;
 	// default /run/hacoord/<group>.<name>.json.
 	StatusFile string `yaml:"status_file,omitempty"`
+	// Conflict is what binding does when another host answers the probe for a VIP: fence (the
+	// default), bind, wait or off (vip.ConflictPolicy).
+	Conflict string `yaml:"conflict,omitempty"`
 }
 
 // vrrpKeys configure the native VRRP backend (keepalived's vrrp_instance keywords).

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/hacoord/hacoord/election/health"
 )
 
 // flagValues are the values the daemon's flags are bound to. A flag not given keeps its default
@@ -17,6 +19,8 @@ type flagValues struct {
 	// track_scripts and track_interfaces.
 	trackScripts []string
 	trackIfaces  []string
+	// trackRefs are --track-reference: they add to the file's track_reference.
+	trackRefs []health.Reference
 }
 
 func defaultFlagValues() flagValues {
@@ -33,6 +37,7 @@ var instanceFlags = map[string]string{ // flag -> YAML key
 	"auth-pass": "vrrp.auth_pass", "garp-count": "announce.count", "garp-repeat": "announce.repeat",
 	"garp-interval": "announce.interval", "garp-refresh": "announce.refresh", "track-script": "track_scripts",
 	"track-interface": "track_interfaces", "status-file": "status_file", "fence-hook": "hooks.fence",
+	"track-reference": "track_reference", "conflict": "conflict",
 	"notify-hook": "hooks.notify",
 }
 
@@ -92,6 +97,8 @@ func registerFlags(fs *pflag.FlagSet, v *flagValues) {
 
 	fs.StringArrayVar(&v.trackScripts, "track-script", v.trackScripts, "program whose failure withdraws this node's candidacy (repeat; runs every 2s, no shell: use sh -c '...'); the YAML track_scripts set interval, rise/fall and VRRP weight")
 	fs.StringArrayVar(&v.trackIfaces, "track-interface", v.trackIfaces, "interface whose link loss withdraws this node's candidacy (repeat)")
+	fs.Var(referenceFlag{&v.trackRefs}, "track-reference", "address (the gateway) this node must reach, by ARP (IPv4) or ICMP echo, to campaign; a master that reaches none of them resigns (repeat; YAML track_reference sets method, interval, rise/fall)")
+	fs.StringVar(&in.Conflict, "conflict", in.Conflict, "when another host answers the ARP/DAD probe for a VIP before binding: fence (run the fence hook, then bind; default), bind, wait or off")
 	fs.StringVar(&in.StatusFile, "status-file", in.StatusFile, "file where the daemon keeps its state for hacoord status (default /run/hacoord/<group>.<name>.json)")
 	fs.StringVar(&in.Hooks.Fence, "fence-hook", in.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
 	fs.StringVar(&in.Hooks.Notify, "notify-hook", in.Hooks.Notify, "program run after each transition with args: group node role term")

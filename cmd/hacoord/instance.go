@@ -130,6 +130,7 @@ func (in *instance) wire(el election.Elector) error {
 	}
 	acts := in.hooks.actions(vas, in.ipv, len(in.plan.ipvs.VirtualServers) > 0)
 	in.co, err = election.NewCoordinator(el, acts, in.log.Named("coordinator"))
+	in.wireConflicts()
 	return err
 }
 

@@ -81,6 +81,7 @@ func withTrackFlags(in instanceKeys, fv *flagValues) instanceKeys {
 			in.Health.Scripts = append(in.Health.Scripts, health.Script{Name: fmt.Sprintf("script-%d", i+1), Script: a})
 		}
 	}
+	in.Health.References = append(slices.Clone(in.Health.References), fv.trackRefs...)
 	in.Health.Interfaces = slices.Clone(in.Health.Interfaces)
 	for _, a := range fv.trackIfaces {
 		if a = strings.TrimSpace(a); a != "" {

@@ -231,6 +231,7 @@ func (b *planner) mapVIP(ip *instancePlan) {
 	k := ip.in.keys
 	base := vip.DefaultConfig()
 	base.Interface, base.Label, base.Lifetime = k.Interface, k.VIPLabel, k.VIPLifetime
+	base.Conflict.Policy = conflictPolicy(k.Conflict, base.Conflict.Policy)
 	base.Announce = vip.AnnounceConfig{Count: k.Announce.Count, Repeat: k.Announce.Repeat,
 		RepeatInterval: k.Announce.Interval, Refresh: k.Announce.Refresh}
 	ip.vipSets = []vipSet{{cfg: base}}
@@ -518,6 +519,7 @@ var (
 		{match: "announce repeat interval", key: "announce.interval"},
 		{match: "announce repeat", key: "announce.repeat"},
 		{match: "announce refresh", key: "announce.refresh"},
+		{match: "conflict", key: "conflict"},
 	}
 	etcdRules = []rule{
 		{match: "no endpoints", key: "endpoints", daemon: true},

@@ -41,6 +41,9 @@ type Status struct {
 	Priority  int         `json:"priority,omitempty"`
 	BoundVIPs []string    `json:"bound_vips"`
 	IPVS      ipvs.Status `json:"ipvs"`
+	// Conflicts are the VIPs held back (conflict: wait) because another host answers for them,
+	// with its MAC: "10.0.0.100/24 at 02:00:00:00:00:99".
+	Conflicts []string `json:"conflicts,omitempty"`
 }
 
 // statusPoll is how often the status writer looks at what changes without telling it (health,
@@ -81,6 +84,9 @@ func daemonStatus(s Settings, co *election.Coordinator, vms []*vip.Manager, ipv 
 			st.Priority = prio
 		}
 		for _, vm := range vms {
+			for _, c := range vm.Conflicts() {
+				st.Conflicts = append(st.Conflicts, c.String())
+			}
 			if b, err := vm.Bound(); err == nil {
 				for _, p := range b {
 					st.BoundVIPs = append(st.BoundVIPs, p.String())
