@@ -2,6 +2,8 @@ package main
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -144,5 +146,77 @@ track_reference: [{address: 10.0.0.254, method: icmp, interval: 2s}]
 		if !strings.Contains(stdout, w) {
 			t.Errorf("check-config output does not show %q:\n%s", w, stdout)
 		}
+	}
+}
+
+// conflictConf is one node with the conflict policy {{policy}} and the fence hook {{hook}}.
+const conflictConf = `backend: etcd
+name: %[1]s
+endpoints: [%[2]s]
+lease_ttl: 1s
+fence_guard: false
+log: {format: json, level: info}
+interface: eth0
+group: web
+vips: [192.0.2.100/24]
+status_file: %[3]s/web.json
+announce: {count: 1, repeat: 0, refresh: 0s}
+conflict: {{policy}}
+hooks: {fence: {{hook}}}
+`
+
+// The old master's kernel still has the VIP (the peer namespace answers ARP for it): with conflict:
+// fence the new master runs the fence hook, told the VIP and the other host's MAC, and binds once
+// it succeeded; with conflict: wait it does not bind while the other host answers, says so in its
+// status, and binds once the other host lets go.
+func TestConflictPolicies(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, policy := range []string{"fence", "wait"} {
+		t.Run(policy, func(t *testing.T) {
+			st := startStore(t, backendEtcd, "web")
+			a, b := twoNodes(t)
+			b.Run(t, "ip", "addr", "add", "192.0.2.100/24", "dev", "eth0") // left over on the old master
+			link, err := b.Netlink.LinkByName("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			oldMAC := link.Attrs().HardwareAddr.String()
+			dir := t.TempDir()
+			// The fence hook, run for a conflict, records HACOORD_CONFLICT and fences the other host:
+			// it deletes the VIP in its namespace (as STONITH would power it off).
+			hook := "#!/bin/sh\n[ \"$HACOORD_REASON\" = conflict ] || exit 0\necho \"$HACOORD_CONFLICT\" >> " + dir + "/conflicts\n" +
+				"exec ip netns exec " + b.Name + " ip addr del 192.0.2.100/24 dev eth0\n"
+			body := strings.NewReplacer("{{policy}}", policy, "{{hook}}", filepath.Join(dir, "fence.sh")).Replace(conflictConf)
+			if err := os.WriteFile(filepath.Join(dir, "fence.sh"), []byte(hook), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			oldHas := func() bool { return strings.Contains(b.Run(t, "ip", "-4", "addr", "show", "dev", "eth0"), "192.0.2.100/") }
+			n1 := startNode(t, a, "n1", st.endpoint, body)
+			switch policy {
+			case "fence":
+				eventually(t, "n1 master, holding the VIP, the old host fenced", func() bool {
+					return st.leader("web").Node == "n1" && n1.has(t, "192.0.2.100") && !oldHas()
+				}, n1)
+				got, err := os.ReadFile(filepath.Join(dir, "conflicts"))
+				if err != nil || strings.TrimSpace(string(got)) != "192.0.2.100/24="+oldMAC {
+					t.Fatalf("the fence hook was told %q (%v), want 192.0.2.100/24=%s once", got, err, oldMAC)
+				}
+			case "wait":
+				eventually(t, "n1 master, the VIP held back, the conflict in its status", func() bool {
+					s := n1.status(t, "web")
+					return s.Role == "master" && len(s.Conflicts) == 1 && s.Conflicts[0] == "192.0.2.100/24 at "+oldMAC
+				}, n1)
+				if n1.has(t, "192.0.2.100") {
+					t.Fatal("n1 bound the VIP while another host answers for it (conflict: wait)")
+				}
+				if _, err := os.Stat(filepath.Join(dir, "conflicts")); err == nil {
+					t.Fatal("conflict: wait ran the fence hook for the conflict")
+				}
+				b.Run(t, "ip", "addr", "del", "192.0.2.100/24", "dev", "eth0") // the old host lets go
+				eventually(t, "n1 holding the VIP once nobody else answers", func() bool {
+					return n1.has(t, "192.0.2.100") && len(n1.status(t, "web").Conflicts) == 0
+				}, n1)
+			}
+		})
 	}
 }
