@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/net/ipv4"
@@ -65,6 +66,11 @@ type RawConn struct {
 	ifi   *net.Interface
 	addr  netip.Addr
 	group bool
+	// IPv4: raw is the socket, for relink (relink.go); index is the interface's index, which
+	// relink moves when the interface was created again.
+	raw      syscall.RawConn
+	index    atomic.Int32
+	relinkMu sync.Mutex
 }
 
 // Listen opens a RawConn in the calling thread's network namespace.
@@ -96,6 +102,10 @@ func Listen(cfg ListenConfig) (*RawConn, error) {
 		return nil, fmt.Errorf("vrrp: listen on %s: %w", ifi.Name, err)
 	}
 	rc := &RawConn{pc: ipv4.NewPacketConn(c), ifi: ifi, addr: addr}
+	rc.index.Store(int32(ifi.Index))
+	if ic, ok := c.(*net.IPConn); ok {
+		rc.raw, _ = ic.SyscallConn()
+	}
 	if err := rc.setup(cfg.Unicast); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("vrrp: listen on %s: %w", ifi.Name, err)
@@ -169,7 +179,7 @@ func (c *RawConn) Read() (Received, error) {
 		if err != nil {
 			return Received{}, fmt.Errorf("vrrp: read on %s: %w", c.ifi.Name, err)
 		}
-		if cm != nil && cm.IfIndex != 0 && cm.IfIndex != c.ifi.Index {
+		if cm != nil && cm.IfIndex != 0 && cm.IfIndex != int(c.index.Load()) {
 			continue
 		}
 		r := Received{Data: buf[:n:n]}
@@ -191,8 +201,16 @@ func (c *RawConn) Write(b []byte, dst netip.Addr) error {
 	if c.pc6 != nil {
 		return c.write6(b, dst)
 	}
-	cm := &ipv4.ControlMessage{Src: c.addr.AsSlice(), IfIndex: c.ifi.Index}
-	if _, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+	cm := &ipv4.ControlMessage{Src: c.addr.AsSlice(), IfIndex: int(c.index.Load())}
+	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
+	if isNoDevice(err) {
+		// The interface may have been deleted and created again: send on the new one.
+		if moved, rerr := c.relink(); moved && rerr == nil {
+			cm.IfIndex = int(c.index.Load())
+			_, err = c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("vrrp: send to %s on %s: %w", dst, c.ifi.Name, err)
 	}
 	return nil
