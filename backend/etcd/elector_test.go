@@ -85,28 +85,38 @@ func TestConfigValidate(t *testing.T) {
 // TTL-margin after the State arrived, it is still ahead when the State arrives, and it moves on.
 func TestValidUntilCountsFromSendTime(t *testing.T) {
 	srv := etcdtest.Start(t)
-	r := electiontest.Start(t, "a", candidate(newElector(t, srv.Endpoints()[0], "vu", "a")))
+	p := proxy(t, srv)
+	r := electiontest.Start(t, "a", candidate(newElector(t, p.Addr(), "vu", "a")))
 	r.Wait(t, settle, "Master", lastIs(election.Master))
-	first := r.Last().ValidUntil
-	r.Wait(t, settle, "renewals for 2 TTLs", func(st []electiontest.Stamped) bool {
+	// Every keepalive now takes at least 2 x oneWay from send to answer, so a deadline counted
+	// from the send time ends at least that much before one counted from the receipt.
+	const oneWay = 80 * time.Millisecond
+	p.SetDelay(oneWay)
+	delayed := time.Now()
+	r.Wait(t, settle, "renewals for 2 TTLs through the delay", func(st []electiontest.Stamped) bool {
 		l := st[len(st)-1]
-		return l.Role == election.Master && l.ValidUntil.After(first.Add(2*testTTL))
+		return l.Role == election.Master && l.ValidUntil.After(delayed.Add(2*testTTL))
 	})
 	margin := fencing.DefaultMargin(testTTL)
 	renewals := 0
 	for _, s := range r.States() {
-		if s.Role != election.Master {
-			continue
+		if s.Role != election.Master || !s.At.After(delayed.Add(testTTL/2)) {
+			continue // renewals sent before the delay took hold
 		}
 		renewals++
-		if limit := s.At.Add(testTTL - margin); s.ValidUntil.After(limit) {
-			t.Errorf("ValidUntil %v is after receipt+TTL-margin %v: not counted from the send time", s.ValidUntil, limit)
+		// Sent at least 2 x oneWay before the answer arrived, which is before the recorder got it.
+		if limit := s.At.Add(testTTL - margin - 2*oneWay); s.ValidUntil.After(limit) {
+			t.Errorf("ValidUntil %v is after receipt-RTT+TTL-margin %v: counted from the answer, not the send",
+				s.ValidUntil.Format("15:04:05.000"), limit.Format("15:04:05.000"))
 		}
 		if !s.ValidUntil.After(s.At) {
 			t.Errorf("State arrived at %v already past its ValidUntil %v", s.At, s.ValidUntil)
 		}
 	}
-	t.Logf("%d Master States (election + renewals) in %v", renewals, r.Last().At.Sub(r.States()[0].At))
+	if renewals < 2 {
+		t.Fatalf("%d renewals through the delay, want several", renewals)
+	}
+	t.Logf("%d renewals through a %v round trip", renewals, 2*oneWay)
 }
 
 // A lease revoked from outside demotes the master at once, not at its deadline, and it campaigns

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Proxy forwards every TCP connection accepted on Addr to a target address. Its methods are safe for
@@ -30,6 +31,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	open    chan struct{} // closed while forwarding; replaced by Block
 	blocked bool
+	delay   time.Duration // added to every chunk, each way (SetDelay)
 	conns   map[net.Conn]struct{}
 	closed  bool
 }
@@ -55,6 +57,23 @@ func New(target string) (*Proxy, error) {
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
+}
+
+// SetDelay makes every chunk of data, in either direction, wait d after it was read before it is
+// forwarded: a round trip across the proxy then takes at least 2d, so a client's send and receive
+// instants differ by that much. Chunks keep their order; a chunk that arrives while an earlier one
+// waits is read only after that one was written, so under a stream of data the delay adds up (the
+// request/response traffic of keepalives and pings sees d each way). 0 turns it off.
+func (p *Proxy) SetDelay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
+}
+
+func (p *Proxy) currentDelay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delay
 }
 
 // Addr returns the proxy's listening address (127.0.0.1:port), to give clients instead of target.
@@ -189,6 +208,15 @@ func (p *Proxy) copy(dst, src net.Conn) {
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
+			if d := p.currentDelay(); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-p.ctx.Done():
+					t.Stop()
+					return
+				}
+			}
 			if p.waitOpen() != nil {
 				return
 			}
