@@ -43,7 +43,7 @@ func (t *term) campaign(ctx context.Context) error {
 			continue // put it again at once
 		}
 		switch {
-		case err == nil && pred == "":
+		case err == nil && pred.key == "":
 			return nil
 		case err == nil:
 			err = t.waitDelete(ctx, pred, rev)
@@ -72,35 +72,46 @@ func (t *term) campaign(ctx context.Context) error {
 	}
 }
 
+// ahead is the candidate just ahead of this one in the queue.
+type ahead struct {
+	key   string           // its election key; "": none, we lead
+	lease clientv3.LeaseID // the lease the key is put under
+	first bool             // it leads the queue: the master, or about to be
+}
+
 // queue puts the election key if it is missing and returns the candidate just ahead of it (the key
-// with the highest create revision below ours, "" if none: we lead) and the revision of that read.
-func (t *term) queue(ctx context.Context) (string, int64, error) {
+// with the highest create revision below ours) and the revision of that read.
+func (t *term) queue(ctx context.Context) (ahead, int64, error) {
 	if t.rev == 0 {
 		if err := t.putKey(ctx); err != nil {
-			return "", 0, err
+			return ahead{}, 0, err
 		}
 	}
 	var resp *clientv3.TxnResponse
 	err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
 		resp, err = cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
-			Then(clientv3.OpGet(t.e.prefix+"/", append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(t.rev-1))...)).
+			Then(clientv3.OpGet(t.e.prefix+"/", append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(t.rev-1))...),
+				clientv3.OpGet(t.e.prefix+"/", append(clientv3.WithFirstCreate(), clientv3.WithPrefix(), clientv3.WithKeysOnly())...)).
 			Commit()
 		return err
 	})
 	if err != nil {
-		return "", 0, fmt.Errorf("etcd: read the candidates ahead of %s: %w", t.key, err)
+		return ahead{}, 0, fmt.Errorf("etcd: read the candidates ahead of %s: %w", t.key, err)
 	}
 	if !resp.Succeeded {
 		t.log.Warn("election key vanished while queued; queuing again", zap.String("key", t.key), zap.Int64("rev", t.rev))
 		t.rev = 0
-		return "", 0, errKeyGone
+		return ahead{}, 0, errKeyGone
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
-		return "", resp.Header.Revision, nil
+		return ahead{}, resp.Header.Revision, nil
 	}
-	return string(kvs[0].Key), resp.Header.Revision, nil
+	first := resp.Responses[1].GetResponseRange().Kvs
+	a := ahead{key: string(kvs[0].Key), lease: clientv3.LeaseID(kvs[0].Lease)}
+	a.first = len(first) > 0 && string(first[0].Key) == a.key
+	return a, resp.Header.Revision, nil
 }
 
 // putKey creates the election key under the lease, or finds it (a retry after a lost reply, a
@@ -128,19 +139,32 @@ func (t *term) putKey(ctx context.Context) error {
 
 // waitDelete waits until pred, the candidate ahead, may be gone: its DELETE event, a watch that
 // broke or moved to another endpoint, or recheckEvery without news (a watch that broke without
-// saying so costs at most that). It returns nil then, for the caller to read again; errIneligible
-// or ctx's cause otherwise. A yield asked of a backup is void.
-func (t *term) waitDelete(ctx context.Context, pred string, rev int64) error {
-	ep, wch, stop := t.c.watch(ctx, pred, clientv3.WithRev(rev+1))
+// saying so costs at most that). When pred leads the queue, it also follows pred's lease and
+// revokes it once the store shows it expired (see expiry.go). It returns nil then, for the caller
+// to read again; errIneligible or ctx's cause otherwise. A yield asked of a backup is void.
+func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
+	ep, wch, stop := t.c.watch(ctx, pred.key, clientv3.WithRev(rev+1))
 	defer stop()
 	recheck := time.NewTimer(t.recheckEvery())
 	defer recheck.Stop()
+	var lw *leaseWatch
+	var lwc <-chan time.Time // lw's next reading
+	if pred.first && t.l.ttl >= minExpiryTTL {
+		lw = &leaseWatch{t: t, key: pred.key, id: pred.lease}
+		tm := time.NewTimer(0)
+		defer tm.Stop()
+		lw.timer, lwc = tm, tm.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-recheck.C:
 			return nil
+		case <-lwc:
+			if lw.check(ctx) {
+				return nil // revoked, or gone: read again
+			}
 		case <-t.e.kick:
 			t.e.yield.Store(false)
 			if !t.e.eligible.Load() {
@@ -152,7 +176,7 @@ func (t *term) waitDelete(ctx context.Context, pred string, rev int64) error {
 			}
 			if err := wr.Err(); err != nil {
 				t.c.failed(ep, err)
-				t.log.Info("watch on the candidate ahead broke; reading again", zap.String("key", pred), zap.Error(err))
+				t.log.Info("watch on the candidate ahead broke; reading again", zap.String("key", pred.key), zap.Error(err))
 				return nil
 			}
 			for _, ev := range wr.Events {

@@ -143,7 +143,8 @@ func TestWatchFollowsTheEndpoint(t *testing.T) {
 
 	ep, old, stopOld := cn.watch(ctx, "k")
 	defer stopOld()
-	if _, err := admin.Put(ctx, "k", "1"); err != nil {
+	put1, err := admin.Put(ctx, "k", "1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -156,8 +157,9 @@ func TestWatchFollowsTheEndpoint(t *testing.T) {
 	if !cn.move(ep, errors.New("test"), 0) {
 		t.Fatal("did not move")
 	}
-	// At once, while the old stream may still be closing.
-	_, fresh, stopFresh := cn.watch(ctx, "k")
+	// At once, while the old stream may still be closing. From after the first put: the new member
+	// may not have applied it yet, and a watch from its current revision would report it.
+	_, fresh, stopFresh := cn.watch(ctx, "k", clientv3.WithRev(put1.Header.Revision+1))
 	defer stopFresh()
 	ended := time.After(time.Second)
 	for open := true; open; {
@@ -186,6 +188,44 @@ func TestWatchFollowsTheEndpoint(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatal("a watch started after the move never saw the put of 2: it went to the silent member")
+		}
+	}
+}
+
+// The expiry rule on whole-second readings (expiry.go): when to read next, and which second
+// reading proves a lease expired.
+func TestExpiryRule(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	rd := func(sent, recv int, ttl int64) reading { return reading{sent: at(sent), recv: at(recv), ttl: ttl, granted: 3} }
+	for _, tc := range []struct {
+		r    reading
+		want time.Time
+	}{
+		{rd(0, 5, 2), at(1000)}, // 2s or more left: under a second no sooner than 1s later
+		{rd(0, 5, 5), at(4000)},
+		{rd(0, 5, 1), at(50)}, // under 2s left: read every fastReading
+	} {
+		if got := nextReading(tc.r); !got.Equal(tc.want) {
+			t.Errorf("nextReading(TTL %d) = %v after the send, want %v", tc.r.ttl, got.Sub(t0), tc.want.Sub(t0))
+		}
+	}
+	zero := rd(0, 5, 0) // under a second left at some instant in [0, 5ms]: expires before 1005ms
+	for _, tc := range []struct {
+		name string
+		f    reading
+		want bool
+	}{
+		{"a second after the first answer, still zero", rd(1015, 1020, 0), true},
+		{"too early: the lease may have time left", rd(1000, 1005, 0), false},
+		{"renewed in between", rd(1015, 1020, 2), false},
+		{"gone", rd(1015, 1020, -1), false},
+		// Answered 2s (G-1) after the first was sent: a renewal just after the first reading would
+		// have run down to under a second by now, unseen.
+		{"answered too late to exclude a renewal", rd(1015, 2000, 0), false},
+	} {
+		if got := confirms(zero, tc.f); got != tc.want {
+			t.Errorf("%s: confirms = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -1,0 +1,156 @@
+package etcd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hacoord/hacoord/backend/etcd"
+	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/election/electiontest"
+	"github.com/hacoord/hacoord/internal/etcdtest"
+)
+
+// expiryTTL is the shortest TTL whose expiry a backup follows (etcd.minExpiryTTL).
+const expiryTTL = 3 * time.Second
+
+// fakeMaster is a candidate first in a group's queue whose lease the test renews by hand, so that
+// the test knows when each renewal was sent and acknowledged: the store expires the lease between
+// the last acknowledged renewal's send time + TTL and its answer time + TTL.
+type fakeMaster struct {
+	cli        *clientv3.Client
+	id         clientv3.LeaseID
+	sent, recv time.Time // the last acknowledged renewal (or the grant)
+}
+
+func newFakeMaster(t *testing.T, cli *clientv3.Client, group string) *fakeMaster {
+	t.Helper()
+	ctx := opCtx(t)
+	f := &fakeMaster{cli: cli, sent: time.Now()}
+	g, err := cli.Grant(ctx, int64(expiryTTL/time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.id, f.recv = g.ID, time.Now()
+	key := fmt.Sprintf("%s/%x", etcd.ElectionPrefix(group), int64(g.ID))
+	if _, err := cli.Put(ctx, key, "fake", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// renew sends one keepalive; rpctypes.ErrLeaseNotFound means the lease was revoked or expired.
+func (f *fakeMaster) renew(ctx context.Context) error {
+	sent := time.Now()
+	if _, err := f.cli.KeepAliveOnce(ctx, f.id); err != nil {
+		return err
+	}
+	f.sent, f.recv = sent, time.Now()
+	return nil
+}
+
+// renewFor renews every TTL/4, as a master does, for d.
+func (f *fakeMaster) renewFor(t *testing.T, d time.Duration) {
+	t.Helper()
+	tk := time.NewTicker(expiryTTL / 4)
+	defer tk.Stop()
+	end := time.After(d)
+	for {
+		select {
+		case <-end:
+			return
+		case <-tk.C:
+			if err := f.renew(opCtx(t)); err != nil {
+				t.Fatalf("renewing the master's live lease: %v", err)
+			}
+		}
+	}
+}
+
+func expiryBackup(t *testing.T, srv *etcdtest.Server, group string) *electiontest.Recorder {
+	cfg := testConfig(srv.Endpoints()[0], group, "b")
+	cfg.TTL = expiryTTL
+	el, err := etcd.New(cfg, testLogger(t).Named("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return electiontest.Start(t, "b", candidate(el))
+}
+
+// The backup first in line ends a dead master's lease as soon as the store shows it expired,
+// instead of waiting for etcd's expiry scan (every 500ms): it becomes master within a few tens of
+// milliseconds of the latest instant the lease can have expired, and never before the earliest.
+// A master killed at a random phase of its keepalives, three times.
+func TestBackupRevokesTheMastersExpiredLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := adminClient(t, srv)
+	const runs = 3
+	// Catching the last second (fast readings 50ms apart), the confirming reading a second later,
+	// the framing reads, the revoke and the campaign are a few round trips on loopback; etcd's own
+	// scan alone is late by up to 500ms (more than this in 70% of runs).
+	const bound = 150 * time.Millisecond
+	var lags []time.Duration
+	for i := range runs {
+		group := fmt.Sprintf("expiry%d", i)
+		m := newFakeMaster(t, admin, group)
+		r := expiryBackup(t, srv, group)
+		r.Wait(t, settle, "Backup", lastIs(election.Backup))
+		m.renewFor(t, expiryTTL/2+rand.N(expiryTTL/4)) // then the master dies, at a random phase
+		r.Wait(t, settle, "Master", lastIs(election.Master))
+		won := r.Last().At
+		earliest, latest := m.sent.Add(expiryTTL), m.recv.Add(expiryTTL)
+		if won.Before(earliest) {
+			t.Fatalf("run %d: the backup became master %v before the master's lease could expire", i, earliest.Sub(won))
+		}
+		lag := won.Sub(latest)
+		lags = append(lags, lag)
+		if lag > bound {
+			t.Errorf("run %d: master %v after the latest instant the lease expired, want at most %v", i, lag, bound)
+		}
+		if ttl, err := admin.TimeToLive(opCtx(t), m.id); err != nil || ttl.TTL != -1 {
+			t.Errorf("run %d: the dead master's lease: TTL %v, %v; want gone", i, ttl, err)
+		}
+		if err := r.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(lags)
+	t.Logf("takeover after the latest expiry instant: min %v, median %v, max %v", lags[0], lags[len(lags)/2], lags[len(lags)-1])
+}
+
+// A lease with under a second left is not an expired lease: a master whose renewals stall for
+// longer than TTL-1s (LeaseTimeToLive reads 0) and then get through keeps its lease and its place,
+// and the backup never takes over. (A backup that revoked on TTL 0 would revoke it with up to a
+// second left, while that master, acknowledged, holds the VIPs.)
+func TestBackupKeepsAStalledMastersLiveLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := adminClient(t, srv)
+	m := newFakeMaster(t, admin, "stall")
+	r := expiryBackup(t, srv, "stall")
+	r.Wait(t, settle, "Backup", lastIs(election.Backup))
+	m.renewFor(t, expiryTTL/2)
+	// Stall past TTL-1s (the store shows 0 from there on), and well past the backup's first reading
+	// of 0 plus its fast readings, but renew before the lease runs out (TTL-200ms).
+	for _, stall := range []time.Duration{expiryTTL - 900*time.Millisecond, expiryTTL - 500*time.Millisecond, expiryTTL - 200*time.Millisecond} {
+		pause := time.NewTimer(time.Until(m.sent.Add(stall)))
+		<-pause.C
+		if err := m.renew(opCtx(t)); errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			t.Fatalf("after a stall of %v the master's live lease was gone", stall)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		m.renewFor(t, expiryTTL/4)
+	}
+	for _, s := range r.States() {
+		if s.Role == election.Master {
+			t.Fatalf("the backup became master at %v while the master's lease was alive", s.At)
+		}
+	}
+}
