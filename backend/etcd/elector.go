@@ -35,7 +35,8 @@ type Elector struct {
 	eligible atomic.Bool
 	kick     chan struct{} // cap 1: yield or eligibility changed
 
-	box *election.Outbox // Run's out
+	box     *election.Outbox // Run's out
+	onLease func(id int64)   // OnLease's f; nil: none
 
 	mu  sync.Mutex
 	rep standing // what the non-Master States are made of
@@ -86,6 +87,12 @@ func (e *Elector) SetEligible(ok bool) {
 		e.poke()
 	}
 }
+
+// OnLease makes the elector call f with the ID of every lease it is granted, before it campaigns
+// under it, and with 0 once it has revoked its lease on the way out; a fence guard revokes the lease
+// it heard of last when the daemon dies (RevokeLease). Call it before Run; f is called on Run's
+// goroutine and delays the campaign while it runs.
+func (e *Elector) OnLease(f func(id int64)) { e.onLease = f }
 
 func (e *Elector) poke() {
 	select {
@@ -160,6 +167,9 @@ func (e *Elector) loop(ctx context.Context, c *conn) error {
 		}
 		failures = 0
 		e.setReachable(true)
+		if e.onLease != nil {
+			e.onLease(int64(l.id))
+		}
 		if err := e.session(ctx, c, l); err != nil {
 			e.log.Info("campaigning again with a new lease", zap.Error(err))
 		}

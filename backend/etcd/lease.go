@@ -162,6 +162,10 @@ func (e *Elector) revoke(c *conn, l *lease, log *zap.Logger) {
 	})
 	if err != nil {
 		log.Warn("revoking the lease failed; it expires within its TTL", zap.Duration("ttl", l.ttl), zap.Error(err))
+		return
+	}
+	if e.onLease != nil {
+		e.onLease(0)
 	}
 }
 

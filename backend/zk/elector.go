@@ -96,6 +96,8 @@ type Elector struct {
 	yieldc   chan struct{} // cap 1
 	eligc    chan struct{} // cap 1
 
+	onSession func(id int64, passwd []byte) // OnSession's f; nil: none
+
 	// wrap, when set (only by tests, export_test.go), wraps each session's connection, to inject
 	// faults.
 	wrap func(c conn, s *session) conn
@@ -141,6 +143,13 @@ func (e *Elector) Yield() {
 	default:
 	}
 }
+
+// OnSession makes the elector call f with the id and password of every session it opens, before it
+// campaigns in it; a fence guard closes the session it heard of last when the daemon dies
+// (CloseSession), which deletes the dead daemon's znodes at once (a session the daemon closed
+// itself is gone: closing it again does nothing). Call
+// it before Run; f is called on Run's goroutine and delays the campaign while it runs.
+func (e *Elector) OnSession(f func(id int64, passwd []byte)) { e.onSession = f }
 
 // SetEligible(false) withdraws the candidacy: a master resigns, and the node reports Backup (reason
 // "ineligible", naming whoever is master, as the conformance suite expects); SetEligible(true)
@@ -206,6 +215,9 @@ func (e *Elector) campaign(ctx context.Context, rep *reporter) error {
 		}
 		if tm == nil {
 			tm = e.learnTiming(ctx, s)
+		}
+		if e.onSession != nil {
+			e.onSession(s.id, s.passwd)
 		}
 		start := time.Now()
 		err = e.serveSession(ctx, s, rep, tm.Tick)
