@@ -28,6 +28,10 @@ import (
 //	            CLOCK_MONOTONIC reads <ns> nanoseconds (its self-fencing deadline); unless a later
 //	            hold arrives first, the guard releases then. 0: no deadline.
 //	release     the daemon has let go; the guard has nothing to watch.
+//	candidacy <text>
+//	            what holds the daemon's place in the store's election (its etcd lease, its
+//	            ZooKeeper session), in words the guard's EndCandidacy understands (hacoord sends
+//	            one line of JSON); the latest wins. `candidacy` alone: none (the daemon ended it).
 //
 // The deadline is an absolute instant on CLOCK_MONOTONIC, the clock both processes share (the guard
 // is the daemon's child, in the same time namespace; it does not jump with the wall clock and, like
@@ -38,7 +42,17 @@ import (
 // clock_gettime calls), rounding so that both conversions can only make the deadline earlier.
 //
 // When the pipe reaches EOF (the daemon exited, however it died) the guard releases and returns:
-// a dead daemon holds nothing. A release that fails is retried, GuardRetryMin apart at first and
+// a dead daemon holds nothing. Once that release has succeeded, and only then, the guard ends the
+// candidacy the daemon named last (GuardActions.EndCandidacy: it revokes the lease, closes the
+// session), so that the next candidate takes over at once rather than when the store notices the
+// silence, a lease TTL or session timeout later. Never before the release: the next master would
+// bind while the dead one's VIPs are still there. Only at EOF: when a hold's deadline passes the
+// daemon may be alive (stopped, or its hold was lost in a write that timed out, see below), and it
+// would be master again with its lease while the next candidate binds; a stopped daemon's lease
+// ends when its keepalives stop, as it would without a guard. A read error other than EOF, or a
+// malformed command, releases without ending anything either: the daemon may be alive.
+//
+// A release that fails is retried, GuardRetryMin apart at first and
 // doubling up to GuardRetryMax, until it succeeds or Guard returns; a hold that arrives meanwhile
 // ends the retries (the daemon is master again, until that hold's deadline). The guard ignores
 // SIGINT and SIGTERM (its caller arranges that), so a Ctrl-C or a service stop reaches the daemon,
@@ -97,19 +111,33 @@ func (c monoClock) nanos(t time.Time) int64 { return c.lo + int64(t.Sub(c.at)) }
 // instant returns the instant at which CLOCK_MONOTONIC reads ns, never later than the true one.
 func (c monoClock) instant(ns int64) time.Time { return c.at.Add(time.Duration(ns - c.hi)) }
 
-// Guard runs the guard's side until r reaches EOF or ctx is done. release removes the VIPs and
-// reports whether any were bound; it is called when a hold's deadline passes without a renewal, and
-// once more at EOF, and again after a failure (see the protocol above). Guard returns nil at EOF
-// once the release has succeeded, ctx's error when ctx is done, and an error for a malformed
+// GuardActions are what a guard does for its daemon.
+type GuardActions struct {
+	// Release removes the VIPs and reports whether any were bound. It is called when a hold's
+	// deadline passes without a renewal, once more at EOF, and again after a failure (see the
+	// protocol above). Required.
+	Release func(reason string) (bool, error)
+	// EndCandidacy, if set, ends the candidacy the daemon named last (the text of its candidacy
+	// line) in the store. It is called at most once: at EOF, after the release succeeded, with
+	// Guard's ctx; it bounds its own time (the store ends the candidacy by itself a TTL later).
+	EndCandidacy func(ctx context.Context, candidacy string) error
+}
+
+// Guard runs the guard's side until r reaches EOF or ctx is done (see the protocol above). It
+// returns nil at EOF once the release has succeeded (and the candidacy, if named, has been ended
+// or failed to end: that is logged), ctx's error when ctx is done, and an error for a malformed
 // command (after releasing: a daemon that speaks nonsense is not trusted to hold anything). Guard
 // reads r on a goroutine of its own that ends when r does: when Guard returns early, the caller
 // closes r (the guard process just exits).
-func Guard(ctx context.Context, r io.Reader, release func(reason string) (bool, error), log *zap.Logger) error {
+func Guard(ctx context.Context, r io.Reader, a GuardActions, log *zap.Logger) error {
+	if a.Release == nil {
+		return errors.New("fencing: guard: no release")
+	}
 	clock, err := newMonoClock()
 	if err != nil {
 		return err
 	}
-	return guard(ctx, r, release, log, clock)
+	return guard(ctx, r, a, log, clock)
 }
 
 // guardBatch is what one read from the daemon brought: the complete lines, and the error that ended
@@ -163,7 +191,7 @@ func readGuardBatches(ctx context.Context, r io.Reader, out chan<- guardBatch) {
 	}
 }
 
-func guard(ctx context.Context, r io.Reader, release func(reason string) (bool, error), log *zap.Logger, clock monoClock) error {
+func guard(ctx context.Context, r io.Reader, a GuardActions, log *zap.Logger, clock monoClock) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -172,7 +200,7 @@ func guard(ctx context.Context, r io.Reader, release func(reason string) (bool, 
 	batches := make(chan guardBatch)
 	go readGuardBatches(ctx, r, batches)
 
-	g := &guardState{release: release, log: log, deadline: time.NewTimer(time.Hour), retry: time.NewTimer(time.Hour)}
+	g := &guardState{release: a.Release, end: a.EndCandidacy, log: log, deadline: time.NewTimer(time.Hour), retry: time.NewTimer(time.Hour)}
 	g.deadline.Stop()
 	g.retry.Stop()
 	defer g.deadline.Stop()
@@ -207,8 +235,10 @@ func guard(ctx context.Context, r io.Reader, release func(reason string) (bool, 
 
 // guardState is the state of one guard loop; only that loop touches it.
 type guardState struct {
-	release  func(reason string) (bool, error)
-	log      *zap.Logger
+	release   func(reason string) (bool, error)
+	end       func(ctx context.Context, candidacy string) error // nil: none
+	candidacy string                                            // named last; "": none
+	log       *zap.Logger
 	deadline *time.Timer // the hold's deadline
 	holding  bool        // a hold with a deadline is armed
 	retry    *time.Timer // the next try of a failed release
@@ -227,27 +257,50 @@ func (g *guardState) batch(ctx context.Context, b guardBatch, clock monoClock) (
 	if b.err == nil {
 		return false, nil
 	}
-	reason := "the daemon exited"
 	if !errors.Is(b.err, io.EOF) {
-		reason = fmt.Sprintf("reading from the daemon failed: %v", b.err)
+		return true, g.releaseUntilDone(ctx, fmt.Sprintf("reading from the daemon failed: %v", b.err))
 	}
-	return true, g.releaseUntilDone(ctx, reason)
+	if err := g.releaseUntilDone(ctx, "the daemon exited"); err != nil {
+		return true, err
+	}
+	g.endCandidacy(ctx)
+	return true, nil
+}
+
+// endCandidacy ends the dead daemon's candidacy, if it named one; the VIPs are gone.
+func (g *guardState) endCandidacy(ctx context.Context) {
+	if g.end == nil || g.candidacy == "" {
+		return
+	}
+	start := time.Now()
+	if err := g.end(ctx, g.candidacy); err != nil {
+		g.log.Warn("fence guard: ending the dead daemon's candidacy failed; the store ends it when its lease or session runs out",
+			zap.Duration("took", time.Since(start)), zap.Error(err))
+		return
+	}
+	g.log.Info("fence guard ended the dead daemon's candidacy: the next candidate takes over now",
+		zap.Duration("took", time.Since(start)))
 }
 
 // line handles one line from the daemon; done reports that Guard returns err.
 func (g *guardState) line(ctx context.Context, l string, clock monoClock) (done bool, err error) {
-	ns, hold, err := parseGuardCommand(l)
+	c, err := parseGuardCommand(l)
 	if err != nil {
 		if rerr := g.releaseUntilDone(ctx, "malformed command from the daemon"); rerr != nil {
 			return true, errors.Join(err, rerr)
 		}
 		return true, err
 	}
+	if c.verb == verbCandidacy {
+		g.candidacy = c.candidacy
+		return false, nil
+	}
 	g.deadline.Stop()
 	g.holding = false
-	if !hold {
+	if c.verb == verbRelease {
 		return false, nil // a failed release goes on being retried: the daemon says nothing is held
 	}
+	ns := c.deadline
 	if g.pending != "" {
 		g.log.Info("fence guard: the daemon holds the VIPs again; no longer retrying the release", zap.String("reason", g.pending))
 		g.pending = ""
@@ -303,19 +356,35 @@ func (g *guardState) releaseUntilDone(ctx context.Context, reason string) error 
 	return nil
 }
 
-func parseGuardCommand(s string) (deadline int64, hold bool, err error) {
-	f := strings.Fields(s)
+// guardCommand is one line from the daemon, parsed.
+type guardCommand struct {
+	verb      string
+	deadline  int64  // hold: CLOCK_MONOTONIC ns, 0: none
+	candidacy string // candidacy: the text, "" for none
+}
+
+const (
+	verbHold      = "hold"
+	verbRelease   = "release"
+	verbCandidacy = "candidacy"
+)
+
+func parseGuardCommand(s string) (guardCommand, error) {
+	verb, rest, _ := strings.Cut(strings.TrimLeft(s, " \t"), " ")
+	rest = strings.TrimSpace(rest)
 	switch {
-	case len(f) == 1 && f[0] == "release":
-		return 0, false, nil
-	case len(f) == 2 && f[0] == "hold":
-		ns, err := strconv.ParseInt(f[1], 10, 64)
+	case verb == verbRelease && rest == "":
+		return guardCommand{verb: verb}, nil
+	case verb == verbHold:
+		ns, err := strconv.ParseInt(rest, 10, 64)
 		if err != nil || ns < 0 {
-			return 0, false, fmt.Errorf("fencing: guard: bad hold %q", s)
+			return guardCommand{}, fmt.Errorf("fencing: guard: bad hold %q", s)
 		}
-		return ns, true, nil
+		return guardCommand{verb: verb, deadline: ns}, nil
+	case verb == verbCandidacy:
+		return guardCommand{verb: verb, candidacy: rest}, nil
 	}
-	return 0, false, fmt.Errorf("fencing: guard: unknown command %q", s)
+	return guardCommand{}, fmt.Errorf("fencing: guard: unknown command %q", s)
 }
 
 // GuardConn is the daemon's end of the pipe to its guard. Hold and Release are safe from any
@@ -357,6 +426,16 @@ func (g *GuardConn) Hold(until time.Time) error {
 
 // Release tells the guard the VIPs are no longer held. Send it after removing them.
 func (g *GuardConn) Release() error { return g.send("release") }
+
+// Candidacy tells the guard what to end in the store once the daemon is dead (see GuardActions):
+// one line of text without a newline ("": none). Send it before the candidacy can win, so the
+// guard knows it before the first hold.
+func (g *GuardConn) Candidacy(text string) error {
+	if strings.ContainsAny(text, "\r\n") || len(verbCandidacy)+1+len(text) > maxGuardLine {
+		return fmt.Errorf("fencing: guard: candidacy: not one line of at most %d bytes", maxGuardLine-len(verbCandidacy)-1)
+	}
+	return g.send(strings.TrimSpace(verbCandidacy + " " + text))
+}
 
 func (g *GuardConn) send(cmd string) error {
 	g.mu.Lock()

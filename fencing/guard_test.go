@@ -33,6 +33,14 @@ type guardRun struct {
 	mu    sync.Mutex
 	calls []time.Duration // since start, failed ones included
 	fails int             // fail this many more calls
+	ends  []guardEnd      // EndCandidacy calls
+	seq   []string        // "release" and "end", in the order they were called
+}
+
+// guardEnd is one EndCandidacy call: when, and with what.
+type guardEnd struct {
+	at        time.Duration
+	candidacy string
 }
 
 func startGuard(t *testing.T) *guardRun {
@@ -41,15 +49,26 @@ func startGuard(t *testing.T) *guardRun {
 	g := &guardRun{clock: monoClock{at: time.Now(), lo: 1e15, hi: 1e15}, w: w, start: time.Now(), done: make(chan error, 1)}
 	g.conn = &GuardConn{w: w, clock: g.clock}
 	go func() {
-		g.done <- guard(context.Background(), r, func(string) (bool, error) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			g.calls = append(g.calls, time.Since(g.start))
-			if g.fails > 0 {
-				g.fails--
-				return false, errors.New("netlink: no buffer space available")
-			}
-			return true, nil
+		g.done <- guard(context.Background(), r, GuardActions{
+			Release: func(string) (bool, error) {
+				g.mu.Lock()
+				defer g.mu.Unlock()
+				g.calls = append(g.calls, time.Since(g.start))
+				if g.fails > 0 {
+					g.fails--
+					g.seq = append(g.seq, "failed release")
+					return false, errors.New("netlink: no buffer space available")
+				}
+				g.seq = append(g.seq, "release")
+				return true, nil
+			},
+			EndCandidacy: func(_ context.Context, c string) error {
+				g.mu.Lock()
+				defer g.mu.Unlock()
+				g.seq = append(g.seq, "end")
+				g.ends = append(g.ends, guardEnd{at: time.Since(g.start), candidacy: c})
+				return nil
+			},
 		}, nil, g.clock)
 	}()
 	t.Cleanup(func() { g.w.Close(); g.wait() }) // a failed test leaves nothing blocked
@@ -66,6 +85,13 @@ func (g *guardRun) got() []time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return slices.Clone(g.calls)
+}
+
+// events returns the releases and candidacy ends in the order they were called.
+func (g *guardRun) events() ([]string, []guardEnd) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.seq), slices.Clone(g.ends)
 }
 
 func (g *guardRun) failNext(n int) {
@@ -273,6 +299,91 @@ func TestGuardRejectsNonsenseAndPassedDeadlines(t *testing.T) {
 		}
 		g.w.Close() // ends Guard's reader
 	})
+}
+
+// At EOF the guard ends the candidacy the daemon named last, and only once the VIPs are gone: after
+// the release that succeeded, never before it (the next master would bind beside the dead one's
+// VIPs) and never after a failed one.
+func TestGuardEndsTheCandidacyOnlyAfterTheReleaseAtEOF(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		if err := g.conn.Candidacy(`{"lease":"a"}`); err != nil {
+			t.Fatal(err)
+		}
+		_ = g.conn.Hold(time.Now().Add(time.Second))
+		_ = g.conn.Candidacy(`{"lease":"b"}`) // a new lease: the latest wins
+		time.Sleep(500 * ms)
+		g.failNext(2)
+		g.w.Close() // SIGKILL
+		if err := g.wait(); err != nil {
+			t.Fatal(err)
+		}
+		seq, ends := g.events()
+		if want := []string{"failed release", "failed release", "release", "end"}; !slices.Equal(seq, want) {
+			t.Fatalf("the guard did %q, want %q", seq, want)
+		}
+		if ends[0].candidacy != `{"lease":"b"}` || ends[0].at != 560*ms {
+			t.Fatalf("ended %q at %v, want the latest candidacy at 560ms (the release that succeeded)", ends[0].candidacy, ends[0].at)
+		}
+	})
+}
+
+// A deadline that passes is no proof that the daemon is dead (it may be stopped and resume, or its
+// renewal may have been lost on the way), so the guard releases then but ends nothing; the daemon
+// that dies later has its candidacy ended at EOF. A daemon that named no candidacy, or whose pipe
+// fails rather than ends, or that speaks nonsense, has nothing ended.
+func TestGuardEndsTheCandidacyOnlyAtEOF(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		_ = g.conn.Candidacy("x")
+		_ = g.conn.Hold(time.Now().Add(time.Second))
+		time.Sleep(5 * time.Second) // SIGSTOP
+		synctest.Wait()
+		if seq, _ := g.events(); !slices.Equal(seq, []string{"release"}) {
+			t.Fatalf("at the deadline the guard did %q, want a release only", seq)
+		}
+		g.w.Close()
+		g.wait()
+		if seq, _ := g.events(); !slices.Equal(seq, []string{"release", "release", "end"}) {
+			t.Fatalf("the guard did %q, want a release at the deadline and a release and end at EOF", seq)
+		}
+	})
+	for name, f := range map[string]func(g *guardRun){
+		"candidacy withdrawn": func(g *guardRun) { _ = g.conn.Candidacy(""); g.w.Close() },
+		"read error":          func(g *guardRun) { g.w.CloseWithError(io.ErrUnexpectedEOF) },
+		"malformed command":   func(g *guardRun) { go io.WriteString(g.w, "hold soon\n") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g := startGuard(t)
+				_ = g.conn.Candidacy("x")
+				_ = g.conn.Hold(time.Now().Add(time.Second))
+				f(g)
+				g.wait()
+				if seq, _ := g.events(); !slices.Equal(seq, []string{"release"}) {
+					t.Fatalf("the guard did %q, want a release only", seq)
+				}
+				g.w.Close()
+			})
+		})
+	}
+}
+
+func TestGuardConnCandidacyIsOneLine(t *testing.T) {
+	var b bytes.Buffer
+	c := &GuardConn{w: &b}
+	if err := c.Candidacy("a\nhold 1"); err == nil {
+		t.Fatal("a candidacy with a newline was sent")
+	}
+	if err := c.Candidacy(strings.Repeat("x", maxGuardLine)); err == nil {
+		t.Fatal("a candidacy longer than a guard line was sent")
+	}
+	if err := c.Candidacy(`{"a": "b c"}`); err != nil || b.String() != "candidacy {\"a\": \"b c\"}\n" {
+		t.Fatalf("sent %q, %v", b.String(), err)
+	}
+	if c, err := parseGuardCommand(strings.TrimSuffix(b.String(), "\n")); err != nil || c.candidacy != `{"a": "b c"}` {
+		t.Fatalf("parsed %+v, %v", c, err)
+	}
 }
 
 // The conversion base agrees with clock_gettime(CLOCK_MONOTONIC) and errs early, never late.

@@ -20,9 +20,10 @@ import (
 const GuardReady = "ready"
 
 // Supervisor is the daemon's side of the fence guard (see Guard): it runs the guard process, tells
-// it over the guard's stdin (a GuardConn) when the VIPs are held and until when, and restarts a
-// guard that died, replaying the hold. Hold, Release and Close are safe from any goroutine; the
-// process and the goroutines that wait for it and read its stdout end by Close.
+// it over the guard's stdin (a GuardConn) when the VIPs are held and until when, and what to end in
+// the store should the daemon die, and restarts a guard that died, replaying the candidacy and the
+// hold. Hold, Release, Candidacy and Close are safe from any goroutine; the process and the
+// goroutines that wait for it and read its stdout end by Close.
 type Supervisor struct {
 	argv         []string
 	stderr       io.Writer // the guard logs where the daemon does
@@ -36,6 +37,7 @@ type Supervisor struct {
 	exited  chan struct{}
 	holding bool
 	until   time.Time
+	cand    string // the candidacy named last ("": none)
 }
 
 // StartSupervisor starts the guard argv (for hacoord, `hacoord fence-guard --interface eth0 --vip
@@ -144,6 +146,9 @@ func (s *Supervisor) send(f func(*GuardConn) error) error {
 		return errors.Join(err, serr)
 	}
 	s.log.Warn("fence guard restarted", zap.Int("pid", s.cmd.Process.Pid))
+	if s.cand != "" {
+		_ = s.conn.Candidacy(s.cand)
+	}
 	if s.holding {
 		_ = s.conn.Hold(s.until)
 	}
@@ -168,6 +173,19 @@ func (s *Supervisor) Release() error {
 	s.holding = false
 	s.mu.Unlock()
 	return s.send(func(c *GuardConn) error { return c.Release() })
+}
+
+// Candidacy tells the guard what ends the daemon's candidacy in the store (GuardConn.Candidacy):
+// the guard ends it once the daemon has died and the VIPs are gone. A guard that died is
+// restarted first; a restarted guard hears the latest candidacy again.
+func (s *Supervisor) Candidacy(text string) error {
+	return s.send(func(c *GuardConn) error { // with s.mu held
+		err := c.Candidacy(text)
+		if err == nil {
+			s.cand = text
+		}
+		return err
+	})
 }
 
 // Close ends the guard (its stdin closes; it checks nothing is left bound and exits) and waits

@@ -121,3 +121,45 @@ func TestSupervisorRefusesAGuardThatIsNotReady(t *testing.T) {
 		t.Errorf("the guard that was not ready (pid %d) is still running", pid)
 	}
 }
+
+// A restarted guard hears the candidacy named last first (and no hold: the daemon is releasing):
+// should the daemon die now, the new guard knows what to end.
+func TestSupervisorReplaysTheCandidacy(t *testing.T) {
+	argv, log := fakeGuard(t)
+	s, err := StartSupervisor(argv, os.Stderr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Candidacy("lease-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Candidacy("lease-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Hold(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	waitLines(t, log, 5) // "candidacy lease-1" "candidacy lease-2" "hold:..." as fields
+	s.mu.Lock()
+	pid, exited := s.cmd.Process.Pid, s.exited
+	s.mu.Unlock()
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	if err := s.Release(); err != nil {
+		t.Fatalf("Release after the guard died: %v", err)
+	}
+	s.Close()
+	got := lines(t, log)
+	want := []string{"candidacy", "lease-1", "candidacy", "lease-2", "hold:", "candidacy", "lease-2", "release"}
+	if len(got) != len(want) {
+		t.Fatalf("the guards read %q, want %q (holds abbreviated)", got, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Fatalf("the guards read %q, want %q (holds abbreviated)", got, want)
+		}
+	}
+}

@@ -74,6 +74,7 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writ
 		if err := in.startGuards(stderr); err != nil {
 			return nil, err
 		}
+		in.relayCandidacy(p.etcdFiles)
 	}
 	return in, nil
 }

@@ -27,6 +27,7 @@ type plan struct {
 	node       string
 	log        LogSettings
 	fenceGuard bool
+	etcdFiles  etcdKeys // the etcd TLS files and credentials, for the fence guards (relayCandidacy)
 	instances  []*instancePlan
 	syncGroups []syncGroupPlan
 }
@@ -104,7 +105,7 @@ func (b *planner) fail(key string, format string, args ...any) {
 func buildPlan(s settings) (*plan, error) {
 	b := &planner{s: s, seen: map[string]bool{}}
 	d := s.daemon
-	p := &plan{node: d.Name, log: d.Log, fenceGuard: d.FenceGuard}
+	p := &plan{node: d.Name, log: d.Log, fenceGuard: d.FenceGuard, etcdFiles: d.Etcd}
 	b.checkDaemon()
 	b.checkFlags()
 	tlsc := b.etcdTLS()
