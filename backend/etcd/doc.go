@@ -54,6 +54,13 @@
 // at most 1.8s after its last acknowledged keepalive was sent, and a new master is elected no earlier
 // than 2s after that keepalive reached the server (plus up to 500ms, the server's expiry scan).
 //
+// Two things shorten that wait without shortening the master's validity. With a TTL of 3s or more
+// the candidate first in line follows the master's lease and revokes it itself once the store shows
+// it expired, a few tens of milliseconds after the expiry instead of at the next scan (expiry.go
+// says why not below 3s: the store reports the remaining time in whole seconds). And when a daemon
+// dies, its fence guard, told of every lease (Elector.OnLease), revokes it once the VIPs are gone
+// (RevokeLease, through the JSON gateway): the next candidate takes over at once.
+//
 // A store leader change leaves renewals unanswered for up to two election timeouts; the master rides
 // it out without letting go when TTL - Margin - KeepaliveInterval exceeds that (Timing.RidesOut).
 // At start-up the elector learns the store's minimum TTL (LearnTiming), and warns once, naming the
