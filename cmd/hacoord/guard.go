@@ -176,7 +176,7 @@ func (in *instance) relayCandidacy(files etcdKeys) {
 func endCandidacy(ctx context.Context, text string, log *zap.Logger) error {
 	var c guardCandidacy
 	if err := json.Unmarshal([]byte(text), &c); err != nil {
-		return fmt.Errorf("fence guard: candidacy %q: %w", text, err)
+		return fmt.Errorf("fence guard: candidacy of %d bytes: %w", len(text), err) // it may hold a password
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(c.Within, time.Second))
 	defer cancel()
