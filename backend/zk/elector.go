@@ -56,6 +56,12 @@
 // session starts a new campaign (Fault, close, a new session with backoff). Timing documents the
 // figures and when a session rides out a leader election of the ensemble.
 //
+// A dead master's session ends when the ensemble's leader expires it. Sessions expire in buckets of
+// one tickTime (ZooKeeper's ExpiryQueue rounds each deadline up to the next tick), so at most a tick
+// after the negotiated timeout: there is no scan lag to cut as etcd's lessor has (see the etcd
+// backend's expiry.go), and no client can read another session's remaining time anyway. A dead
+// daemon's fence guard, told of every session (OnSession), closes it at once (CloseSession).
+//
 // The candidate and master znodes are deleted only on purpose (stop, Yield, SetEligible(false)), and
 // while the node is master only after the consumer has acted on its non-Master State. A delete that
 // fails is retried until it succeeds or the session ends.
