@@ -239,11 +239,11 @@ type guardState struct {
 	end       func(ctx context.Context, candidacy string) error // nil: none
 	candidacy string                                            // named last; "": none
 	log       *zap.Logger
-	deadline *time.Timer // the hold's deadline
-	holding  bool        // a hold with a deadline is armed
-	retry    *time.Timer // the next try of a failed release
-	pending  string      // reason of a release not yet done ("": none)
-	backoff  time.Duration
+	deadline  *time.Timer // the hold's deadline
+	holding   bool        // a hold with a deadline is armed
+	retry     *time.Timer // the next try of a failed release
+	pending   string      // reason of a release not yet done ("": none)
+	backoff   time.Duration
 }
 
 // batch handles the lines of one read from the daemon, in order, then the end of the pipe if the

@@ -197,7 +197,9 @@ func TestWatchFollowsTheEndpoint(t *testing.T) {
 func TestExpiryRule(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	rd := func(sent, recv int, ttl int64) reading { return reading{sent: at(sent), recv: at(recv), ttl: ttl, granted: 3} }
+	rd := func(sent, recv int, ttl int64) reading {
+		return reading{sent: at(sent), recv: at(recv), ttl: ttl, granted: 3}
+	}
 	for _, tc := range []struct {
 		r    reading
 		want time.Time
