@@ -190,7 +190,9 @@ func TestConflictPolicies(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "fence.sh"), []byte(hook), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			oldHas := func() bool { return strings.Contains(b.Run(t, "ip", "-4", "addr", "show", "dev", "eth0"), "192.0.2.100/") }
+			oldHas := func() bool {
+				return strings.Contains(b.Run(t, "ip", "-4", "addr", "show", "dev", "eth0"), "192.0.2.100/")
+			}
 			n1 := startNode(t, a, "n1", st.endpoint, body)
 			switch policy {
 			case "fence":
