@@ -47,7 +47,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +62,7 @@ import (
 	"testing"
 	"time"
 
+	zkb "github.com/hacoord/hacoord/backend/zk"
 	"github.com/hacoord/hacoord/internal/testenv"
 )
 
@@ -549,65 +549,14 @@ func (s *Server) WaitServing(ctx context.Context) (Status, error) {
 // session's ephemeral znodes and fires their watches. The client learns that its session is gone when
 // it reconnects. The client must be cut off meanwhile (a faultnet proxy), or its immediate reconnect
 // may take the session back before the close arrives. The connect and close requests are hand-encoded (ZooKeeper's ConnectRequest and a
-// RequestHeader with type closeSession, -11); go-zookeeper cannot attach to a given session.
+// RequestHeader with type closeSession, -11, written by zk.CloseSession, the fence guard's own).
 func CloseSession(ctx context.Context, addr string, id int64, passwd []byte) error {
-	var d net.Dialer
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := d.DialContext(cctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("zktest: close session %#x: %w", id, err)
-	}
-	defer c.Close()
-	dl, _ := cctx.Deadline()
-	_ = c.SetDeadline(dl)
-
-	be := binary.BigEndian
-	req := be.AppendUint32(nil, 0)         // protocolVersion
-	req = be.AppendUint64(req, 0)          // lastZxidSeen
-	req = be.AppendUint32(req, 30000)      // timeOut: the server keeps the session's own
-	req = be.AppendUint64(req, uint64(id)) // sessionId
-	req = be.AppendUint32(req, uint32(len(passwd)))
-	req = append(req, passwd...)
-	if err := writeFrame(c, req); err != nil {
-		return fmt.Errorf("zktest: close session %#x: connect: %w", id, err)
-	}
-	resp, err := readFrame(c)
-	if err != nil {
-		return fmt.Errorf("zktest: close session %#x: connect response: %w", id, err)
-	}
-	if len(resp) < 16 || int64(be.Uint64(resp[8:16])) != id {
-		return fmt.Errorf("zktest: close session %#x: the server does not know it (expired or wrong password)", id)
-	}
-	hdr := be.AppendUint32(nil, 1)                 // xid
-	hdr = be.AppendUint32(hdr, uint32(0xfffffff5)) // type closeSession (-11)
-	if err := writeFrame(c, hdr); err != nil {
-		return fmt.Errorf("zktest: close session %#x: %w", id, err)
-	}
-	// The server answers with a ReplyHeader, or closes the connection once the session is closed.
-	if _, err := readFrame(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("zktest: close session %#x: reply: %w", id, err)
+	if err := zkb.CloseSession(cctx, []string{addr}, id, passwd, 5*time.Second); err != nil {
+		return fmt.Errorf("zktest: %w", err)
 	}
 	return nil
-}
-
-func writeFrame(w io.Writer, b []byte) error {
-	_, err := w.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...))
-	return err
-}
-
-func readFrame(r io.Reader) ([]byte, error) {
-	var n [4]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return nil, err
-	}
-	size := binary.BigEndian.Uint32(n[:])
-	if size > 1<<20 {
-		return nil, fmt.Errorf("frame of %d bytes", size)
-	}
-	b := make([]byte, size)
-	_, err := io.ReadFull(r, b)
-	return b, err
 }
 
 // kill stops the process group: SIGTERM, then SIGKILL after stopGrace. It waits for the exit.
