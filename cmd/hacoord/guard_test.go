@@ -220,10 +220,10 @@ func TestFenceGuardReleasesAtTheDeadlineOfAStoppedDaemon(t *testing.T) {
 	}
 	tick.Stop() // and stops: SIGSTOP
 	checkRelease(t, g.removed(t, 5*time.Second), until, g.stderr.String())
+	g.exit(t) // the guard's log goes through its non-blocking sink: complete once it has exited
 	if !strings.Contains(g.stderr.String(), "did not renew its hold before the deadline") {
 		t.Errorf("guard log does not say why it released:\n%s", g.stderr.String())
 	}
-	g.exit(t)
 }
 
 // The deadline in a hold is an instant, not a duration counted from when the guard reads it: a line
