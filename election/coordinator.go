@@ -52,6 +52,28 @@ type Coordinator struct {
 	mu       sync.Mutex
 	status   Status
 	onChange func(Status)
+	lastTurn time.Time // when the Run loop last went round (LastTurn)
+}
+
+// TurnInterval is how often an idle Coordinator loop goes round at least, to prove it is not wedged
+// (LastTurn).
+const TurnInterval = time.Second
+
+// LastTurn returns when the Run loop last went round: it goes round on every State, deadline and at
+// least every TurnInterval, so a LastTurn older than a few TurnIntervals means the loop is wedged
+// (stuck in an Action). The zero Time before Run. For the systemd watchdog and /healthz. Safe from
+// any goroutine.
+func (c *Coordinator) LastTurn() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastTurn
+}
+
+func (c *Coordinator) turned() {
+	now := time.Now()
+	c.mu.Lock()
+	c.lastTurn = now
+	c.mu.Unlock()
 }
 
 // OnChange registers f to be called with the new Status after every change (a State reported,
@@ -109,8 +131,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	r := &run{c: c, timer: time.NewTimer(time.Hour)}
 	r.timer.Stop()
 	defer r.timer.Stop()
+	turn := time.NewTicker(TurnInterval)
+	defer turn.Stop()
 	for {
+		c.turned()
 		select {
+		case <-turn.C:
 		case <-ctx.Done():
 			r.demote(ctx, "shutdown")
 			r.report()
