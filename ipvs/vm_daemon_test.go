@@ -83,7 +83,7 @@ func TestVMDaemonProgramsAndWithdraws(t *testing.T) {
 	yml := `backend: vrrp
 interface: hc0
 vips: [10.99.0.100/24]
-vrrp: {vrid: 9, priority: 200, advert_int: 100ms, version: 3}
+vrrp: {vrid: 9, priority: 200, advert_int: 500ms, version: 3}
 program_on_backup: false
 virtual_servers:
   - address: 10.99.0.100
