@@ -1,0 +1,161 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// SetConfig replaces the Manager's configuration at run time (a reload), without letting go of the
+// VIPs that stay: cfg must name the same Interface and Label (the device and label are what a
+// Manager is; another one needs a Manager of its own), and must validate.
+//
+// While the VIPs are held, SetConfig unbinds the VIPs cfg no longer lists, binds the new ones
+// (with the current self-fencing deadline, checked as Acquire checks it) and sends the
+// announcement burst for the new ones only; the VIPs in both are not touched. A new VIP is bound
+// without the conflict probe: the node is master already. It is all or nothing: if a new VIP
+// cannot be bound, the ones it bound are removed again, the removed ones are bound again, and the
+// old configuration stays (the error says why). While the VIPs are not held, it only records the
+// new configuration, for the next Acquire. The rest of cfg takes effect as it is next used: the
+// announcement schedule at the next burst (a repeat or refresh due is rescheduled from now), the
+// lifetime at the next Extend, the conflict policy at the next Acquire.
+//
+// SetConfig returns the VIPs added and removed. Concurrency: like Acquire, it may be called from
+// any goroutine, concurrently with Run and the other methods; the Manager's mutex serialises it
+// with them, so no frame is sent or bind made with half of the old and half of the new
+// configuration. The caller tells a fence guard of the union of the old and new VIPs before, and of
+// the new list after (a bound VIP is never unknown to the guard).
+func (m *Manager) SetConfig(ctx context.Context, cfg Config) (added, removed []netip.Prefix, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return nil, nil, fmt.Errorf("vip: reconfigure %s: %w", m.cfg.Interface, ErrClosed)
+	case cfg.Interface != m.cfg.Interface:
+		return nil, nil, fmt.Errorf("vip: reconfigure %s: interface %s: a Manager has one interface", m.cfg.Interface, cfg.Interface)
+	case cfg.Label != m.cfg.Label:
+		return nil, nil, fmt.Errorf("vip: reconfigure %s: label %q to %q: a Manager has one label", m.cfg.Interface, m.cfg.Label, cfg.Label)
+	}
+	added, removed = diffPrefixes(m.cfg.VIPs, cfg.VIPs)
+	old := m.cfg
+	oldAnns, oldProbes := m.anns, m.probes
+	m.cfg = cfg
+	if err := m.setMACLocked(m.mac); err != nil {
+		m.cfg, m.anns, m.probes = old, oldAnns, oldProbes
+		return nil, nil, fmt.Errorf("vip: reconfigure %s: %w", cfg.Interface, err)
+	}
+	if !m.held {
+		return added, removed, nil
+	}
+	if err := m.swapLocked(ctx, added, removed); err != nil {
+		m.cfg, m.anns, m.probes = old, oldAnns, oldProbes
+		return nil, nil, err
+	}
+	for _, v := range removed {
+		delete(m.pending, v)
+	}
+	if len(added) > 0 || len(removed) > 0 {
+		m.log.Info("VIPs reconfigured", zap.Stringers("added", added), zap.Stringers("removed", removed))
+	}
+	m.announceAddedLocked(added)
+	m.rescheduleLocked(old.Announce)
+	return added, removed, nil
+}
+
+// swapLocked binds added and unbinds removed while held; on a failure to bind it restores what was
+// there, and returns the failure.
+func (m *Manager) swapLocked(ctx context.Context, added, removed []netip.Prefix) error {
+	var bound []netip.Prefix
+	var err error
+	for _, v := range added {
+		if err = ctx.Err(); err != nil {
+			err = fmt.Errorf("vip: add %s on %s: %w", v, m.cfg.Interface, err)
+			break
+		}
+		if err = m.bindLocked(v, m.until); err != nil {
+			break
+		}
+		bound = append(bound, v)
+	}
+	if err != nil {
+		for _, v := range bound {
+			if _, uerr := m.unbindLocked(v); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("vip: roll back %s on %s: %w", v, m.cfg.Interface, uerr))
+			}
+		}
+		return err
+	}
+	var errs []error
+	for _, v := range removed {
+		if _, uerr := m.unbindLocked(v); uerr != nil {
+			errs = append(errs, fmt.Errorf("vip: delete %s on %s: %w", v, m.cfg.Interface, uerr))
+		}
+	}
+	// A removed VIP that could not be deleted is no longer this Manager's: reported, not rolled back
+	// (the new VIPs are bound and in use).
+	return errors.Join(errs...)
+}
+
+// announceAddedLocked sends the burst (Count rounds) for the VIPs just added.
+func (m *Manager) announceAddedLocked(added []netip.Prefix) {
+	if len(added) == 0 || len(m.anns) == 0 {
+		return
+	}
+	var anns []announcement
+	for _, a := range m.anns {
+		if slices.Contains(added, a.vip) {
+			anns = append(anns, a)
+		}
+	}
+	for range m.cfg.Announce.Count {
+		m.announceLocked(anns, "reloaded")
+	}
+}
+
+// rescheduleLocked moves the announcement schedule onto the new configuration: the repeats left
+// (at most the new Repeat) at the new interval, the refresh at the new period, from now.
+func (m *Manager) rescheduleLocked(old AnnounceConfig) {
+	a, now := m.cfg.Announce, time.Now()
+	if a == old {
+		return
+	}
+	m.repeatsLeft = min(m.repeatsLeft, a.Repeat)
+	if m.repeatsLeft > 0 {
+		m.nextRepeat = now.Add(a.RepeatInterval)
+	}
+	m.nextRefresh = time.Time{}
+	if a.Refresh > 0 {
+		m.nextRefresh = now.Add(a.Refresh)
+	}
+	m.poke()
+}
+
+// VIPs returns the configured VIPs, in configuration order.
+func (m *Manager) VIPs() []netip.Prefix {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.cfg.VIPs)
+}
+
+// diffPrefixes returns what is in b and not in a, and what is in a and not in b, in their orders.
+func diffPrefixes(a, b []netip.Prefix) (added, removed []netip.Prefix) {
+	for _, v := range b {
+		if !slices.Contains(a, v) {
+			added = append(added, v)
+		}
+	}
+	for _, v := range a {
+		if !slices.Contains(b, v) {
+			removed = append(removed, v)
+		}
+	}
+	return added, removed
+}
