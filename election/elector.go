@@ -62,6 +62,18 @@ type Reasserter interface {
 	Reassert(ctx context.Context, s State) error
 }
 
+// A Preparer is an Action with a step that must succeed before anything is promoted for a term
+// and that may take longer than the term's deadline: the fence hook, which may power off the
+// previous master (STONITH). The Coordinator runs Prepare off its loop, while nothing is bound and
+// the Elector keeps its candidacy (its keepalives run on their own), with a context that is not
+// bounded by ValidUntil: it is cancelled when the node stops being master of that term or the
+// Coordinator stops, and the Preparer bounds its own time (and retries, if it wants to). Once
+// Prepare returns nil, Promote runs only if the latest State is still Master of that term and
+// valid. An error blocks the takeover: the Coordinator asks a Yielder to yield.
+type Preparer interface {
+	Prepare(ctx context.Context, s State) error
+}
+
 // ActionFunc adapts a pair of functions to an Action.
 type ActionFunc struct {
 	Name        string
