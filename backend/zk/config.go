@@ -49,7 +49,26 @@ type Config struct {
 	// Backoff paces reconnects after a failed or lost session, retries after errors, and a yielded
 	// master's return to the election.
 	Backoff Backoff
+
+	// Priority is this node's configured priority (--priority), 1-254, higher wins; 0 means
+	// election.DefaultPriority (100). Track-check weights move it at run time (SetPriority). It is
+	// published in the candidate znode (election.Candidate).
+	Priority int
+	// NoPreempt is keepalived's nopreempt (--nopreempt): a lower-priority master keeps mastership
+	// when this node joins; this node only wins an election that is held anyway.
+	NoPreempt bool
+	// PreemptDelay is keepalived's preempt_delay (--preempt-delay): a lower-priority master hands
+	// over to this node only once it has been queued this long. 0-1000s; needs preemption.
+	PreemptDelay time.Duration
+	// TransferTimeout bounds a planned move (Resign, a preemption, SetMaintenance on a master):
+	// other candidates hold back for the named target until then (Transfer takes its own timeout).
+	// Default: twice the session timeout, so a target that dies meanwhile is gone from the queue
+	// (its session expired) before the others give up waiting.
+	TransferTimeout time.Duration
 }
+
+// MaxPreemptDelay bounds Config.PreemptDelay (keepalived's TIMER_MAX_SEC).
+const MaxPreemptDelay = 1000 * time.Second
 
 // Backoff is an exponential backoff: Initial, doubling up to Max, with jitter.
 type Backoff struct {
@@ -96,6 +115,12 @@ func (c Config) withDefaults() Config {
 	if c.Backoff.Max == 0 {
 		c.Backoff.Max = max(d.Backoff.Max, c.Backoff.Initial)
 	}
+	if c.Priority == 0 {
+		c.Priority = election.DefaultPriority
+	}
+	if c.TransferTimeout == 0 {
+		c.TransferTimeout = 2 * c.SessionTimeout
+	}
 	return c
 }
 
@@ -112,6 +137,18 @@ func (c Config) Validate() error {
 	}
 	if c.Record.Node != "" && c.Record.Node != c.Name {
 		return fmt.Errorf("zk: config: Record.Node %q differs from Name %q", c.Record.Node, c.Name)
+	}
+	if c.Priority < 0 || c.Priority > 254 { // 0: election.DefaultPriority
+		return fmt.Errorf("zk: config: Priority %d out of range 1-254", c.Priority)
+	}
+	if c.PreemptDelay < 0 || c.PreemptDelay > MaxPreemptDelay {
+		return fmt.Errorf("zk: config: PreemptDelay %v out of range 0-%v", c.PreemptDelay, MaxPreemptDelay)
+	}
+	if c.PreemptDelay > 0 && c.NoPreempt {
+		return fmt.Errorf("zk: config: PreemptDelay %v needs preemption (NoPreempt is set)", c.PreemptDelay)
+	}
+	if c.TransferTimeout < 0 {
+		return fmt.Errorf("zk: config: TransferTimeout %v is negative", c.TransferTimeout)
 	}
 	if c.Margin < 0 {
 		return fmt.Errorf("zk: config: Margin %v is negative", c.Margin)
@@ -232,12 +269,15 @@ type paths struct {
 	group    string // <root>/<group>
 	election string // <group>/election: candidates, ephemeral sequential
 	leader   string // <group>/leader: the master record, ephemeral
+	transfer string // <group>/transfer: a planned move's election.Transfer, ephemeral
+	maint    string // <group>/maintenance: one ephemeral child per node in maintenance
 }
 
 func newPaths(chroot, group string) paths {
 	root := chroot + "/hacoord"
 	g := root + "/" + group
-	return paths{chroot: chroot, root: root, group: g, election: g + "/election", leader: g + "/leader"}
+	return paths{chroot: chroot, root: root, group: g, election: g + "/election", leader: g + "/leader",
+		transfer: g + "/transfer", maint: g + "/maintenance"}
 }
 
 // acls are the ACLs put on created znodes.
