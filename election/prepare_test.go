@@ -89,8 +89,8 @@ func TestPrepareDoesNotPromoteAnExpiredState(t *testing.T) {
 		f.send(master(7, 2*time.Second))
 		time.Sleep(3 * time.Second)
 		synctest.Wait()
-		if st := f.co.Status(); st.Promoted || st.Preparing {
-			t.Fatalf("status = %+v, want neither promoted nor preparing", st)
+		if st := f.co.Status(); st.Promoted || st.Preparing || slices.Contains(f.rec.list(), "promote a 7") {
+			t.Fatalf("status = %+v, calls %q: want nothing promoted", st, f.rec.list())
 		}
 		// A renewal of the prepared term promotes at once, without preparing again.
 		f.send(master(7, 2*time.Second))
