@@ -30,6 +30,15 @@ type Event struct {
 	// probe, conflict: fence), lists them with that host's MAC: "10.0.0.100/24=02:00:00:00:00:99"
 	// (several separated by spaces). It is HACOORD_CONFLICT, empty otherwise.
 	Conflict string
+	// PreviousMaster and PreviousAddress name the node that was master before this one, as its
+	// master record last showed it to this node: the node a fence hook must fence (power off, cut
+	// from the storage). They are HACOORD_PREVIOUS_MASTER and HACOORD_PREVIOUS_ADDRESS, empty when
+	// this node never saw another master (it started after that master was gone).
+	PreviousMaster  string
+	PreviousAddress string
+	// Attempt counts the runs of the fence hook for this term, from 1 (HACOORD_ATTEMPT); 0 for
+	// notify hooks.
+	Attempt int
 }
 
 // env returns the environment the hook runs with: the caller's plus HACOORD_* variables.
@@ -42,6 +51,9 @@ func (e Event) env() []string {
 		"HACOORD_LEADER="+e.Leader,
 		"HACOORD_REASON="+e.Reason,
 		"HACOORD_CONFLICT="+e.Conflict,
+		"HACOORD_PREVIOUS_MASTER="+e.PreviousMaster,
+		"HACOORD_PREVIOUS_ADDRESS="+e.PreviousAddress,
+		"HACOORD_ATTEMPT="+strconv.Itoa(e.Attempt),
 	)
 }
 

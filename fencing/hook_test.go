@@ -136,3 +136,17 @@ func TestDeadlineAndMargin(t *testing.T) {
 		t.Fatal("CheckMargin accepts or refuses the wrong margins")
 	}
 }
+
+// The fence hook is told which node was master before, and which attempt this is.
+func TestHookGetsPreviousMaster(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	h := Hook{Path: script(t, `echo "$HACOORD_PREVIOUS_MASTER $HACOORD_PREVIOUS_ADDRESS $HACOORD_ATTEMPT" > `+out), Timeout: 5 * time.Second}
+	e := Event{Role: "master", PreviousMaster: "n1", PreviousAddress: "192.0.2.1", Attempt: 2}
+	if err := h.Run(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	if got := strings.TrimSpace(string(b)); got != "n1 192.0.2.1 2" {
+		t.Fatalf("hook saw %q", got)
+	}
+}
