@@ -48,6 +48,10 @@ type Config struct {
 
 	// RetryMin and RetryMax bound the exponential backoff between attempts to reach etcd.
 	RetryMin, RetryMax time.Duration
+
+	// OnRTT, if set, is told the round trip of every answered lease keepalive (the metric
+	// hacoord_store_rtt_seconds). It is called on the keepalive loop: it must be quick.
+	OnRTT func(time.Duration)
 }
 
 // DefaultConfig returns the production defaults: TTL 2s (so Margin 200ms and keepalives every 500ms),

@@ -129,6 +129,9 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 			continue
 		}
 		rtt := time.Since(sent)
+		if e.cfg.OnRTT != nil {
+			e.cfg.OnRTT(rtt)
+		}
 		// Recovered from failures, or answered after a long silence (a short partition the keepalive
 		// survived): count it as regained contact, so that the VIPs are announced again.
 		recovered := failing || rtt > e.cfg.KeepaliveInterval/2

@@ -49,6 +49,9 @@ type Config struct {
 	// Backoff paces reconnects after a failed or lost session, retries after errors, and a yielded
 	// master's return to the election.
 	Backoff Backoff
+	// OnRTT, if set, is told the round trip of every answered liveness Sync (the metric
+	// hacoord_store_rtt_seconds). It is called on the session's loop: it must be quick.
+	OnRTT func(time.Duration)
 
 	// Priority is this node's configured priority (--priority), 1-254, higher wins; 0 means
 	// election.DefaultPriority (100). Track-check weights move it at run time (SetPriority). It is

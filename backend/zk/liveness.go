@@ -21,6 +21,8 @@ type liveness struct {
 	syncs      []time.Time
 	contact    uint64 // times contact was lost and regained within the session
 	warnMargin bool   // the configured margin did not fit the negotiated timeout (logged once)
+	// onRTT is Config.OnRTT.
+	onRTT func(time.Duration)
 }
 
 // interval is the time between liveness round trips: a quarter of the session timeout, and at least
@@ -96,6 +98,9 @@ func (l *liveness) gap() time.Duration { return l.interval() }
 
 // synced records the send time of an answered liveness round trip.
 func (l *liveness) synced(sent time.Time) {
+	if l.onRTT != nil {
+		l.onRTT(time.Since(sent))
+	}
 	l.syncs = append(l.syncs, sent)
 	// Keep what anchor can still use: from the newest entry at least gap older than sent.
 	for len(l.syncs) > 2 && sent.Sub(l.syncs[1]) >= l.gap() {

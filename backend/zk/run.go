@@ -35,7 +35,7 @@ func newSessionRun(e *Elector, s *session, c conn, rep *reporter, tick time.Dura
 	t := s.timeout()
 	r := &sessionRun{
 		e: e, s: s, c: c, rep: rep, log: s.log,
-		live:  liveness{s: s, log: s.log, margin: e.cfg.Margin, tick: tick},
+		live:  liveness{s: s, log: s.log, margin: e.cfg.Margin, tick: tick, onRTT: e.cfg.OnRTT},
 		cand:  candidacy{warned: map[string]bool{}},
 		retry: newRetrier(Backoff{Initial: min(e.cfg.Backoff.Initial, t/8), Max: min(e.cfg.Backoff.Max, t)}),
 	}
