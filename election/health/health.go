@@ -169,7 +169,11 @@ type Monitor struct {
 // interface checks use is opened here, in the network namespace of the calling thread (as
 // vip.New's sockets are), so Run may be called from any goroutine. log (nil: none) is used as
 // given; the caller names it.
-func New(cfg Config, log *zap.Logger) (*Monitor, error) {
+func New(cfg Config, log *zap.Logger) (*Monitor, error) { return newMonitor(cfg, log, nil) }
+
+// newMonitor is New; start, when not nil, says which checks start in which verdict instead of
+// their usual one (reload.go).
+func newMonitor(cfg Config, log *zap.Logger, start map[string]bool) (*Monitor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -178,7 +182,8 @@ func New(cfg Config, log *zap.Logger) (*Monitor, error) {
 	}
 	m := &Monitor{refs: newReferenceSet()}
 	for i, s := range cfg.Scripts {
-		c, err := newScriptChecker(s, log.With(zap.String("track-script", s.Name)))
+		up, ok := start[s.Name]
+		c, err := newScriptChecker(s, ok && up, log.With(zap.String("track-script", s.Name)))
 		if err != nil {
 			return nil, fmt.Errorf("track_scripts[%d]: %w", i, err)
 		}
@@ -198,9 +203,9 @@ func New(cfg Config, log *zap.Logger) (*Monitor, error) {
 			m.Close()
 			return nil, fmt.Errorf("track_interfaces[%d].name: %s: %w", i, t.Name, err)
 		}
-		m.addInterface(t, log.With(zap.String("track-interface", t.Name)))
+		m.addInterface(t, start, log.With(zap.String("track-interface", t.Name)))
 	}
-	if err := m.addReferences(cfg.References, log); err != nil {
+	if err := m.addReferences(cfg.References, start[ReferenceCheck], log); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -210,7 +215,8 @@ func New(cfg Config, log *zap.Logger) (*Monitor, error) {
 // InterfaceCheck is the name a tracked interface has among the checks ("interface:eth1").
 func InterfaceCheck(name string) string { return "interface:" + name }
 
-func newScriptChecker(s Script, log *zap.Logger) (*check.Checker, error) {
+// newScriptChecker builds s's checker, failing until its first run passes unless up.
+func newScriptChecker(s Script, up bool, log *zap.Logger) (*check.Checker, error) {
 	interval := s.Interval
 	if interval == 0 {
 		interval = DefaultScriptInterval
@@ -219,13 +225,16 @@ func newScriptChecker(s Script, log *zap.Logger) (*check.Checker, error) {
 	if timeout == 0 {
 		timeout = interval
 	}
-	t := check.Timing{Interval: interval, ConnectTimeout: timeout, Retry: check.Retries(0), Rise: s.Rise, Fall: s.Fall, Alpha: true}
+	t := check.Timing{Interval: interval, ConnectTimeout: timeout, Retry: check.Retries(0), Rise: s.Rise, Fall: s.Fall, Alpha: !up}
 	return check.New(s.Name, check.Config{Script: &check.Script{Timing: t, Path: s.Script, Timeout: timeout}}, netip.AddrPort{}, log)
 }
 
-func (m *Monitor) addInterface(t Interface, log *zap.Logger) {
+func (m *Monitor) addInterface(t Interface, start map[string]bool, log *zap.Logger) {
 	name := InterfaceCheck(t.Name)
 	up := LinkUp(m.nl, t.Name) == nil
+	if s, ok := start[name]; ok {
+		up = s // its first poll corrects it
+	}
 	timing := check.Timing{Interval: LinkPollInterval, Retry: check.Retries(0), Rise: 1, Fall: 1, Alpha: !up}
 	c := check.NewWithProber(name, "track-interface", timing, check.ProberFunc(func(context.Context) (int, error) {
 		return check.NoWeight, LinkUp(m.nl, t.Name)

@@ -151,26 +151,27 @@ func validateReferences(refs []Reference) []error {
 
 // addReferences builds a checker per reference, its socket opened in the calling thread's network
 // namespace, and the one Gate check that stands for them all.
-func (m *Monitor) addReferences(refs []Reference, log *zap.Logger) error {
+// With up, the check and every reference start passing (a reload keeps a passing verdict).
+func (m *Monitor) addReferences(refs []Reference, up bool, log *zap.Logger) error {
 	for i, r := range refs {
 		r = r.withDefaults()
-		c, closeFn, err := newReferenceChecker(r, m.nl, log.With(zap.Stringer("track-reference", r.Address)))
+		c, closeFn, err := newReferenceChecker(r, m.nl, up, log.With(zap.Stringer("track-reference", r.Address)))
 		if err != nil {
 			return fmt.Errorf("track_reference[%d]: %w", i, err)
 		}
 		m.checkers, m.closers = append(m.checkers, c), append(m.closers, closeFn)
-		m.refs.add(c.Name())
+		m.refs.add(c.Name(), up)
 	}
 	if len(refs) > 0 {
 		// Failing until a reference has answered Rise times. Weight 0: a VRRP router goes to FAULT.
-		m.checks = append(m.checks, election.Check{Name: ReferenceCheck})
+		m.checks = append(m.checks, election.Check{Name: ReferenceCheck, Up: up})
 	}
 	return nil
 }
 
 // newReferenceChecker builds the checker of r (defaulted), with its socket opened in the calling
 // thread's network namespace; nl resolves the route and the interface at every probe.
-func newReferenceChecker(r Reference, nl *netlink.Handle, log *zap.Logger) (*check.Checker, func(), error) {
+func newReferenceChecker(r Reference, nl *netlink.Handle, up bool, log *zap.Logger) (*check.Checker, func(), error) {
 	var (
 		p   check.Prober
 		cls func()
@@ -189,7 +190,7 @@ func newReferenceChecker(r Reference, nl *netlink.Handle, log *zap.Logger) (*che
 	if err != nil {
 		return nil, nil, err
 	}
-	t := check.Timing{Interval: r.Interval, ConnectTimeout: r.Timeout, Retry: check.Retries(0), Rise: r.Rise, Fall: r.Fall, Alpha: true}
+	t := check.Timing{Interval: r.Interval, ConnectTimeout: r.Timeout, Retry: check.Retries(0), Rise: r.Rise, Fall: r.Fall, Alpha: !up}
 	return check.NewWithProber(r.name(), "track-reference", t, p, log), cls, nil
 }
 
@@ -201,7 +202,7 @@ type referenceSet struct {
 
 func newReferenceSet() *referenceSet { return &referenceSet{up: map[string]bool{}} }
 
-func (s *referenceSet) add(name string) { s.up[name] = false }
+func (s *referenceSet) add(name string, up bool) { s.up[name] = up }
 
 func (s *referenceSet) has(name string) bool {
 	s.mu.Lock()
