@@ -9,8 +9,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// A Prioritizer is an Elector whose advertised priority can change at run time (VRRP). Safe to call
-// from any goroutine.
+// A Prioritizer is an Elector whose advertised priority can change at run time (VRRP adverts; the
+// etcd and ZooKeeper candidate value, election.Candidate). Safe to call from any goroutine.
 type Prioritizer interface {
 	SetPriority(p int)
 }
@@ -20,10 +20,11 @@ type Prioritizer interface {
 type Check struct {
 	// Name identifies the check in Gate.Set and in logs. Unique within a Gate.
 	Name string
-	// Weight only matters for a Prioritizer (VRRP): a positive weight is added to the priority while
-	// the check passes, a negative one is added while it fails, and 0 (the default) makes a failing
-	// check take the node out of the election (keepalived's FAULT state). For the quorum backends
-	// every failing check withdraws the candidacy, whatever its weight.
+	// Weight only matters for a Prioritizer (VRRP, and the quorum backends that publish a
+	// priority): a positive weight is added to the priority while the check passes, a negative one
+	// is added while it fails, and 0 (the default) makes a failing check take the node out of the
+	// election (keepalived's FAULT state). For a backend that is no Prioritizer every failing check
+	// withdraws the candidacy, whatever its weight.
 	Weight int
 	// Up is the state before the first report.
 	Up bool
@@ -48,7 +49,7 @@ type Gate struct {
 }
 
 // NewGate returns a Gate for elector over checks, and applies the initial states at once. base is
-// the configured priority (VRRP; ignored otherwise). An Elector that is neither an Eligibility nor a
+// the configured priority (used with a Prioritizer; ignored otherwise). An Elector that is neither an Eligibility nor a
 // Prioritizer cannot be gated: that is an error when there are checks.
 func NewGate(elector Elector, base int, checks []Check, log *zap.Logger) (*Gate, error) {
 	if log == nil {

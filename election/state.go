@@ -109,6 +109,12 @@ type State struct {
 	Contact uint64
 	// Reason says why the State changed, for logs ("elected", "lease lost", "resigned", ...).
 	Reason string
+	// Handover, for a Master, says that the previous master gave up on purpose after it had demoted
+	// (a planned move: resign, transfer, maintenance, preemption), as the store recorded in the same
+	// write that ended its term, and that no master came between: no VIP of the group lingers on
+	// the previous holder, so the VIP action may skip the conflict probe (vip.Manager.Acquire's
+	// 3 x 20 ms). False whenever the backend cannot tell (a lease expiry, a crash, VRRP).
+	Handover bool
 }
 
 // Valid reports whether s still entitles the node to act as master at instant now.
@@ -122,7 +128,7 @@ func (s State) Valid(now time.Time) bool {
 // Same reports whether s and o tell a consumer the same thing: role, term, leader, deadline, contact
 // count and reason.
 func (s State) Same(o State) bool {
-	return s.Role == o.Role && s.Term == o.Term && s.Reason == o.Reason && s.Contact == o.Contact &&
+	return s.Role == o.Role && s.Term == o.Term && s.Reason == o.Reason && s.Contact == o.Contact && s.Handover == o.Handover &&
 		s.ValidUntil.Equal(o.ValidUntil) && s.Leader.Same(o.Leader)
 }
 
