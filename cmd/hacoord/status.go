@@ -167,6 +167,7 @@ func writeJSONFile(path string, v any) error {
 
 func newStatusCommand(stdout io.Writer) *cobra.Command {
 	s := defaultSettings()
+	var store *storeStatusFlags
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Print the running daemon's state (role, term, VIPs held, IPVS, health) as JSON",
@@ -178,6 +179,9 @@ stopped (SIGSTOP).`,
   hacoord status --status-file /run/hacoord/web.node1.json | jq .role`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if store.requested(cmd) { // --backend/--endpoints: the group as its store holds it (statusstore.go)
+				return store.run(cmd, stdout, cmd.ErrOrStderr())
+			}
 			set := s
 			set.normalize()
 			b, err := os.ReadFile(set.StatusFile)
@@ -200,6 +204,7 @@ stopped (SIGSTOP).`,
 	cmd.Flags().StringVar(&s.Group, "group", s.Group, "the daemon's group")
 	cmd.Flags().StringVar(&s.Name, "name", s.Name, "the daemon's node name (default: host name)")
 	cmd.Flags().StringVar(&s.StatusFile, "status-file", "", "the daemon's status file (default /run/hacoord/<group>.<name>.json)")
+	store = addStoreStatusFlags(cmd, &s.Group)
 	return cmd
 }
 
