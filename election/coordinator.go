@@ -28,6 +28,12 @@ type Status struct {
 	// the Coordinator to every Action promoted (the VIPs bound and their first announcement sent).
 	// Zero until the node has been promoted.
 	Takeover time.Duration
+	// Preparing is true while the Preparers (the fence hook) run for State.Term: the node is master
+	// in the store but binds nothing yet.
+	Preparing bool
+	// Reason says why Promoted, Fenced or Preparing last changed ("promoted", "self-fence",
+	// "prepare failed", the Elector's reason for a demote, ...), for notify hooks.
+	Reason string
 }
 
 // Coordinator turns the States an Elector reports into Promote and Demote calls on an ordered list of
@@ -46,6 +52,12 @@ type Status struct {
 //     yield so that another node can be master.
 //   - On shutdown the Actions are demoted before the Elector is stopped (and resigns), so the VIPs
 //     are gone before another node can win.
+//   - Actions that are Preparers (the fence hook) prepare a term before anything is promoted for
+//     it, off the loop and not bounded by ValidUntil (see Preparer): the loop keeps handling States
+//     and turning meanwhile. Promote then runs only if the latest State is still Master of that
+//     term and valid, with the deadline rules above. A term is prepared once: a later valid State
+//     of the same term (a renewal after a self-fence) promotes at once. A new term while promoted
+//     demotes first, then prepares. A failed Prepare is a failed Promote: the Elector yields.
 //
 // A Coordinator is used by one Run call; Status may be called from any goroutine.
 type Coordinator struct {
@@ -142,7 +154,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		c.turned()
 		select {
 		case <-turn.C:
+		case err := <-r.prepared():
+			r.finishPrepare(ctx, err)
+			r.report()
 		case <-ctx.Done():
+			r.stopPrepare("shutdown")
 			r.demote(ctx, "shutdown")
 			r.report()
 			stopElector()
@@ -157,6 +173,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			}
 		case err := <-done:
 			r.drain(out)
+			r.stopPrepare("elector stopped")
 			r.demote(ctx, "elector stopped")
 			r.report()
 			if err == nil {
@@ -180,12 +197,21 @@ type run struct {
 	cur     State // last State from the Elector
 	held    bool  // all Actions promoted
 	term    uint64
-	contact uint64      // State.Contact when last promoted or reasserted
-	dirty   bool        // Status changed since OnChange last heard
-	timer   *time.Timer // fires at the held State's ValidUntil
+	contact uint64       // State.Contact when last promoted or reasserted
+	dirty   bool         // Status changed since OnChange last heard
+	timer   *time.Timer  // fires at the held State's ValidUntil
+	prep    *preparation // the Preparers running, nil when none are
+	ready   uint64       // the last term the Preparers succeeded for (0: none)
 	// heard is when the first Master State of term heardTerm reached the loop (Status.Takeover).
 	heard     time.Time
 	heardTerm uint64
+}
+
+// preparation is one run of the Preparers for a term, in a goroutine that the loop waits for.
+type preparation struct {
+	term   uint64
+	cancel context.CancelFunc
+	done   chan error // buffered: the result
 }
 
 // drain records what the Elector offered after the Coordinator stopped acting (shutdown): nothing is
@@ -233,8 +259,102 @@ func (r *run) handle(ctx context.Context, s State) {
 			zap.Uint64("term", s.Term), zap.Duration("late-by", now.Sub(s.ValidUntil)))
 		r.demote(ctx, "deadline passed")
 	default:
+		r.stopPrepare(s.Reason)
 		r.demote(ctx, s.Reason)
 	}
+}
+
+// preparers reports whether any Action is a Preparer.
+func (r *run) preparers() bool {
+	for _, a := range r.c.actions {
+		if _, ok := a.(Preparer); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// prepared returns the channel the running preparation reports on (nil, never ready, when none
+// runs).
+func (r *run) prepared() <-chan error {
+	if r.prep == nil {
+		return nil
+	}
+	return r.prep.done
+}
+
+// startPrepare runs the Preparers for s's term in a goroutine, unless they already run for it.
+func (r *run) startPrepare(ctx context.Context, s State) {
+	if r.prep != nil {
+		if r.prep.term == s.Term {
+			return
+		}
+		r.stopPrepare("new term")
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	p := &preparation{term: s.Term, cancel: cancel, done: make(chan error, 1)}
+	r.prep = p
+	r.c.log.Info("master in the store; preparing before binding anything", zap.Uint64("term", s.Term))
+	go func() {
+		for i, a := range r.c.actions {
+			if pa, ok := a.(Preparer); ok {
+				if err := pa.Prepare(pctx, s); err != nil {
+					p.done <- fmt.Errorf("%s: %w", actionName(a, i), err)
+					return
+				}
+			}
+		}
+		p.done <- nil
+	}()
+	r.setPreparing(true, "preparing")
+}
+
+// stopPrepare cancels the running preparation, if any, and waits for it to return.
+func (r *run) stopPrepare(reason string) {
+	p := r.prep
+	if p == nil {
+		return
+	}
+	p.cancel()
+	<-p.done
+	r.prep = nil
+	r.c.log.Info("preparation abandoned", zap.Uint64("term", p.term), zap.String("reason", reason))
+	r.setPreparing(false, reason)
+}
+
+// finishPrepare acts on the result of the preparation that just returned: on success it promotes
+// if the latest State is still Master of that term and valid; on failure the Elector yields.
+func (r *run) finishPrepare(ctx context.Context, err error) {
+	p := r.prep
+	r.prep = nil
+	p.cancel()
+	s := r.cur
+	if err != nil {
+		r.c.log.Error("prepare failed; not taking over", zap.Uint64("term", p.term), zap.Error(err))
+		r.setPreparing(false, "prepare failed")
+		if s.Role == Master && s.Term == p.term {
+			if y, ok := r.c.elector.(Yielder); ok {
+				y.Yield()
+			}
+		}
+		return
+	}
+	r.ready = p.term
+	r.setPreparing(false, "prepared")
+	switch {
+	case s.Role == Master && s.Term == p.term && s.Valid(time.Now()):
+		r.promote(ctx, s)
+	default:
+		r.c.log.Warn("prepared, but the latest state is not a valid master of that term; not promoting",
+			zap.Uint64("term", p.term), zap.Stringer("role", s.Role), zap.Uint64("state-term", s.Term))
+	}
+}
+
+func (r *run) setPreparing(on bool, reason string) {
+	r.c.mu.Lock()
+	r.c.status.Preparing, r.c.status.Reason = on, reason
+	r.c.mu.Unlock()
+	r.dirty = true
 }
 
 // arm sets the fencing timer to the deadline of s (none for a zero ValidUntil).
@@ -254,6 +374,13 @@ func untilValid(ctx context.Context, s State) (context.Context, context.CancelFu
 }
 
 func (r *run) promote(ctx context.Context, s State) {
+	if r.ready != s.Term && r.preparers() {
+		if r.held {
+			r.demote(ctx, "new term: prepare first")
+		}
+		r.startPrepare(ctx, s)
+		return
+	}
 	pctx, cancel := untilValid(ctx, s)
 	defer cancel()
 	for i, a := range r.c.actions {
@@ -275,7 +402,7 @@ func (r *run) promote(ctx context.Context, s State) {
 		r.c.status.Takeover = time.Since(r.heard)
 		r.c.mu.Unlock()
 	}
-	r.setStatus(true, false)
+	r.setStatus(true, false, "promoted")
 	r.c.log.Info("became master", zap.Uint64("term", s.Term), zap.Time("valid-until", s.ValidUntil))
 }
 
@@ -315,7 +442,7 @@ func (r *run) fence(ctx context.Context) {
 	r.c.log.Error("self-fencing: no lease renewal acknowledged before the deadline; letting go",
 		zap.Uint64("term", r.term))
 	r.demote(ctx, "self-fence")
-	r.setStatus(false, true)
+	r.setStatus(false, true, "self-fence")
 }
 
 // demote demotes every Action in reverse order, with a context that outlives a cancelled ctx.
@@ -334,13 +461,14 @@ func (r *run) demote(ctx context.Context, reason string) {
 		}
 	}
 	r.held = false
-	r.setStatus(false, false)
+	r.setStatus(false, false, reason)
 	r.c.log.Info("no longer master", zap.Uint64("term", r.term), zap.String("reason", reason))
 }
 
-func (r *run) setStatus(promoted, fenced bool) {
+func (r *run) setStatus(promoted, fenced bool, reason string) {
 	r.c.mu.Lock()
 	r.c.status.Promoted, r.c.status.Fenced, r.c.status.Since = promoted, fenced, time.Now()
+	r.c.status.Reason = reason
 	r.c.mu.Unlock()
 	r.dirty = true
 }
