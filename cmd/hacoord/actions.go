@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -84,21 +85,28 @@ const (
 	roleStop   = "stop"
 )
 
-// hooks runs an instance's programs: the fence hook on the promote path, and the notify hooks off
-// it, each through a fencing.Notifier of its own (one at a time, in order, never delaying a
-// failover). notify hears master and backup; notify_master, notify_backup, notify_fault and
-// notify_stop hear their role only (keepalived's notify_*).
+// hooks runs an instance's programs: the fence hook before anything is bound (fenceStep, an
+// election.Preparer), and the notify hooks off the promote path, each through a fencing.Notifier
+// of its own (one at a time, in order, never delaying a failover). notify hears master, backup,
+// fault and stop; notify_master, notify_backup, notify_fault and notify_stop hear their role only
+// (keepalived's notify_*). Every event carries the reason of its transition (HACOORD_REASON),
+// also on a node that was never master (see watch).
 type hooks struct {
 	group, node string
 	fence       *fencing.Hook
+	fenceRetry  retryPolicy
 	notify      *fencing.Notifier            // nil: none
 	byRole      map[string]*fencing.Notifier // role -> notify_<role>
-	lastRole    election.Role                // what watch last saw (the Coordinator's loop only)
+	told        string                       // the role the notify hooks were last told (watch only)
+	log         *zap.Logger
+
+	mu       sync.Mutex
+	previous election.Record // the last master other than this node that watch saw
 }
 
 // newHooks builds the hooks of hp for group and node: a Notifier (not started) per notify hook.
-func newHooks(hp hookPlan, group, node string, log *zap.Logger) (*hooks, error) {
-	h := &hooks{group: group, node: node, byRole: map[string]*fencing.Notifier{}}
+func newHooks(hp hookPlan, retry retryPolicy, group, node string, log *zap.Logger) (*hooks, error) {
+	h := &hooks{group: group, node: node, fenceRetry: retry, byRole: map[string]*fencing.Notifier{}, log: log}
 	if f, ok := hp["hooks.fence"]; ok {
 		h.fence = &f
 	}
@@ -141,49 +149,79 @@ func (h *hooks) event(role string, st election.State) fencing.Event {
 	return fencing.Event{Group: h.group, Node: h.node, Role: role, Term: st.Term, Leader: st.Leader.Node, Reason: st.Reason}
 }
 
-// tell queues role's event for notify (master and backup only) and for notify_<role>.
-func (h *hooks) tell(role string, st election.State) {
-	if h.notify != nil && (role == roleMaster || role == roleBackup) {
-		h.notify.Notify(h.event(role, st))
+// tell queues role's event, for reason, for notify and for notify_<role>.
+func (h *hooks) tell(role string, st election.State, reason string) {
+	e := h.event(role, st)
+	e.Reason = reason
+	if h.notify != nil {
+		h.notify.Notify(e)
 	}
 	if n := h.byRole[role]; n != nil {
-		n.Notify(h.event(role, st))
+		n.Notify(e)
 	}
 }
 
-// watch hears every Status change from the Coordinator: entering Fault tells notify_fault.
+// watch hears every Status change from the Coordinator (after it acted on it): it remembers the
+// last other master seen (the fence hook's previous master) and tells the notify hooks of each
+// change of the role they know of (hookRole), with its reason.
 func (h *hooks) watch(cs election.Status) {
-	r := cs.State.Role
-	if r == election.Fault && h.lastRole != election.Fault {
-		h.tell(roleFault, cs.State)
+	if l := cs.State.Leader; l.Node != "" && l.Node != h.node {
+		h.mu.Lock()
+		h.previous = l
+		h.mu.Unlock()
 	}
-	h.lastRole = r
+	role, reason := hookRole(cs)
+	if role == "" || role == h.told {
+		return
+	}
+	h.told = role
+	h.tell(role, cs.State, reason)
 }
 
-// actions returns the instance's promote chain: fence hook -> IPVS -> VIPs (one action per device)
-// -> notify.
+// hookRole is the role the notify hooks are told for cs, and why: master once every Action is
+// promoted (the VIPs bound); fault when the node fenced itself or cannot take part; backup for a
+// candidate that holds nothing (also a master in the store whose takeover failed). "" while
+// nothing is known yet, or while the fence hook runs (the role told before stands).
+func hookRole(cs election.Status) (role, reason string) {
+	s := cs.State
+	switch {
+	case cs.Promoted:
+		return roleMaster, s.Reason
+	case cs.Fenced:
+		return roleFault, cs.Reason
+	case s.Role == election.Fault:
+		return roleFault, s.Reason
+	case s.Role == election.Backup:
+		return roleBackup, s.Reason
+	case s.Role == election.Master && !cs.Preparing:
+		switch cs.Reason {
+		case "", "promoted", "prepared", "preparing":
+		default:
+			return roleBackup, cs.Reason // the fence hook or a Promote failed, the deadline passed
+		}
+	}
+	return "", ""
+}
+
+// previousMaster returns the last master other than this node that watch saw.
+func (h *hooks) previousMaster() election.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.previous
+}
+
+// actions returns the instance's promote chain: fence hook (prepares, before anything is bound)
+// -> IPVS -> VIPs (one action per device). The notify hooks hear the transitions from watch.
 func (h *hooks) actions(vms []vipAction, ipv *ipvs.Reconciler, withIPVS bool) []election.Action {
 	var out []election.Action
 	if h.fence != nil {
-		out = append(out, election.ActionFunc{
-			Name: "fence-hook",
-			PromoteFunc: func(ctx context.Context, st election.State) error {
-				return h.fence.Run(ctx, h.event(roleMaster, st))
-			},
-		})
+		out = append(out, &fenceStep{h: h, hook: *h.fence, retry: h.fenceRetry, log: h.log.Named("fence-hook")})
 	}
 	if withIPVS {
 		out = append(out, ipvsAction{ipv})
 	}
 	for _, vm := range vms {
 		out = append(out, vm)
-	}
-	if h.notify != nil || h.byRole[roleMaster] != nil || h.byRole[roleBackup] != nil {
-		out = append(out, election.ActionFunc{
-			Name:        "notify-hook",
-			PromoteFunc: func(_ context.Context, st election.State) error { h.tell(roleMaster, st); return nil },
-			DemoteFunc:  func(_ context.Context, st election.State) error { h.tell(roleBackup, st); return nil },
-		})
 	}
 	return out
 }

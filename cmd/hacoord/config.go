@@ -119,6 +119,10 @@ type hookKeys struct {
 	NotifyFault  string        `yaml:"notify_fault,omitempty"`
 	NotifyStop   string        `yaml:"notify_stop,omitempty"`
 	Timeout      time.Duration `yaml:"timeout,omitempty"`
+	// FenceRetries is how many times a failed or timed-out fence hook runs again,
+	// FenceRetryInterval apart, before the node gives up its candidacy (fencehook.go).
+	FenceRetries       int           `yaml:"fence_retries"`
+	FenceRetryInterval time.Duration `yaml:"fence_retry_interval"`
 }
 
 // instanceEntry is one element of the instances: list.
@@ -167,7 +171,7 @@ func defaultInstance() instanceKeys {
 		VIPLifetime: true,
 		VRRP:        vrrpKeys{Priority: 100, AdvertInt: time.Second, Version: 3},
 		Announce:    announceKeys{Count: 3, Repeat: 3, Interval: 1100 * time.Millisecond, Refresh: 10 * time.Second},
-		Hooks:       hookKeys{Timeout: 5 * time.Second},
+		Hooks:       hookKeys{Timeout: 5 * time.Second, FenceRetries: 2, FenceRetryInterval: time.Second},
 		IPVS:        ipvs.DefaultConfig(),
 	}
 }

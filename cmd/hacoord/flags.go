@@ -38,7 +38,8 @@ var instanceFlags = map[string]string{ // flag -> YAML key
 	"garp-interval": "announce.interval", "garp-refresh": "announce.refresh", "track-script": "track_scripts",
 	"track-interface": "track_interfaces", "status-file": "status_file", "fence-hook": "hooks.fence",
 	"track-reference": "track_reference", "conflict": "conflict",
-	"notify-hook": "hooks.notify",
+	"notify-hook": "hooks.notify", "hook-timeout": "hooks.timeout", "fence-retries": "hooks.fence_retries",
+	"fence-retry-interval": "hooks.fence_retry_interval",
 }
 
 // daemonFlags maps the daemon-wide flags to their YAML keys.
@@ -102,6 +103,9 @@ func registerFlags(fs *pflag.FlagSet, v *flagValues) {
 	fs.StringVar(&in.StatusFile, "status-file", in.StatusFile, "file where the daemon keeps its state for hacoord status (default /run/hacoord/<group>.<name>.json)")
 	fs.StringVar(&in.Hooks.Fence, "fence-hook", in.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
 	fs.StringVar(&in.Hooks.Notify, "notify-hook", in.Hooks.Notify, "program run after each transition with args: group node role term")
+	fs.DurationVar(&in.Hooks.Timeout, "hook-timeout", in.Hooks.Timeout, "how long one run of a hook may take before it is killed (the fence hook's own limit, not the lease's)")
+	fs.IntVar(&in.Hooks.FenceRetries, "fence-retries", in.Hooks.FenceRetries, "runs of a failed fence hook after the first before the node gives up its candidacy")
+	fs.DurationVar(&in.Hooks.FenceRetryInterval, "fence-retry-interval", in.Hooks.FenceRetryInterval, "pause between runs of a failed fence hook")
 }
 
 // registerStoreFlags binds the flags that say which store to reach and how: the daemon's and

@@ -67,7 +67,7 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writ
 	if in.mon, err = health.New(ip.health, in.log.Named("health")); err != nil {
 		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
 	}
-	if in.hooks, err = newHooks(ip.hooks, ip.group, p.node, in.log); err != nil {
+	if in.hooks, err = newHooks(ip.hooks, ip.fenceRetry(), ip.group, p.node, in.log); err != nil {
 		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
 	}
 	if p.fenceGuard {
@@ -172,7 +172,7 @@ func (in *instance) run(ctx context.Context) error {
 	}
 
 	err := in.co.Run(cctx)
-	in.hooks.tell(roleStop, in.co.Status().State)
+	in.hooks.tell(roleStop, in.co.Status().State, stopReason(err, cctx))
 	stopAux()
 	herr := helpers.Wait()
 	if cause := context.Cause(cctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {

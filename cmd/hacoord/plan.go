@@ -346,8 +346,15 @@ func mapHooks(k hookKeys) hookPlan {
 // checkHooks checks the hook settings (fencing.Hook has no Validate yet: a candidate for a move;
 // that each program exists is checkSystem's).
 func (b *planner) checkHooks(ip *instancePlan) {
-	if t := ip.in.keys.Hooks.Timeout; t < 0 {
-		b.fail(b.s.key(ip.in, "hooks.timeout", ""), "%v is negative", t)
+	h := ip.in.keys.Hooks
+	if h.Timeout < 0 {
+		b.fail(b.s.key(ip.in, "hooks.timeout", ""), "%v is negative", h.Timeout)
+	}
+	if h.FenceRetries < 0 {
+		b.fail(b.s.key(ip.in, "hooks.fence_retries", ""), "%d is negative", h.FenceRetries)
+	}
+	if h.FenceRetryInterval < 0 {
+		b.fail(b.s.key(ip.in, "hooks.fence_retry_interval", ""), "%v is negative", h.FenceRetryInterval)
 	}
 }
 
