@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-zookeeper/zk"
 	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/election"
 )
 
 // candidacy is this node's place in the election queue within one session: its candidate znode (or
@@ -30,6 +32,12 @@ type candidacy struct {
 
 	holdUntil time.Time // after a yield: do not campaign before
 	yields    int       // yields in a row (the hold-off doubles)
+
+	since     time.Time          // when node joined the queue (its value's Since)
+	published election.Candidate // the value node holds
+
+	childWatch  bool // a children watch on the election is armed (it fires into sessionRun.ws)
+	ownTransfer bool // the transfer record names us (or ran out): delete it once master
 
 	warned map[string]bool // foreign children of the election znode, logged once
 }
@@ -91,14 +99,14 @@ func findGUID(cs []candidate, guid string) (string, bool) {
 // createCandidate creates our candidate znode in the protected form.
 func (r *sessionRun) createCandidate() error {
 	if r.cand.pendingGUID == "" {
-		var g [16]byte
-		_, _ = rand.Read(g[:])
-		r.cand.pendingGUID = hex.EncodeToString(g[:])
+		r.cand.pendingGUID = newGUID()
 	}
 	prefix := r.e.paths.election + "/_c_" + r.cand.pendingGUID + "-n_"
+	since := time.Now().Round(0).UTC()
+	v := r.e.value(since)
 	var p string
 	err := r.call(func() (err error) {
-		p, err = r.c.Create(prefix, []byte(r.e.cfg.Name), zk.FlagEphemeral|zk.FlagSequence, r.e.acls.group)
+		p, err = r.c.Create(prefix, v.Marshal(), zk.FlagEphemeral|zk.FlagSequence, r.e.acls.group)
 		return err
 	})
 	switch {
@@ -112,8 +120,16 @@ func (r *sessionRun) createCandidate() error {
 		// The create may have been applied with its reply lost: keep the GUID and look first.
 		return fmt.Errorf("zk: create candidate in %s: %w", r.e.paths.election, err)
 	}
-	r.log.Debug("candidate created", zap.String("path", p))
+	r.log.Debug("candidate created", zap.String("path", p), zap.Int("priority", v.Priority))
+	r.cand.since, r.cand.published = since, v
 	return r.adopt(p)
+}
+
+// newGUID is the GUID of a protected create.
+func newGUID() string {
+	var g [16]byte
+	_, _ = rand.Read(g[:])
+	return hex.EncodeToString(g[:])
 }
 
 // adopt makes path our candidate and reads its czxid (our term should we win).

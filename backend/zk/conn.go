@@ -18,6 +18,8 @@ type conn interface {
 	Exists(path string) (bool, *zk.Stat, error)
 	ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, error)
 	Get(path string) ([]byte, *zk.Stat, error)
+	GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error)
+	ChildrenW(path string) ([]string, *zk.Stat, <-chan zk.Event, error)
 	Set(path string, data []byte, version int32) (*zk.Stat, error)
 	Multi(ops ...any) ([]zk.MultiResponse, error)
 	Sync(path string) (string, error)
@@ -59,6 +61,16 @@ func (g guardedConn) ExistsW(p string) (bool, *zk.Stat, <-chan zk.Event, error) 
 func (g guardedConn) Get(p string) ([]byte, *zk.Stat, error) {
 	defer g.g.begin()()
 	return g.c.Get(p)
+}
+
+func (g guardedConn) GetW(p string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
+	defer g.g.begin()()
+	return g.c.GetW(p)
+}
+
+func (g guardedConn) ChildrenW(p string) ([]string, *zk.Stat, <-chan zk.Event, error) {
+	defer g.g.begin()()
+	return g.c.ChildrenW(p)
 }
 
 func (g guardedConn) Set(p string, data []byte, version int32) (*zk.Stat, error) {

@@ -7,9 +7,17 @@
 //	<chroot>/hacoord                      persistent, shared by all groups
 //	<chroot>/hacoord/<group>              persistent
 //	<chroot>/hacoord/<group>/election     persistent; one child per candidate:
-//	    _c_<guid>-n_<seq>                 ephemeral sequential, data = node name
+//	    _c_<guid>-n_<seq>                 ephemeral sequential, data = the JSON election.Candidate
+//	                                      (node, address, priority, preempt, preempt_delay, since);
+//	                                      an older hacoord wrote the bare node name (read as
+//	                                      priority 100 with preemption)
 //	<chroot>/hacoord/<group>/leader       ephemeral, owned by the master's session: the JSON
 //	                                      election.Record (Record.Marshal)
+//	<chroot>/hacoord/<group>/transfer     ephemeral, owned by the session of the master that
+//	                                      made a planned move: the JSON election.Transfer
+//	<chroot>/hacoord/<group>/maintenance  persistent, created on first use; one child per node
+//	    <node>                            in maintenance: ephemeral, its Candidate with
+//	                                      maintenance set (for status)
 //
 // The candidate with the lowest sequence number is master; every other candidate watches only the
 // candidate just before it (no herd effect when the master goes). The term, the fencing token, is
@@ -21,6 +29,34 @@
 // connection, the elector looks for its GUID among the children before creating again, so a create
 // that succeeded is found, not duplicated. It does this itself because the library's version gives
 // up, and forgets the GUID, when the connection is still down the moment it looks.
+//
+// # Priorities and planned moves
+//
+// keepalived's priority rules (election.Candidate) are applied at the two places where the queue
+// decides: the head and the master. A candidate that reaches the head (it heard its predecessor's
+// delete at once, through its watch) reads the others' values and the transfer record. It becomes
+// master unless another queued candidate has a higher priority, or an active transfer names
+// another node: then it defers, deleting its candidate and creating a new one at the back in one
+// multi-op, so the next candidate hears of it at once. While a transfer's target is not queued
+// (it died after the transfer was made) the head holds back, watching the queue, until the
+// target comes or the transfer runs out; then a normal election runs.
+//
+// The master watches the queue (a children watch) and the others' values (a data watch on each:
+// SetPriority re-publishes a value in place, keeping its place in the queue). When a candidate of
+// higher priority with preemption has been queued for its preempt_delay, the master hands over by a
+// planned move: it writes the transfer record naming that candidate, demotes (Outbox.WaitActed:
+// the VIPs are gone), deletes its candidate and master record in one multi-op, and rejoins at the
+// back. Resign and Transfer are the same move on an operator's request (Resign names the best other
+// candidate); the node that moved away then publishes no preemption until it is master again, so
+// it does not take mastership straight back. The target deletes the transfer record once master.
+// A planned move costs the target one notification and a few pipelined round trips after the
+// old master's VIPs are gone. Terms still rise: every master's candidate was created after the
+// previous master's.
+//
+// SetMaintenance(true) withdraws the candidacy as SetEligible(false) does, after a planned move to
+// the best other candidate when the node is master, and publishes the maintenance znode while it
+// lasts. Observer.Candidates (election.Lister) reads all of this for `hacoord status` from any
+// machine, in a short session of its own.
 //
 // # The master record
 //
@@ -88,8 +124,9 @@ import (
 	"github.com/hacoord/hacoord/election"
 )
 
-// Elector is an election.Elector (also an election.Yielder and election.Eligibility) over ZooKeeper.
-// Run may be called once; Yield and SetEligible are safe from any goroutine.
+// Elector is an election.Elector over ZooKeeper, also an election.Yielder, Eligibility,
+// Prioritizer, Resigner, Transferer and Maintainer. Run may be called once; the other methods are
+// safe from any goroutine.
 type Elector struct {
 	cfg     Config
 	log     *zap.Logger
@@ -101,6 +138,13 @@ type Elector struct {
 	eligible atomic.Bool
 	yieldc   chan struct{} // cap 1
 	eligc    chan struct{} // cap 1
+
+	priority atomic.Int32    // effective priority (SetPriority)
+	maint    atomic.Bool     // maintenance on (SetMaintenance)
+	holdBack atomic.Bool     // after Resign/Transfer: publish no preemption until master again
+	isMaster atomic.Bool     // a session reports Master (Resign's quick ErrNotMaster)
+	prioc    chan struct{}   // cap 1: priority or maintenance changed
+	reqc     chan plannedReq // Resign and Transfer, served by the session's loop
 
 	onSession func(id int64, passwd []byte) // OnSession's f; nil: none
 
@@ -135,8 +179,11 @@ func New(cfg Config, log *zap.Logger) (*Elector, error) {
 		acls:    newACLs(cfg.Auth),
 		yieldc:  make(chan struct{}, 1),
 		eligc:   make(chan struct{}, 1),
+		prioc:   make(chan struct{}, 1),
+		reqc:    make(chan plannedReq),
 	}
 	e.eligible.Store(true)
+	e.priority.Store(int32(cfg.Priority))
 	return e, nil
 }
 
@@ -263,6 +310,7 @@ func (e *Elector) open(ctx context.Context) (*session, error) {
 func (e *Elector) serveSession(ctx context.Context, s *session, rep *reporter, tick time.Duration) error {
 	stopWatch := closeOnDone(ctx, s, e.cfg.ResignTimeout, s.log)
 	err := newSessionRun(e, s, s.conn, rep, tick).serve(ctx)
+	e.isMaster.Store(false)
 	if ctx.Err() == nil && !isPermanent(err) {
 		// Demote first, then tidy up: closing the connection of an expired session makes
 		// go-zookeeper wait up to 1s for a close request that can no longer be sent.

@@ -29,6 +29,10 @@ type sessionRun struct {
 
 	master      bool      // we report Master for cand.term (or Fault while out of contact)
 	masterSince time.Time // when we last became master
+
+	vals     valueCache // the other candidates' values (priority rules)
+	ws       *watchset  // data and children watches of the priority rules
+	maintPub bool       // our maintenance znode exists in this session
 }
 
 func newSessionRun(e *Elector, s *session, c conn, rep *reporter, tick time.Duration) *sessionRun {
@@ -37,6 +41,8 @@ func newSessionRun(e *Elector, s *session, c conn, rep *reporter, tick time.Dura
 		e: e, s: s, c: c, rep: rep, log: s.log,
 		live:  liveness{s: s, log: s.log, margin: e.cfg.Margin, tick: tick, onRTT: e.cfg.OnRTT},
 		cand:  candidacy{warned: map[string]bool{}},
+		vals:  newValueCache(),
+		ws:    newWatchset(),
 		retry: newRetrier(Backoff{Initial: min(e.cfg.Backoff.Initial, t/8), Max: min(e.cfg.Backoff.Max, t)}),
 	}
 	return r
@@ -51,6 +57,7 @@ var errRetry = errors.New("retry")
 // goes on with the same term when the ensemble answers again.
 func (r *sessionRun) serve(ctx context.Context) error {
 	defer r.retry.stop()
+	defer r.ws.close()
 	ping := time.NewTimer(r.live.interval())
 	defer ping.Stop()
 	needStep := true
@@ -82,6 +89,14 @@ func (r *sessionRun) serve(ctx context.Context) error {
 			r.yield(ctx)
 			needStep = true
 		case <-r.e.eligc:
+			needStep = true
+		case <-r.e.prioc:
+			needStep = true
+		case ev := <-r.ws.c:
+			r.watchFired(ev)
+			needStep = true
+		case q := <-r.e.reqc:
+			q.done <- r.planned(ctx, q)
 			needStep = true
 		case <-r.retry.C():
 			needStep = true
@@ -122,6 +137,8 @@ func (r *sessionRun) stepOrRetry(ctx context.Context) error {
 func (r *sessionRun) reconnected() {
 	r.live.contact++
 	r.cand.predWatch, r.rec.watch = nil, nil
+	r.cand.childWatch = false
+	clear(r.vals.vals)
 }
 
 // yield gives up mastership for a hold-off that doubles with every yield in a row.
@@ -234,8 +251,18 @@ func (r *sessionRun) step(ctx context.Context) error {
 
 // stepOnce returns again=true when it changed something that warrants an immediate re-read.
 func (r *sessionRun) stepOnce(ctx context.Context) (again bool, err error) {
-	if !r.e.eligible.Load() {
-		return false, r.stepIneligible(ctx)
+	if maint := r.e.maint.Load(); maint || !r.e.eligible.Load() {
+		reason := "ineligible"
+		if maint {
+			reason = "maintenance"
+			if r.master {
+				r.handOffForMaintenance(ctx)
+			}
+		}
+		return false, r.stepIneligible(ctx, reason)
+	}
+	if err := r.syncMaintenance(); err != nil {
+		return false, err
 	}
 	if err := r.payRelease(); err != nil {
 		return false, err
@@ -253,13 +280,27 @@ func (r *sessionRun) stepOnce(ctx context.Context) (again bool, err error) {
 		return r.join(cands)
 	}
 	idx := slices.IndexFunc(cands, func(c candidate) bool { return r.e.paths.election+"/"+c.name == r.cand.node })
+	if idx >= 0 {
+		if err := r.republish(); err != nil {
+			return false, err
+		}
+	}
 	switch {
 	case idx < 0:
 		r.log.Warn("our candidate znode is gone", zap.String("path", r.cand.node))
 		r.giveUp(ctx, election.Backup, "candidate znode deleted")
 		return true, nil
 	case idx == 0:
-		return r.lead()
+		if !r.master {
+			if ok, again, err := r.mayLead(cands); !ok || err != nil {
+				return again, err
+			}
+		}
+		if again, err := r.lead(); err != nil || again || !r.master {
+			return again, err
+		}
+		r.dropTransfer()
+		return r.checkPreempt(ctx, cands)
 	case r.master: // cannot happen: sequence numbers only grow. Let go rather than trust it.
 		r.log.Error("a candidate ahead of the master appeared; resigning", zap.String("first", cands[0].name))
 		r.giveUp(ctx, election.Backup, "lost first place")
@@ -269,17 +310,20 @@ func (r *sessionRun) stepOnce(ctx context.Context) (again bool, err error) {
 }
 
 // stepIneligible withdraws the candidacy and reports Backup naming whoever is master.
-func (r *sessionRun) stepIneligible(ctx context.Context) error {
+func (r *sessionRun) stepIneligible(ctx context.Context, reason string) error {
 	if r.cand.node != "" || r.master {
-		r.giveUp(ctx, election.Backup, "ineligible")
+		r.giveUp(ctx, election.Backup, reason)
 	}
 	if err := r.payRelease(); err != nil {
+		return err
+	}
+	if err := r.syncMaintenance(); err != nil {
 		return err
 	}
 	if err := r.readLeader(); err != nil {
 		return err
 	}
-	r.reportOther(election.Backup, "ineligible")
+	r.reportOther(election.Backup, reason)
 	return nil
 }
 
@@ -289,6 +333,8 @@ func (r *sessionRun) join(cands []candidate) (again bool, err error) {
 	if r.cand.pendingGUID != "" {
 		if c, ok := findGUID(cands, r.cand.pendingGUID); ok {
 			r.log.Info("found our candidate znode after a lost reply", zap.String("path", c))
+			// Its value is not known for sure: the next step publishes it again (republish).
+			r.cand.since, r.cand.published = time.Now().Round(0).UTC(), election.Candidate{}
 			return true, r.adopt(c)
 		}
 	}
@@ -330,6 +376,8 @@ func (r *sessionRun) lead() (again bool, err error) {
 	r.rec.seen = r.rec.mine
 	if !r.master {
 		r.master, r.masterSince = true, time.Now()
+		r.e.isMaster.Store(true)
+		r.e.holdBack.Store(false) // master again: preempt as configured from now on
 		r.log.Info("elected master", zap.Uint64("term", r.cand.term), zap.String("candidate", r.cand.node))
 		r.reportMaster("elected")
 		return false, nil
@@ -345,6 +393,7 @@ func (r *sessionRun) lead() (again bool, err error) {
 func (r *sessionRun) giveUp(ctx context.Context, role election.Role, reason string) {
 	if r.master {
 		r.master = false
+		r.e.isMaster.Store(false)
 		seq := r.rep.set(election.State{Role: role, Term: r.cand.term, Reason: reason})
 		if err := r.rep.waitActed(ctx, seq); err != nil {
 			r.log.Info("stopped while waiting for the demote; the consumer demotes before stopping", zap.Error(err))
@@ -362,6 +411,7 @@ func (r *sessionRun) giveUp(ctx context.Context, role election.Role, reason stri
 func (r *sessionRun) resign(reason string) {
 	term := r.cand.term
 	r.master = false
+	r.e.isMaster.Store(false)
 	r.owe()
 	if r.cand.owed == nil {
 		return
