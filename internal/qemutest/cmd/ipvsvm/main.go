@@ -63,6 +63,21 @@ func run(ctx context.Context, args []string) error {
 	timeout := fs.Duration("timeout", 15*time.Minute, "limit for the whole VM run")
 	busybox := fs.String("busybox", "/bin/busybox", "static busybox (Debian busybox-static)")
 	hacoord := fs.String("hacoord", "", "static hacoord binary to put in the VM as /bin/hacoord (HACOORD_BIN), for the daemon's end-to-end test")
+	name := fs.String("name", "", "names this run's test binary, initramfs and verdict under cache/NAME/, so two runs (test-ipvs, test-lvs) can share the kernel cache at once; default: cache/vm.test, cache/initramfs.cpio")
+	var extraModules, extraEnv []string
+	fs.Func("modules", "comma-separated kernel modules to load after the IPVS ones (e.g. bridge)", func(s string) error {
+		extraModules = append(extraModules, strings.Split(s, ",")...)
+		return nil
+	})
+	fs.Func("env", "KEY=VALUE added to the test's environment in the VM; repeatable", func(s string) error {
+		if k, _, ok := strings.Cut(s, "="); !ok || k == "" || strings.ContainsAny(s, " '\"\\$`") {
+			return fmt.Errorf("want KEY=VALUE without blanks or quotes, got %q", s)
+		}
+		extraEnv = append(extraEnv, s)
+		return nil
+	})
+	memory := fs.Int("memory", 1024, "guest memory in MB")
+	testTimeout := fs.Duration("test-timeout", 10*time.Minute, "go test -timeout inside the VM")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,7 +119,14 @@ func run(ctx context.Context, args []string) error {
 	tKernel := time.Since(t0)
 
 	t1 := time.Now()
-	testBin, err := filepath.Abs(filepath.Join(*cache, "vm.test"))
+	work, testName, initrdName := *cache, "vm.test", "initramfs.cpio"
+	if *name != "" {
+		work, testName = filepath.Join(*cache, *name), *name+".test"
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			return err
+		}
+	}
+	testBin, err := filepath.Abs(filepath.Join(work, testName))
 	if err != nil {
 		return err
 	}
@@ -117,6 +139,7 @@ func run(ctx context.Context, args []string) error {
 	tBuild := time.Since(t1)
 
 	t2 := time.Now()
+	modules := append(append([]string(nil), modules...), extraModules...)
 	paths, deps, err := qemutest.ModuleDeps(k, modules...)
 	if err != nil {
 		return err
@@ -139,7 +162,10 @@ func run(ctx context.Context, args []string) error {
 	for _, rel := range paths {
 		files = append(files, qemutest.File{Path: filepath.Join(modDir, rel), Source: filepath.Join(k.ModulesDir(), rel), Mode: 0o644})
 	}
-	testArgs := []string{"-test.timeout=10m"}
+	for _, e := range extraEnv {
+		env += " " + e
+	}
+	testArgs := []string{"-test.timeout=" + testTimeout.String()}
 	if *verbose {
 		testArgs = append(testArgs, "-test.v")
 	}
@@ -148,7 +174,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	command := "(cd /tmp && " + env + " /vm.test " + strings.Join(testArgs, " ") + ")"
 	files = append(files, qemutest.File{Path: "init", Data: qemutest.InitScript(modules, command), Mode: 0o755})
-	initrd := filepath.Join(*cache, "initramfs.cpio")
+	initrd := filepath.Join(work, initrdName)
 	f, err := os.Create(initrd)
 	if err != nil {
 		return err
@@ -163,7 +189,7 @@ func run(ctx context.Context, args []string) error {
 	tInitrd := time.Since(t2)
 
 	logf("booting %s (kernel %v, go test -c %v, initramfs %v)", k.Release, tKernel.Round(time.Millisecond), tBuild.Round(time.Millisecond), tInitrd.Round(time.Millisecond))
-	res, err := qemutest.VM{Kernel: k.VMLinux, Initrd: initrd, Append: "quiet loglevel=4", Console: os.Stdout, Dir: *cache}.Run(ctx)
+	res, err := qemutest.VM{Kernel: k.VMLinux, Initrd: initrd, Append: "quiet loglevel=4", MemoryMB: *memory, Console: os.Stdout, Dir: work}.Run(ctx)
 	logf("VM boot+test: %v", res.Duration.Round(time.Millisecond))
 	if err != nil {
 		return err
