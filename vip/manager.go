@@ -45,6 +45,11 @@ type Manager struct {
 	ran  atomic.Bool   // Run was called
 	// onConflict is what ConflictFence calls (OnConflict); nil: none.
 	onConflict func(ctx context.Context, cs []Conflict) error
+	// onForeign hears the split-brain watch (OnForeign, watch.go) on foreign's sockets; announced
+	// counts the announcement frames sent.
+	onForeign func(Conflict)
+	foreign   *foreignWatch
+	announced atomic.Uint64
 
 	mu     sync.Mutex // guards the fields below and serialises all kernel calls but watch
 	closed bool
@@ -90,6 +95,10 @@ func New(cfg Config, log *zap.Logger) (*Manager, error) {
 		_ = k.close()
 		return nil, err
 	}
+	if m.foreign, err = openForeignWatch(cfg, mac); err != nil {
+		_ = k.close()
+		return nil, fmt.Errorf("vip: split-brain watch on %s: %w", cfg.Interface, err)
+	}
 	return m, nil
 }
 
@@ -134,6 +143,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	events := make(chan event, 16)
 	watchErr := make(chan error, 1)
 	wg.Go(func() { watchErr <- m.k.watch(wctx, events) })
+	wg.Go(func() { m.watchForeign(wctx) })
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -356,6 +366,7 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed, m.held = true, false
+	m.foreign.close()
 	if err := m.k.close(); err != nil {
 		return fmt.Errorf("vip: close on %s: %w", m.cfg.Interface, err)
 	}
@@ -468,6 +479,7 @@ func (m *Manager) startAnnouncingLocked(now time.Time, reason string) {
 	for range a.Count {
 		m.announceLocked(m.anns, reason)
 	}
+	m.checkForeignLocked(reason)
 	m.repeatsLeft, m.nextRepeat = a.Repeat, now.Add(a.RepeatInterval)
 	m.nextRefresh = time.Time{}
 	if a.Refresh > 0 {
@@ -504,6 +516,7 @@ func (m *Manager) announceLocked(anns []announcement, reason string) {
 			sent++
 		}
 	}
+	m.announced.Add(uint64(sent))
 	if len(errs) > 0 {
 		logf := m.log.Warn
 		if !m.linkUp {
@@ -570,6 +583,7 @@ func (m *Manager) tick() {
 		if !announced {
 			m.announceLocked(m.anns, "refresh")
 		}
+		m.checkForeignLocked("refresh")
 	}
 }
 
