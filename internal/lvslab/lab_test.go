@@ -2,8 +2,8 @@ package lvslab
 
 import (
 	"bufio"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -73,7 +73,7 @@ type Lab struct {
 	D      [2]*Director
 	Reals  []*Server
 	Sorry  *Server
-	nss []*netnstest.NS // every namespace, deleted last by cleanup
+	nss    []*netnstest.NS // every namespace, deleted last by cleanup
 	// Services lists the ports of the virtual servers and the YAML of each (DR and NAT).
 	services string
 }
