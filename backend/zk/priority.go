@@ -39,10 +39,12 @@ type valueCache struct {
 	vals      map[string]election.Candidate // by full path
 	firstSeen map[string]time.Time
 	warned    map[string]bool // unreadable values, logged once
+	kept      map[string]bool // higher-priority candidates without preemption, logged once
 }
 
 func newValueCache() valueCache {
-	return valueCache{vals: map[string]election.Candidate{}, firstSeen: map[string]time.Time{}, warned: map[string]bool{}}
+	return valueCache{vals: map[string]election.Candidate{}, firstSeen: map[string]time.Time{}, warned: map[string]bool{},
+		kept: map[string]bool{}}
 }
 
 // watchset forwards the events of one-shot watches (data watches on candidates, the children watch
@@ -132,6 +134,7 @@ func (r *sessionRun) values(cands []candidate) ([]election.Candidate, error) {
 		if !live[p] {
 			delete(r.vals.firstSeen, p)
 			delete(r.vals.vals, p)
+			delete(r.vals.kept, p)
 		}
 	}
 	if len(missing) == 0 {
@@ -261,6 +264,14 @@ func (r *sessionRun) checkPreempt(ctx context.Context, cands []candidate) (again
 	}
 	me := r.cand.published
 	me.Priority = int(r.e.priority.Load())
+	for i, v := range vals {
+		p := r.e.paths.election + "/" + cands[i].name
+		if eligibleRival(v) && v.Node != me.Node && v.Priority > me.Priority && !v.Preempt && !r.vals.kept[p] {
+			r.vals.kept[p] = true
+			r.log.Info("a candidate of higher priority is queued without preemption; keeping mastership",
+				zap.String("candidate", v.Node), zap.Int("their-priority", v.Priority), zap.Int("priority", me.Priority))
+		}
+	}
 	i := best(vals, me.Node, me.Priority, func(v election.Candidate) bool { return v.Preempt })
 	if i < 0 {
 		return false, nil

@@ -299,6 +299,9 @@ func (r *sessionRun) stepOnce(ctx context.Context) (again bool, err error) {
 		if again, err := r.lead(); err != nil || again || !r.master {
 			return again, err
 		}
+		if err := r.republish(); err != nil { // the hold-back after a planned move ends here
+			return false, err
+		}
 		r.dropTransfer()
 		return r.checkPreempt(ctx, cands)
 	case r.master: // cannot happen: sequence numbers only grow. Let go rather than trust it.

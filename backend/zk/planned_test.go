@@ -1,0 +1,576 @@
+package zk_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	gozk "github.com/go-zookeeper/zk"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	zkb "github.com/hacoord/hacoord/backend/zk"
+	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/internal/faultnet"
+	"github.com/hacoord/hacoord/internal/zktest"
+)
+
+// TestPlannedMoves runs the priority rules and the planned moves (resign, transfer, maintenance,
+// preemption) against one real ZooKeeper (tick 100ms, 1s sessions).
+func TestPlannedMoves(t *testing.T) {
+	srv := zktest.Start(t, zktest.Options{})
+	addr := srv.Addr()
+	t.Run("ResignHandsOverAtOnce", func(t *testing.T) { testResign(t, addr) })
+	t.Run("ResignedNodeDoesNotTakeItBack", func(t *testing.T) { testResignNoTakeBack(t, addr) })
+	t.Run("TransferToNamedNode", func(t *testing.T) { testTransfer(t, addr) })
+	t.Run("TransferToMissingNode", func(t *testing.T) { testTransferMissing(t, addr) })
+	t.Run("TransferTargetNeverComes", func(t *testing.T) { testTransferTimeout(t, addr) })
+	t.Run("HigherPriorityJoinPreempts", func(t *testing.T) { testPreempt(t, addr) })
+	t.Run("PreemptDelay", func(t *testing.T) { testPreemptDelay(t, addr) })
+	t.Run("NoPreemptKeepsMaster", func(t *testing.T) { testNoPreempt(t, addr) })
+	t.Run("HeadDefersToHigherPriority", func(t *testing.T) { testHeadDefers(t, addr) })
+	t.Run("SetPriorityRepublishes", func(t *testing.T) { testSetPriority(t, addr) })
+	t.Run("Maintenance", func(t *testing.T) { testMaintenance(t, addr) })
+	t.Run("ListerQueueOrder", func(t *testing.T) { testLister(t, addr) })
+	t.Run("OldBareNameCandidate", func(t *testing.T) { testBareName(t, addr) })
+}
+
+// prio is config with a priority and preemption settings.
+func prio(addr, group, name string, p int, mods ...func(*zkb.Config)) zkb.Config {
+	c := config(addr, group, name)
+	c.Priority = p
+	for _, m := range mods {
+		m(&c)
+	}
+	return c
+}
+
+func noPreempt(c *zkb.Config) { c.NoPreempt = true }
+
+// lister reads group's queue through an Observer's Lister.
+func list(t testing.TB, addr, group string) ([]election.Candidate, *election.Transfer) {
+	t.Helper()
+	o, err := zkb.NewObserver(config(addr, group, ""), testLogger(t).Named("lister"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	cs, tr, err := o.Candidates(ctx)
+	if err != nil {
+		t.Fatalf("Candidates: %v", err)
+	}
+	return cs, tr
+}
+
+func names(cs []election.Candidate) []string {
+	var n []string
+	for _, c := range cs {
+		n = append(n, c.Node)
+	}
+	return n
+}
+
+// waitQueue waits, on children watches of the election znode, until the queue's node names, in
+// order, satisfy ok; it returns the queue.
+func waitQueue(t testing.TB, addr, group, what string, ok func([]election.Candidate) bool) []election.Candidate {
+	t.Helper()
+	c := raw(t, addr, "")
+	p := "/hacoord/" + group + "/election"
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for {
+		_, _, w, err := c.ChildrenW(p)
+		if err != nil {
+			t.Fatalf("watch %s: %v", p, err)
+		}
+		cs, _ := list(t, addr, group)
+		if ok(cs) {
+			return cs
+		}
+		select {
+		case <-w:
+		case <-deadline.C:
+			t.Fatalf("waited %v for %s; queue %v", waitLimit, what, names(cs))
+		}
+	}
+}
+
+// holders checks that at no instant two of nodes reported Master, from their recorded histories (a
+// node acts on each State as it records it), and returns the masters in the order they came.
+func holders(t testing.TB, nodes ...*node) []string {
+	t.Helper()
+	type ev struct {
+		at     time.Time
+		node   string
+		master bool
+	}
+	var evs []ev
+	for _, n := range nodes {
+		for _, s := range n.rec.all() {
+			evs = append(evs, ev{s.At, n.name, s.Role == election.Master})
+		}
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at.Before(evs[j].at) })
+	cur := map[string]bool{}
+	var order []string
+	for _, e := range evs {
+		if e.master && !cur[e.node] {
+			order = append(order, e.node)
+		}
+		cur[e.node] = e.master
+		var now []string
+		for n, m := range cur {
+			if m {
+				now = append(now, n)
+			}
+		}
+		if len(now) > 1 {
+			t.Errorf("two holders at %v: %v", e.at.Format("15:04:05.000000"), now)
+		}
+	}
+	return order
+}
+
+// handover is the time from old's last non-Master State (its VIPs are gone) to new's Master State,
+// the client outage of a planned move less bind and announce.
+func handover(t testing.TB, old *node, nw stamped) time.Duration {
+	t.Helper()
+	var gone time.Time
+	for _, s := range old.rec.all() {
+		if s.Role != election.Master && !s.At.After(nw.At) {
+			gone = s.At
+		}
+	}
+	return nw.At.Sub(gone)
+}
+
+func leads(name string) func(election.State) bool {
+	return func(s election.State) bool { return s.Role == election.Backup && s.Leader.Node == name }
+}
+
+// The master resigns: the next candidate is master at once, terms rise, and a backup cannot resign.
+func testResign(t *testing.T, addr string) {
+	const group = "resign"
+	a := startNode(t, config(addr, group, "a"), nil)
+	ma := a.waitMaster(t)
+	b := startNode(t, config(addr, group, "b"), nil)
+	c := startNode(t, config(addr, group, "c"), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+	c.rec.waitFor(t, "c follows a", leads("a"))
+
+	if err := b.e.Resign(context.Background()); !errors.Is(err, election.ErrNotMaster) {
+		t.Errorf("Resign on a backup: %v, want ErrNotMaster", err)
+	}
+	if err := a.e.Resign(context.Background()); err != nil {
+		t.Fatalf("Resign: %v", err)
+	}
+	mb := b.waitMaster(t)
+	if mb.Term <= ma.Term {
+		t.Errorf("term %d after %d", mb.Term, ma.Term)
+	}
+	a.rec.waitFor(t, "a follows b", leads("b"))
+	t.Logf("resign: b master %v after a's VIPs were gone", handover(t, a, mb))
+	if d := handover(t, a, mb); d > 250*time.Millisecond {
+		t.Errorf("b master %v after a's demote: not a planned move", d)
+	}
+	if got := holders(t, a, b, c); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("masters in order %v, want [a b]", got)
+	}
+	cs := waitQueue(t, addr, group, "a back in the queue without preemption", func(cs []election.Candidate) bool {
+		return len(cs) == 3 && cs[2].Node == "a"
+	})
+	if cs[2].Preempt {
+		t.Errorf("a rejoined with preemption after resigning: %+v", cs[2])
+	}
+	// The transfer record is gone once b is master (b deletes it).
+	waitGone(t, addr, "/hacoord/"+group+"/transfer")
+}
+
+// waitGone waits on a watch until znode p does not exist.
+func waitGone(t testing.TB, addr, p string) {
+	t.Helper()
+	c := raw(t, addr, "")
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for {
+		ok, _, w, err := c.ExistsW(p)
+		if err != nil {
+			t.Fatalf("watch %s: %v", p, err)
+		}
+		if !ok {
+			return
+		}
+		select {
+		case <-w:
+		case <-deadline.C:
+			t.Fatalf("%s still there after %v", p, waitLimit)
+		}
+	}
+}
+
+// A preferred node (priority 200) that resigns to b (100) does not preempt it straight back; a
+// preempting node that joins later (150) is the one b hands over to.
+func testResignNoTakeBack(t *testing.T, addr string) {
+	const group = "notakeback"
+	a := startNode(t, prio(addr, group, "a", 200), nil)
+	a.waitMaster(t)
+	b := startNode(t, prio(addr, group, "b", 100), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+	if err := a.e.Resign(context.Background()); err != nil {
+		t.Fatalf("Resign: %v", err)
+	}
+	b.waitMaster(t)
+	waitQueue(t, addr, group, "a queued behind b", func(cs []election.Candidate) bool {
+		return slices.Equal(names(cs), []string{"b", "a"})
+	})
+	c := startNode(t, prio(addr, group, "c", 150), nil)
+	mc := c.waitMaster(t)
+	t.Logf("b handed over to c (150) %v after b's demote, a (200) kept back", handover(t, b, mc))
+	if got := holders(t, a, b, c); !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Errorf("masters in order %v, want [a b c]", got)
+	}
+	// Once it is master again (c stops), a preempts as configured again.
+	if err := c.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	a.waitMaster(t)
+	waitQueue(t, addr, group, "a publishes preemption again", func(cs []election.Candidate) bool {
+		return len(cs) == 2 && cs[0].Node == "a" && cs[0].Preempt
+	})
+}
+
+// A transfer to the last node in the queue: the node in between defers, the target is master.
+func testTransfer(t *testing.T, addr string) {
+	const group = "transfer"
+	a := startNode(t, config(addr, group, "a"), nil)
+	ma := a.waitMaster(t)
+	b := startNode(t, config(addr, group, "b"), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+	c := startNode(t, config(addr, group, "c"), nil)
+	c.rec.waitFor(t, "c follows a", leads("a"))
+
+	if err := a.e.Transfer(context.Background(), "c", 5*time.Second); err != nil {
+		t.Fatalf("Transfer: %v", err)
+	}
+	mc := c.waitMaster(t)
+	if mc.Term <= ma.Term {
+		t.Errorf("term %d after %d", mc.Term, ma.Term)
+	}
+	t.Logf("transfer: c master %v after a's VIPs were gone (b deferred)", handover(t, a, mc))
+	if got := holders(t, a, b, c); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("masters in order %v, want [a c]", got)
+	}
+	waitGone(t, addr, "/hacoord/"+group+"/transfer")
+	cs, tr := list(t, addr, group)
+	if tr != nil || len(cs) != 3 || cs[0].Node != "c" {
+		t.Errorf("after the transfer: queue %v, transfer %+v", names(cs), tr)
+	}
+}
+
+// A transfer to a node that is not queued is refused, and the master stays master.
+func testTransferMissing(t *testing.T, addr string) {
+	const group = "transfermissing"
+	a := startNode(t, config(addr, group, "a"), nil)
+	ma := a.waitMaster(t)
+	b := startNode(t, config(addr, group, "b"), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+	err := a.e.Transfer(context.Background(), "nosuch", time.Second)
+	if !errors.Is(err, election.ErrNoSuchCandidate) || !strings.Contains(err.Error(), `"nosuch"`) {
+		t.Fatalf("Transfer to a missing node: %v, want ErrNoSuchCandidate naming it", err)
+	}
+	if err := a.e.Transfer(context.Background(), "a", time.Second); err == nil {
+		t.Error("Transfer to the master itself: no error")
+	}
+	for _, s := range a.rec.all() {
+		if s.At.After(ma.At) && s.Role != election.Master {
+			t.Errorf("a stepped down for a refused transfer: %+v", s)
+		}
+	}
+	if _, tr := list(t, addr, group); tr != nil {
+		t.Errorf("transfer record %+v left by a refused transfer", tr)
+	}
+}
+
+// The target of a transfer is cut off and its session expires: the others hold back until the
+// transfer runs out, then a normal election runs.
+func testTransferTimeout(t *testing.T, addr string) {
+	const group = "transfertimeout"
+	a := startNode(t, config(addr, group, "a"), nil)
+	a.waitMaster(t)
+	px, err := faultnet.New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	t.Cleanup(px.Unblock)
+	b := startNode(t, config(px.Addr(), group, "b"), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+	c := startNode(t, config(addr, group, "c"), nil)
+	c.rec.waitFor(t, "c follows a", leads("a"))
+
+	px.Block() // b hears nothing more; its session expires after 1s
+	const timeout = 2500 * time.Millisecond
+	start := time.Now()
+	if err := a.e.Transfer(context.Background(), "b", timeout); err != nil {
+		t.Fatalf("Transfer: %v", err)
+	}
+	until := start.Add(timeout)
+	m := c.rec.waitFor(t, "c master", isRole(election.Master))
+	if m.At.Before(until.Add(-50 * time.Millisecond)) {
+		t.Errorf("c master %v before the transfer to b ran out", until.Sub(m.At))
+	}
+	t.Logf("c master %v after the transfer to b ran out", m.At.Sub(until))
+	for _, s := range b.rec.all() {
+		if s.Role == election.Master && s.At.After(start) {
+			t.Errorf("cut-off b reported Master: %+v", s)
+		}
+	}
+	if got := holders(t, a, c); !slices.Equal(got, []string{"a", "c"}) {
+		t.Errorf("masters in order %v, want [a c]", got)
+	}
+}
+
+// A node of higher priority joins: the master hands over by a planned move.
+func testPreempt(t *testing.T, addr string) {
+	const group = "preempt"
+	a := startNode(t, prio(addr, group, "a", 100), nil)
+	ma := a.waitMaster(t)
+	b := startNode(t, prio(addr, group, "b", 200), nil)
+	mb := b.waitMaster(t)
+	if mb.Term <= ma.Term {
+		t.Errorf("term %d after %d", mb.Term, ma.Term)
+	}
+	a.rec.waitFor(t, "a follows b", leads("b"))
+	d := handover(t, a, mb)
+	t.Logf("preemption: b master %v after a's VIPs were gone", d)
+	if d > 250*time.Millisecond {
+		t.Errorf("b master %v after a's demote: not a planned move", d)
+	}
+	if got := holders(t, a, b); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("masters in order %v, want [a b]", got)
+	}
+}
+
+// preempt_delay: the master hands over only once the preferred node has been queued that long.
+func testPreemptDelay(t *testing.T, addr string) {
+	const group = "preemptdelay"
+	const delay = 700 * time.Millisecond
+	a := startNode(t, prio(addr, group, "a", 100), nil)
+	a.waitMaster(t)
+	joined := time.Now()
+	b := startNode(t, prio(addr, group, "b", 200, func(c *zkb.Config) { c.PreemptDelay = delay }), nil)
+	mb := b.waitMaster(t)
+	if d := mb.At.Sub(joined); d < delay {
+		t.Errorf("b master %v after joining, before its preempt_delay %v", d, delay)
+	}
+	t.Logf("b master %v after joining (preempt_delay %v), %v after a's demote", mb.At.Sub(joined), delay, handover(t, a, mb))
+	holders(t, a, b)
+}
+
+// nopreempt: a node of higher priority joins and the master keeps mastership; when the master
+// resigns, it is the one that takes over.
+func testNoPreempt(t *testing.T, addr string) {
+	const group = "nopreempt"
+	core, logs := observer.New(zapcore.InfoLevel)
+	la := zap.New(zapcore.NewTee(testLogger(t).Core(), core))
+	a := startNode(t, prio(addr, group, "a", 100), la)
+	ma := a.waitMaster(t)
+	b := startNode(t, prio(addr, group, "b", 200, noPreempt), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+	waitLog(t, logs, "without preemption; keeping mastership")
+	for _, s := range a.rec.all() {
+		if s.At.After(ma.At) && s.Role != election.Master {
+			t.Fatalf("a stepped down for a nopreempt node: %+v", s)
+		}
+	}
+	if err := a.e.Resign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.waitMaster(t)
+	holders(t, a, b)
+}
+
+// waitLog waits until a log line containing msg was written.
+func waitLog(t testing.TB, logs *observer.ObservedLogs, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for logs.FilterMessageSnippet(msg).Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q within %v", msg, waitLimit)
+		}
+		time.Sleep(5 * time.Millisecond) // the observer offers no notification
+	}
+}
+
+// Without a master, a head defers to a queued node of higher priority, whatever its nopreempt: the
+// highest-priority candidate wins an election.
+func testHeadDefers(t *testing.T, addr string) {
+	const group = "headdefers"
+	// An outside session holds the head of the queue (an older candidate, as a stuck node would),
+	// so that a and b queue behind it; then it goes, and a reaches the head first.
+	c := raw(t, addr, "")
+	base := "/hacoord/" + group
+	for _, p := range []string{"/hacoord", base, base + "/election"} {
+		if _, err := c.Create(p, nil, 0, gozk.WorldACL(gozk.PermAll)); err != nil && !errors.Is(err, gozk.ErrNodeExists) {
+			t.Fatal(err)
+		}
+	}
+	head, err := c.Create(base+"/election/_c_00000000000000000000000000000000-n_", []byte("stuck"),
+		gozk.FlagEphemeral|gozk.FlagSequence, gozk.WorldACL(gozk.PermAll))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, prio(addr, group, "a", 100), nil)
+	b := startNode(t, prio(addr, group, "b", 200, noPreempt), nil)
+	waitQueue(t, addr, group, "stuck, a, b queued", func(cs []election.Candidate) bool {
+		return slices.Equal(names(cs), []string{"stuck", "a", "b"})
+	})
+	if err := c.Delete(head, -1); err != nil {
+		t.Fatal(err)
+	}
+	b.waitMaster(t)
+	a.rec.waitFor(t, "a follows b", leads("b"))
+	if got := holders(t, a, b); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("masters in order %v, want [b]", got)
+	}
+}
+
+// SetPriority re-publishes the value in place (same znode), and a master whose priority falls
+// below a preempting backup's hands over.
+func testSetPriority(t *testing.T, addr string) {
+	const group = "setpriority"
+	a := startNode(t, prio(addr, group, "a", 150), nil)
+	a.waitMaster(t)
+	b := startNode(t, prio(addr, group, "b", 120), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+	before := waitQueue(t, addr, group, "a, b", func(cs []election.Candidate) bool { return len(cs) == 2 })
+	a.e.SetPriority(90) // a failing check of weight -60
+	mb := b.waitMaster(t)
+	t.Logf("a's priority fell to 90: b master %v after a's demote", handover(t, a, mb))
+	b.e.SetPriority(130)
+	cs := waitQueue(t, addr, group, "b at 130", func(cs []election.Candidate) bool {
+		return len(cs) == 2 && cs[0].Node == "b" && cs[0].Priority == 130
+	})
+	if !cs[0].Since.Equal(before[1].Since) {
+		t.Errorf("b's candidate was re-created (since %v, was %v), not re-published in place", cs[0].Since, before[1].Since)
+	}
+	holders(t, a, b)
+}
+
+// Maintenance on a master hands over and withdraws, publishing the maintenance znode; off rejoins.
+// A node started in maintenance never campaigns.
+func testMaintenance(t *testing.T, addr string) {
+	const group = "maint"
+	mp := "/hacoord/" + group + "/maintenance/"
+	a := startNode(t, config(addr, group, "a"), nil)
+	a.waitMaster(t)
+	b := startNode(t, config(addr, group, "b"), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+
+	a.e.SetMaintenance(true)
+	mb := b.waitMaster(t)
+	t.Logf("maintenance: b master %v after a's demote", handover(t, a, mb))
+	a.rec.waitFor(t, "a out for maintenance", func(s election.State) bool {
+		return s.Role == election.Backup && s.Reason == "maintenance" && s.Leader.Node == "b"
+	})
+	c := raw(t, addr, "")
+	ok, st, err := c.Exists(mp + "a")
+	if err != nil || !ok || st.EphemeralOwner == 0 {
+		t.Fatalf("maintenance znode of a: exists %v, stat %+v, %v", ok, st, err)
+	}
+	cs, _ := list(t, addr, group)
+	if !slices.Equal(names(cs), []string{"b", "a"}) || cs[0].Maintenance || !cs[1].Maintenance {
+		t.Errorf("queue with a in maintenance: %+v", cs)
+	}
+
+	// Started in maintenance: no candidate ever, the znode at once.
+	e, err := zkb.New(config(addr, group, "m"), testLogger(t).Named("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetMaintenance(true)
+	m := runNode(t, "m", e)
+	m.rec.waitFor(t, "m in maintenance", func(s election.State) bool { return s.Reason == "maintenance" })
+	if ok, _, _ := c.Exists(mp + "m"); !ok {
+		t.Error("no maintenance znode for m")
+	}
+
+	a.e.SetMaintenance(false)
+	waitGone(t, addr, mp+"a")
+	waitQueue(t, addr, group, "a queued again", func(cs []election.Candidate) bool {
+		return len(cs) == 3 && cs[1].Node == "a" && !cs[1].Maintenance
+	})
+	if err := m.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := c.Exists(mp + "m"); ok {
+		t.Error("m's maintenance znode outlived its session")
+	}
+	for _, s := range m.rec.all() {
+		if s.Role == election.Master {
+			t.Errorf("m in maintenance was master: %+v", s)
+		}
+	}
+	holders(t, a, b, m)
+}
+
+// The Lister returns the queue in its order with each value, from a session of its own.
+func testLister(t *testing.T, addr string) {
+	const group = "lister"
+	if cs, tr := list(t, addr, group); len(cs) != 0 || tr != nil {
+		t.Errorf("empty group: %v %v", cs, tr)
+	}
+	a := startNode(t, prio(addr, group, "a", 110, noPreempt), nil)
+	a.waitMaster(t)
+	b := startNode(t, prio(addr, group, "b", 150, noPreempt, func(c *zkb.Config) { c.Record.Address = addrOf("192.0.2.11") }), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+	c := startNode(t, prio(addr, group, "c", 120, noPreempt), nil)
+	c.rec.waitFor(t, "c follows a", leads("a"))
+	cs, tr := list(t, addr, group)
+	if !slices.Equal(names(cs), []string{"a", "b", "c"}) || tr != nil {
+		t.Fatalf("queue %v, transfer %+v", names(cs), tr)
+	}
+	for i, want := range []int{110, 150, 120} {
+		if cs[i].Priority != want || cs[i].Preempt || cs[i].Since.IsZero() || cs[i].Maintenance {
+			t.Errorf("candidate %d: %+v", i, cs[i])
+		}
+	}
+	if cs[1].Address != addrOf("192.0.2.11") {
+		t.Errorf("b's address %v", cs[1].Address)
+	}
+}
+
+// An older hacoord's candidate (its bare node name) is read at the default priority with
+// preemption: by the Lister, and by a master, which hands over to it once its own priority falls
+// below 100.
+func testBareName(t *testing.T, addr string) {
+	const group = "barename"
+	a := startNode(t, config(addr, group, "a"), nil)
+	a.waitMaster(t)
+	c := raw(t, addr, "")
+	if _, err := c.Create("/hacoord/"+group+"/election/_c_11111111111111111111111111111111-n_", []byte("old1"),
+		gozk.FlagEphemeral|gozk.FlagSequence, gozk.WorldACL(gozk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	cs := waitQueue(t, addr, group, "a, old1", func(cs []election.Candidate) bool { return len(cs) == 2 })
+	if cs[1].Node != "old1" || cs[1].Priority != election.DefaultPriority || !cs[1].Preempt {
+		t.Errorf("old candidate read as %+v", cs[1])
+	}
+	a.e.SetPriority(50)
+	a.rec.waitFor(t, "a hands over to old1", func(s election.State) bool {
+		return s.Role == election.Backup && s.Reason == "preempted by old1"
+	})
+	_, tr := list(t, addr, group)
+	if tr == nil || tr.To != "old1" || tr.From != "a" {
+		t.Errorf("transfer record %+v, want a to old1", tr)
+	}
+}
+
+func addrOf(s string) netip.Addr { return netip.MustParseAddr(s) }
