@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 export HACOORD_BIN     := $(CURDIR)/$(BIN)/hacoord
 export HACOORD_LAB_BIN := $(CURDIR)/$(BIN)/hacoord-lab
 
-.PHONY: all build deps test test-unit test-ipvs bench demo lint clean
+.PHONY: all build deps test test-unit test-ipvs test-lvs bench bench-lvs demo lint clean
 
 all: build
 
@@ -24,6 +24,7 @@ test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -p 2 -timeout 15m ./...
 	$(MAKE) test-ipvs
+	$(MAKE) test-lvs
 
 test-unit:
 	$(GO) test -count=1 -short ./...
@@ -31,6 +32,18 @@ test-unit:
 # The ipvs package's integration tests inside a VM whose kernel has IPVS (this kernel has none).
 test-ipvs: build
 	ipvs/vmtest/run
+
+# The LVS architecture end to end in the same VM (internal/lvslab): a client, two hacoord directors
+# over an embedded etcd, three real servers; DR and NAT, director crash, real-server death, sorry
+# server, all through the guest kernel's IPVS.
+test-lvs: build
+	internal/lvslab/vmtest/run -run 'TestLVS(DR|NAT)$$'
+
+# The LVS figures (RUNS=n): director-crash outage with IPVS in the VM, the same lab without IPVS in
+# the VM and on the host (TCG's inflation), requests per real server, real-server removal time.
+bench-lvs: build
+	set -o pipefail; internal/lvslab/vmtest/run -run TestLVSBench -env LVSLAB_RUNS=$${RUNS:-5} | tee .cache/bench-lvs.log | grep '^LVSLAB-FIGURE'
+	set -o pipefail; LVSLAB_RUNS=$${RUNS:-5} $(GO) test -count=1 -run TestHostBaselineBench -v ./internal/lvslab | tee -a .cache/bench-lvs.log | grep '^LVSLAB-FIGURE'
 
 # Failover figures in the namespace lab: min/median/max over repeated runs of every backend, and
 # native VRRP against keepalived side by side. RUNS=n sets the repetitions.
