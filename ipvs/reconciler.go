@@ -145,6 +145,7 @@ type Reconciler struct {
 	lastErr    error
 	ownedSvcs  map[ServiceKey]bool
 	ownedDests map[destKey]bool
+	rl         reloadState // SetConfig's (reload.go)
 }
 
 // New validates cfg and builds the checkers; it starts nothing. Unless WithClient is given it
@@ -169,30 +170,9 @@ func New(cfg Config, log *zap.Logger, opts ...Option) (*Reconciler, error) {
 	for _, o := range opts {
 		o(r)
 	}
-	defaults := cfg.Check.WithDefaults(check.DefaultTiming())
-	r.health = make([][]check.Status, len(cfg.VirtualServers))
-	for i, vs := range cfg.VirtualServers {
-		r.health[i] = make([]check.Status, len(vs.RealServers))
-		d := defaults
-		if vs.DelayLoop > 0 {
-			d.Interval = vs.DelayLoop
-		}
-		for j, rs := range vs.RealServers {
-			r.health[i][j] = check.Status{Up: true, Weight: check.NoWeight}
-			if rs.Check.IsZero() {
-				continue
-			}
-			target := netip.AddrPortFrom(rs.Address, rs.port(vs))
-			name := fmt.Sprintf("%d/%d", i, j)
-			clog := log.With(zap.String("service", vs.DisplayName()), zap.String("real-server", target.String()))
-			c, err := check.New(name, applyTiming(rs.Check, d), target, clog)
-			if err != nil {
-				return nil, fmt.Errorf("virtual_servers[%d].real_servers[%d]: %w", i, j, err)
-			}
-			r.checkers = append(r.checkers, c)
-			r.index[name] = [2]int{i, j}
-			r.health[i][j] = c.Initial()
-		}
+	var err error
+	if r.checkers, r.index, r.health, err = buildCheckers(cfg, 0, log); err != nil {
+		return nil, err
 	}
 	_, r.services = desiredTable(cfg, r.health, nil)
 	r.quorum = make([]bool, len(r.services))
@@ -263,9 +243,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 	results := make(chan check.Status)
 	g, gctx := errgroup.WithContext(ctx)
-	for _, c := range r.checkers {
-		g.Go(func() error { return c.Run(gctx, results) })
-	}
+	g.Go(func() error { return r.runCheckers(gctx, results) })
 	g.Go(func() error { return r.loop(gctx, results) })
 	err := g.Wait()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -291,9 +269,7 @@ func (r *Reconciler) loop(ctx context.Context, results <-chan check.Status) erro
 		case <-ctx.Done():
 			return nil
 		case s := <-results:
-			if idx, ok := r.index[s.Name]; ok {
-				r.logApply(r.setHealth(idx[0], idx[1], s))
-			}
+			r.logApply(r.setHealthOf(s))
 		case <-tick:
 			r.mu.Lock()
 			r.logApply(r.applyLocked())

@@ -1,0 +1,120 @@
+package ipvs
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hacoord/hacoord/ipvs/check"
+)
+
+// A reload while active adds the new service and removes the one dropped, leaving the one kept;
+// one that changes program_on_backup is refused and changes nothing.
+func TestSetConfigReprogramsTable(t *testing.T) {
+	r, fake := newFakeReconciler(t, tableConfig())
+	if err := r.Promote(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tableConfig()
+	cfg.VirtualServers = append(cfg.VirtualServers[:1], VirtualServer{
+		Address: netip.MustParseAddr("10.0.0.100"), Port: 8443, LBAlgo: "rr",
+		RealServers: []RealServer{{Address: netip.MustParseAddr("10.0.0.51")}},
+	})
+	fake.ResetCalls()
+	if err := r.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := readFormat(t, fake)
+	for _, want := range []string{"TCP  10.0.0.100:80 wrr", "TCP  10.0.0.100:8443 rr", "10.0.0.51:8443"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("table after SetConfig lacks %q:\n%s", want, got)
+		}
+	}
+	for _, gone := range []string{"UDP  10.0.0.100:53", "FWM  7", "2001:db8::100"} {
+		if strings.Contains(got, gone) {
+			t.Fatalf("table after SetConfig still has %q:\n%s", gone, got)
+		}
+	}
+	for _, c := range fake.Calls() {
+		if strings.Contains(c.String(), "10.0.0.100:80") && !strings.HasPrefix(c.Method, "Get") {
+			t.Errorf("the kept service was touched: %s", c)
+		}
+	}
+	if st := r.Status(); len(st.Services) != 2 || st.Services[1].Service != "TCP 10.0.0.100:8443" && !strings.Contains(st.Services[1].Service, "8443") {
+		t.Errorf("status after SetConfig %+v", st.Services)
+	}
+	bad := cfg
+	bad.ProgramOnBackup = !cfg.ProgramOnBackup
+	if err := r.SetConfig(bad); err == nil || !strings.Contains(err.Error(), "program_on_backup") {
+		t.Fatalf("SetConfig(program_on_backup changed) = %v, want an error naming it", err)
+	}
+	if got2 := readFormat(t, fake); got2 != got {
+		t.Fatalf("a refused SetConfig changed the table:\n%s", got2)
+	}
+}
+
+// While Run runs, SetConfig restarts the checkers on the new configuration: a real server added
+// with a check that fails is taken out once its checker has run.
+func TestSetConfigRestartsCheckers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rs := netip.MustParseAddrPort(ln.Addr().String())
+	fast := check.Config{TCP: &check.TCP{Timing: check.Timing{Interval: 10 * time.Millisecond, Retry: check.Retries(0)}}}
+	cfg := DefaultConfig()
+	cfg.ResyncInterval = time.Hour
+	cfg.VirtualServers = []VirtualServer{{
+		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
+		RealServers: []RealServer{{Address: rs.Addr(), Check: fast}},
+	}}
+	r, fake := newFakeReconciler(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	changed := fake.Changed()
+	errc := make(chan error, 1)
+	runCtx, stop := context.WithCancel(ctx)
+	go func() { errc <- r.Run(runCtx) }()
+	has := func(s string) bool { return strings.Contains(readFormat(t, fake), s) }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			select {
+			case <-changed:
+				changed = fake.Changed()
+			case <-ctx.Done():
+				t.Fatalf("timed out waiting for %s; table:\n%s", what, readFormat(t, fake))
+			}
+		}
+	}
+	waitFor("the table", func() bool { return has(rs.String()) })
+	// 127.0.0.1 port 1: nothing listens; no check: 127.0.0.3 stays.
+	dead := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 1)
+	next := cfg
+	next.VirtualServers = []VirtualServer{cfg.VirtualServers[0]}
+	next.VirtualServers[0].RealServers = []RealServer{
+		{Address: rs.Addr(), Check: fast},
+		{Address: dead.Addr(), Port: dead.Port(), Check: fast},
+		{Address: netip.MustParseAddr("127.0.0.3")},
+	}
+	if err := r.SetConfig(next); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the new real server without a check", func() bool { return has("127.0.0.3:") })
+	if !has(rs.String()) {
+		t.Fatalf("the kept real server (up) left the table on reload:\n%s", readFormat(t, fake))
+	}
+	ln.Close()
+	waitFor("the kept real server's removal by its restarted checker", func() bool { return !has(rs.String()) })
+	if st := r.Status(); st.Services[0].RealServers[1].Up {
+		t.Errorf("the real server with a failing check is up: %+v", st.Services[0].RealServers)
+	}
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
