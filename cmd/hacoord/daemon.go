@@ -43,6 +43,7 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer) error {
 	}
 	log.Info("starting", zap.String("node", p.node), zap.Strings("instances", names), zap.String("version", version))
 	g, gctx := errgroup.WithContext(ctx)
+	startSdNotify(gctx, g, insts, log.Named("systemd"))
 	for _, in := range insts {
 		g.Go(func() error { return in.run(gctx) })
 	}

@@ -152,4 +152,3 @@ echo "ipmi: no answer from $HACOORD_PREVIOUS_ADDRESS"; exit 1`)
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func itoa(u uint64) string { return strconv.FormatUint(u, 10) }
-
