@@ -108,6 +108,7 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 		newStatusCommand(stdout), newIPVSCommand(stdout), newFenceGuardCommand(stderr),
 		newImportKeepalivedCommand(stdout, stderr))
 	root.AddCommand(newRealServerCommand(stdout, stderr))
+	root.AddCommand(newExplainCommand(stdout))
 	return root
 }
 
