@@ -39,6 +39,7 @@ type Elector struct {
 	pending    []Event
 	stats      Stats
 	mismatches []Mismatch
+	onBeside   func(MasterBeside) // OnMasterBeside
 	state      election.State
 	kick       chan struct{}
 }
@@ -287,6 +288,8 @@ func (r *runner) step(ev Event) {
 			}
 		case MismatchWarning:
 			r.warnMismatch(o.Mismatch)
+		case MasterBeside:
+			e.masterBeside(o)
 		}
 	}
 	st := r.m.Stats()

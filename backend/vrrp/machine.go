@@ -195,6 +195,8 @@ type Machine struct {
 	// yielded: this router gave up mastership (Yield) and does not preempt the master that took
 	// over; it preempts again once it has been master since.
 	yielded bool
+	// masterSince is when this router last became master (MasterBeside's grace).
+	masterSince time.Time
 
 	stats      Stats
 	mismatches mismatches
@@ -360,6 +362,7 @@ func (m *Machine) tick(now time.Time, out []Output) []Output {
 // becomeMaster sends an advert and enters Master (RFC 5798 §6.4.1, §6.4.2). Broadcasting gratuitous
 // ARP for the VIPs is left to the consumer of the Transition (package vip).
 func (m *Machine) becomeMaster(now time.Time, out []Output, reason string) []Output {
+	m.masterSince = now
 	out = m.send(out, m.prio)
 	m.adver = now.Add(m.cfg.AdvertInt)
 	m.masterDown = time.Time{}
@@ -557,6 +560,7 @@ func (m *Machine) receive(now time.Time, r Received, out []Output) []Output {
 			out = append(out, MismatchWarning{Mismatch: mm})
 		}
 	}
+	out = m.beside(now, v, r.Src, out)
 	switch {
 	case v.own:
 		m.stats.Own++

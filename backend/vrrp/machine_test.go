@@ -79,11 +79,14 @@ func (h *harness) advert(src netip.Addr, prio int, mod ...func(*Packet)) Receive
 	return Received{Src: src, Dst: group, TTL: 255, Data: b}
 }
 
-// acted returns the outputs of the last step other than warnings: what the machine did.
+// acted returns the outputs of the last step other than warnings and reports: what the machine
+// did.
 func (h *harness) acted() []Output {
 	var out []Output
 	for _, o := range h.out {
-		if _, ok := o.(MismatchWarning); !ok {
+		switch o.(type) {
+		case MismatchWarning, MasterBeside:
+		default:
 			out = append(out, o)
 		}
 	}
