@@ -100,7 +100,7 @@ type hooks struct {
 	told        string                       // the role the notify hooks were last told (watch only)
 	log         *zap.Logger
 
-	mu       sync.Mutex
+	mu       sync.Mutex      // guards previous, and notify and byRole (a reload replaces them, reload.go)
 	previous election.Record // the last master other than this node that watch saw
 }
 
@@ -153,6 +153,8 @@ func (h *hooks) event(role string, st election.State) fencing.Event {
 func (h *hooks) tell(role string, st election.State, reason string) {
 	e := h.event(role, st)
 	e.Reason = reason
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.notify != nil {
 		h.notify.Notify(e)
 	}

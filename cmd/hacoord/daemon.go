@@ -17,9 +17,12 @@ import (
 // runDaemon runs every instance of p until ctx is done (SIGINT/SIGTERM), then lets go of the VIPs,
 // resigns and returns nil. An instance whose Elector or VIP watch gives up stops the daemon: every
 // instance lets go, and the error is returned. Start-up problems that are the operator's to fix
-// come back as configError.
-func runDaemon(ctx context.Context, p *plan, stderr io.Writer) error {
-	log, err := newLogger(p.log, stderr)
+// come back as configError. SIGHUP reloads: reread gives the configuration as the command line
+// gives it now, and the daemon applies it without a failover, or refuses it and runs on (reload.go).
+func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*plan, error)) error {
+	hup, stopHUP := notifyReload() // from the start: SIGHUP's default action kills
+	defer stopHUP()
+	log, level, err := newLeveledLogger(p.log, stderr)
 	if err != nil {
 		return configError{err}
 	}
@@ -43,6 +46,8 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer) error {
 	}
 	log.Info("starting", zap.String("node", p.node), zap.Strings("instances", names), zap.String("version", version))
 	g, gctx := errgroup.WithContext(ctx)
+	rl := &reloader{reread: reread, cur: p, insts: insts, level: level, log: log}
+	g.Go(func() error { rl.watch(gctx, hup); return nil })
 	startSdNotify(gctx, g, insts, log.Named("systemd"))
 	for _, in := range insts {
 		g.Go(func() error { return in.run(gctx) })
@@ -131,10 +136,17 @@ func logStart(in *instance) {
 }
 
 func newLogger(ls LogSettings, w io.Writer) (*zap.Logger, error) {
+	l, _, err := newLeveledLogger(ls, w)
+	return l, err
+}
+
+// newLeveledLogger is newLogger, with the level a reload sets.
+func newLeveledLogger(ls LogSettings, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(ls.Level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", ls.Level, err)
+		return nil, zap.AtomicLevel{}, fmt.Errorf("--log-level %q: %w", ls.Level, err)
 	}
+	al := zap.NewAtomicLevelAt(lvl)
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
 	ec.TimeKey = "ts"
@@ -145,7 +157,7 @@ func newLogger(ls LogSettings, w io.Writer) (*zap.Logger, error) {
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), al)), al, nil
 }
 
 // linkPaths counts the physical paths under an interface: the slaves of a bond or team that are up,

@@ -32,6 +32,7 @@ type instance struct {
 	el     election.Elector // the backend's; wire may be given a sync group's member instead
 	gate   *election.Gate
 	co     *election.Coordinator
+	rl     instanceReload // what a reload (SIGHUP) replaces while run runs: reload.go
 }
 
 // openInstance opens what instance ip needs, and removes its leftover VIPs (it is not master yet).
@@ -158,7 +159,7 @@ func (in *instance) run(ctx context.Context) error {
 		helpers.Go(func() error { return ignoreCanceled(n.Run(aux)) })
 	}
 	helpers.Go(func() error { return ignoreCanceled(in.ipv.Run(aux)) })
-	helpers.Go(func() error { return ignoreCanceled(in.mon.Run(aux, in.gate)) })
+	in.startReloadable(aux, &helpers) // the health Monitor, which a reload may replace
 	st := newStatusWriter(in.set.StatusFile, daemonStatus(in.set, in.co, in.vms, in.ipv, in.gate), in.log.Named("status"))
 	write := st.prepare()
 	in.co.OnChange(func(cs election.Status) {
@@ -173,6 +174,7 @@ func (in *instance) run(ctx context.Context) error {
 
 	err := in.co.Run(cctx)
 	in.hooks.tell(roleStop, in.co.Status().State, stopReason(err, cctx))
+	in.endReloads() // no reload starts a helper from now on
 	stopAux()
 	herr := helpers.Wait()
 	if cause := context.Cause(cctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {

@@ -96,7 +96,8 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 			if err != nil {
 				return err
 			}
-			return runDaemon(cmd.Context(), p, stderr)
+			reread := func() (*plan, error) { _, p, err := resolve(cmd, &fv, configPath); return p, err }
+			return runDaemon(cmd.Context(), p, stderr, reread)
 		},
 	}
 	root.SetOut(stdout)
