@@ -214,6 +214,10 @@ func (e *Elector) Run(ctx context.Context, out *election.Outbox) (err error) {
 			e.pending = nil
 			e.mu.Unlock()
 			for _, ev := range evs {
+				if q, ok := ev.(resignReq); ok { // planned.go
+					q.done <- r.resign()
+					continue
+				}
 				r.step(ev)
 			}
 		}

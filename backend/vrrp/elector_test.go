@@ -396,9 +396,9 @@ func sniff(c *fakeConn, log *eventLog) {
 	}
 }
 
-// A master that gives up on purpose (a failing weight-0 check makes it FAULT; a Yield) sends its
-// priority-0 advert only after its consumer has acted on the non-Master State: the VIPs are gone
-// before a backup takes over after its Skew_Time. The consumer here takes 150ms to demote (within
+// A master that gives up on purpose (a failing weight-0 check or maintenance makes it FAULT; a
+// Yield, a Resign) sends its priority-0 advert only after its consumer has acted on the non-Master
+// State: the VIPs are gone before a backup takes over after its Skew_Time. The consumer here takes 150ms to demote (within
 // the master's 200ms validity); the advert must not go out before it is done.
 func TestElectorPriorityZeroAfterDemote(t *testing.T) {
 	for _, tc := range []struct {
@@ -408,6 +408,10 @@ func TestElectorPriorityZeroAfterDemote(t *testing.T) {
 	}{
 		{"failing check", election.Fault, func(_ *Elector, g *election.Gate) { g.Set("service", false) }},
 		{"yield", election.Backup, func(e *Elector, _ *election.Gate) { e.Yield() }},
+		{"resign", election.Backup, func(e *Elector, _ *election.Gate) {
+			go func() { _ = e.Resign(context.Background()) }() // returns once the advert is out
+		}},
+		{"maintenance", election.Fault, func(e *Elector, _ *election.Gate) { e.SetMaintenance(true) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

@@ -185,8 +185,10 @@ type Machine struct {
 	peers  map[netip.Addr]bool
 	state  RouterState
 	prio   uint8 // current (effective) priority
-	ok     bool  // eligible
+	ok     bool  // eligible: healthy (SetEligible) and not in maintenance (SetMaintenance)
 	master netip.Addr
+
+	unhealthy, maint bool // the two inputs of ok
 
 	masterAdverInt time.Duration // Master_Adver_Interval (RFC 5798 §6.1)
 	masterDown     time.Time     // Master_Down_Timer deadline; zero when stopped
@@ -310,7 +312,10 @@ func (m *Machine) Step(now time.Time, ev Event) []Output {
 	case SetPriority:
 		m.setPriority(ev.Priority)
 	case SetEligible:
-		out = m.setEligible(now, ev.OK, out)
+		m.unhealthy = !ev.OK
+		out = m.setEligible(now, ev.OK && !m.maint, out)
+	case SetMaintenance:
+		out = m.setMaintenance(now, ev.On, out)
 	case Yield:
 		if m.state == Master {
 			out = m.send(out, PriorityStop)
