@@ -125,7 +125,7 @@ func (f *storeStatusFlags) run(cmd *cobra.Command, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	ls, err := newStoreLister(s, backend, group)
+	ls, err := newStoreLister(s, backend, group, obs)
 	if err != nil {
 		return err
 	}
@@ -268,8 +268,12 @@ func writeGroupTable(w io.Writer, gs GroupStatus, now time.Time) error {
 	return err
 }
 
-// newStoreLister returns the election.Lister of backend for group.
-func newStoreLister(s settings, backend, group string) (election.Lister, error) {
+// newStoreLister returns the election.Lister of backend for group: the backend's Observer where it
+// is one (it reads the maintenance and transfer records too), else a reader of the queue alone.
+func newStoreLister(s settings, backend, group string, obs election.Observer) (election.Lister, error) {
+	if l, ok := obs.(election.Lister); ok {
+		return l, nil
+	}
 	b := &planner{s: s, seen: map[string]bool{}}
 	tlsc := b.etcdTLS()
 	if len(b.errs) > 0 {

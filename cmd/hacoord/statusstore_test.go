@@ -183,17 +183,40 @@ func TestStatusFromZooKeeper(t *testing.T) {
 	if _, err := conn.Create("/ha/hacoord/web/leader", fixtureRecord.Marshal(), gozk.FlagEphemeral, acl); err != nil {
 		t.Fatal(err)
 	}
+	// n4 is in maintenance (`hacoord maintenance on`): listed after the queue, with no position.
+	if _, err := conn.Create("/ha/hacoord/web/maintenance", nil, 0, acl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Create("/ha/hacoord/web/maintenance/n4", election.Candidate{Node: "n4", Priority: 120}.Marshal(), gozk.FlagEphemeral, acl); err != nil {
+		t.Fatal(err)
+	}
 
 	code, out, errs = runHacoord(append(args, "-o", "json")...)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	checkFixture(t, "zk", out)
+	var gs GroupStatus
+	if err := json.Unmarshal([]byte(out), &gs); err != nil || len(gs.Candidates) != 4 {
+		t.Fatalf("want 4 candidates (one in maintenance): %v\n%s", err, out)
+	}
+	if m := gs.Candidates[3]; m.Node != "n4" || !m.Maintenance || m.Position != 0 || m.Master {
+		t.Errorf("maintenance entry %+v: want n4, maintenance, no position", m)
+	}
+	if !strings.Contains(out, `"maintenance": true`) {
+		t.Errorf("JSON does not show the maintenance flag:\n%s", out)
+	}
+	trimmed := gs
+	trimmed.Candidates = gs.Candidates[:3]
+	b, _ := json.Marshal(trimmed)
+	checkFixture(t, "zk", string(b))
 	code, out, errs = runHacoord(args...)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	checkTable(t, out)
+	if !strings.Contains(out, "-  n4") || !strings.Contains(out, "yes") {
+		t.Errorf("table lacks n4 in maintenance:\n%s", out)
+	}
 }
 
 // A store that does not answer is an error naming it, within --timeout; settings that cannot work
