@@ -62,11 +62,17 @@ func (e Event) env() []string {
 type Hook struct {
 	Path    string
 	Timeout time.Duration
+	// Observe, if set, is told of every run's event and result (nil: the hook succeeded) when it
+	// returns: the metric hacoord_hook_runs_total. It must be quick.
+	Observe func(e Event, err error)
 }
 
 // Run runs the hook for e and waits for it, at most until ctx is done or Timeout passes; then the
 // hook's whole process group is killed. A non-zero exit is an error carrying its output's tail.
-func (h Hook) Run(ctx context.Context, e Event) error {
+func (h Hook) Run(ctx context.Context, e Event) (err error) {
+	if h.Observe != nil {
+		defer func() { h.Observe(e, err) }()
+	}
 	if h.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
@@ -79,7 +85,7 @@ func (h Hook) Run(ctx context.Context, e Event) error {
 	cmd.WaitDelay = time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	err = cmd.Run()
 	if err == nil {
 		return nil
 	}
