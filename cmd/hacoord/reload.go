@@ -298,12 +298,12 @@ func planInstance(o, n *instancePlan) (instanceChange, []error) {
 	}
 	of, hadFence := o.hooks["hooks.fence"]
 	nf, hasFence := n.hooks["hooks.fence"]
-	if hadFence != hasFence || of != nf || o.fenceRetry() != n.fenceRetry() {
+	if hadFence != hasFence || !sameHook(of, nf) || o.fenceRetry() != n.fenceRetry() {
 		refuse("hooks.fence", "changed (or its timeout, or hooks.fence_retries): the fence hook is a step of the promote path, built at start; restart the daemon")
 	}
-	if !reflect.DeepEqual(o.hooks, n.hooks) {
+	if hc := hookChanges(o.hooks, n.hooks); len(hc) > 0 {
 		ic.hooks = true
-		ic.changes = append(ic.changes, hookChanges(o.hooks, n.hooks)...)
+		ic.changes = append(ic.changes, hc...)
 	}
 	if !reflect.DeepEqual(o.ipvs, n.ipvs) {
 		switch {
@@ -492,6 +492,9 @@ func namedChanges[T any](kind string, o, n []T, name func(T) string) []string {
 	return out
 }
 
+// sameHook reports whether two hooks run the same program under the same timeout.
+func sameHook(a, b fencing.Hook) bool { return a.Path == b.Path && a.Timeout == b.Timeout }
+
 // hookChanges names the hook keys added, removed and changed.
 func hookChanges(o, n hookPlan) []string {
 	var keys []string
@@ -513,7 +516,7 @@ func hookChanges(o, n hookPlan) []string {
 			out = append(out, "+"+k)
 		case !inN:
 			out = append(out, "-"+k)
-		case a != b:
+		case !sameHook(a, b):
 			out = append(out, k+" changed")
 		}
 	}
