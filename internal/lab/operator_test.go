@@ -1,0 +1,163 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clientRun runs the hacoord binary with args in the lab's client namespace, which has no daemon of
+// its own, and returns its standard output.
+func clientRun(t *testing.T, l *Lab, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := l.Client.Command(ctx, hacoordBin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hacoord %s in the client namespace: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+	}
+	return out
+}
+
+// `hacoord status --backend B --endpoints ... -o json` from the client namespace names the node
+// that really holds the VIP as master, and every node as a candidate, the master at the head.
+func TestStatusFromClientNamespace(t *testing.T) { forBackends(t, testStatusFromClient) }
+
+func testStatusFromClient(t *testing.T, backend string) {
+	l := newLab(t, backend)
+	h := steady(t, l)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The master record follows the bind: wait until the store names the holder.
+	for {
+		rec, err := l.LeaderRecord(ctx)
+		if err == nil && rec.Node == h.Name {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the store's master record never named the holder %s: %+v %v", h.Name, rec, err)
+		}
+		tm := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-tm.C:
+		}
+	}
+	out := clientRun(t, l, "status", "--backend", backend, "--endpoints", strings.Join(l.Store.Endpoints(), ","), "--group", "default", "-o", "json")
+	var gs struct {
+		Backend string `json:"backend"`
+		Master  *struct {
+			Node    string `json:"node"`
+			Address string `json:"address"`
+			Term    uint64 `json:"term"`
+		} `json:"master"`
+		Candidates []struct {
+			Node     string `json:"node"`
+			Priority int    `json:"priority"`
+			Position int    `json:"position"`
+			Master   bool   `json:"master"`
+		} `json:"candidates"`
+	}
+	if err := json.Unmarshal(out, &gs); err != nil {
+		t.Fatalf("status output is not JSON: %v\n%s", err, out)
+	}
+	t.Logf("status from the client namespace:\n%s", out)
+	if gs.Master == nil || gs.Master.Node != h.Name || gs.Master.Address != h.Addr.String() || gs.Master.Term == 0 {
+		t.Errorf("master %+v, want %s at %s with a term", gs.Master, h.Name, h.Addr)
+	}
+	var names []string
+	for _, c := range gs.Candidates {
+		names = append(names, c.Node)
+	}
+	sorted := slices.Sorted(slices.Values(names))
+	if !slices.Equal(sorted, []string{"n1", "n2", "n3"}) {
+		t.Fatalf("candidates %v, want n1 n2 n3", names)
+	}
+	if c := gs.Candidates[0]; c.Node != h.Name || !c.Master || c.Position != 1 {
+		t.Errorf("head of the queue %+v, want the master %s at position 1", c, h.Name)
+	}
+	// The table names the master too.
+	table := string(clientRun(t, l, "status", "--backend", backend, "--endpoints", strings.Join(l.Store.Endpoints(), ","), "--group", "default"))
+	if !strings.Contains(table, "master: "+h.Name+"  address "+h.Addr.String()) || !strings.Contains(table, h.Name+" (master)") {
+		t.Errorf("table does not name the master %s:\n%s", h.Name, table)
+	}
+}
+
+// explainBounds runs `hacoord explain -o json` with a node's daemon flags in the client namespace
+// (so it reads the lab store's timing) and returns its bounds by key.
+func explainBounds(t *testing.T, l *Lab) map[string]time.Duration {
+	t.Helper()
+	out := clientRun(t, l, append([]string{"explain", "-o", "json"}, l.Nodes[0].DaemonArgs()...)...)
+	var exs []struct {
+		Store string `json:"store"`
+		Items []struct {
+			Key          string  `json:"key"`
+			BoundSeconds float64 `json:"bound_seconds"`
+			Formula      string  `json:"formula"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(out, &exs); err != nil || len(exs) != 1 {
+		t.Fatalf("explain output: %v\n%s", err, out)
+	}
+	t.Logf("explain: store: %s", exs[0].Store)
+	b := map[string]time.Duration{}
+	for _, it := range exs[0].Items {
+		b[it.Key] = time.Duration(math.Round(it.BoundSeconds * 1e9))
+		t.Logf("explain: %s <= %v: %s", it.Key, b[it.Key], it.Formula)
+	}
+	return b
+}
+
+// explain's bounds hold in the lab: crash, SIGKILL and a clean stop of the master, each measured
+// (takeover: from the fault to the new holder's VIP in the sampler), stay within what `hacoord
+// explain` prints for the lab's settings and store.
+func TestExplainBoundsHoldInTheLab(t *testing.T) { forBackends(t, testExplainBounds) }
+
+func testExplainBounds(t *testing.T, backend string) {
+	l := newLab(t, backend, func(o *Options) { o.Jitter = testTTL / 2 })
+	steady(t, l)
+	bounds := explainBounds(t, l)
+	if !strings.Contains(fmt.Sprint(bounds), "crash") {
+		t.Fatalf("no crash bound in %v", bounds)
+	}
+	const runs = 2
+	var report []string
+	first := true
+	for _, sc := range []struct{ scenario, key string }{{Crash, "crash"}, {Kill, "kill"}, {Term, "stop"}} {
+		bound := bounds[sc.key]
+		if bound <= 0 {
+			t.Fatalf("explain printed no bound for %s: %v", sc.key, bounds)
+		}
+		var got []time.Duration
+		for i := range runs {
+			if !first {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				_, err := l.RestoreAll(ctx)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			first = false
+			r := runScenario(t, l, sc.scenario)
+			got = append(got, r.Takeover)
+			if r.TwoHolders != 0 {
+				t.Errorf("%s run %d: two holders for %v", sc.scenario, i, r.TwoHolders)
+			}
+			if r.Takeover > bound {
+				t.Errorf("%s run %d: takeover %v, beyond explain's bound %v", sc.scenario, i, r.Takeover, bound)
+			}
+		}
+		slices.Sort(got)
+		report = append(report, fmt.Sprintf("%s: takeover min %v max %v, bound %v", sc.scenario, got[0], got[len(got)-1], bound))
+	}
+	t.Logf("%s: %s", backend, strings.Join(report, "; "))
+}
