@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -30,16 +32,25 @@ type guardRun struct {
 	waitOnce sync.Once
 	err      error // what guard returned
 
-	mu    sync.Mutex
-	calls []time.Duration // since start, failed ones included
-	fails int             // fail this many more calls
-	ends  []guardEnd      // EndCandidacy calls
-	seq   []string        // "release" and "end", in the order they were called
+	mu       sync.Mutex
+	calls    []time.Duration // since start, failed ones included
+	fails    int             // fail this many more calls
+	ends     []guardEnd      // EndCandidacy calls
+	seq      []string        // "release" and "end", in the order they were called
+	released []released      // successful and failed Release calls
+}
+
+// released is one Release call.
+type released struct {
+	at   time.Duration
+	inst string
+	h    Holdings
 }
 
 // guardEnd is one EndCandidacy call: when, and with what.
 type guardEnd struct {
 	at        time.Duration
+	inst      string
 	candidacy string
 }
 
@@ -50,10 +61,11 @@ func startGuard(t *testing.T) *guardRun {
 	g.conn = &GuardConn{w: w, clock: g.clock}
 	go func() {
 		g.done <- guard(context.Background(), r, GuardActions{
-			Release: func(string) (bool, error) {
+			Release: func(inst string, h Holdings, _ string) (bool, error) {
 				g.mu.Lock()
 				defer g.mu.Unlock()
 				g.calls = append(g.calls, time.Since(g.start))
+				g.released = append(g.released, released{at: time.Since(g.start), inst: inst, h: h})
 				if g.fails > 0 {
 					g.fails--
 					g.seq = append(g.seq, "failed release")
@@ -62,11 +74,11 @@ func startGuard(t *testing.T) *guardRun {
 				g.seq = append(g.seq, "release")
 				return true, nil
 			},
-			EndCandidacy: func(_ context.Context, c string) error {
+			EndCandidacy: func(_ context.Context, inst, c string) error {
 				g.mu.Lock()
 				defer g.mu.Unlock()
 				g.seq = append(g.seq, "end")
-				g.ends = append(g.ends, guardEnd{at: time.Since(g.start), candidacy: c})
+				g.ends = append(g.ends, guardEnd{at: time.Since(g.start), inst: inst, candidacy: c})
 				return nil
 			},
 		}, nil, g.clock)
@@ -115,11 +127,11 @@ const ms = time.Millisecond
 func TestGuardReleasesAtTheDeadlineUnlessRenewed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
-		if err := g.conn.Hold(time.Now().Add(time.Second)); err != nil {
+		if err := g.conn.Hold("a", time.Now().Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(900 * ms) // the daemon renews in time
-		if err := g.conn.Hold(time.Now().Add(time.Second)); err != nil {
+		if err := g.conn.Hold("a", time.Now().Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second) // then stops renewing (SIGSTOP)
@@ -141,7 +153,7 @@ func TestGuardReleasesAtTheDeadlineUnlessRenewed(t *testing.T) {
 func TestGuardLineReadLateDoesNotExtendTheDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
-		hold := g.line(t, func(c *GuardConn) error { return c.Hold(time.Now().Add(time.Second)) })
+		hold := g.line(t, func(c *GuardConn) error { return c.Hold("a", time.Now().Add(time.Second)) })
 		time.Sleep(600 * ms)
 		if _, err := g.w.Write(hold); err != nil {
 			t.Fatal(err)
@@ -152,7 +164,7 @@ func TestGuardLineReadLateDoesNotExtendTheDeadline(t *testing.T) {
 			t.Fatalf("releases at %v, want one at 1s: the deadline in the line, not 1s after it was read", r)
 		}
 
-		hold = g.line(t, func(c *GuardConn) error { return c.Hold(time.Now().Add(time.Second)) }) // until 2.5s
+		hold = g.line(t, func(c *GuardConn) error { return c.Hold("a", time.Now().Add(time.Second)) }) // until 2.5s
 		time.Sleep(1500 * ms)
 		if _, err := g.w.Write(hold); err != nil {
 			t.Fatal(err)
@@ -175,7 +187,7 @@ func TestGuardRenewalReadWithPassedHoldsWins(t *testing.T) {
 		g := startGuard(t)
 		var backlog []byte
 		for range 9 { // renewals every 100ms, each for 1s; the guard reads none of them in time
-			backlog = append(backlog, g.line(t, func(c *GuardConn) error { return c.Hold(time.Now().Add(time.Second)) })...)
+			backlog = append(backlog, g.line(t, func(c *GuardConn) error { return c.Hold("a", time.Now().Add(time.Second)) })...)
 			time.Sleep(100 * ms)
 		}
 		time.Sleep(850 * ms) // 1.75s: all but the last hold (until 1.8s) have passed
@@ -195,8 +207,8 @@ func TestGuardRenewalReadWithPassedHoldsWins(t *testing.T) {
 func TestGuardReleaseCancelsTheDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
-		_ = g.conn.Hold(time.Now().Add(time.Second))
-		_ = g.conn.Release()
+		_ = g.conn.Hold("a", time.Now().Add(time.Second))
+		_ = g.conn.Release("a")
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
 		if r := g.got(); len(r) != 0 {
@@ -213,7 +225,7 @@ func TestGuardReleaseCancelsTheDeadline(t *testing.T) {
 func TestGuardReleasesWhenTheDaemonDies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
-		_ = g.conn.Hold(time.Time{}) // VRRP: no deadline
+		_ = g.conn.Hold("a", time.Time{}) // VRRP: no deadline
 		time.Sleep(time.Hour)
 		synctest.Wait()
 		if r := g.got(); len(r) != 0 {
@@ -235,7 +247,7 @@ func TestGuardRetriesAFailedRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
 		g.failNext(3)
-		_ = g.conn.Hold(time.Now().Add(time.Second))
+		_ = g.conn.Hold("a", time.Now().Add(time.Second))
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		want := []time.Duration{1000 * ms, 1020 * ms, 1060 * ms, 1140 * ms}
@@ -253,9 +265,9 @@ func TestGuardHoldEndsTheRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
 		g.failNext(1000)
-		_ = g.conn.Hold(time.Now().Add(time.Second))
+		_ = g.conn.Hold("a", time.Now().Add(time.Second))
 		time.Sleep(1100 * ms)
-		_ = g.conn.Hold(time.Now().Add(2 * time.Second)) // until 3.1s
+		_ = g.conn.Hold("a", time.Now().Add(2*time.Second)) // until 3.1s
 		time.Sleep(2050 * ms)
 		synctest.Wait()
 		want := []time.Duration{1000 * ms, 1020 * ms, 1060 * ms, 3100 * ms, 3120 * ms}
@@ -273,7 +285,7 @@ func TestGuardRetriesAtEOFUntilReleased(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
 		g.failNext(2)
-		_ = g.conn.Hold(time.Now().Add(time.Second))
+		_ = g.conn.Hold("a", time.Now().Add(time.Second))
 		g.w.Close()
 		if err := g.wait(); err != nil {
 			t.Fatal(err)
@@ -287,10 +299,11 @@ func TestGuardRetriesAtEOFUntilReleased(t *testing.T) {
 func TestGuardRejectsNonsenseAndPassedDeadlines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
-		if err := g.conn.Hold(time.Now().Add(-time.Millisecond)); err != ErrGuardDeadline {
+		if err := g.conn.Hold("a", time.Now().Add(-time.Millisecond)); err != ErrGuardDeadline {
 			t.Fatalf("Hold with a passed deadline: %v, want ErrGuardDeadline", err)
 		}
-		go io.WriteString(g.w, "hold soon\n")
+		_ = g.conn.Hold("a", time.Now().Add(time.Hour))
+		go io.WriteString(g.w, "hold a soon\n")
 		if err := g.wait(); err == nil {
 			t.Fatal("Guard accepted a malformed command")
 		}
@@ -307,11 +320,11 @@ func TestGuardRejectsNonsenseAndPassedDeadlines(t *testing.T) {
 func TestGuardEndsTheCandidacyOnlyAfterTheReleaseAtEOF(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
-		if err := g.conn.Candidacy(`{"lease":"a"}`); err != nil {
+		if err := g.conn.Candidacy("a", `{"lease":"a"}`); err != nil {
 			t.Fatal(err)
 		}
-		_ = g.conn.Hold(time.Now().Add(time.Second))
-		_ = g.conn.Candidacy(`{"lease":"b"}`) // a new lease: the latest wins
+		_ = g.conn.Hold("a", time.Now().Add(time.Second))
+		_ = g.conn.Candidacy("a", `{"lease":"b"}`) // a new lease: the latest wins
 		time.Sleep(500 * ms)
 		g.failNext(2)
 		g.w.Close() // SIGKILL
@@ -335,8 +348,8 @@ func TestGuardEndsTheCandidacyOnlyAfterTheReleaseAtEOF(t *testing.T) {
 func TestGuardEndsTheCandidacyOnlyAtEOF(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := startGuard(t)
-		_ = g.conn.Candidacy("x")
-		_ = g.conn.Hold(time.Now().Add(time.Second))
+		_ = g.conn.Candidacy("a", "x")
+		_ = g.conn.Hold("a", time.Now().Add(time.Second))
 		time.Sleep(5 * time.Second) // SIGSTOP
 		synctest.Wait()
 		if seq, _ := g.events(); !slices.Equal(seq, []string{"release"}) {
@@ -349,15 +362,15 @@ func TestGuardEndsTheCandidacyOnlyAtEOF(t *testing.T) {
 		}
 	})
 	for name, f := range map[string]func(g *guardRun){
-		"candidacy withdrawn": func(g *guardRun) { _ = g.conn.Candidacy(""); g.w.Close() },
+		"candidacy withdrawn": func(g *guardRun) { _ = g.conn.Candidacy("a", ""); g.w.Close() },
 		"read error":          func(g *guardRun) { g.w.CloseWithError(io.ErrUnexpectedEOF) },
-		"malformed command":   func(g *guardRun) { go io.WriteString(g.w, "hold soon\n") },
+		"malformed command":   func(g *guardRun) { go io.WriteString(g.w, "hold a soon\n") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				g := startGuard(t)
-				_ = g.conn.Candidacy("x")
-				_ = g.conn.Hold(time.Now().Add(time.Second))
+				_ = g.conn.Candidacy("a", "x")
+				_ = g.conn.Hold("a", time.Now().Add(time.Second))
 				f(g)
 				g.wait()
 				if seq, _ := g.events(); !slices.Equal(seq, []string{"release"}) {
@@ -372,16 +385,16 @@ func TestGuardEndsTheCandidacyOnlyAtEOF(t *testing.T) {
 func TestGuardConnCandidacyIsOneLine(t *testing.T) {
 	var b bytes.Buffer
 	c := &GuardConn{w: &b}
-	if err := c.Candidacy("a\nhold 1"); err == nil {
+	if err := c.Candidacy("web", "a\nhold web 1"); err == nil {
 		t.Fatal("a candidacy with a newline was sent")
 	}
-	if err := c.Candidacy(strings.Repeat("x", maxGuardLine)); err == nil {
+	if err := c.Candidacy("web", strings.Repeat("x", maxGuardLine)); err == nil {
 		t.Fatal("a candidacy longer than a guard line was sent")
 	}
-	if err := c.Candidacy(`{"a": "b c"}`); err != nil || b.String() != "candidacy {\"a\": \"b c\"}\n" {
+	if err := c.Candidacy("web 1", `{"a": "b c"}`); err != nil || b.String() != "candidacy web%201 {\"a\": \"b c\"}\n" {
 		t.Fatalf("sent %q, %v", b.String(), err)
 	}
-	if c, err := parseGuardCommand(strings.TrimSuffix(b.String(), "\n")); err != nil || c.candidacy != `{"a": "b c"}` {
+	if c, err := parseGuardCommand(strings.TrimSuffix(b.String(), "\n")); err != nil || c.text != `{"a": "b c"}` || c.inst != "web 1" {
 		t.Fatalf("parsed %+v, %v", c, err)
 	}
 }
@@ -430,7 +443,7 @@ func TestGuardConnWriteIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err = c.Hold(time.Now().Add(time.Minute))
+	err = c.Hold("a", time.Now().Add(time.Minute))
 	took := time.Since(start)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "fencing: guard: hold") {
 		t.Fatalf("Hold into a full pipe = %v, want a deadline error naming the command", err)
@@ -446,4 +459,172 @@ func TestGuardConnWriteIsBounded(t *testing.T) {
 	if len(rest) != n || bytes.Contains(rest, []byte("hold")) {
 		t.Fatalf("the pipe holds %d bytes (%d filled), with part of a hold: %v", len(rest), n, bytes.Contains(rest, []byte("hold")))
 	}
+}
+
+func (g *guardRun) releases() []released {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.released)
+}
+
+// One guard serves every instance of the daemon, each with its own deadline: the one that stops
+// renewing is released at its deadline, with its own VIPs and IPVS services only, and the one that
+// renews keeps its VIPs.
+func TestGuardDeadlinesArePerInstance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		p := netip.MustParsePrefix
+		for _, err := range []error{
+			g.conn.VIPs("web", "eth0", []netip.Prefix{p("192.0.2.10/24")}),
+			g.conn.VIPs("web", "eth1", []netip.Prefix{p("198.51.100.10/24"), p("198.51.100.11/24")}),
+			g.conn.IPVS("web", []string{"TCP/192.0.2.10:80"}),
+			g.conn.VIPs("db", "eth0", []netip.Prefix{p("192.0.2.20/24")}),
+			g.conn.Hold("web", time.Now().Add(time.Second)),
+			g.conn.Hold("db", time.Now().Add(time.Second)),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 4 { // db renews, web does not (its instance is wedged)
+			time.Sleep(500 * ms)
+			_ = g.conn.Hold("db", time.Now().Add(time.Second))
+		}
+		synctest.Wait()
+		r := g.releases()
+		if len(r) != 1 || r[0].inst != "web" || r[0].at != time.Second {
+			t.Fatalf("releases %+v, want web's alone at 1s", r)
+		}
+		want := Holdings{VIPs: map[string][]netip.Prefix{"eth0": {p("192.0.2.10/24")}, "eth1": {p("198.51.100.10/24"), p("198.51.100.11/24")}},
+			IPVS: []string{"TCP/192.0.2.10:80"}}
+		if !holdingsEqual(r[0].h, want) {
+			t.Fatalf("web released with %+v, want %+v", r[0].h, want)
+		}
+		time.Sleep(5 * time.Second) // db stops too
+		synctest.Wait()
+		if r := g.releases(); len(r) != 2 || r[1].inst != "db" || r[1].at != 3*time.Second {
+			t.Fatalf("releases %+v, want db's at 3s (its last renewal's deadline)", r)
+		}
+		g.w.Close()
+		g.wait()
+	})
+}
+
+func holdingsEqual(a, b Holdings) bool {
+	if len(a.VIPs) != len(b.VIPs) || !slices.Equal(a.IPVS, b.IPVS) {
+		return false
+	}
+	for dev, v := range a.VIPs {
+		if !slices.Equal(v, b.VIPs[dev]) {
+			return false
+		}
+	}
+	return true
+}
+
+// At EOF every instance is released, and each instance's candidacy is ended as soon as its own
+// release has succeeded: a failing release of one holds up neither the others' releases nor the
+// end of their candidacies, and its own candidacy is ended only after its release succeeded.
+func TestGuardEndsEachCandidacyAfterItsOwnReleaseAtEOF(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		_ = g.conn.Candidacy("web", "lease-web")
+		_ = g.conn.Candidacy("db", "lease-db")
+		_ = g.conn.Hold("web", time.Now().Add(time.Second))
+		_ = g.conn.Hold("db", time.Now().Add(time.Second))
+		time.Sleep(100 * ms)
+		g.failNext(1) // web's first try
+		g.w.Close()
+		if err := g.wait(); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range g.releases() {
+			got = append(got, fmt.Sprintf("%s@%v", r.inst, r.at))
+		}
+		// web failed at 100ms, db succeeded at 100ms; web retried at 120ms.
+		if want := []string{"web@100ms", "db@100ms", "web@120ms"}; !slices.Equal(got, want) {
+			t.Fatalf("releases %q, want %q", got, want)
+		}
+		_, ends := g.events()
+		slices.SortFunc(ends, func(a, b guardEnd) int { return int(a.at - b.at) })
+		if len(ends) != 2 || ends[0] != (guardEnd{at: 100 * ms, inst: "db", candidacy: "lease-db"}) ||
+			ends[1] != (guardEnd{at: 120 * ms, inst: "web", candidacy: "lease-web"}) {
+			t.Fatalf("ended %+v, want db's at 100ms and web's at 120ms", ends)
+		}
+	})
+}
+
+// A release for one instance ends only its hold.
+func TestGuardReleaseIsPerInstance(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		_ = g.conn.Hold("web", time.Now().Add(time.Second))
+		_ = g.conn.Hold("db", time.Now().Add(time.Second))
+		_ = g.conn.Release("web")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if r := g.releases(); len(r) != 1 || r[0].inst != "db" {
+			t.Fatalf("releases %+v, want db's only", r)
+		}
+		g.w.Close()
+		g.wait()
+	})
+}
+
+// A list of VIPs or IPVS words longer than a line goes in several lines (vips, then vips+), each
+// under PIPE_BUF so that each write is whole; the guard puts them together, and a later vips line
+// replaces them all.
+func TestGuardConnSplitsLongLists(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := startGuard(t)
+		var vips []netip.Prefix
+		for i := range 600 {
+			vips = append(vips, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i), 14: byte(i >> 8)}), 64))
+		}
+		var words []string
+		for i := range 300 {
+			words = append(words, fmt.Sprintf("TCP/10.0.%d.%d:443", i/250, i%250))
+		}
+		var b bytes.Buffer
+		c := &GuardConn{w: &b, clock: g.clock}
+		if err := c.VIPs("web", "eth0", vips); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.IPVS("web", words); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range strings.SplitAfter(b.String(), "\n") {
+			if len(l) > 4096 {
+				t.Fatalf("a line of %d bytes", len(l))
+			}
+			if l != "" {
+				n++
+			}
+		}
+		if n < 4 {
+			t.Fatalf("%d lines, want the lists split", n)
+		}
+		if _, err := g.w.Write(b.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		_ = g.conn.Hold("web", time.Now().Add(time.Second))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		r := g.releases()
+		if len(r) != 1 || !slices.Equal(r[0].h.VIPs["eth0"], vips) || !slices.Equal(r[0].h.IPVS, words) {
+			t.Fatalf("released %d times; want once with all %d VIPs and %d words", len(r), len(vips), len(words))
+		}
+		_ = g.conn.VIPs("web", "eth0", vips[:1])
+		_ = g.conn.IPVS("web", nil)
+		_ = g.conn.Hold("web", time.Now().Add(time.Second))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if r := g.releases(); len(r) != 2 || !slices.Equal(r[1].h.VIPs["eth0"], vips[:1]) || len(r[1].h.IPVS) != 0 {
+			t.Fatalf("second release with %+v, want the one VIP and no IPVS", r[len(r)-1].h)
+		}
+		g.w.Close()
+		g.wait()
+	})
 }

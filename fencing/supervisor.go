@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,29 +21,39 @@ import (
 // can remove the VIPs); until then it is no guard.
 const GuardReady = "ready"
 
-// Supervisor is the daemon's side of the fence guard (see Guard): it runs the guard process, tells
-// it over the guard's stdin (a GuardConn) when the VIPs are held and until when, and what to end in
-// the store should the daemon die, and restarts a guard that died, replaying the candidacy and the
-// hold. Hold, Release, Candidacy and Close are safe from any goroutine; the process and the
-// goroutines that wait for it and read its stdout end by Close.
+// Supervisor is the daemon's side of the fence guard (see Guard): it runs the one guard process of
+// the daemon, tells it over the guard's stdin (a GuardConn) what each instance holds (VIPs by
+// device, IPVS services), when it holds them and until when, and what to end in the store should
+// the daemon die, and restarts a guard that died, replaying all of that for every instance. Its
+// methods are safe from any goroutine; the process and the goroutines that wait for it and read its
+// stdout end by Close.
 type Supervisor struct {
 	argv         []string
 	stderr       io.Writer // the guard logs where the daemon does
 	log          *zap.Logger
 	readyTimeout time.Duration
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	stdin   *os.File
-	conn    *GuardConn
-	exited  chan struct{}
-	holding bool
-	until   time.Time
-	cand    string // the candidacy named last ("": none)
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	stdin  *os.File
+	conn   *GuardConn
+	exited chan struct{}
+	insts  map[string]*supervised
+	order  []string // instances in the order first named, for the replay
 }
 
-// StartSupervisor starts the guard argv (for hacoord, `hacoord fence-guard --interface eth0 --vip
-// ...`) in a process group of its own, its stderr going to stderr, and waits at most 5s until it
+// supervised is what the Supervisor told the guard of one instance, to replay it to a new guard.
+type supervised struct {
+	holding bool
+	until   time.Time
+	cand    string                    // the candidacy named last ("": none)
+	latest  map[string][]netip.Prefix // by device: the VIPs the daemon named last
+	told    map[string][]netip.Prefix // by device: what the guard removes (latest, and more, see VIPs)
+	devs    []string                  // devices in the order first named
+	ipvs    []string
+}
+
+// StartSupervisor starts the guard argv (for hacoord, `hacoord fence-guard --log-level info`) in a process group of its own, its stderr going to stderr, and waits at most 5s until it
 // says GuardReady. log (nil: none) is used as given.
 func StartSupervisor(argv []string, stderr io.Writer, log *zap.Logger) (*Supervisor, error) {
 	return startSupervisor(argv, stderr, log, 5*time.Second)
@@ -54,7 +66,7 @@ func startSupervisor(argv []string, stderr io.Writer, log *zap.Logger, readyTime
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Supervisor{argv: argv, stderr: stderr, log: log, readyTimeout: readyTimeout}
+	s := &Supervisor{argv: argv, stderr: stderr, log: log, readyTimeout: readyTimeout, insts: map[string]*supervised{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.startLocked(); err != nil {
@@ -127,10 +139,9 @@ func (s *Supervisor) startLocked() error {
 	return nil
 }
 
-// send runs f on the guard's connection, restarting a guard that died (and replaying the hold).
-func (s *Supervisor) send(f func(*GuardConn) error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// send runs f on the guard's connection, restarting a guard that died (and replaying what every
+// instance holds). It is called with s.mu held.
+func (s *Supervisor) sendLocked(f func(*GuardConn) error) error {
 	err := f(s.conn)
 	if err == nil || errors.Is(err, ErrGuardDeadline) {
 		return err
@@ -146,46 +157,123 @@ func (s *Supervisor) send(f func(*GuardConn) error) error {
 		return errors.Join(err, serr)
 	}
 	s.log.Warn("fence guard restarted", zap.Int("pid", s.cmd.Process.Pid))
-	if s.cand != "" {
-		_ = s.conn.Candidacy(s.cand)
-	}
-	if s.holding {
-		_ = s.conn.Hold(s.until)
-	}
+	s.replayLocked()
 	return f(s.conn)
 }
 
-// Hold tells the guard the VIPs are held until until (zero: no deadline). A guard that died is
-// restarted first.
-func (s *Supervisor) Hold(until time.Time) error {
-	err := s.send(func(c *GuardConn) error { return c.Hold(until) })
+// replayLocked tells a new guard what every instance holds: VIPs, IPVS, candidacy, then the hold.
+func (s *Supervisor) replayLocked() {
+	for _, name := range s.order {
+		in := s.insts[name]
+		for _, dev := range in.devs {
+			_ = s.conn.VIPs(name, dev, in.told[dev])
+		}
+		if len(in.ipvs) > 0 {
+			_ = s.conn.IPVS(name, in.ipvs)
+		}
+		if in.cand != "" {
+			_ = s.conn.Candidacy(name, in.cand)
+		}
+		if in.holding {
+			_ = s.conn.Hold(name, in.until)
+		}
+	}
+}
+
+// instanceLocked returns the state of instance name, new if it was not named before.
+func (s *Supervisor) instanceLocked(name string) *supervised {
+	in := s.insts[name]
+	if in == nil {
+		in = &supervised{latest: map[string][]netip.Prefix{}, told: map[string][]netip.Prefix{}}
+		s.insts[name] = in
+		s.order = append(s.order, name)
+	}
+	return in
+}
+
+// Hold tells the guard instance's VIPs are held until until (zero: no deadline). A guard that
+// died is restarted first.
+func (s *Supervisor) Hold(instance string, until time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.sendLocked(func(c *GuardConn) error { return c.Hold(instance, until) })
 	if err == nil {
-		s.mu.Lock()
-		s.holding, s.until = true, until
-		s.mu.Unlock()
+		in := s.instanceLocked(instance)
+		in.holding, in.until = true, until
 	}
 	return err
 }
 
-// Release tells the guard the VIPs are released.
-func (s *Supervisor) Release() error {
+// Release tells the guard instance's VIPs are released (send it once they are gone). The guard
+// then forgets the VIPs the instance no longer has (see VIPs).
+func (s *Supervisor) Release(instance string) error {
 	s.mu.Lock()
-	s.holding = false
-	s.mu.Unlock()
-	return s.send(func(c *GuardConn) error { return c.Release() })
+	defer s.mu.Unlock()
+	in := s.instanceLocked(instance)
+	in.holding = false
+	err := s.sendLocked(func(c *GuardConn) error { return c.Release(instance) })
+	if err != nil {
+		return err
+	}
+	for _, dev := range in.devs {
+		if !slices.Equal(in.told[dev], in.latest[dev]) {
+			in.told[dev] = slices.Clone(in.latest[dev])
+			if err := s.sendLocked(func(c *GuardConn) error { return c.VIPs(instance, dev, in.told[dev]) }); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// Candidacy tells the guard what ends the daemon's candidacy in the store (GuardConn.Candidacy):
-// the guard ends it once the daemon has died and the VIPs are gone. A guard that died is
-// restarted first; a restarted guard hears the latest candidacy again.
-func (s *Supervisor) Candidacy(text string) error {
-	return s.send(func(c *GuardConn) error { // with s.mu held
-		err := c.Candidacy(text)
-		if err == nil {
-			s.cand = text
+// VIPs tells the guard the VIPs instance has on device dev now (none: nothing there). It is safe
+// while the instance holds them, whatever the order in which the daemon then binds the new ones
+// and removes the old: until the instance's next Release, the guard removes the VIPs named before
+// too (removing an address that is not there is a no-op), so it is never without one that may be
+// bound. Tell it before the first Hold.
+func (s *Supervisor) VIPs(instance, dev string, vips []netip.Prefix) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.instanceLocked(instance)
+	told := slices.Clone(in.told[dev])
+	for _, v := range vips {
+		if !slices.Contains(told, v) {
+			told = append(told, v)
 		}
+	}
+	if err := s.sendLocked(func(c *GuardConn) error { return c.VIPs(instance, dev, told) }); err != nil {
 		return err
-	})
+	}
+	if !slices.Contains(in.devs, dev) {
+		in.devs = append(in.devs, dev)
+	}
+	in.latest[dev], in.told[dev] = slices.Clone(vips), told
+	return nil
+}
+
+// IPVS tells the guard what it withdraws from the IPVS table for instance should the daemon die
+// or pass the instance's deadline (GuardConn.IPVS); the latest wins.
+func (s *Supervisor) IPVS(instance string, words []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.sendLocked(func(c *GuardConn) error { return c.IPVS(instance, words) })
+	if err == nil {
+		s.instanceLocked(instance).ipvs = slices.Clone(words)
+	}
+	return err
+}
+
+// Candidacy tells the guard what ends instance's candidacy in the store (GuardConn.Candidacy):
+// the guard ends it once the daemon has died and the instance's VIPs are gone. A guard that died
+// is restarted first; a restarted guard hears the latest candidacy again.
+func (s *Supervisor) Candidacy(instance, text string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.sendLocked(func(c *GuardConn) error { return c.Candidacy(instance, text) })
+	if err == nil {
+		s.instanceLocked(instance).cand = text
+	}
+	return err
 }
 
 // Close ends the guard (its stdin closes; it checks nothing is left bound and exits) and waits

@@ -2,8 +2,11 @@ package fencing
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,13 +20,33 @@ func fakeGuard(t *testing.T) ([]string, string) {
 	return []string{"sh", "-c", `echo ready; while read l; do echo "$l" >> "$0"; done`, log}, log
 }
 
+// holdNs matches the deadline of a hold line, which the tests abbreviate.
+var holdNs = regexp.MustCompile(`^(hold \S+) [0-9]+$`)
+
+// lines returns the lines the fake guards read, the deadlines of holds replaced by "T".
 func lines(t *testing.T, path string) []string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}
-	return strings.Fields(strings.ReplaceAll(string(b), "hold ", "hold:"))
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" {
+			out = append(out, holdNs.ReplaceAllString(l, "$1 T"))
+		}
+	}
+	return out
+}
+
+// rawLines returns the lines the fake guards read, as they are.
+func rawLines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }
 
 // waitLines waits (at most 5s) until the guard's file has n lines and returns them.
@@ -38,17 +61,40 @@ func waitLines(t *testing.T, path string, n int) []string {
 	}
 }
 
-// The guard hears each hold and release in order; Close ends it (its stdin closes) and waits.
+func killGuard(t *testing.T, s *Supervisor) int {
+	t.Helper()
+	s.mu.Lock()
+	pid, exited := s.cmd.Process.Pid, s.exited
+	s.mu.Unlock()
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	return pid
+}
+
+func wantLines(t *testing.T, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("the guards read\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The guard hears each line in order, naming its instance; Close ends it (its stdin closes) and
+// waits.
 func TestSupervisorTellsTheGuard(t *testing.T) {
 	argv, log := fakeGuard(t)
 	s, err := StartSupervisor(argv, os.Stderr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Hold(time.Now().Add(time.Second)); err != nil {
+	if err := s.VIPs("web", "eth0", []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Release(); err != nil {
+	if err := s.Hold("web", time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release("web"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -57,32 +103,37 @@ func TestSupervisorTellsTheGuard(t *testing.T) {
 	default:
 		t.Fatal("Close returned before the guard exited")
 	}
-	got := lines(t, log)
-	if len(got) != 2 || !strings.HasPrefix(got[0], "hold:") || got[1] != "release" {
-		t.Fatalf("the guard read %q, want a hold then a release", got)
-	}
+	wantLines(t, lines(t, log), []string{"vips web eth0 192.0.2.10/24", "hold web T", "release web"})
 }
 
-// A guard that died is restarted at the next command, and first hears the hold it was watching.
-func TestSupervisorRestartsADeadGuardAndReplaysTheHold(t *testing.T) {
+// A guard that died is restarted at the next command, and first hears what every instance holds:
+// its VIPs, IPVS and candidacy, and the hold of those that hold.
+func TestSupervisorRestartsADeadGuardAndReplaysEveryInstance(t *testing.T) {
 	argv, log := fakeGuard(t)
 	s, err := StartSupervisor(argv, os.Stderr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Hold(time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
+	p := netip.MustParsePrefix
+	for _, err := range []error{
+		s.VIPs("web", "eth0", []netip.Prefix{p("192.0.2.10/24")}),
+		s.VIPs("web", "eth1", []netip.Prefix{p("198.51.100.10/24")}),
+		s.VIPs("db", "eth0", []netip.Prefix{p("192.0.2.20/24")}),
+		s.IPVS("web", []string{"TCP/192.0.2.10:80"}),
+		s.Candidacy("db", "lease-1"),
+		s.Hold("web", time.Now().Add(time.Hour)),
+		s.Hold("db", time.Now().Add(time.Hour)),
+		s.Release("db"),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	first := waitLines(t, log, 1) // the first guard has read it
-	s.mu.Lock()
-	pid, exited := s.cmd.Process.Pid, s.exited
-	s.mu.Unlock()
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
-	if err := s.Hold(time.Now().Add(2 * time.Hour)); err != nil {
+	first := waitLines(t, log, 8)
+	holdWeb := rawLines(t, log)[5]
+	pid := killGuard(t, s)
+	if err := s.Hold("web", time.Now().Add(2*time.Hour)); err != nil {
 		t.Fatalf("Hold after the guard died: %v", err)
 	}
 	s.mu.Lock()
@@ -91,20 +142,20 @@ func TestSupervisorRestartsADeadGuardAndReplaysTheHold(t *testing.T) {
 	if newPid == pid {
 		t.Fatal("the guard was not restarted")
 	}
-	if err := s.Release(); err != nil { // the restarted guard has read both holds before this
-		t.Fatal(err)
-	}
 	s.Close()
 	got := lines(t, log)
+	wantLines(t, got[len(first):], []string{
+		"vips web eth0 192.0.2.10/24", "vips web eth1 198.51.100.10/24", "ipvs web TCP/192.0.2.10:80", "hold web T",
+		"vips db eth0 192.0.2.20/24", "candidacy db lease-1",
+		"hold web T",
+	})
 	// The replayed hold names the same instant (each connection maps it to CLOCK_MONOTONIC anew).
-	same := func(a, b string) bool {
-		var x, y int64
-		_, errA := fmt.Sscanf(a, "hold:%d", &x)
-		_, errB := fmt.Sscanf(b, "hold:%d", &y)
-		return errA == nil && errB == nil && time.Duration(x-y).Abs() < time.Millisecond
-	}
-	if len(first) != 1 || len(got) != 4 || !same(got[1], first[0]) || same(got[2], first[0]) || got[3] != "release" {
-		t.Fatalf("the guards read %q (first %q); want the first hold, it again from the new guard, the new hold, a release", got, first)
+	raw := rawLines(t, log)
+	var x, y int64
+	_, errA := fmt.Sscanf(holdWeb, "hold web %d", &x)
+	_, errB := fmt.Sscanf(raw[len(first)+3], "hold web %d", &y)
+	if errA != nil || errB != nil || time.Duration(x-y).Abs() >= time.Millisecond {
+		t.Fatalf("replayed %q for %q", raw[len(first)+3], holdWeb)
 	}
 }
 
@@ -122,7 +173,7 @@ func TestSupervisorRefusesAGuardThatIsNotReady(t *testing.T) {
 	}
 }
 
-// A restarted guard hears the candidacy named last first (and no hold: the daemon is releasing):
+// A restarted guard hears the candidacy named last (and no hold: the instance is releasing):
 // should the daemon die now, the new guard knows what to end.
 func TestSupervisorReplaysTheCandidacy(t *testing.T) {
 	argv, log := fakeGuard(t)
@@ -131,35 +182,52 @@ func TestSupervisorReplaysTheCandidacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Candidacy("lease-1"); err != nil {
-		t.Fatal(err)
+	for _, err := range []error{s.Candidacy("a", "lease-1"), s.Candidacy("a", "lease-2"), s.Hold("a", time.Now().Add(time.Hour))} {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := s.Candidacy("lease-2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Hold(time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	waitLines(t, log, 5) // "candidacy lease-1" "candidacy lease-2" "hold:..." as fields
-	s.mu.Lock()
-	pid, exited := s.cmd.Process.Pid, s.exited
-	s.mu.Unlock()
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
-	if err := s.Release(); err != nil {
+	waitLines(t, log, 3)
+	killGuard(t, s)
+	if err := s.Release("a"); err != nil {
 		t.Fatalf("Release after the guard died: %v", err)
 	}
 	s.Close()
-	got := lines(t, log)
-	want := []string{"candidacy", "lease-1", "candidacy", "lease-2", "hold:", "candidacy", "lease-2", "release"}
-	if len(got) != len(want) {
-		t.Fatalf("the guards read %q, want %q (holds abbreviated)", got, want)
+	wantLines(t, lines(t, log), []string{"candidacy a lease-1", "candidacy a lease-2", "hold a T", "candidacy a lease-2", "release a"})
+}
+
+// The VIPs of an instance may change while it holds them (a reload), the daemon binding the new and
+// removing the old in any order: until the instance's next release the guard removes the old ones
+// too, and a restarted guard hears the same; after the release, only the latest.
+func TestSupervisorKeepsReplacedVIPsUntilTheRelease(t *testing.T) {
+	argv, log := fakeGuard(t)
+	s, err := StartSupervisor(argv, os.Stderr, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := range want {
-		if !strings.HasPrefix(got[i], want[i]) {
-			t.Fatalf("the guards read %q, want %q (holds abbreviated)", got, want)
+	defer s.Close()
+	p := netip.MustParsePrefix
+	a, b, c := p("192.0.2.1/24"), p("192.0.2.2/24"), p("192.0.2.3/24")
+	for _, err := range []error{
+		s.VIPs("web", "eth0", []netip.Prefix{a, b}),
+		s.Hold("web", time.Now().Add(time.Hour)),
+		s.VIPs("web", "eth0", []netip.Prefix{b, c}), // a removed, c added, while master
+	} {
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
+	n := len(waitLines(t, log, 3))
+	killGuard(t, s)
+	if err := s.Release("web"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	wantLines(t, lines(t, log)[n:], []string{
+		"vips web eth0 192.0.2.1/24 192.0.2.2/24 192.0.2.3/24", // replayed to the new guard (no hold: releasing)
+		"release web", "vips web eth0 192.0.2.2/24 192.0.2.3/24",
+	})
+	wantLines(t, lines(t, log)[:n], []string{
+		"vips web eth0 192.0.2.1/24 192.0.2.2/24", "hold web T", "vips web eth0 192.0.2.1/24 192.0.2.2/24 192.0.2.3/24",
+	})
 }

@@ -121,7 +121,8 @@ type destKey struct {
 // configuration names that already exists is adopted: its scheduler, persistence and destinations
 // are made to match the configuration, but Withdraw leaves the service and the destinations it
 // found in place. Ownership lives in memory: after a restart, what a previous run created is
-// adopted, not owned.
+// adopted, not owned, unless Cleanup (called at start) withdraws it or takes it over. Owned says
+// what is owned, for the fence guard that withdraws it should the daemon die.
 //
 // New allocates; Run runs the checkers and applies their results; Promote, Demote, Withdraw and
 // Status may be called from any goroutine, also before and after Run.
@@ -129,6 +130,7 @@ type Reconciler struct {
 	cfg      Config
 	log      *zap.Logger
 	onQuorum func(QuorumChange)
+	onOwned  func()                  // WithOwnedChange
 	open     func() (*Kernel, error) // nil: Open
 	checkers []*check.Checker
 	index    map[string][2]int // checker name -> virtual server, real server
@@ -146,6 +148,8 @@ type Reconciler struct {
 	ownedSvcs  map[ServiceKey]bool
 	ownedDests map[destKey]bool
 	rl         reloadState // SetConfig's (reload.go)
+	ownedGen   uint64      // counts changes to ownedSvcs and ownedDests
+	ownedTold  uint64      // ownedGen when onOwned last heard
 }
 
 // New validates cfg and builds the checkers; it starts nothing. Unless WithClient is given it
@@ -352,14 +356,17 @@ func (r *Reconciler) Withdraw(ctx context.Context) error {
 			continue
 		}
 		delete(r.ownedDests, dk)
+		r.ownedGen++
 	}
 	err := errors.Join(errs...)
 	r.lastErr = err
+	r.ownedChanged()
 	return err
 }
 
 // forgetService drops k and its destinations from what this Reconciler owns.
 func (r *Reconciler) forgetService(k ServiceKey) {
+	r.ownedGen++
 	delete(r.ownedSvcs, k)
 	for dk := range r.ownedDests {
 		if dk.svc == k {
@@ -444,6 +451,7 @@ func (r *Reconciler) applyLocked() error {
 			errs = append(errs, err)
 		}
 	}
+	r.ownedChanged()
 	r.lastErr = errors.Join(errs...)
 	return r.lastErr
 }
@@ -460,6 +468,7 @@ func (r *Reconciler) do(op Op) error {
 	case AddService:
 		if err = r.client.CreateService(svc); err == nil {
 			r.ownedSvcs[op.Service.ServiceKey] = true
+			r.ownedGen++
 		} else if errors.Is(err, syscall.EEXIST) {
 			err = r.client.UpdateService(svc)
 		}
@@ -467,11 +476,13 @@ func (r *Reconciler) do(op Op) error {
 		if err = r.client.UpdateService(svc); errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.ENOENT) {
 			if err = r.client.CreateService(svc); err == nil {
 				r.ownedSvcs[op.Service.ServiceKey] = true
+				r.ownedGen++
 			}
 		}
 	case AddDestination:
 		if err = r.client.CreateDestination(svc, dest); err == nil {
 			r.ownedDests[dk] = true
+			r.ownedGen++
 		} else if errors.Is(err, syscall.EEXIST) {
 			err = r.client.UpdateDestination(svc, dest)
 		}
@@ -479,14 +490,16 @@ func (r *Reconciler) do(op Op) error {
 		if err = r.client.UpdateDestination(svc, dest); errors.Is(err, syscall.ENOENT) {
 			if err = r.client.CreateDestination(svc, dest); err == nil {
 				r.ownedDests[dk] = true
+				r.ownedGen++
 			}
 		}
 	case RemoveDestination:
 		if err = r.client.RemoveDestination(svc, dest); errors.Is(err, syscall.ENOENT) {
 			err = nil
 		}
-		if err == nil {
+		if err == nil && r.ownedDests[dk] {
 			delete(r.ownedDests, dk)
+			r.ownedGen++
 		}
 	case RemoveService:
 		if err = r.client.RemoveService(svc); errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.ENOENT) {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -14,53 +12,23 @@ import (
 	"github.com/hacoord/hacoord/vip"
 )
 
-// vipAction binds the VIPs on promote (with the deadline, which also sets their kernel lifetime),
-// renews the lifetime on every lease renewal and unbinds them on demote.
-// With a fence guard, the guard hears of the hold (and its deadline) before anything is bound, of
-// every renewal before the kernel lifetime moves, and of the release after the VIPs are gone.
+// vipAction binds the VIPs of one device on promote (with the deadline, which also sets their
+// kernel lifetime), renews the lifetime on every lease renewal and unbinds them on demote. The
+// fence guard hears of each beforehand (guardAction, earlier in the chain).
 type vipAction struct {
-	m     *vip.Manager
-	guard *guard // nil: no fence guard
-	dev   string // the device, for the action's name
-	log   *zap.Logger
-}
-
-func (a vipAction) hold(until time.Time) error {
-	if a.guard == nil {
-		return nil
-	}
-	err := a.guard.Hold(until)
-	if err != nil && !errors.Is(err, fencing.ErrGuardDeadline) {
-		// The daemon still fences itself and the kernel lifetime still backs it up.
-		a.log.Error("fence guard unreachable: a SIGKILLed or stopped daemon would keep the VIPs until their kernel lifetime ends", zap.Error(err))
-		return nil
-	}
-	return err
+	m   *vip.Manager
+	dev string // the device, for the action's name
 }
 
 func (a vipAction) Promote(ctx context.Context, s election.State) error {
-	if err := a.hold(s.ValidUntil); err != nil {
-		return err
-	}
 	return a.m.Acquire(ctx, s.ValidUntil)
 }
 
 func (a vipAction) Renew(ctx context.Context, s election.State) error {
-	if err := a.hold(s.ValidUntil); err != nil {
-		return err
-	}
 	return a.m.Extend(ctx, s.ValidUntil)
 }
 
-func (a vipAction) Demote(ctx context.Context, _ election.State) error {
-	err := a.m.Release(ctx)
-	if a.guard != nil && err == nil {
-		if gerr := a.guard.Release(); gerr != nil {
-			a.log.Warn("telling the fence guard", zap.Error(gerr))
-		}
-	}
-	return err
-}
+func (a vipAction) Demote(ctx context.Context, _ election.State) error { return a.m.Release(ctx) }
 
 func (a vipAction) Reassert(context.Context, election.State) error {
 	a.m.Reannounce("contact with the store regained")
@@ -70,12 +38,32 @@ func (a vipAction) Reassert(context.Context, election.State) error {
 func (a vipAction) String() string { return "vip " + a.dev }
 
 // ipvsAction programs the IPVS table before the VIPs are bound and withdraws it (when
-// program_on_backup is off) after they are released.
-type ipvsAction struct{ r *ipvs.Reconciler }
+// program_on_backup is off) after they are released. With a reporter, the fence guard hears what
+// was programmed before the VIPs are bound, and what is left after the withdrawal.
+type ipvsAction struct {
+	r      *ipvs.Reconciler
+	report *ipvsReporter // nil: none
+}
 
-func (a ipvsAction) Promote(ctx context.Context, _ election.State) error { return a.r.Promote(ctx) }
-func (a ipvsAction) Demote(ctx context.Context, _ election.State) error  { return a.r.Demote(ctx) }
-func (a ipvsAction) String() string                                      { return "ipvs" }
+func (a ipvsAction) Promote(ctx context.Context, _ election.State) error {
+	err := a.r.Promote(ctx)
+	a.tell()
+	return err
+}
+
+func (a ipvsAction) Demote(ctx context.Context, _ election.State) error {
+	err := a.r.Demote(ctx)
+	a.tell()
+	return err
+}
+
+func (a ipvsAction) tell() {
+	if a.report != nil {
+		a.report.report()
+	}
+}
+
+func (a ipvsAction) String() string { return "ipvs" }
 
 // Roles hooks are told of.
 const (
@@ -213,14 +201,18 @@ func (h *hooks) previousMaster() election.Record {
 }
 
 // actions returns the instance's promote chain: fence hook (prepares, before anything is bound)
-// -> IPVS -> VIPs (one action per device). The notify hooks hear the transitions from watch.
-func (h *hooks) actions(vms []vipAction, ipv *ipvs.Reconciler, withIPVS bool) []election.Action {
+// -> fence guard's hold (guard; nil: none) -> IPVS (ipv; nil: none) -> VIPs (one action per
+// device). The notify hooks hear the transitions from watch.
+func (h *hooks) actions(guard election.Action, ipv election.Action, vms []vipAction) []election.Action {
 	var out []election.Action
 	if h.fence != nil {
 		out = append(out, &fenceStep{h: h, hook: *h.fence, retry: h.fenceRetry, log: h.log.Named("fence-hook")})
 	}
-	if withIPVS {
-		out = append(out, ipvsAction{ipv})
+	if guard != nil {
+		out = append(out, guard)
+	}
+	if ipv != nil {
+		out = append(out, ipv)
 	}
 	for _, vm := range vms {
 		out = append(out, vm)

@@ -27,7 +27,14 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 		return configError{err}
 	}
 	defer func() { _ = log.Sync() }()
-	insts, err := openInstances(ctx, p, stderr, log)
+	var fg *guard // one fence guard for every instance
+	if p.fenceGuard {
+		if fg, err = startGuard(p.log, stderr, log.Named("guard")); err != nil {
+			return err
+		}
+		defer fg.Close() // after the instances: once nothing is held
+	}
+	insts, err := openInstances(ctx, p, fg, log)
 	defer func() {
 		for _, in := range insts {
 			in.close() // after every run has returned
@@ -60,10 +67,10 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 }
 
 // openInstances opens every instance; on error it returns those it opened, for the caller to close.
-func openInstances(ctx context.Context, p *plan, stderr io.Writer, log *zap.Logger) ([]*instance, error) {
+func openInstances(ctx context.Context, p *plan, g *guard, log *zap.Logger) ([]*instance, error) {
 	var insts []*instance
 	for _, ip := range p.instances {
-		in, err := openInstance(ctx, p, ip, stderr, log)
+		in, err := openInstance(ctx, p, ip, g, log)
 		if err != nil {
 			return insts, err
 		}

@@ -34,6 +34,9 @@ const guardLateness = 100 * time.Millisecond
 
 var guardVIP = netip.MustParsePrefix("192.0.2.100/24")
 
+// guardInst is the instance the tests' guard watches.
+const guardInst = "web"
+
 type guardProc struct {
 	cmd    *exec.Cmd
 	stdin  *os.File
@@ -109,7 +112,7 @@ func startFenceGuard(t *testing.T, waitReady bool) *guardProc {
 	if g.conn, err = fencing.NewGuardConn(pw); err != nil {
 		t.Fatal(err)
 	}
-	g.cmd = a.Command(context.Background(), bin, "fence-guard", "--interface", "eth0", "--vip", guardVIP.String(), "--log-level", "debug")
+	g.cmd = a.Command(context.Background(), bin, "fence-guard", "--log-level", "debug")
 	g.cmd.Stdin, g.cmd.Stderr = pr, g.stderr
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // as the daemon starts it
 	out, err := g.cmd.StdoutPipe()
@@ -131,6 +134,11 @@ func startFenceGuard(t *testing.T, waitReady bool) *guardProc {
 		}
 	})
 	g.outR, g.stdout = out, bufio.NewReader(out)
+	// The daemon names the instance's VIPs first (a daemon that died at once has named them too:
+	// the line is in the pipe before it closes).
+	if err := g.conn.VIPs(guardInst, "eth0", []netip.Prefix{guardVIP}); err != nil {
+		t.Fatal(err)
+	}
 	if waitReady {
 		line, err := g.stdout.ReadString('\n')
 		if err != nil || strings.TrimSpace(line) != guardReady {
@@ -213,7 +221,7 @@ func TestFenceGuardReleasesAtTheDeadlineOfAStoppedDaemon(t *testing.T) {
 	tick := time.NewTicker(150 * time.Millisecond) // the daemon renews, a keepalive cadence
 	for range 5 {
 		until = time.Now().Add(validity)
-		if err := g.conn.Hold(until); err != nil {
+		if err := g.conn.Hold(guardInst, until); err != nil {
 			t.Fatal(err)
 		}
 		<-tick.C
@@ -242,7 +250,7 @@ func TestFenceGuardLateHoldDoesNotExtendTheDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Hold(until); err != nil {
+	if err := c.Hold(guardInst, until); err != nil {
 		t.Fatal(err)
 	}
 	line, err := bufio.NewReader(r).ReadString('\n')
@@ -251,6 +259,7 @@ func TestFenceGuardLateHoldDoesNotExtendTheDeadline(t *testing.T) {
 	}
 	late := time.NewTimer(300 * time.Millisecond) // the scenario's delay, not synchronisation
 	<-late.C
+	_ = g.stdin.SetWriteDeadline(time.Time{}) // the GuardConn's last write left one
 	if _, err := g.stdin.WriteString(line); err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +281,7 @@ func TestFenceGuardIgnoresSIGINTAndSIGTERM(t *testing.T) {
 			t.Errorf("the guard does not ignore %v (SigIgn %#x)", sig, ignored)
 		}
 	}
-	if err := g.conn.Hold(time.Time{}); err != nil { // held, no deadline
+	if err := g.conn.Hold(guardInst, time.Time{}); err != nil { // held, no deadline
 		t.Fatal(err)
 	}
 	// To the process and to its group, as a terminal's Ctrl-C and systemd's stop would.
@@ -285,7 +294,7 @@ func TestFenceGuardIgnoresSIGINTAndSIGTERM(t *testing.T) {
 		}
 	}
 	until := time.Now().Add(300 * time.Millisecond)
-	if err := g.conn.Hold(until); err != nil {
+	if err := g.conn.Hold(guardInst, until); err != nil {
 		t.Fatalf("the guard's pipe after the signals: %v", err)
 	}
 	checkRelease(t, g.removed(t, 5*time.Second), until, g.stderr.String())
@@ -304,4 +313,35 @@ func ignoredSignals(pid int) (uint64, error) {
 		}
 	}
 	return 0, errors.New("no SigIgn in /proc/pid/status")
+}
+
+// One guard serves every instance of the daemon: when one instance's deadline passes, the guard
+// removes that instance's VIPs only (the other instance, renewing, keeps its own on the same
+// device); when the daemon dies, it removes the rest.
+func TestFenceGuardReleasesOnlyTheInstanceWhoseDeadlinePassed(t *testing.T) {
+	g := startFenceGuard(t, true)
+	other := netip.MustParsePrefix("192.0.2.101/24")
+	g.ns.Run(t, "ip", "addr", "add", other.String(), "dev", "eth0")
+	if err := g.conn.VIPs("db", "eth0", []netip.Prefix{other}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.conn.Hold("db", time.Time{}); err != nil { // VRRP: no deadline
+		t.Fatal(err)
+	}
+	until := time.Now().Add(300 * time.Millisecond)
+	if err := g.conn.Hold(guardInst, until); err != nil {
+		t.Fatal(err)
+	}
+	checkRelease(t, g.removed(t, 5*time.Second), until, g.stderr.String())
+	addrs := g.ns.Run(t, "ip", "-o", "addr", "show", "dev", "eth0")
+	if !strings.Contains(addrs, other.Addr().String()+"/") {
+		t.Fatalf("db's VIP went with web's deadline:\n%s\nguard log:\n%s", addrs, g.stderr.String())
+	}
+	g.exit(t)
+	if addrs := g.ns.Run(t, "ip", "-o", "addr", "show", "dev", "eth0"); strings.Contains(addrs, other.Addr().String()+"/") {
+		t.Fatalf("db's VIP still bound after the daemon died:\n%s", addrs)
+	}
+	if log := g.stderr.String(); !strings.Contains(log, `"instance": "web"`) {
+		t.Errorf("the guard's log does not name the instance:\n%s", log)
+	}
 }

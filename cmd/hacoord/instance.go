@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 
@@ -25,7 +24,9 @@ type instance struct {
 	set    Settings
 	log    *zap.Logger    // carries the instance's name, once
 	vms    []*vip.Manager // one per plan.vipSets
-	guards []*guard       // one per vms; nil entries without the fence guard
+	guards []*guard       // the daemon's one fence guard, once per vms; nil entries without it
+	guard  *guard         // the daemon's fence guard; nil: none
+	report *ipvsReporter  // tells the guard the IPVS services to withdraw; nil: none
 	ipv    *ipvs.Reconciler
 	mon    *health.Monitor
 	hooks  *hooks
@@ -35,11 +36,12 @@ type instance struct {
 	rl     instanceReload // what a reload (SIGHUP) replaces while run runs: reload.go
 }
 
-// openInstance opens what instance ip needs, and removes its leftover VIPs (it is not master yet).
-// Start-up problems that are the operator's to fix come back as configError. On error, what was
-// opened is closed.
-func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writer, log *zap.Logger) (_ *instance, err error) {
-	in := &instance{plan: ip, set: settingsOf(ip, p.node, p.log), log: log.With(zap.String("instance", ip.name))}
+// openInstance opens what instance ip needs, removes its leftover VIPs and withdraws (or takes over,
+// with program_on_backup) its leftover IPVS services (it is not master yet), and tells the daemon's
+// fence guard g (nil: none) of its VIPs and candidacy. Start-up problems that are the operator's
+// to fix come back as configError. On error, what was opened is closed.
+func openInstance(ctx context.Context, p *plan, ip *instancePlan, g *guard, log *zap.Logger) (_ *instance, err error) {
+	in := &instance{plan: ip, set: settingsOf(ip, p.node, p.log), log: log.With(zap.String("instance", ip.name)), guard: g}
 	defer func() {
 		if err != nil {
 			in.close()
@@ -57,7 +59,15 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writ
 	if in.el, err = newElector(ip, rec, in.log); err != nil {
 		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
 	}
-	in.ipv, err = ipvs.New(ip.ipvs, in.log.Named("ipvs"))
+	var opts []ipvs.Option
+	if g != nil && !ip.ipvs.ProgramOnBackup {
+		in.report = newIPVSReporter(g, ip.name, in.log.Named("guard"))
+		opts = append(opts, ipvs.WithOwnedChange(in.report.poke))
+	}
+	in.ipv, err = ipvs.New(ip.ipvs, in.log.Named("ipvs"), opts...)
+	if in.report != nil {
+		in.report.r = in.ipv
+	}
 	switch {
 	case errors.Is(err, ipvs.ErrUnavailable):
 		// Said once; the VIPs are managed regardless and status reports IPVS as unavailable.
@@ -71,11 +81,14 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, stderr io.Writ
 	if in.hooks, err = newHooks(ip.hooks, ip.fenceRetry(), ip.group, p.node, in.log); err != nil {
 		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
 	}
-	if p.fenceGuard {
-		if err := in.startGuards(stderr); err != nil {
+	if err := in.ipv.Cleanup(ctx); err != nil {
+		return nil, fmt.Errorf("instance %s: leftover IPVS services: %w", ip.name, err)
+	}
+	if g != nil {
+		if err := in.tellGuard(); err != nil {
 			return nil, err
 		}
-		in.relayCandidacy(p.etcdFiles)
+		in.relayCandidacy(g, p.etcdFiles)
 	}
 	return in, nil
 }
@@ -96,20 +109,15 @@ func (in *instance) openVIPs(ctx context.Context) error {
 	return nil
 }
 
-// startGuards starts a fence guard per device (a guard watches one interface).
-func (in *instance) startGuards(stderr io.Writer) error {
+// tellGuard tells the daemon's fence guard the instance's VIPs on each device, before anything
+// can be bound.
+func (in *instance) tellGuard() error {
 	in.guards = make([]*guard, len(in.vms))
 	for i, set := range in.plan.vipSets {
-		gs := in.set
-		gs.Interface, gs.VIPs = set.cfg.Interface, nil
-		for _, v := range set.cfg.VIPs {
-			gs.VIPs = append(gs.VIPs, v.String())
-		}
-		g, err := startGuard(gs, stderr, in.log.Named("guard"))
-		if err != nil {
+		if err := in.guard.SetVIPs(in.plan.name, set.cfg.Interface, set.cfg.VIPs); err != nil {
 			return fmt.Errorf("instance %s: %w", in.plan.name, err)
 		}
-		in.guards[i] = g
+		in.guards[i] = in.guard
 	}
 	return nil
 }
@@ -124,13 +132,16 @@ func (in *instance) wire(el election.Elector) error {
 	}
 	var vas []vipAction
 	for i, vm := range in.vms {
-		var g *guard
-		if in.guards != nil {
-			g = in.guards[i]
-		}
-		vas = append(vas, vipAction{m: vm, guard: g, dev: in.plan.vipSets[i].cfg.Interface, log: in.log.Named("vip")})
+		vas = append(vas, vipAction{m: vm, dev: in.plan.vipSets[i].cfg.Interface})
 	}
-	acts := in.hooks.actions(vas, in.ipv, len(in.plan.ipvs.VirtualServers) > 0)
+	var ga, ia election.Action
+	if in.guard != nil {
+		ga = guardAction{g: in.guard, inst: in.plan.name, vms: in.vms, log: in.log.Named("guard")}
+	}
+	if len(in.plan.ipvs.VirtualServers) > 0 {
+		ia = ipvsAction{r: in.ipv, report: in.report}
+	}
+	acts := in.hooks.actions(ga, ia, vas)
 	in.co, err = election.NewCoordinator(el, acts, in.log.Named("coordinator"))
 	in.wireConflicts()
 	return err
@@ -159,6 +170,9 @@ func (in *instance) run(ctx context.Context) error {
 		helpers.Go(func() error { return ignoreCanceled(n.Run(aux)) })
 	}
 	helpers.Go(func() error { return ignoreCanceled(in.ipv.Run(aux)) })
+	if in.report != nil {
+		helpers.Go(func() error { in.report.run(aux); return nil })
+	}
 	in.startReloadable(aux, &helpers) // the health Monitor, which a reload may replace
 	st := newStatusWriter(in.set.StatusFile, daemonStatus(in.set, in.co, in.vms, in.ipv, in.gate), in.log.Named("status"))
 	write := st.prepare()
@@ -189,13 +203,9 @@ func (in *instance) run(ctx context.Context) error {
 	return nil
 }
 
-// close releases what openInstance opened; it runs after run has returned.
+// close releases what openInstance opened (the daemon's fence guard is the daemon's to close); it
+// runs after run has returned.
 func (in *instance) close() {
-	for _, g := range in.guards {
-		if g != nil {
-			g.Close()
-		}
-	}
 	if in.mon != nil {
 		in.mon.Close()
 	}
