@@ -38,15 +38,20 @@ type candidacy struct {
 
 	childWatch  bool // a children watch on the election is armed (it fires into sessionRun.ws)
 	ownTransfer bool // the transfer record names us (or ran out): delete it once master
+	named       bool // an active transfer record names us: a planned move (State.Handover)
+
+	moving *election.Transfer // a master's planned move: written with the release (owe)
 
 	warned map[string]bool // foreign children of the election znode, logged once
 }
 
-// release is a delete this node owes: its candidate znode and, if it held it, the master record.
+// release is a delete this node owes: its candidate znode and, if it held it, the master record;
+// for a planned move also the transfer record to create in the same multi-op.
 type release struct {
 	candidate string
 	leader    bool  // the leader znode is ours
 	leaderVer int32 // at this version
+	transfer  *election.Transfer
 }
 
 // candidate is one child of the election znode.
@@ -175,7 +180,8 @@ func (r *sessionRun) owe() {
 	if r.cand.node == "" && !r.rec.owned {
 		return
 	}
-	r.cand.owed = &release{candidate: r.cand.node, leader: r.rec.owned, leaderVer: r.rec.version}
+	r.cand.owed = &release{candidate: r.cand.node, leader: r.rec.owned, leaderVer: r.rec.version, transfer: r.cand.moving}
+	r.cand.moving, r.cand.named = nil, false
 	r.cand.node, r.cand.pred, r.cand.predWatch = "", "", nil
 	r.rec.mine, r.rec.owned, r.rec.seen = zeroRecord, false, zeroRecord
 }
@@ -197,14 +203,21 @@ func (r *sessionRun) payRelease() error {
 }
 
 // deleteOwn deletes what o names; a znode already gone counts as deleted.
+//
+// A planned move's transfer record is created in the same multi-op: the record then proves that
+// the master demoted before its term ended (State.Handover for the node it names). When the
+// multi-op fails, the record is written on its own after the deletes (it still steers the
+// election, without that proof).
 func (r *sessionRun) deleteOwn(o *release) error {
 	if o.leader {
-		err := r.call(func() error {
-			_, err := r.c.Multi(
-				&zk.DeleteRequest{Path: r.e.paths.leader, Version: o.leaderVer},
-				&zk.DeleteRequest{Path: o.candidate, Version: -1})
-			return err
-		})
+		ops := []any{
+			&zk.DeleteRequest{Path: r.e.paths.leader, Version: o.leaderVer},
+			&zk.DeleteRequest{Path: o.candidate, Version: -1}}
+		if o.transfer != nil {
+			ops = append(ops, &zk.CreateRequest{Path: r.e.paths.transfer, Data: o.transfer.Marshal(),
+				Acl: r.e.acls.group, Flags: zk.FlagEphemeral})
+		}
+		err := r.call(func() error { _, err := r.c.Multi(ops...); return err })
 		if err == nil {
 			return nil
 		}
@@ -225,12 +238,17 @@ func (r *sessionRun) deleteOwn(o *release) error {
 		}
 		o.leader = false
 	}
-	if o.candidate == "" {
-		return nil
+	if o.candidate != "" {
+		err := r.call(func() error { return r.c.Delete(o.candidate, -1) })
+		if err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return fmt.Errorf("delete %s: %w", o.candidate, err)
+		}
+		o.candidate = ""
 	}
-	err := r.call(func() error { return r.c.Delete(o.candidate, -1) })
-	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("delete %s: %w", o.candidate, err)
+	if o.transfer != nil {
+		if err := r.writeTransfer(*o.transfer); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -42,13 +42,13 @@ func (e *Elector) SetMaintenance(on bool) {
 }
 
 // Resign makes a master hand over to the best other candidate (the highest priority, the first in
-// the queue among equals) by a planned move: a transfer record naming it, demote, then delete its
-// znodes, so that the others defer to that candidate and it takes over at once. The node then
-// rejoins at the back without preemption until it is master again, so that it does not take
-// mastership straight back. It returns once the candidacy is given up; ErrNotMaster on a backup,
-// an error wrapping ErrNoSuchCandidate when no other candidate is queued (resigning would only flap
-// the VIPs). It must not be called from the goroutine that acts on the Elector's States (the
-// demote it waits for is that goroutine's).
+// the queue among equals) by a planned move: demote, then delete its znodes in the multi-op that
+// creates a transfer record naming that candidate, so that the others defer to it and it takes
+// over at once. The node then rejoins at the back without preemption until it is master again, so
+// that it does not take mastership straight back. It returns once the candidacy is given up;
+// ErrNotMaster on a backup. With no other candidate queued the node gives up and rejoins, and is
+// master again (a new term). It must not be called from the goroutine that acts on the Elector's
+// States (the demote it waits for is that goroutine's).
 func (e *Elector) Resign(ctx context.Context) error {
 	return e.plan(ctx, plannedReq{op: "resign"})
 }
@@ -122,7 +122,10 @@ func (r *sessionRun) planned(ctx context.Context, q plannedReq) error {
 	case q.op == "resign":
 		i := best(vals, r.e.cfg.Name, 0, nil)
 		if i < 0 {
-			return fmt.Errorf("zk: resign: no other candidate in group %q to take over: %w", r.e.cfg.Group, election.ErrNoSuchCandidate)
+			// Nobody to hand over to: give up and rejoin, as asked; this node wins again.
+			r.log.Info("resigning with no other candidate queued: this node will be master again")
+			r.giveUp(ctx, election.Backup, "resigned")
+			return nil
 		}
 		to = vals[i].Node
 	case to == r.e.cfg.Name:

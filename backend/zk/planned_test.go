@@ -161,8 +161,8 @@ func testResign(t *testing.T, addr string) {
 	a := startNode(t, config(addr, group, "a"), nil)
 	ma := a.waitMaster(t)
 	b := startNode(t, config(addr, group, "b"), nil)
+	b.rec.waitFor(t, "b follows a", leads("a")) // queued before c
 	c := startNode(t, config(addr, group, "c"), nil)
-	b.rec.waitFor(t, "b follows a", leads("a"))
 	c.rec.waitFor(t, "c follows a", leads("a"))
 
 	if err := b.e.Resign(context.Background()); !errors.Is(err, election.ErrNotMaster) {
@@ -174,6 +174,9 @@ func testResign(t *testing.T, addr string) {
 	mb := b.waitMaster(t)
 	if mb.Term <= ma.Term {
 		t.Errorf("term %d after %d", mb.Term, ma.Term)
+	}
+	if !mb.Handover {
+		t.Errorf("b's State does not say it follows a planned move: %+v", mb.State)
 	}
 	a.rec.waitFor(t, "a follows b", leads("b"))
 	t.Logf("resign: b master %v after a's VIPs were gone", handover(t, a, mb))
@@ -263,6 +266,9 @@ func testTransfer(t *testing.T, addr string) {
 	if mc.Term <= ma.Term {
 		t.Errorf("term %d after %d", mc.Term, ma.Term)
 	}
+	if !mc.Handover {
+		t.Errorf("c's State does not say it follows a planned move: %+v", mc.State)
+	}
 	t.Logf("transfer: c master %v after a's VIPs were gone (b deferred)", handover(t, a, mc))
 	if got := holders(t, a, b, c); !slices.Equal(got, []string{"a", "c"}) {
 		t.Errorf("masters in order %v, want [a c]", got)
@@ -323,6 +329,9 @@ func testTransferTimeout(t *testing.T, addr string) {
 	}
 	until := start.Add(timeout)
 	m := c.rec.waitFor(t, "c master", isRole(election.Master))
+	if m.Handover {
+		t.Errorf("c's State says it follows a planned move to it: %+v", m.State)
+	}
 	if m.At.Before(until.Add(-50 * time.Millisecond)) {
 		t.Errorf("c master %v before the transfer to b ran out", until.Sub(m.At))
 	}
@@ -346,6 +355,9 @@ func testPreempt(t *testing.T, addr string) {
 	mb := b.waitMaster(t)
 	if mb.Term <= ma.Term {
 		t.Errorf("term %d after %d", mb.Term, ma.Term)
+	}
+	if !mb.Handover {
+		t.Errorf("b's State does not say it follows a planned move: %+v", mb.State)
 	}
 	a.rec.waitFor(t, "a follows b", leads("b"))
 	d := handover(t, a, mb)
@@ -428,6 +440,9 @@ func testHeadDefers(t *testing.T, addr string) {
 		t.Fatal(err)
 	}
 	a := startNode(t, prio(addr, group, "a", 100), nil)
+	waitQueue(t, addr, group, "stuck, a queued", func(cs []election.Candidate) bool {
+		return slices.Equal(names(cs), []string{"stuck", "a"})
+	})
 	b := startNode(t, prio(addr, group, "b", 200, noPreempt), nil)
 	waitQueue(t, addr, group, "stuck, a, b queued", func(cs []election.Candidate) bool {
 		return slices.Equal(names(cs), []string{"stuck", "a", "b"})

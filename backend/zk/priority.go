@@ -225,7 +225,7 @@ func (r *sessionRun) mayLead(cands []candidate) (ok, again bool, err error) {
 	me := r.cand.published
 	switch {
 	case tr != nil && tr.To == me.Node:
-		r.cand.ownTransfer = true
+		r.cand.ownTransfer, r.cand.named = true, true
 		return true, false, nil
 	case tr != nil && queued(vals, tr.To):
 		return false, true, r.requeue("a transfer to "+tr.To+" is in progress", zap.String("to", tr.To))
@@ -397,13 +397,16 @@ func (r *sessionRun) dropTransfer() {
 	}
 }
 
-// handOver is a master's planned move to node to: publish the transfer record, then give up as
-// giveUp does (demote first, then delete our znodes). The next step rejoins the queue at the back.
+// handOver is a master's planned move to node to: give up as giveUp does (demote first), and delete
+// our znodes in one multi-op that also creates the transfer record naming to (any earlier record
+// is deleted first). The next step rejoins the queue at the back.
 func (r *sessionRun) handOver(ctx context.Context, to string, timeout time.Duration, reason string) error {
-	t := election.Transfer{From: r.e.cfg.Name, To: to, Until: time.Now().Add(timeout).Round(0).UTC()}
-	if err := r.writeTransfer(t); err != nil {
-		return err
+	err := r.call(func() error { return r.c.Delete(r.e.paths.transfer, -1) })
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("zk: delete the earlier %s: %w", r.e.paths.transfer, err)
 	}
+	r.cand.ownTransfer = false
+	r.cand.moving = &election.Transfer{From: r.e.cfg.Name, To: to, Until: time.Now().Add(timeout).Round(0).UTC()}
 	r.log.Info("planned move", zap.String("to", to), zap.Duration("timeout", timeout), zap.String("reason", reason))
 	r.giveUp(ctx, election.Backup, reason)
 	return nil

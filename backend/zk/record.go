@@ -19,6 +19,7 @@ type masterRecord struct {
 	mine    election.Record // our record for the current term (zero: none yet)
 	owned   bool            // the leader znode holds mine, owned by our session, at version
 	version int32
+	fresh   bool // the last publish created the znode: no record of another master was there
 
 	// foreignSince is when, as winner, we first found the znode held by another live session.
 	foreignSince time.Time
@@ -48,6 +49,7 @@ func (r *sessionRun) publish() (ok bool, err error) {
 	p := r.e.paths.leader
 	data := r.rec.mine.Marshal()
 	err = r.call(func() error { _, err := r.c.Create(p, data, zk.FlagEphemeral, r.e.acls.group); return err })
+	r.rec.fresh = err == nil
 	switch {
 	case err == nil:
 		return r.watchOwnRecord()

@@ -29,6 +29,7 @@ type sessionRun struct {
 
 	master      bool      // we report Master for cand.term (or Fault while out of contact)
 	masterSince time.Time // when we last became master
+	handover    bool      // this term follows a planned move to us (State.Handover)
 
 	vals     valueCache // the other candidates' values (priority rules)
 	ws       *watchset  // data and children watches of the priority rules
@@ -231,7 +232,7 @@ func (r *sessionRun) reportMaster(reason string) {
 		return
 	}
 	r.rep.set(election.State{Role: election.Master, Term: r.cand.term, Leader: r.rec.mine,
-		ValidUntil: vu, Contact: r.live.contact, Reason: reason})
+		ValidUntil: vu, Contact: r.live.contact, Reason: reason, Handover: r.handover})
 }
 
 func (r *sessionRun) reportOther(role election.Role, reason string) {
@@ -379,6 +380,9 @@ func (r *sessionRun) lead() (again bool, err error) {
 	r.rec.seen = r.rec.mine
 	if !r.master {
 		r.master, r.masterSince = true, time.Now()
+		// A planned move to us: the transfer record naming us was created by the multi-op that
+		// ended the previous master's term after its demote, and no master record came between.
+		r.handover = r.cand.named && r.rec.fresh
 		r.e.isMaster.Store(true)
 		r.e.holdBack.Store(false) // master again: preempt as configured from now on
 		r.log.Info("elected master", zap.Uint64("term", r.cand.term), zap.String("candidate", r.cand.node))
