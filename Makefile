@@ -1,4 +1,4 @@
-# hacoord — see README.md. Targets: demo, test, bench, build, lint, test-ipvs.
+# hacoord — see README.md. Targets: demo, test, bench, build, lint, test-ipvs, soak.
 SHELL   := /bin/bash
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -55,6 +55,12 @@ bench: build
 .PHONY: chaos
 chaos: build
 	rc=0; for b in etcd zk; do $(BIN)/hacoord-lab chaos --backend $$b --duration $${CHAOS_DURATION:-10m} $${SEED:+--seed $$SEED} || rc=1; done; exit $$rc
+
+# The soak (issue 14): a fast profile (PROFILE=fast|default) per backend for SOAK_DURATION (default
+# 10m) while both CPUs are loaded, no faults: spurious failovers (goal 0), time with two holders (0).
+.PHONY: soak
+soak: build
+	rc=0; for b in etcd zk; do $(BIN)/hacoord-lab soak --backend $$b --profile $${PROFILE:-fast} --duration $${SOAK_DURATION:-10m} || rc=1; done; exit $$rc
 
 # A lab of network namespaces with an embedded etcd: watch a VIP fail over.
 demo: build

@@ -10,6 +10,7 @@
 //	hacoord-lab bench --hacoord bin/hacoord --runs 5 --scenarios crash,term,partition
 //	hacoord-lab bench --backend zk --store-members 3 --scenarios store-leader-kill,store-quorum-loss
 //	hacoord-lab chaos --backend etcd --duration 10m --seed 42            the nemesis, replayable by seed
+//	hacoord-lab soak --backend zk --profile fast --duration 10m          a fast profile under CPU load, no faults
 //
 // demo, bench and chaos need root; they build the lab, clean it up on exit and on Ctrl-C, and sweep
 // what an earlier killed run left behind.
@@ -46,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.AddCommand(newEtcdCommand(stderr), newServeCommand(stdout),
 		newDemoCommand(stdout), newBenchCommand(stdout), newChaosCommand(stdout))
 	root.AddCommand(newComposeCommand(stdout, stderr))
+	root.AddCommand(newSoakCommand(stdout))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "hacoord-lab: %v\n", err)
 		return 1
