@@ -36,6 +36,10 @@ type daemonKeys struct {
 	// daemon dies and when a stopped daemon's deadline passes (fencing.Guard).
 	FenceGuard bool        `yaml:"fence_guard"`
 	Log        LogSettings `yaml:"log"`
+
+	// MetricsAddress is where the daemon serves Prometheus /metrics and /healthz; empty turns it
+	// off. Default 127.0.0.1:9732.
+	MetricsAddress string `yaml:"metrics_address"`
 }
 
 // etcdKeys are the etcd connection settings, spelled as etcdctl spells its flags.
@@ -162,6 +166,8 @@ func defaultDaemon() daemonKeys {
 		ZK:         zkKeys{SessionTimeout: 4 * time.Second},
 		FenceGuard: true,
 		Log:        LogSettings{Format: "console", Level: "info"},
+
+		MetricsAddress: defaultMetricsAddress,
 	}
 }
 

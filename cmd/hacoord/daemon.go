@@ -27,6 +27,11 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 		return configError{err}
 	}
 	defer func() { _ = log.Sync() }()
+	mx, err := listenMetrics(p.metrics, p, log.Named("metrics"))
+	if err != nil {
+		return err
+	}
+	defer mx.close()
 	var fg *guard // one fence guard for every instance
 	if p.fenceGuard {
 		if fg, err = startGuard(p.log, stderr, log.Named("guard")); err != nil {
@@ -46,6 +51,8 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 	if err := wireInstances(p, insts, log); err != nil {
 		return err
 	}
+	wireAlarms(insts)
+	mx.watch(insts)
 	names := make([]string, len(insts))
 	for i, in := range insts {
 		names[i] = in.plan.name

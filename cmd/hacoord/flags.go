@@ -48,7 +48,7 @@ var daemonFlags = map[string]string{
 	"fence-margin": "fence_margin", "cacert": "etcd.cacert", "cert": "etcd.cert", "key": "etcd.key",
 	"user": "etcd.user", "password": "etcd.password", "zk-auth": "zookeeper.auth",
 	"zk-session-timeout": "zookeeper.session_timeout", "fence-guard": "fence_guard",
-	"log-format": "log.format", "log-level": "log.level",
+	"log-format": "log.format", "log-level": "log.level", "metrics-address": "metrics_address",
 }
 
 // flagOf returns the flag that sets YAML key (its first element: "vips[0]" -> "vip"), or "".
@@ -74,6 +74,7 @@ func registerFlags(fs *pflag.FlagSet, v *flagValues) {
 	fs.DurationVar(&d.LeaseTTL, "lease-ttl", d.LeaseTTL, "lease TTL (etcd) / how long a silent master keeps the VIPs; whole seconds for etcd")
 	fs.DurationVar(&d.FenceMargin, "fence-margin", d.FenceMargin, "how long before the lease can expire the master lets go (default: TTL/10, 100ms..1s)")
 	fs.BoolVar(&d.FenceGuard, "fence-guard", d.FenceGuard, "run a watchdog process that removes the VIPs as soon as the daemon dies or a stopped daemon's deadline passes")
+	fs.StringVar(&d.MetricsAddress, "metrics-address", d.MetricsAddress, "serve Prometheus /metrics and /healthz on this host:port (empty: off)")
 
 	fs.StringVar(&in.Interface, "interface", in.Interface, "interface that carries the VIPs")
 	fs.Var(&prefixListFlag{l: &in.VIPs}, "vip", "virtual IP with prefix length, e.g. 10.0.0.100/24 (repeat for several)")

@@ -34,6 +34,7 @@ type instance struct {
 	gate   *election.Gate
 	co     *election.Coordinator
 	rl     instanceReload // what a reload (SIGHUP) replaces while run runs: reload.go
+	alarms *alarms        // split-brain alarms (alarms.go); set by wireAlarms
 }
 
 // openInstance opens what instance ip needs, removes its leftover VIPs and withdraws (or takes over,
@@ -174,7 +175,7 @@ func (in *instance) run(ctx context.Context) error {
 		helpers.Go(func() error { in.report.run(aux); return nil })
 	}
 	in.startReloadable(aux, &helpers) // the health Monitor, which a reload may replace
-	st := newStatusWriter(in.set.StatusFile, daemonStatus(in.set, in.co, in.vms, in.ipv, in.gate), in.log.Named("status"))
+	st := newStatusWriter(in.set.StatusFile, withAlarms(daemonStatus(in.set, in.co, in.vms, in.ipv, in.gate), in.alarms), in.log.Named("status"))
 	write := st.prepare()
 	in.co.OnChange(func(cs election.Status) {
 		if write {

@@ -30,6 +30,7 @@ type plan struct {
 	etcdFiles  etcdKeys // the etcd TLS files and credentials, for the fence guards (relayCandidacy)
 	instances  []*instancePlan
 	syncGroups []syncGroupPlan
+	metrics    string // --metrics-address; "": none
 }
 
 // instancePlan is one instance.
@@ -106,7 +107,9 @@ func buildPlan(s settings) (*plan, error) {
 	b := &planner{s: s, seen: map[string]bool{}}
 	d := s.daemon
 	p := &plan{node: d.Name, log: d.Log, fenceGuard: d.FenceGuard, etcdFiles: d.Etcd}
+	p.metrics = d.MetricsAddress
 	b.checkDaemon()
+	b.checkMetrics()
 	b.checkFlags()
 	tlsc := b.etcdTLS()
 	for i := range s.instances {

@@ -44,6 +44,9 @@ type Status struct {
 	// Conflicts are the VIPs held back (conflict: wait) because another host answers for them,
 	// with its MAC: "10.0.0.100/24 at 02:00:00:00:00:99".
 	Conflicts []string `json:"conflicts,omitempty"`
+	// SplitBrain are the split-brain alarms heard in the last minute while master: another host
+	// answering ARP / NDP for a VIP with its MAC, another VRRP master for our VRID.
+	SplitBrain []string `json:"split_brain,omitempty"`
 }
 
 // statusPoll is how often the status writer looks at what changes without telling it (health,
