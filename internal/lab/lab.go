@@ -91,6 +91,10 @@ type Options struct {
 	ExtraArgs []string
 	// NodeArgs, if set, returns more arguments for the daemon of the named node.
 	NodeArgs func(node string) []string
+	// Config makes every daemon read --config Node.ConfigPath (written by Node.WriteConfig, which
+	// a test calls before Node.Start: use NoStart) instead of getting --vip: the file lists the
+	// VIPs, so that a reload (Node.Reload) can change them.
+	Config bool
 	// HacoordBin is the daemon binary; default $HACOORD_BIN.
 	HacoordBin string
 	// LabBin is the hacoord-lab binary (etcd, serve); default $HACOORD_LAB_BIN, else this executable

@@ -35,9 +35,13 @@ func (n *Node) DaemonArgs() []string {
 		"--backend", n.lab.Store.Backend(),
 		"--name", n.Name,
 		"--interface", "eth0",
-		"--vip", VIP.String(),
 		"--log-format", "json",
 		"--status-file", filepath.Join(n.lab.dir, n.Name+".status.json"),
+	}
+	if o.Config {
+		args = append(args, "--config", n.ConfigPath())
+	} else {
+		args = append(args, "--vip", VIP.String())
 	}
 	switch n.lab.Store.Backend() {
 	case "vrrp":
