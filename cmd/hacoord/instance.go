@@ -177,6 +177,7 @@ func (in *instance) run(ctx context.Context) error {
 	in.startReloadable(aux, &helpers) // the health Monitor, which a reload may replace
 	st := newStatusWriter(in.set.StatusFile, withAlarms(daemonStatus(in.set, in.co, in.vms, in.ipv, in.gate), in.alarms), in.log.Named("status"))
 	write := st.prepare()
+	st.snap = withVRRP(st.snap, in.el) // mismatched adverts (statusvrrp.go)
 	in.co.OnChange(func(cs election.Status) {
 		if write {
 			st.changed()

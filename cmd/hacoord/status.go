@@ -41,6 +41,8 @@ type Status struct {
 	Priority  int         `json:"priority,omitempty"`
 	BoundVIPs []string    `json:"bound_vips"`
 	IPVS      ipvs.Status `json:"ipvs"`
+	// VRRP is what a VRRP instance heard from the other routers of its VRID (backend vrrp only).
+	VRRP *VRRPStatus `json:"vrrp,omitempty"`
 	// Conflicts are the VIPs held back (conflict: wait) because another host answers for them,
 	// with its MAC: "10.0.0.100/24 at 02:00:00:00:00:99".
 	Conflicts []string `json:"conflicts,omitempty"`
