@@ -49,6 +49,11 @@ type Status struct {
 	// SplitBrain are the split-brain alarms heard in the last minute while master: another host
 	// answering ARP / NDP for a VIP with its MAC, another VRRP master for our VRID.
 	SplitBrain []string `json:"split_brain,omitempty"`
+	// VIPs are the instance's configured VIPs, bound or not (a reload changes them).
+	VIPs []string `json:"vips"`
+	// Checks are the track checks (scripts, "interface:<name>", "reference") and whether each
+	// passes (a reload changes them).
+	Checks map[string]bool `json:"checks,omitempty"`
 }
 
 // statusPoll is how often the status writer looks at what changes without telling it (health,
@@ -83,12 +88,18 @@ func daemonStatus(s Settings, co *election.Coordinator, vms []*vip.Manager, ipv 
 			Instance: s.Instance, Group: s.Group, Node: s.Name, Backend: s.Backend, PID: os.Getpid(),
 			Role: cs.State.Role.String(), Term: cs.State.Term, Leader: cs.State.Leader.Node, Reason: cs.State.Reason,
 			Promoted: cs.Promoted, Fenced: cs.Fenced, Since: cs.Since.UTC(), Eligible: eligible,
-			BoundVIPs: []string{}, IPVS: ipv.Status(),
+			BoundVIPs: []string{}, IPVS: ipv.Status(), VIPs: []string{},
 		}
 		if s.Backend == "vrrp" {
 			st.Priority = prio
 		}
+		if v := gate.Verdicts(); len(v) > 0 {
+			st.Checks = v
+		}
 		for _, vm := range vms {
+			for _, p := range vm.VIPs() {
+				st.VIPs = append(st.VIPs, p.String())
+			}
 			for _, c := range vm.Conflicts() {
 				st.Conflicts = append(st.Conflicts, c.String())
 			}

@@ -54,6 +54,7 @@ type DaemonStatus struct {
 	Leader    string   `json:"leader"`
 	Promoted  bool     `json:"promoted"`
 	BoundVIPs []string `json:"bound_vips"`
+	VIPs      []string `json:"vips"`
 	PID       int      `json:"pid"`
 }
 

@@ -69,6 +69,9 @@ func testReload(t *testing.T, backend string) {
 		}
 	}
 	waitStatus(ctx, t, m, func(s DaemonStatus) bool { return slices.Contains(s.BoundVIPs, reloadVIP.String()+"/24") })
+	for _, n := range l.Nodes { // the status file shows the new configuration, on the backups too
+		waitStatus(ctx, t, n, func(s DaemonStatus) bool { return slices.Contains(s.VIPs, reloadVIP.String()+"/24") })
+	}
 	checkHeld(t, l, m, before.Term, from)
 
 	for _, tc := range []struct{ name, body, line string }{
