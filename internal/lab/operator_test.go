@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hacoord/hacoord/fencing"
 )
 
 // clientRun runs the hacoord binary with args in the lab's client namespace, which has no daemon of
@@ -119,10 +122,27 @@ func explainBounds(t *testing.T, l *Lab) map[string]time.Duration {
 // explain's bounds hold in the lab: crash, SIGKILL and a clean stop of the master, each measured
 // (takeover: from the fault to the new holder's VIP in the sampler), stay within what `hacoord
 // explain` prints for the lab's settings and store; so does a partitioned master's release.
-func TestExplainBoundsHoldInTheLab(t *testing.T) { forBackends(t, testExplainBounds) }
+func TestExplainBoundsHoldInTheLab(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) { testExplainBounds(t, backend, "") })
+}
 
-func testExplainBounds(t *testing.T, backend string) {
-	l := newLab(t, backend, func(o *Options) { o.Jitter = testTTL / 2 })
+// The same for issue 14's fast profiles (ZooKeeper tickTime 100ms and a 300ms session, etcd
+// election timeout 500ms and a 1s TTL).
+func TestExplainBoundsHoldFastProfile(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) { testExplainBounds(t, backend, ProfileFast) })
+}
+
+func testExplainBounds(t *testing.T, backend, profile string) {
+	l := newLab(t, backend, func(o *Options) {
+		if profile != "" {
+			p, err := SoakProfile(backend, profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Store, o.TTL = p.Store, p.TTL
+		}
+		o.Jitter = o.TTL / 2
+	})
 	steady(t, l)
 	bounds := explainBounds(t, l)
 	if !strings.Contains(fmt.Sprint(bounds), "crash") {
@@ -163,7 +183,7 @@ func testExplainBounds(t *testing.T, backend string) {
 	// hold-after-loss: the daemon acts then; the netlink delete that follows is what the margin is
 	// for, so the VIP must be gone before hold + margin, when the store could first expire the
 	// lease), and another node takes over as after a crash.
-	hold, margin := bounds["hold-after-loss"], testTTL/10
+	hold, margin := bounds["hold-after-loss"], fencing.DefaultMargin(l.TTL())
 	var released []time.Duration
 	for i := range runs {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -186,5 +206,5 @@ func testExplainBounds(t *testing.T, backend string) {
 	}
 	slices.Sort(released)
 	report = append(report, fmt.Sprintf("partition: old master released min %v max %v, bound %v", released[0], released[len(released)-1], hold))
-	t.Logf("%s: %s", backend, strings.Join(report, "; "))
+	t.Logf("%s %s: %s", backend, cmp.Or(profile, "lab"), strings.Join(report, "; "))
 }
