@@ -191,6 +191,12 @@ func TestStatusFromZooKeeper(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A planned move to n1 is under way (`hacoord transfer --to n1`).
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	if _, err := conn.Create("/ha/hacoord/web/transfer", election.Transfer{From: "n2", To: "n1", Until: until}.Marshal(), gozk.FlagEphemeral, acl); err != nil {
+		t.Fatal(err)
+	}
+
 	code, out, errs = runHacoord(append(args, "-o", "json")...)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -201,6 +207,9 @@ func TestStatusFromZooKeeper(t *testing.T) {
 	}
 	if m := gs.Candidates[3]; m.Node != "n4" || !m.Maintenance || m.Position != 0 || m.Master {
 		t.Errorf("maintenance entry %+v: want n4, maintenance, no position", m)
+	}
+	if tr := gs.Transfer; tr == nil || tr.From != "n2" || tr.To != "n1" || !tr.Until.Equal(until) {
+		t.Errorf("transfer %+v, want n2 -> n1 until %v", tr, until)
 	}
 	if !strings.Contains(out, `"maintenance": true`) {
 		t.Errorf("JSON does not show the maintenance flag:\n%s", out)
@@ -214,6 +223,9 @@ func TestStatusFromZooKeeper(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	checkTable(t, out)
+	if !strings.Contains(out, "transfer: n2 -> n1 until "+until.Format(time.RFC3339)) {
+		t.Errorf("table lacks the transfer:\n%s", out)
+	}
 	if !strings.Contains(out, "-  n4") || !strings.Contains(out, "yes") {
 		t.Errorf("table lacks n4 in maintenance:\n%s", out)
 	}
