@@ -190,9 +190,15 @@ func newStatusCommand(stdout io.Writer) *cobra.Command {
 		Long: `status prints the snapshot the daemon of --group/--name keeps in its status file (rewritten
 whenever something in it changes, removed when the daemon stops; "updated" is the last change). It
 fails if there is no such file, or if the daemon that wrote it is not running (it was killed) or is
-stopped (SIGSTOP).`,
+stopped (SIGSTOP).
+
+With --backend etcd|zk and --endpoints it reads the group from its store instead, from any machine
+and without a daemon: the master record and the candidates in queue order (priority, health,
+maintenance), as a table or with -o json; exit 0 when the store answered, even with no master.`,
 		Example: `  hacoord status --group web --name node1
-  hacoord status --status-file /run/hacoord/web.node1.json | jq .role`,
+  hacoord status --status-file /run/hacoord/web.node1.json | jq .role
+  hacoord status --backend etcd --endpoints http://10.0.0.1:2379 --group web
+  hacoord status --backend zk --endpoints zk1:2181,zk2:2181/ha --group web -o json | jq -r .master.node`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if store.requested(cmd) { // --backend/--endpoints: the group as its store holds it (statusstore.go)
