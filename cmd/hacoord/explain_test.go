@@ -229,3 +229,22 @@ func TestExplainReadsStoreTiming(t *testing.T) {
 		t.Errorf("-o yaml: exit %d %q", code, errs)
 	}
 }
+
+// A file of several instances gets a timeline each, with each instance's backend.
+func TestExplainConfigInstances(t *testing.T) {
+	code, out, errs := runHacoord("explain", "--config", "../../deploy/hacoord.instances.example.yaml", "--name", "lb1", "--no-store", "-o", "json")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var exs []Explanation
+	if err := json.Unmarshal([]byte(out), &exs); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ex := range exs {
+		got = append(got, ex.Instance+":"+ex.Backend)
+	}
+	if strings.Join(got, " ") != "ext:etcd int:etcd legacy:vrrp" {
+		t.Errorf("instances %v, want ext:etcd int:etcd legacy:vrrp", got)
+	}
+}
