@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit statuses.
@@ -33,6 +34,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCommand(stdout, stderr)
 	root.SetArgs(args)
+	reportAllFlagErrors(root, args) // every bad flag, not the first only (flagerrors.go)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
@@ -117,7 +119,12 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 // package's Config and validates the result, against this machine too: what the daemon runs and
 // check-config prints.
 func resolve(cmd *cobra.Command, fv *flagValues, configPath string) (settings, *plan, error) {
-	s, err := load(cmd.Flags(), fv, configPath)
+	return resolveFlags(cmd.Flags(), fv, configPath)
+}
+
+// resolveFlags is resolve over the flag set fs (flagerrors.go parses one of its own).
+func resolveFlags(fs *pflag.FlagSet, fv *flagValues, configPath string) (settings, *plan, error) {
+	s, err := load(fs, fv, configPath)
 	if err != nil {
 		return s, nil, err
 	}
