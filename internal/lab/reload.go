@@ -49,13 +49,15 @@ func (n *Node) HasAddr(a netip.Addr) (bool, error) {
 
 // DaemonStatus is what a test reads of the daemon's status file (cmd/hacoord's Status).
 type DaemonStatus struct {
-	Role      string   `json:"role"`
-	Term      uint64   `json:"term"`
-	Leader    string   `json:"leader"`
-	Promoted  bool     `json:"promoted"`
-	BoundVIPs []string `json:"bound_vips"`
-	VIPs      []string `json:"vips"`
-	PID       int      `json:"pid"`
+	Role      string          `json:"role"`
+	Term      uint64          `json:"term"`
+	Leader    string          `json:"leader"`
+	Promoted  bool            `json:"promoted"`
+	BoundVIPs []string        `json:"bound_vips"`
+	VIPs      []string        `json:"vips"`
+	Eligible  bool            `json:"eligible"`
+	Checks    map[string]bool `json:"checks"`
+	PID       int             `json:"pid"`
 }
 
 // Status reads the daemon's status file.

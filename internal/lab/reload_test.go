@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -207,6 +209,102 @@ func waitStatus(ctx context.Context, t *testing.T, n *Node, ok func(DaemonStatus
 		case <-ctx.Done():
 			st, err := n.Status()
 			t.Fatalf("%s status never as wanted: %+v, %v", n.Name, st, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// A reload adds a track script and a notify hook without a failover (the new check starts
+// passing); once the script fails on the master, it withdraws, another node takes over and the new
+// notify hook hears the master become backup. A reload that removes the script makes it a
+// candidate again.
+func TestReloadTrackScriptAndHook(t *testing.T) { forBackends(t, testReloadTrackScript) }
+
+func testReloadTrackScript(t *testing.T, backend string) {
+	l := newLab(t, backend, func(o *Options) { o.Config, o.NoStart = true, true })
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	base := "vips: [" + VIP.String() + "]\n"
+	hook := filepath.Join(l.Dir(), "notify.sh")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho \"$HACOORD_ROLE $HACOORD_REASON\" >> \""+l.Dir()+"/$HACOORD_NODE.events\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range l.Nodes {
+		if err := n.WriteConfig(base); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range l.Nodes {
+		if _, err := n.Daemon().WaitLine(ctx, `"msg":"starting"`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := steady(t, l)
+	before := waitStatus(ctx, t, m, func(s DaemonStatus) bool { return s.Promoted })
+	from := time.Now()
+	withCheck := func(n *Node) string {
+		return base + "track_scripts:\n  - {name: chk, script: \"test ! -e " + filepath.Join(l.Dir(), n.Name+".down") +
+			"\", interval: 100ms}\nhooks: {notify: " + hook + "}\n"
+	}
+	for _, n := range l.Nodes {
+		if err := n.WriteConfig(withCheck(n)); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Daemon().WaitLine(ctx, `reloaded: +track_script chk, +hooks.notify`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStatus(ctx, t, m, func(s DaemonStatus) bool { return s.Checks["chk"] && s.Eligible })
+	for _, h := range l.Sampler.HolderHistory() {
+		if h.At.After(from) {
+			t.Fatalf("holders changed to %v after adding a passing track script by reload", h.Holders)
+		}
+	}
+	if st, _ := m.Status(); st.Term != before.Term {
+		t.Fatalf("term %d after the reload, want %d", st.Term, before.Term)
+	}
+
+	if err := os.WriteFile(filepath.Join(l.Dir(), m.Name+".down"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next, _, err := l.Sampler.WaitHolders(ctx, func(h []string) bool { return len(h) == 1 && h[0] != m.Name })
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFile(ctx, t, filepath.Join(l.Dir(), m.Name+".events"), "backup")
+	waitFile(ctx, t, filepath.Join(l.Dir(), next[0]+".events"), "master")
+
+	if err := m.WriteConfig(base + "hooks: {notify: " + hook + "}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Daemon().WaitLine(ctx, `reloaded: -track_script chk`); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(ctx, t, m, func(s DaemonStatus) bool { return s.Eligible && len(s.Checks) == 0 })
+}
+
+// waitFile waits until the file at path contains substr.
+func waitFile(ctx context.Context, t *testing.T, path, substr string) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), substr) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			b, _ := os.ReadFile(path)
+			t.Fatalf("%s never said %q: %q", path, substr, b)
 		case <-tick.C:
 		}
 	}
