@@ -66,8 +66,12 @@ type ExplainItem struct {
 	BoundSeconds float64       `json:"bound_seconds"`
 	NoBound      bool          `json:"no_bound,omitempty"`
 	Formula      string        `json:"formula"`
-	// RidesOut (leader-change) says whether the master keeps its VIPs through it.
-	RidesOut *bool `json:"rides_out,omitempty"`
+	// RidesOut (leader-change) says whether the master keeps its VIPs through it; where it does
+	// not, Drop is the longest the VIPs may be on no node (the master keeps its term and takes them
+	// back: no failover).
+	RidesOut    *bool         `json:"rides_out,omitempty"`
+	Drop        time.Duration `json:"-"`
+	DropSeconds float64       `json:"drop_seconds,omitempty"`
 }
 
 // explainInput is what the timeline depends on: one instance's settings and the store's timing.
@@ -138,10 +142,7 @@ func zkMarginFor(configured, t time.Duration) time.Duration {
 // explainTimeline computes the worst-case timeline of in. It is pure: every number comes from in.
 func explainTimeline(in explainInput) Explanation {
 	ex := Explanation{Instance: in.name, Backend: in.backend, Group: in.group, Store: in.store}
-	add := func(it ExplainItem) {
-		it.BoundSeconds = it.Bound.Seconds()
-		ex.Items = append(ex.Items, it)
-	}
+	add := func(it ExplainItem) { ex.Items = append(ex.Items, withSeconds(it)) }
 	// The takeover path common to every backend: the promote chain after the decisive event.
 	promote, promoteF := in.probe+takeoverSlack, fmt.Sprintf("conflict probe %s + takeover slack %s", ms(in.probe), ms(takeoverSlack))
 	if in.fenceHook > 0 {
@@ -173,14 +174,17 @@ func explainTimeline(in explainInput) Explanation {
 		rides := tm.RidesOut(T, m, k)
 		f := fmt.Sprintf("2 x election timeout %s + %s: renewals go unanswered that long; the master holds the VIPs TTL - margin - keepalive = %s after its last acknowledged renewal",
 			ms(tm.ElectionTimeout), ms(lc-2*tm.ElectionTimeout), ms(keep))
+		var drop time.Duration
 		if rides {
 			f += ": rides it out"
 		} else {
-			f += fmt.Sprintf(": does NOT ride it out: the VIPs may be gone for up to %s (same term, no failover); --lease-ttl %s would", ms(lc-keep), tm.RideOutTTL())
+			drop = lc - keep + promote
+			f += fmt.Sprintf(": does NOT ride it out: the VIPs may be gone for up to %s - %s + the promote path (%s) = %s (same term, no failover); --lease-ttl %s would",
+				ms(lc), ms(keep), promoteF, ms(drop), tm.RideOutTTL())
 			ex.Warnings = append(ex.Warnings, fmt.Sprintf("--lease-ttl %s cannot ride out an etcd leader change (%s): the master lets go of the VIPs for up to %s and takes them back with the same term; --lease-ttl %s rides it out",
-				ms(T), ms(lc), ms(lc-keep), tm.RideOutTTL()))
+				ms(T), ms(lc), ms(drop), tm.RideOutTTL()))
 		}
-		add(ExplainItem{Key: "leader-change", What: "etcd leader change", Bound: lc, Formula: f, RidesOut: &rides})
+		add(ExplainItem{Key: "leader-change", What: "etcd leader change", Bound: lc, Formula: f, RidesOut: &rides, Drop: drop})
 		if tm.MinTTL > 0 && T < tm.MinTTL {
 			ex.Warnings = append(ex.Warnings, fmt.Sprintf("--lease-ttl %s is below the store's minimum TTL %s: the daemon will refuse it", ms(T), ms(tm.MinTTL)))
 		}
@@ -211,18 +215,20 @@ func explainTimeline(in explainInput) Explanation {
 		rides := tm.RidesOut()
 		f := fmt.Sprintf("syncLimit %d x tick %s + leader election's final wait 200ms + 2 ticks (estimate) + reconnection pause %s; the master holds at least session/2 - margin = %s",
 			tm.SyncLimit, ms(tm.Tick), ms(tm.RoundPause()), ms(keep))
+		var drop time.Duration
 		if rides {
 			f += ": rides it out"
 		} else {
-			f += fmt.Sprintf(": does NOT ride it out: the VIPs may be gone for up to %s (same term, no failover)", ms(need-keep))
-			w := fmt.Sprintf("--zk-session-timeout %s cannot ride out a ZooKeeper leader election (%s): the master lets go of the VIPs for up to %s and takes them back with the same term", ms(T), ms(need), ms(need-keep))
+			drop = need - keep + promote
+			f += fmt.Sprintf(": does NOT ride it out: the VIPs may be gone for up to %s - %s + the promote path (%s) = %s (same term, no failover)", ms(need), ms(keep), promoteF, ms(drop))
+			w := fmt.Sprintf("--zk-session-timeout %s cannot ride out a ZooKeeper leader election (%s): the master lets go of the VIPs for up to %s and takes them back with the same term", ms(T), ms(need), ms(drop))
 			if r := tm.RideOut(in.zkMargin); r > 0 {
 				f += fmt.Sprintf("; --zk-session-timeout %s would", r)
 				w += fmt.Sprintf("; --zk-session-timeout %s rides it out", r)
 			}
 			ex.Warnings = append(ex.Warnings, w)
 		}
-		add(ExplainItem{Key: "leader-change", What: "ZooKeeper leader change", Bound: need, Formula: f, RidesOut: &rides})
+		add(ExplainItem{Key: "leader-change", What: "ZooKeeper leader change", Bound: need, Formula: f, RidesOut: &rides, Drop: drop})
 	case backendVRRP:
 		A := in.advert
 		skew, skewF := 255*A/256, "(256 - backup priority) x advert / 256 < advert"
@@ -265,7 +271,10 @@ func explainKillStop(ex *Explanation, in explainInput, crash, promote time.Durat
 		Formula: fmt.Sprintf("demote (the VIPs go), then the daemon %s: %s; if the store does not answer, as a crash (%s)", stopDoes, promoteF, ms(crash))}))
 }
 
-func withSeconds(it ExplainItem) ExplainItem { it.BoundSeconds = it.Bound.Seconds(); return it }
+func withSeconds(it ExplainItem) ExplainItem {
+	it.BoundSeconds, it.DropSeconds = it.Bound.Seconds(), it.Drop.Seconds()
+	return it
+}
 
 // lifetimeNote says what kernel lifetime the VIPs carry with left to the deadline at a renewal.
 func lifetimeNote(in explainInput, left time.Duration) string {

@@ -44,7 +44,7 @@ func TestExplainEtcdArithmetic(t *testing.T) {
 	}{
 		// etcd's defaults (election timeout 1s): README's table.
 		{"2s", 2 * time.Second, etcd.Timing{ElectionTimeout: time.Second, MinTTL: 2 * time.Second},
-			2810 * time.Millisecond, 1800 * time.Millisecond, 2100 * time.Millisecond, false, "up to 800ms", "no kernel lifetime", "--lease-ttl 4s would"},
+			2810 * time.Millisecond, 1800 * time.Millisecond, 2100 * time.Millisecond, false, "up to 2.1s - 1.3s + the promote path (conflict probe 60ms + takeover slack 250ms) = 1.11s", "no kernel lifetime", "--lease-ttl 4s would"},
 		{"4s", 4 * time.Second, etcd.Timing{ElectionTimeout: time.Second, MinTTL: 2 * time.Second},
 			4810 * time.Millisecond, 3600 * time.Millisecond, 2100 * time.Millisecond, true, "", "= 2s", ""},
 		// Issue 14's fast profile: election timeout 500ms, TTL 1s.
@@ -72,6 +72,9 @@ func TestExplainEtcdArithmetic(t *testing.T) {
 			}
 			if !strings.Contains(lc.Formula, c.gone) || !strings.Contains(lc.Formula, c.ride) {
 				t.Errorf("leader change formula %q lacks %q / %q", lc.Formula, c.gone, c.ride)
+			}
+			if want := map[bool]time.Duration{true: 0, false: c.leader - (c.ttl - fencing10(c.ttl) - c.ttl/4) + 310*time.Millisecond}[c.rides]; lc.Drop != want {
+				t.Errorf("leader change drop %v, want %v", lc.Drop, want)
 			}
 			if (len(ex.Warnings) > 0) == c.rides {
 				t.Errorf("warnings %q with rides out %v", ex.Warnings, c.rides)
@@ -115,8 +118,8 @@ func TestExplainZKArithmetic(t *testing.T) {
 	}
 	lc := item(t, ex, "leader-change")
 	// 5 ticks + 200ms + 2 ticks + pause max(300ms/20, 10ms) = 915ms, against 150ms - 100ms of validity.
-	if lc.Bound != 915*time.Millisecond || *lc.RidesOut {
-		t.Errorf("leader change %v rides %v, want 915ms, no", lc.Bound, *lc.RidesOut)
+	if lc.Bound != 915*time.Millisecond || *lc.RidesOut || lc.Drop != 915*time.Millisecond-50*time.Millisecond+310*time.Millisecond {
+		t.Errorf("leader change %v rides %v drop %v, want 915ms, no, 915ms - 50ms + 310ms", lc.Bound, *lc.RidesOut, lc.Drop)
 	}
 	// The server clamps the session: 100ms asked of [200ms, 2s] is 200ms; 60s is 2s.
 	if got := item(t, explainTimeline(common(explainInput{backend: backendZK, session: 100 * time.Millisecond, zk: fast})), "crash").Bound; got != 610*time.Millisecond {

@@ -208,3 +208,53 @@ func testExplainBounds(t *testing.T, backend, profile string) {
 	report = append(report, fmt.Sprintf("partition: old master released min %v max %v, bound %v", released[0], released[len(released)-1], hold))
 	t.Logf("%s %s: %s", backend, cmp.Or(profile, "lab"), strings.Join(report, "; "))
 }
+
+// What explain says a store leader change costs holds against a 3-member store whose leader is
+// SIGKILLed: no failover, never two holders, and where explain says the TTL does not ride it out,
+// the VIP is on no node for at most its drop figure (where it says it does, not at all).
+func TestExplainLeaderChangeCost(t *testing.T) { forBackends(t, testExplainLeaderChange) }
+
+func testExplainLeaderChange(t *testing.T, backend string) {
+	l := newLab(t, backend, func(o *Options) { o.StoreMembers = 3 })
+	steady(t, l)
+	out := clientRun(t, l, append([]string{"explain", "-o", "json"}, l.Nodes[0].DaemonArgs()...)...)
+	var exs []struct {
+		Store string `json:"store"`
+		Items []struct {
+			Key          string  `json:"key"`
+			RidesOut     *bool   `json:"rides_out"`
+			DropSeconds  float64 `json:"drop_seconds"`
+			BoundSeconds float64 `json:"bound_seconds"`
+			Formula      string  `json:"formula"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(out, &exs); err != nil || len(exs) != 1 {
+		t.Fatalf("explain output: %v\n%s", err, out)
+	}
+	var rides *bool
+	var drop time.Duration
+	for _, it := range exs[0].Items {
+		if it.Key == "leader-change" {
+			rides, drop = it.RidesOut, time.Duration(math.Round(it.DropSeconds*1e9))
+			t.Logf("explain: store: %s; leader change: %s", exs[0].Store, it.Formula)
+		}
+	}
+	if rides == nil {
+		t.Fatalf("explain printed no leader-change verdict for a 3-member store:\n%s", out)
+	}
+	r, err := l.RunScenario(context.Background(), StoreLeaderKill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(r.Summary())
+	if r.TwoHolders != 0 || r.Spurious != 0 || r.New != r.Old {
+		t.Errorf("store leader kill: two holders %v, %d spurious failovers (%s -> %s)", r.TwoHolders, r.Spurious, r.Old, r.New)
+	}
+	switch {
+	case *rides && r.NoHolder != 0:
+		t.Errorf("explain says the TTL rides out a leader change; the VIP was on no node for %v", r.NoHolder)
+	case !*rides && r.NoHolder > drop:
+		t.Errorf("the VIP was on no node for %v, beyond explain's %v", r.NoHolder, drop)
+	}
+	t.Logf("%s leader kill: no holder %v (explain: rides out %v, drop <= %v)", backend, r.NoHolder, *rides, drop)
+}
