@@ -230,9 +230,17 @@ func (r *sessionRun) mayLead(cands []candidate) (ok, again bool, err error) {
 	case tr != nil && queued(vals, tr.To):
 		return false, true, r.requeue("a transfer to "+tr.To+" is in progress", zap.String("to", tr.To))
 	case tr != nil:
+		// Wake on the target joining (the queue) and on the record going (its sender's session
+		// ended, which the queue does not show for a sender in maintenance).
 		if err := r.armChildren(); err != nil {
 			return false, false, err
 		}
+		var w <-chan zk.Event
+		err := r.call(func() (err error) { _, _, w, err = r.c.ExistsW(r.e.paths.transfer); return err })
+		if err != nil {
+			return false, false, fmt.Errorf("zk: watch %s: %w", r.e.paths.transfer, err)
+		}
+		r.ws.add(w)
 		if err := r.readLeader(); err != nil {
 			return false, false, err
 		}
