@@ -537,11 +537,13 @@ func (l *Lab) Count(port uint16, n int) map[string]int {
 	return got
 }
 
-// Probe sends a request to VIP:80 every interval until stop is closed and records the outcomes.
+// Probe records the outcomes of the client's requests to VIP:port, one started every interval
+// whether or not the earlier ones have ended (so an outage is resolved to the interval, not to
+// the timeout of a request lost in it).
 type Probe struct {
 	mu      sync.Mutex
 	results []probeResult
-	done    chan struct{}
+	wg      sync.WaitGroup
 }
 
 type probeResult struct {
@@ -550,20 +552,25 @@ type probeResult struct {
 	err        error
 }
 
-// StartProbe starts the client's probe loop; Stop ends it.
+// StartProbe starts the client's probe; the function it returns stops it and waits for the
+// requests in flight.
 func (l *Lab) StartProbe(port uint16, interval, timeout time.Duration) (*Probe, func()) {
-	p := &Probe{done: make(chan struct{})}
-	stop := make(chan struct{})
+	p := &Probe{}
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(p.done)
+		defer close(done)
 		tk := time.NewTicker(interval)
 		defer tk.Stop()
 		for {
-			start := time.Now()
-			name, err := l.Get(port, timeout)
-			p.mu.Lock()
-			p.results = append(p.results, probeResult{start, time.Now(), name, err})
-			p.mu.Unlock()
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				start := time.Now()
+				name, err := l.Get(port, timeout)
+				p.mu.Lock()
+				p.results = append(p.results, probeResult{start, time.Now(), name, err})
+				p.mu.Unlock()
+			}()
 			select {
 			case <-stop:
 				return
@@ -571,34 +578,21 @@ func (l *Lab) StartProbe(port uint16, interval, timeout time.Duration) (*Probe, 
 			}
 		}
 	}()
-	return p, func() { close(stop); <-p.done }
+	return p, func() { close(stop); <-done; p.wg.Wait() }
 }
 
-// RecoveredAfter returns the first request started at or after t0 that succeeded, if any.
+// RecoveredAfter returns the request started at or after t0 that succeeded first, if any.
 func (p *Probe) RecoveredAfter(t0 time.Time) (probeResult, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var first probeResult
+	ok := false
 	for _, r := range p.results {
-		if !r.start.Before(t0) && r.err == nil {
-			return r, true
+		if !r.start.Before(t0) && r.err == nil && (!ok || r.end.Before(first.end)) {
+			first, ok = r, true
 		}
 	}
-	return probeResult{}, false
-}
-
-// FailedSince counts the probes started at or after t0 that failed.
-func (p *Probe) FailedSince(t0 time.Time) (failed, total int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, r := range p.results {
-		if !r.start.Before(t0) {
-			total++
-			if r.err != nil {
-				failed++
-			}
-		}
-	}
-	return failed, total
+	return first, ok
 }
 
 // Failover crashes the master and returns the client-visible outage: from the crash to the end
@@ -610,7 +604,7 @@ func (l *Lab) Failover(master *Director) (outage time.Duration, newMaster *Direc
 	if other == master {
 		other = l.D[1]
 	}
-	probe, stop := l.StartProbe(80, 50*time.Millisecond, 300*time.Millisecond)
+	probe, stop := l.StartProbe(80, 50*time.Millisecond, time.Second)
 	defer stop()
 	l.waitFor("the probe's first answer", 10*time.Second, func() bool { _, ok := probe.RecoveredAfter(time.Time{}); return ok })
 	t0 := time.Now()

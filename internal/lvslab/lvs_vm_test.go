@@ -215,7 +215,7 @@ func hasAddrOn(d *Director, ifname string, ip netip.Addr) bool {
 }
 
 // TestLVSBench prints the figures of `make bench-lvs` (LVSLAB_RUNS=n): the outage of a director
-// crash with IPVS forwarding (DR), the same without IPVS in the VM, requests per real server for
+// crash with IPVS forwarding (DR and NAT), the same without IPVS in the VM, requests per real server for
 // rr and wrr, and the time from a real server's death to its removal from the table.
 func TestLVSBench(t *testing.T) {
 	n := runs()
@@ -247,6 +247,10 @@ func TestLVSBench(t *testing.T) {
 		lo, med, hi = stats(readd)
 		figure(t, "real-server recovery to re-add ms min/median/max %d/%d/%d over %d runs (rise 1)", ms(lo), ms(med), ms(hi), n)
 		benchFailover(t, l, "vm DR", n)
+	})
+	t.Run("NAT", func(t *testing.T) {
+		rs := []netip.Addr{back(11), back(12), back(13)}
+		benchFailover(t, NewLab(t, NAT, service(80, "rr", NAT, "")+realServers(rs, nil, true), 80), "vm NAT", n)
 	})
 	t.Run("plain", func(t *testing.T) {
 		benchFailover(t, NewLab(t, Plain, ""), "vm plain", n)
