@@ -125,7 +125,10 @@ var ErrUnsupported = errors.New("not supported by this backend")
 // Resign demotes first (Outbox.WaitActed: the VIPs are gone), then gives up its place so the next
 // candidate takes over at once, and rejoins the election as a backup. It returns once the
 // candidacy has been given up (not once another node is master), ErrNotMaster on a backup, or
-// ctx's error.
+// ctx's error. The node that resigned does not preempt back: until it has been master again it
+// rejoins as if with nopreempt (VRRP's yielded router; the quorum backends publish Preempt false),
+// so a preferred node's resign is not undone by its own priority a moment later. With no other
+// candidate it is master again.
 type Resigner interface {
 	Resign(ctx context.Context) error
 }
