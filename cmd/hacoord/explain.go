@@ -242,7 +242,7 @@ func explainTimeline(in explainInput) Explanation {
 		kill := ExplainItem{Key: "kill", What: "SIGKILL of the master's daemon -> takeover", Bound: crash,
 			Formula: "as a crash: the fence guard removes the VIPs at once, the backups notice the silence after Master_Down_Interval"}
 		if !in.guard {
-			kill.Formula = "as a crash for the takeover; without the fence guard the killed daemon's VIPs stay until their kernel lifetime ends"
+			kill.Formula = "as a crash for the takeover; without the fence guard the killed daemon's VIPs stay until their kernel lifetime ends" + staleNote(in)
 		}
 		add(kill)
 		add(ExplainItem{Key: "stop", What: "clean stop (SIGTERM) -> takeover", Bound: skew + promote,
@@ -262,7 +262,10 @@ func explainKillStop(ex *Explanation, in explainInput, crash, promote time.Durat
 		Formula: fmt.Sprintf("the fence guard sees its pipe close, removes the VIPs and %s: %s; if the guard cannot reach the store, as a crash (%s)", guardDoes, promoteF, ms(crash))}
 	switch {
 	case !in.guard:
-		kill.Bound, kill.Formula = crash, "as a crash (--fence-guard=false: nothing ends the candidacy); the killed daemon's VIPs stay until their kernel lifetime ends"
+		kill.Bound, kill.Formula = crash, "as a crash (--fence-guard=false: nothing ends the candidacy); the killed daemon's VIPs stay until their kernel lifetime ends"+staleNote(in)
+		if strings.Contains(staleNote(in), "TWO HOLDERS") {
+			ex.Warnings = append(ex.Warnings, "--fence-guard=false with no kernel lifetime: a SIGKILLed master's VIPs stay on its interface while the next master binds them")
+		}
 	case !in.guardEnds:
 		kill.Bound, kill.Formula = crash, "as a crash: the VIPs are on several devices, a guard per device, and no guard ends the candidacy"
 	}
@@ -274,6 +277,25 @@ func explainKillStop(ex *Explanation, in explainInput, crash, promote time.Durat
 func withSeconds(it ExplainItem) ExplainItem {
 	it.BoundSeconds, it.DropSeconds = it.Bound.Seconds(), it.Drop.Seconds()
 	return it
+}
+
+// staleNote says what becomes of a killed daemon's VIPs without its fence guard: with no kernel
+// lifetime, they stay, and only the next master's conflict probe notices them.
+func staleNote(in explainInput) string {
+	var left time.Duration
+	switch in.backend {
+	case backendEtcd:
+		left = in.ttl - in.margin
+	case backendZK:
+		T := negotiatedSession(in.session, in.zk)
+		left = T - zkMarginFor(in.zkMargin, T)
+	default:
+		left = 3*in.advert - fencing.DefaultMargin(3*in.advert)
+	}
+	if in.lifetime && kernelLifetime(left) > 0 {
+		return fmt.Sprintf(" (%ds, before the deadline)", kernelLifetime(left))
+	}
+	return " (none at these settings: they stay, TWO HOLDERS, until the next master's conflict probe finds them and runs the fence hook)"
 }
 
 // lifetimeNote says what kernel lifetime the VIPs carry with left to the deadline at a renewal.

@@ -84,8 +84,8 @@ func TestExplainEtcdArithmetic(t *testing.T) {
 	// Without the guard, or with VIPs on two devices, nothing ends a killed daemon's candidacy.
 	in := common(explainInput{backend: backendEtcd, ttl: 2 * time.Second, margin: 200 * time.Millisecond, keepalive: 500 * time.Millisecond, etcd: assumedEtcdTiming})
 	in.guard = false
-	if got := item(t, explainTimeline(in), "kill").Bound; got != 2810*time.Millisecond {
-		t.Errorf("kill without the guard %v, want the crash bound 2.81s", got)
+	if ex := explainTimeline(in); item(t, ex, "kill").Bound != 2810*time.Millisecond || !strings.Contains(strings.Join(ex.Warnings, "\n"), "--fence-guard=false") {
+		t.Errorf("kill without the guard %v (warnings %q), want the crash bound 2.81s and a warning: no lifetime at 2s", item(t, ex, "kill").Bound, ex.Warnings)
 	}
 	in.guard, in.guardEnds = true, false
 	if got := item(t, explainTimeline(in), "kill").Bound; got != 2810*time.Millisecond {
