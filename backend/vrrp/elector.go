@@ -19,11 +19,13 @@ import (
 )
 
 // Elector takes part in one virtual router with native VRRP and implements election.Elector,
-// election.Eligibility and election.Yielder. It only decides the role: the VIPs are bound by the
-// consumer of its States. VRRP has no quorum, so if the VRRP path is cut both sides become master.
+// election.Eligibility, election.Yielder, election.Prioritizer, election.Resigner,
+// election.Maintainer and election.Transferer (which says it cannot, see planned.go). It only
+// decides the role: the VIPs are bound by the consumer of its States. VRRP has no quorum, so if
+// the VRRP path is cut both sides become master.
 //
-// Run may be called once. SetPriority, SetEligible, Yield, Stats, Mismatches and State are safe
-// from any goroutine.
+// Run may be called once. SetPriority, SetEligible, SetMaintenance, Yield, Resign, Stats,
+// Mismatches and State are safe from any goroutine.
 //
 // Routers whose adverts for this VRID carry another version, address list, password or interval
 // (see MismatchReason) are logged at warn level, once per reason and source per
