@@ -36,6 +36,7 @@ func (n *Node) DaemonArgs() []string {
 		"--name", n.Name,
 		"--interface", "eth0",
 		"--log-format", "json",
+		"--metrics-address", MetricsAddress,
 		"--status-file", filepath.Join(n.lab.dir, n.Name+".status.json"),
 	}
 	if o.Config {
