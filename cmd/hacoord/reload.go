@@ -48,9 +48,16 @@ type reloader struct {
 	log    *zap.Logger
 }
 
-// watchReload calls reload for every signal on hup until ctx is done. A reload runs to its end;
+// watch calls reload for every signal on hup until ctx is done. A reload runs to its end;
 // signals that arrive meanwhile collapse into one more reload.
 func (r *reloader) watch(ctx context.Context, hup <-chan os.Signal) {
+	for _, in := range r.insts { // a SIGHUP during start-up waits for the instances to run
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.rl.running():
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -545,6 +552,8 @@ func serviceChanges(o, n ipvs.Config) []string {
 // instanceReload is an instance's side of reloads: serialised with the instance's end, so that no
 // reload starts a helper after run has stopped them.
 type instanceReload struct {
+	once     sync.Once
+	ready    chan struct{} // closed once run runs (running)
 	mu       sync.Mutex
 	stopping bool
 	helpers  *errgroup.Group    // run's helpers; nil before run
@@ -560,6 +569,13 @@ func (in *instance) startReloadable(aux context.Context, helpers *errgroup.Group
 	defer in.rl.mu.Unlock()
 	in.rl.helpers, in.rl.aux = helpers, aux
 	in.startMonitorLocked(in.mon)
+	close(in.rl.running())
+}
+
+// running returns a channel closed once the instance runs (startReloadable).
+func (r *instanceReload) running() chan struct{} {
+	r.once.Do(func() { r.ready = make(chan struct{}) })
+	return r.ready
 }
 
 // startMonitorLocked runs m against the Gate until aux ends or the next reload stops it.

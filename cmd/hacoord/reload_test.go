@@ -1,13 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/hacoord/hacoord/internal/testenv"
 )
 
 // reloadPlanOf builds the plan of a config file body (and flags), as the daemon does but for the
@@ -121,5 +125,60 @@ func TestPlanReloadRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The daemon run in-process (under -race, the reload's locking): SIGHUP with a VIP added to one
+// instance and a track script removed from the other binds the VIP at once, keeps both masters'
+// terms, and logs every change; a file that adds an instance is refused and changes nothing.
+func TestReloadInProcess(t *testing.T) {
+	testenv.RequireRoot(t)
+	st := startStore(t, backendEtcd, "A", "B")
+	body := strings.NewReplacer("{{backend}}", st.backend, "{{store}}", st.lines).Replace(twoInstances)
+	a, _ := twoNodes(t)
+	n := startNode(t, a, "rl1", st.endpoint, body)
+	eventually(t, "rl1 master of A and B", func() bool {
+		return st.leader("A").Node == "rl1" && st.leader("B").Node == "rl1" && n.has(t, "192.0.2.101") && n.has(t, "192.0.2.102")
+	}, n)
+	termA, termB := st.leader("A").Term, st.leader("B").Term
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(n.dir, "hacoord.yaml"), []byte(fmt.Sprintf(body, "rl1", st.endpoint, n.dir)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hup := func() {
+		t.Helper()
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := strings.Replace(body, "vips: [192.0.2.101/24]", "vips: [192.0.2.101/24, 192.0.2.103/24]", 1)
+	next = strings.Replace(next, `    track_scripts: [{name: chk, script: "test ! -e %[3]s/fail-B", interval: 100ms, timeout: 5s}]`+"\n", "", 1)
+	next = strings.Replace(next, "level: info", "level: debug", 1)
+	write(next)
+	hup()
+	eventually(t, "the new VIP bound and the reload logged", func() bool {
+		return n.has(t, "192.0.2.103") &&
+			strings.Contains(n.log.String(), `"reloaded: log.level info -> debug, A: +vip 192.0.2.103/24, B: -track_script chk"`)
+	}, n)
+	eventually(t, "B's status without checks, A's with both VIPs", func() bool {
+		sa, sb := n.status(t, "A"), n.status(t, "B")
+		return len(sb.Checks) == 0 && slices.Equal(sa.VIPs, []string{"192.0.2.101/24", "192.0.2.103/24"})
+	}, n)
+	if ra, rb := st.leader("A"), st.leader("B"); ra.Term != termA || rb.Term != termB || ra.Node != "rl1" || rb.Node != "rl1" {
+		t.Fatalf("after the reload A %+v, B %+v; want rl1 in terms %d and %d", ra, rb, termA, termB)
+	}
+
+	write(next + "  - {name: C, vips: [192.0.2.104/24], status_file: %[3]s/C.json}\n")
+	hup()
+	eventually(t, "the added instance refused", func() bool {
+		return strings.Contains(n.log.String(), "reload refused") && strings.Contains(n.log.String(), "instances: A,B to A,B,C")
+	}, n)
+	if n.has(t, "192.0.2.104") {
+		t.Fatal("a refused reload bound the added instance's VIP")
+	}
+	if ra := st.leader("A"); ra.Term != termA || !n.has(t, "192.0.2.103") {
+		t.Fatalf("after the refused reload A %+v, VIPs %v", ra, n.vips(t))
 	}
 }
