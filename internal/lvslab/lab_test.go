@@ -321,14 +321,17 @@ func (d *Director) HasVIP() bool {
 }
 
 // Crash kills the director as a machine dies: its links are cut first (the switch-side veths go
-// down), then every process in its namespace (the daemon and its fence guard) gets SIGKILL.
-func (d *Director) Crash() {
+// down), then every process in its namespace (the daemon and its fence guard) gets SIGKILL. It
+// returns the instant the links were cut: from then on nothing reaches the director.
+func (d *Director) Crash() (cut time.Time) {
 	d.lab.t.Helper()
 	d.setLinks(false)
+	cut = time.Now()
+	defer killNS(d.lab.t, d.NS)
 	if d.self != nil {
 		d.self.Stop(80)
 	}
-	killNS(d.lab.t, d.NS)
+	return cut
 }
 
 // Revive brings the crashed director's links back and starts its daemon.
@@ -595,8 +598,8 @@ func (p *Probe) RecoveredAfter(t0 time.Time) (probeResult, bool) {
 	return first, ok
 }
 
-// Failover crashes the master and returns the client-visible outage: from the crash to the end
-// of the first request, started after the crash, that succeeded. It waits for the other director
+// Failover crashes the master and returns the client-visible outage: from the instant its links
+// were cut to the end of the first request, started after that, that succeeded. It waits for the other director
 // to hold the VIP.
 func (l *Lab) Failover(master *Director) (outage time.Duration, newMaster *Director) {
 	l.t.Helper()
@@ -607,14 +610,16 @@ func (l *Lab) Failover(master *Director) (outage time.Duration, newMaster *Direc
 	probe, stop := l.StartProbe(80, 50*time.Millisecond, time.Second)
 	defer stop()
 	l.waitFor("the probe's first answer", 10*time.Second, func() bool { _, ok := probe.RecoveredAfter(time.Time{}); return ok })
-	t0 := time.Now()
-	master.Crash()
+	t0 := master.Crash()
 	var r probeResult
 	l.waitFor("a client request answered after the crash", 30*time.Second, func() bool {
 		var ok bool
 		r, ok = probe.RecoveredAfter(t0)
 		return ok
 	})
+	if r.name == master.Name {
+		l.t.Fatalf("a request started after %s's links were cut was answered by %s", master.Name, master.Name)
+	}
 	if !other.HasVIP() {
 		l.t.Fatalf("the client was answered (%s) after %s crashed, but %s does not hold the VIP", r.name, master.Name, other.Name)
 	}
