@@ -187,7 +187,10 @@ func (m *Manager) Run(ctx context.Context) error {
 // and the Manager does not hold them (the VIPs ConflictWait holds back are not bound, and are not
 // a failure). A failure to send an announcement is logged, not returned:
 // the VIPs are bound, and Run announces again when it can.
-func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
+func (m *Manager) Acquire(ctx context.Context, until time.Time) error { return m.acquire(ctx, until, true) }
+
+// acquire is Acquire; probe false skips the conflict probe (AcquireAfterHandover).
+func (m *Manager) acquire(ctx context.Context, until time.Time, probe bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vip: acquire on %s: %w", m.cfg.Interface, err)
 	}
@@ -201,7 +204,7 @@ func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
 		hold map[netip.Prefix]Conflict
 		err  error
 	)
-	if !m.held {
+	if !m.held && probe {
 		hold, err = m.checkConflictsLocked(ctx, until)
 	}
 	for _, v := range m.cfg.VIPs {

@@ -10,6 +10,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/election"
 )
 
 var (
@@ -42,10 +44,32 @@ func (t *term) campaign(ctx context.Context) error {
 		if errors.Is(err, errKeyGone) {
 			continue // put it again at once
 		}
+		if err == nil && pred.key == "" {
+			t.republish(ctx)
+			var vd verdict
+			var who string
+			vd, who = headRule(t.e.cfg.Name, int(t.e.prio.Load()), t.view, time.Now())
+			switch vd {
+			case lead:
+				return nil
+			case deferTo:
+				t.log.Info("first in line, deferring to a preferred candidate", zap.String("to", who))
+				err = t.requeue(ctx)
+			case holdBack:
+				t.log.Info("first in line, holding back for a transfer to a node not queued", zap.String("to", who),
+					zap.Time("until", t.view.transfer.Until))
+				err = t.holdFor(ctx, t.view)
+			}
+			if err == nil {
+				failures = 0
+				continue
+			}
+		}
 		switch {
 		case err == nil && pred.key == "":
-			return nil
+			// handled above
 		case err == nil:
+			t.republish(ctx)
 			err = t.waitDelete(ctx, pred, rev)
 			if err == nil {
 				failures = 0
@@ -91,8 +115,8 @@ func (t *term) queue(ctx context.Context) (ahead, int64, error) {
 	err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
 		resp, err = cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
-			Then(clientv3.OpGet(t.e.prefix+"/", append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(t.rev-1))...),
-				clientv3.OpGet(t.e.prefix+"/", append(clientv3.WithFirstCreate(), clientv3.WithPrefix(), clientv3.WithKeysOnly())...)).
+			Then(append([]clientv3.Op{clientv3.OpGet(t.e.prefix+"/", append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(t.rev-1))...)},
+				viewOps(t.e.cfg.Group)...)...).
 			Commit()
 		return err
 	})
@@ -104,24 +128,29 @@ func (t *term) queue(ctx context.Context) (ahead, int64, error) {
 		t.rev = 0
 		return ahead{}, 0, errKeyGone
 	}
+	t.view = parseView(resp.Header.Revision, resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange(), t.log)
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
 		return ahead{}, resp.Header.Revision, nil
 	}
-	first := resp.Responses[1].GetResponseRange().Kvs
 	a := ahead{key: string(kvs[0].Key), lease: clientv3.LeaseID(kvs[0].Lease)}
-	a.first = len(first) > 0 && string(first[0].Key) == a.key
+	a.first = len(t.view.queue) > 0 && t.view.queue[0].key == a.key
 	return a, resp.Header.Revision, nil
 }
 
 // putKey creates the election key under the lease, or finds it (a retry after a lost reply, a
 // campaign resumed after a yield's pause) and keeps its create revision.
 func (t *term) putKey(ctx context.Context) error {
+	if t.since.IsZero() {
+		t.since = time.Now()
+	}
+	prio := int(t.e.prio.Load())
+	val := string(t.e.candidate(t.since).Marshal())
 	var resp *clientv3.TxnResponse
 	err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
 		resp, err = cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", 0)).
-			Then(clientv3.OpPut(t.key, t.e.cfg.Name, clientv3.WithLease(t.l.id))).
+			Then(clientv3.OpPut(t.key, val, clientv3.WithLease(t.l.id))).
 			Else(clientv3.OpGet(t.key)).
 			Commit()
 		return err
@@ -130,8 +159,14 @@ func (t *term) putKey(ctx context.Context) error {
 		return fmt.Errorf("etcd: put election key %s: %w", t.key, err)
 	}
 	t.rev = resp.Header.Revision
+	t.pubPrio.Store(int64(prio))
 	if !resp.Succeeded {
-		t.rev = resp.Responses[0].GetResponseRange().Kvs[0].CreateRevision
+		kv := resp.Responses[0].GetResponseRange().Kvs[0]
+		t.rev = kv.CreateRevision
+		t.pubPrio.Store(-1) // its value may be older: publish again
+		if c, err := election.ParseCandidate(kv.Value); err == nil {
+			t.pubPrio.Store(int64(c.Priority))
+		}
 	}
 	t.log.Info("queued", zap.String("key", t.key), zap.Int64("rev", t.rev), zap.Bool("existing", !resp.Succeeded))
 	return nil
@@ -165,11 +200,14 @@ func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
 			if lw.check(ctx) {
 				return nil // revoked, or gone: read again
 			}
+		case r := <-t.e.reqs:
+			refuse(r)
 		case <-t.e.kick:
 			t.e.yield.Store(false)
-			if !t.e.eligible.Load() {
+			if !t.e.mayRun() {
 				return errIneligible
 			}
+			t.republish(ctx)
 		case wr, ok := <-wch:
 			if !ok {
 				return nil // moved to another endpoint, or ctx done
@@ -205,9 +243,11 @@ func (t *term) pause(ctx context.Context, d time.Duration, wake <-chan struct{})
 			return nil
 		case <-wake:
 			return nil
+		case r := <-t.e.reqs:
+			refuse(r)
 		case <-t.e.kick:
 			t.e.yield.Store(false)
-			if !t.e.eligible.Load() {
+			if !t.e.mayRun() {
 				return errIneligible
 			}
 		}
@@ -216,8 +256,9 @@ func (t *term) pause(ctx context.Context, d time.Duration, wake <-chan struct{})
 
 // release deletes the election key, and the master record if it is this lease's, in one
 // transaction guarded by the key's create revision, retrying until it succeeds or ctx ends. It is
-// only called once the consumer has acted on a non-Master State.
-func (t *term) release(ctx context.Context) error {
+// only called once the consumer has acted on a non-Master State. end, for a master that gave up
+// after demoting, adds its transfer record and released marker to the transaction (planned.go).
+func (t *term) release(ctx context.Context, end *endOfTerm) error {
 	if t.rev == 0 {
 		return nil
 	}
@@ -226,8 +267,9 @@ func (t *term) release(ctx context.Context) error {
 		return t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) error {
 			_, err := cli.Txn(ctx).
 				If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
-				Then(clientv3.OpDelete(t.key),
-					clientv3.OpTxn([]clientv3.Cmp{ours}, []clientv3.Op{clientv3.OpDelete(t.e.leaderKey)}, nil)).
+				Then(append([]clientv3.Op{clientv3.OpDelete(t.key),
+					clientv3.OpTxn([]clientv3.Cmp{ours}, []clientv3.Op{clientv3.OpDelete(t.e.leaderKey)}, nil)},
+					t.releaseOps(end)...)...).
 				Commit()
 			return err
 		})

@@ -344,7 +344,7 @@ func leaseTTL(t *testing.T, admin *clientv3.Client, group, name string) int64 {
 		t.Fatal(err)
 	}
 	for _, kv := range resp.Kvs {
-		if string(kv.Value) == name {
+		if isCandidate(kv.Value, name) {
 			tr, err := admin.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
 			if err != nil {
 				t.Fatal(err)

@@ -22,6 +22,10 @@ type Config struct {
 	TLS *tls.Config
 	// Username and Password, if set, authenticate to etcd.
 	Username, Password string
+	// Client, if set, is the client the Elector or Observer uses, shared with others (see Client),
+	// instead of one of its own to Endpoints; it does not close it. Endpoints must still be set
+	// (the fence guard and the logs name them).
+	Client *Client
 
 	// Group names the election: keys live under /hacoord/<Group>/. Required; no '/'.
 	Group string
@@ -52,6 +56,13 @@ type Config struct {
 	// OnRTT, if set, is told the round trip of every answered lease keepalive (the metric
 	// hacoord_store_rtt_seconds). It is called on the keepalive loop: it must be quick.
 	OnRTT func(time.Duration)
+
+	// Priority (1-254, higher wins; 0 means election.DefaultPriority), NoPreempt and PreemptDelay
+	// are keepalived's priority, nopreempt and preempt_delay, published in the candidate value
+	// (election.Candidate) and applied by every candidate's head rules (see planned.go).
+	Priority     int
+	NoPreempt    bool
+	PreemptDelay time.Duration
 }
 
 // DefaultConfig returns the production defaults: TTL 2s (so Margin 200ms and keepalives every 500ms),
@@ -109,6 +120,12 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	if c.Name == "" {
 		errs = append(errs, errors.New("etcd: config: name is required"))
+	}
+	if c.Priority < 0 || c.Priority > 254 {
+		errs = append(errs, fmt.Errorf("etcd: config: priority %d must be 1-254", c.Priority))
+	}
+	if c.PreemptDelay < 0 {
+		errs = append(errs, fmt.Errorf("etcd: config: preempt delay %v must not be negative", c.PreemptDelay))
 	}
 	if c.Record.Node != "" && c.Record.Node != c.Name {
 		errs = append(errs, fmt.Errorf("etcd: config: record node %q differs from name %q", c.Record.Node, c.Name))

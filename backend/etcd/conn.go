@@ -34,11 +34,12 @@ const grpcKeepaliveMin = 10 * time.Second
 //
 // Safe for concurrent use.
 type conn struct {
-	cli   *clientv3.Client
-	owned bool // Close closes cli
-	eps   []string
-	dwell time.Duration // connection trouble moves on no sooner than this after the last move
-	log   *zap.Logger
+	cli    *clientv3.Client
+	owned  bool // Close closes cli
+	shared bool // a Client's: its users' Close does nothing, the Client's Close closes
+	eps    []string
+	dwell  time.Duration // connection trouble moves on no sooner than this after the last move
+	log    *zap.Logger
 
 	mu    sync.Mutex
 	cur   int
@@ -48,9 +49,47 @@ type conn struct {
 	end   context.CancelFunc // ends epoch
 }
 
-// dial returns a conn to cfg's endpoints, starting with the first. It does not wait for a
-// connection: requests do, each bounded by its own timeout.
+// dial returns a conn to cfg's endpoints, starting with the first: cfg.Client's, shared, when
+// it is set. It does not wait for a connection: requests do, each bounded by its own timeout.
 func dial(cfg Config, log *zap.Logger) (*conn, error) {
+	if cfg.Client != nil {
+		return cfg.Client.c, nil
+	}
+	return open(cfg, log)
+}
+
+// Client is an etcd client that several Electors and Observers share (Config.Client): the
+// instances of one daemon on the same endpoints, over one set of gRPC connections, moving from one
+// member to the next together (see conn). Each Elector keeps its own lease, session and election.
+// Dial opens it; Close closes it, once every user has returned. Safe for concurrent use.
+type Client struct {
+	c *conn
+}
+
+// Dial returns a Client for cfg's endpoints, TLS, credentials and timing (cfg's other fields do
+// not matter). Like an Elector, it does not wait for a connection.
+func Dial(cfg Config, log *zap.Logger) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd: client: no endpoints")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	c, err := open(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	c.shared = true
+	return &Client{c: c}, nil
+}
+
+// Close closes the client. Call it after every Elector and Observer using it has returned.
+func (c *Client) Close() {
+	c.c.closeNow()
+}
+
+// open returns a conn of its own to cfg's endpoints.
+func open(cfg Config, log *zap.Logger) (*conn, error) {
 	cc := clientConfig(cfg, log)
 	cc.Endpoints = cfg.Endpoints[:1]
 	cli, err := clientv3.New(cc)
@@ -96,8 +135,15 @@ func clientConfig(c Config, log *zap.Logger) clientv3.Config {
 	}
 }
 
-// Close closes the client if the conn owns it.
+// Close closes the client if the conn owns it; a shared conn is the Client's to close.
 func (c *conn) Close() {
+	if c.shared {
+		return
+	}
+	c.closeNow()
+}
+
+func (c *conn) closeNow() {
 	c.mu.Lock()
 	c.end()
 	c.mu.Unlock()

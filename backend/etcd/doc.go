@@ -7,16 +7,40 @@
 //
 //	/hacoord/G/election/<lease-id-hex>  one key per candidate, put under the candidate's lease (the
 //	                                    layout of concurrency.Election, so etcdctl elect sees the
-//	                                    same queue); value: the candidate's name. The key with the
-//	                                    lowest create revision is master.
+//	                                    same queue); value: election.Candidate as JSON (node,
+//	                                    priority, preempt, preempt_delay, since; an older hacoord
+//	                                    wrote the bare node name, which ParseCandidate still reads).
+//	                                    The key with the lowest create revision is master, subject
+//	                                    to the head rules (planned.go).
 //	/hacoord/G/leader                   the master record: election.Record as JSON (Record.Marshal),
 //	                                    written by the master under its own lease, in a transaction
 //	                                    guarded by CreateRevision(its election key) == its term, so it
 //	                                    is written only by the rightful master and disappears with the
 //	                                    master's lease (resign, revoke, expiry).
+//	/hacoord/G/transfer                 election.Transfer as JSON: written by a master that hands
+//	                                    over (hacoord transfer, a preemption) in the transaction
+//	                                    that ends its term, under its lease; until its Until only
+//	                                    its To may take over. Deleted by the next master's claim.
+//	/hacoord/G/released                 {"node","term"}: written, under its lease, by a master that
+//	                                    gave up on purpose after demoting, in the transaction that
+//	                                    ends its term; deleted by the next master's claim, which
+//	                                    then knows the move was planned (State.Handover: no probe).
+//	/hacoord/G/maintenance/<node>       election.Candidate with maintenance set, under the lease of
+//	                                    a node taken out by hacoord maintenance on (not queued).
 //
 // Term, the fencing token, is the create revision of the master's election key: etcd revisions only
 // grow, so every new master has a larger term.
+//
+// # Priorities and planned moves
+//
+// A candidate first in line becomes master only if no other queued node has a higher priority
+// and no active transfer names another node; otherwise it defers (deletes its key and queues
+// again at the back) or, for a transfer to a node not queued, holds back until the record's Until.
+// A master hands over to a higher-priority node with preempt set once that node has been queued
+// for its preempt delay. Resign, Transfer, SetMaintenance and preemption all demote first, then
+// end the term in one transaction: one store round trip later the next candidate's watch fires,
+// it reads the queue and writes its master record (two more), and binds without the conflict
+// probe, since the released marker says nobody else holds the VIPs. planned.go has the details.
 //
 // # Store faults are not failovers
 //

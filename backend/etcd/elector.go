@@ -16,8 +16,9 @@ import (
 )
 
 // Elector campaigns for mastership of one group in etcd. It implements election.Elector,
-// election.Yielder and election.Eligibility. Run may be called once; Yield and SetEligible are safe
-// from any goroutine, before or during Run.
+// election.Yielder, election.Eligibility, election.Prioritizer, election.Resigner,
+// election.Transferer and election.Maintainer (planned.go). Run may be called once; the other
+// methods are safe from any goroutine, before or during Run.
 //
 // One lease carries the candidacy for as long as the store keeps it: store trouble (a leader
 // election, a dead or silent member, a quorum loss, broken watches) costs a master its VIPs for as
@@ -33,7 +34,10 @@ type Elector struct {
 	ran      atomic.Bool
 	yield    atomic.Bool
 	eligible atomic.Bool
-	kick     chan struct{} // cap 1: yield or eligibility changed
+	maint    atomic.Bool   // SetMaintenance
+	prio     atomic.Int64  // SetPriority: the effective priority published
+	kick     chan struct{} // cap 1: yield, eligibility, maintenance or priority changed
+	reqs     chan request  // Resign and Transfer, for the master loop
 
 	box     *election.Outbox // Run's out
 	onLease func(id int64)   // OnLease's f; nil: none
@@ -66,9 +70,14 @@ func New(cfg Config, log *zap.Logger) (*Elector, error) {
 		prefix:    ElectionPrefix(cfg.Group),
 		leaderKey: LeaderKey(cfg.Group),
 		kick:      make(chan struct{}, 1),
+		reqs:      make(chan request),
 		rep:       standing{unreachable: true},
 	}
 	e.eligible.Store(true)
+	if cfg.Priority == 0 {
+		cfg.Priority = election.DefaultPriority
+	}
+	e.prio.Store(int64(cfg.Priority))
 	return e, nil
 }
 
@@ -194,6 +203,7 @@ func (e *Elector) session(ctx context.Context, c *conn, l *lease) error {
 		}
 	}()
 	t := &term{e: e, c: c, l: l, log: log, key: fmt.Sprintf("%s/%x", e.prefix, int64(l.id))}
+	t.pubPrio.Store(-1)
 	err := t.serve(sctx)
 	if ctx.Err() != nil {
 		// Stopping: the consumer has demoted; say so, then let go of the lease.
@@ -247,6 +257,11 @@ type term struct {
 
 	yields      int       // yields in a row: each doubles the wait before campaigning again
 	masterSince time.Time // when this node last became master
+
+	since    time.Time    // when this lease's key was first queued (Candidate.Since)
+	pubPrio  atomic.Int64 // the priority published in the key's value; -1: unknown (the master's follow writes it too)
+	maintPub bool         // the maintenance key is published
+	view     view         // the queue as queue read it last
 }
 
 // serve campaigns and serves as master until ctx ends; it returns ctx's cause.
@@ -268,7 +283,7 @@ func (t *term) serve(ctx context.Context) error {
 		e.yield.Store(false) // a yield asked before this campaign is stale
 		err := t.campaign(ctx)
 		if errors.Is(err, errIneligible) {
-			if err := t.giveUp(ctx, "not eligible"); err != nil {
+			if err := t.giveUp(ctx, e.outReason()); err != nil {
 				return err
 			}
 			continue
@@ -285,15 +300,20 @@ func (t *term) serve(ctx context.Context) error {
 // waitEligible returns at once while eligible; otherwise it reports Backup and waits until
 // eligibility is restored (nil) or ctx ends (its cause).
 func (t *term) waitEligible(ctx context.Context) error {
-	for !t.e.eligible.Load() {
-		t.e.offerBackup("not eligible")
+	for !t.e.mayRun() {
+		if err := t.syncMaintenance(ctx); err != nil {
+			return err
+		}
+		t.e.offerBackup(t.e.outReason())
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
+		case r := <-t.e.reqs:
+			refuse(r)
 		case <-t.e.kick:
 		}
 	}
-	return nil
+	return t.syncMaintenance(ctx)
 }
 
 // setReachable records whether etcd answers (a lease was granted, its renewals are acknowledged in
@@ -357,13 +377,13 @@ func (e *Elector) offerFault(reason string) {
 }
 
 // offerMaster offers Master of rec's term, valid until validUntil.
-func (e *Elector) offerMaster(rec election.Record, validUntil time.Time, contact uint64, reason string) {
+func (e *Elector) offerMaster(rec election.Record, validUntil time.Time, contact uint64, reason string, handover bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.rep.mastering = true
 	e.box.Update(func(s *election.State) {
 		*s = election.State{Role: election.Master, Term: rec.Term, Leader: rec, ValidUntil: validUntil,
-			Contact: contact, Reason: reason}
+			Contact: contact, Reason: reason, Handover: handover}
 	})
 }
 

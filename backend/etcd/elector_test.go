@@ -421,13 +421,13 @@ func candidateRev(t *testing.T, admin *clientv3.Client, group, name string) int6
 		t.Fatal(err)
 	}
 	for _, kv := range resp.Kvs {
-		if string(kv.Value) == name {
+		if isCandidate(kv.Value, name) {
 			return kv.CreateRevision
 		}
 	}
 	for wr := range admin.Watch(ctx, pfx, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
 		for _, ev := range wr.Events {
-			if ev.Type == mvccpb.PUT && string(ev.Kv.Value) == name {
+			if ev.Type == mvccpb.PUT && isCandidate(ev.Kv.Value, name) {
 				return ev.Kv.CreateRevision
 			}
 		}
@@ -588,7 +588,7 @@ func candidateKey(t *testing.T, admin *clientv3.Client, group, name string) (str
 		t.Fatal(err)
 	}
 	for _, kv := range resp.Kvs {
-		if string(kv.Value) == name {
+		if isCandidate(kv.Value, name) {
 			return string(kv.Key), clientv3.LeaseID(kv.Lease)
 		}
 	}

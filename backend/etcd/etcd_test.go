@@ -72,7 +72,7 @@ func revokeCandidate(t *testing.T, admin *clientv3.Client, group, name string) {
 		return
 	}
 	for _, kv := range resp.Kvs {
-		if string(kv.Value) == name {
+		if isCandidate(kv.Value, name) {
 			if _, err := admin.Revoke(ctx, clientv3.LeaseID(kv.Lease)); err != nil {
 				t.Errorf("revoke %s's lease: %v", name, err)
 			}

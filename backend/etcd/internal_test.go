@@ -96,7 +96,7 @@ func TestDeposedMasterCannotOverwriteRecord(t *testing.T) {
 	want := r.Last().Leader
 
 	rec := election.Record{Group: "guard", Node: "old", Term: uint64(stale.rev)}
-	if err := stale.writeRecord(ctx, rec); !errors.Is(err, errKeyGone) {
+	if _, err := stale.writeRecord(ctx, rec); !errors.Is(err, errKeyGone) {
 		t.Errorf("deposed writeRecord = %v, want errKeyGone", err)
 	}
 	stale.rev = put.Header.Revision

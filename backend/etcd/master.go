@@ -30,20 +30,24 @@ type mastership struct {
 	timer   *time.Timer // fires at validUntil
 	valid   time.Time   // ValidUntil of the Master State offered last; zero while suspended
 	resumed uint64      // times the term was offered again after a suspension (part of Contact)
+
+	handover  bool                 // the previous master handed over (State.Handover); cleared by a suspension
+	firstSeen map[string]time.Time // when this master first saw each preempting candidate
 }
 
 // master serves one term: it writes the master record, offers Master and keeps renewing it until
 // the term ends. It returns nil to campaign again (yielded, made ineligible, election key deleted)
 // and ctx's cause when ctx ends (Run stops, or the lease is lost).
 func (t *term) master(ctx context.Context) error {
-	rec, err := t.claim(ctx)
+	rec, handover, err := t.claim(ctx)
 	if err != nil {
 		if errors.Is(err, errKeyGone) {
 			return nil // queue again
 		}
 		return err
 	}
-	m := &mastership{t: t, rec: rec, log: t.log.With(zap.Uint64("term", rec.Term)), timer: time.NewTimer(time.Hour)}
+	m := &mastership{t: t, rec: rec, log: t.log.With(zap.Uint64("term", rec.Term)), timer: time.NewTimer(time.Hour),
+		handover: handover, firstSeen: map[string]time.Time{}}
 	defer m.timer.Stop()
 	t.masterSince = time.Now()
 	t.e.setOwnTerm(rec.Term)
@@ -53,10 +57,17 @@ func (t *term) master(ctx context.Context) error {
 	keyGone := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
+	go func(rev int64) {
 		defer wg.Done()
-		keyGone <- t.watchOwnKey(wctx)
-	}()
+		keyGone <- t.watchOwnKey(wctx, rev)
+	}(t.rev)
+	// The queue is followed off this loop (its reads must never delay the deadline above).
+	nudge, handTo := make(chan struct{}, 1), make(chan string, 1)
+	wg.Add(1)
+	go func(rev, since int64) {
+		defer wg.Done()
+		m.follow(wctx, rev, since, nudge, handTo)
+	}(t.rev, t.view.rev+1)
 	defer wg.Wait()
 	defer stopWatch()
 
@@ -77,10 +88,102 @@ func (t *term) master(ctx context.Context) error {
 			return m.deposed(err)
 		case <-t.e.kick:
 			if reason, ok := m.resignRequested(); ok {
-				return t.giveUp(ctx, reason)
+				return t.handOver(ctx, reason, nil, rec.Term)
+			}
+			select {
+			case nudge <- struct{}{}: // the priority may have changed
+			default:
+			}
+		case to := <-handTo:
+			return m.preemptBy(ctx, to)
+		case r := <-t.e.reqs:
+			err := m.planned(ctx, r)
+			r.done <- err
+			if err == nil {
+				return nil // queue again, at the back
+			}
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
 			}
 		}
 	}
+}
+
+// planned carries out an operator's Resign or Transfer. An error before the demotion (no such
+// candidate, a store failure reading the queue) leaves the master in place.
+func (m *mastership) planned(ctx context.Context, r request) error {
+	t := m.t
+	if r.to == "" {
+		return t.handOver(ctx, "resigned", nil, m.rec.Term)
+	}
+	if r.to == t.e.cfg.Name {
+		return fmt.Errorf("etcd: transfer to %s: it is master already", r.to)
+	}
+	v, err := readView(ctx, t.c, t.e.cfg.Group, t.e.cfg.KeepaliveInterval, t.log)
+	if err != nil {
+		return err
+	}
+	if !v.queues(r.to) {
+		return fmt.Errorf("etcd: transfer to %s: %w", r.to, election.ErrNoSuchCandidate)
+	}
+	tr := &election.Transfer{From: t.e.cfg.Name, To: r.to, Until: time.Now().Add(r.timeout).UTC().Round(0)}
+	return t.handOver(ctx, "transferred to "+r.to, tr, m.rec.Term)
+}
+
+// follow runs beside the master loop, owning the term's published priority while it runs: on
+// every change in the queue, every nudge (the priority may have changed: it publishes it again),
+// when a preempting candidate's delay passes and every TTL, it reads the queue and sends the node
+// to hand over to (preemptor) on handTo, once, then returns. A store failure sends nothing: the
+// next change or the TTL's recheck looks again. It returns when ctx ends.
+// rev is the term's create revision, from the revision to watch the queue from.
+func (m *mastership) follow(ctx context.Context, rev, from int64, nudge <-chan struct{}, handTo chan<- string) {
+	t := m.t
+	changed := make(chan struct{}, 1)
+	changed <- struct{}{} // look at the queue once at the start
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t.queueWatch(ctx, from, changed)
+	}()
+	defer wg.Wait()
+	timer := time.NewTimer(t.recheckEvery())
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-nudge:
+			t.publishAt(ctx, rev)
+		case <-timer.C:
+		}
+		timer.Reset(t.recheckEvery())
+		v, err := readView(ctx, t.c, t.e.cfg.Group, t.e.cfg.KeepaliveInterval, t.log)
+		if err != nil {
+			continue
+		}
+		to, wait := preemptor(t.e.cfg.Name, int(t.e.prio.Load()), v, m.firstSeen, time.Now())
+		if to != "" {
+			select {
+			case handTo <- to:
+			case <-ctx.Done():
+			}
+			return
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+		}
+	}
+}
+
+// preemptBy hands over to the preempting candidate to, with a transfer record for twice the TTL
+// (plenty for one store round trip; if to is gone by then, a normal election runs).
+func (m *mastership) preemptBy(ctx context.Context, to string) error {
+	t := m.t
+	m.log.Info("a preferred candidate is queued: handing over", zap.String("to", to))
+	tr := &election.Transfer{From: t.e.cfg.Name, To: to, Until: time.Now().Add(2 * t.e.cfg.TTL).UTC().Round(0)}
+	return t.handOver(ctx, "preempted by "+to, tr, m.rec.Term)
 }
 
 // offer offers Master with the lease's current deadline, or, if that has passed, suspends.
@@ -93,7 +196,7 @@ func (m *mastership) offer(reason string) {
 	m.valid = dl
 	m.timer.Reset(time.Until(dl))
 	contact := m.t.l.Contact() + m.resumed
-	m.t.e.offerMaster(m.rec, dl, contact, reason)
+	m.t.e.offerMaster(m.rec, dl, contact, reason, m.handover)
 	if reason != "renewed" {
 		m.log.Info("master", zap.String("reason", reason), zap.Time("valid-until", dl))
 	}
@@ -116,7 +219,7 @@ func (m *mastership) deadline() {
 // the election key stay, and keepalives go on.
 func (m *mastership) suspend() {
 	m.log.Warn("deadline passed without an acknowledged renewal; letting go of the VIPs, keeping the lease and the term")
-	m.valid = time.Time{}
+	m.valid, m.handover = time.Time{}, false
 	m.timer.Stop()
 	m.t.e.offerSuspended("lease renewal overdue")
 }
@@ -159,8 +262,8 @@ func (m *mastership) deposed(why error) error {
 func (m *mastership) resignRequested() (string, bool) {
 	t, e := m.t, m.t.e
 	yield := e.yield.Swap(false)
-	if !e.eligible.Load() {
-		return "not eligible", true
+	if !e.mayRun() {
+		return e.outReason(), true
 	}
 	if !yield {
 		return "", false
@@ -182,44 +285,54 @@ func (t *term) giveUp(ctx context.Context, reason string) error {
 		return err
 	}
 	t.log.Info("resigning", zap.String("reason", reason))
-	return t.release(ctx)
+	return t.release(ctx, nil)
 }
 
 // claim writes the master record under the lease, guarded by the election key's create revision so
 // that only the key's holder writes it, retrying store failures. It returns errKeyGone when the key
 // is not there any more.
-func (t *term) claim(ctx context.Context) (election.Record, error) {
+// The same transaction deletes the transfer record and the released marker; handover reports
+// whether the marker was there (the previous master handed over: State.Handover, planned.go).
+func (t *term) claim(ctx context.Context) (rec election.Record, handover bool, err error) {
 	e := t.e
-	rec := e.cfg.Record
+	rec = e.cfg.Record
 	rec.VIPs = append(rec.VIPs[:0:0], rec.VIPs...)
 	rec.Group, rec.Node, rec.Term, rec.Since = e.cfg.Group, e.cfg.Name, uint64(t.rev), time.Now().UTC().Round(0)
-	err := e.retry(ctx, func(ctx context.Context) error { return t.writeRecord(ctx, rec) })
+	err = e.retry(ctx, func(ctx context.Context) error {
+		var resp *clientv3.TxnResponse
+		resp, err := t.writeRecord(ctx, rec, claimOps(e.cfg.Group)...)
+		if err == nil {
+			handover = handover || handedOver(resp.Responses[1])
+		}
+		return err
+	})
 	if err != nil {
-		return election.Record{}, err
+		return election.Record{}, false, err
 	}
-	return rec, nil
+	return rec, handover, nil
 }
 
 // writeRecord puts rec under the master key with the lease, if the election key still has its
 // create revision; errKeyGone otherwise (which retry passes on at once).
-func (t *term) writeRecord(ctx context.Context, rec election.Record) error {
+// extra ops run in the same transaction (their responses follow the put's).
+func (t *term) writeRecord(ctx context.Context, rec election.Record, extra ...clientv3.Op) (*clientv3.TxnResponse, error) {
 	var resp *clientv3.TxnResponse
 	err := t.c.do(ctx, t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
 		resp, err = cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)).
-			Then(clientv3.OpPut(t.e.leaderKey, string(rec.Marshal()), clientv3.WithLease(t.l.id))).
+			Then(append([]clientv3.Op{clientv3.OpPut(t.e.leaderKey, string(rec.Marshal()), clientv3.WithLease(t.l.id))}, extra...)...).
 			Commit()
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("etcd: write master record %s: %w", t.e.leaderKey, err)
+		return nil, fmt.Errorf("etcd: write master record %s: %w", t.e.leaderKey, err)
 	}
 	if !resp.Succeeded {
 		t.log.Warn("election key gone before the master record was written", zap.String("key", t.key))
 		t.rev = 0
-		return permanent(errKeyGone)
+		return nil, permanent(errKeyGone)
 	}
-	return nil
+	return resp, nil
 }
 
 // confirm reads, in one transaction guarded by the election key's create revision, the first key
@@ -249,7 +362,8 @@ func (t *term) confirm(ctx context.Context, rec election.Record) error {
 	}
 	if r := resp.Responses[1].GetResponseRange().Kvs; len(r) == 0 || clientv3.LeaseID(r[0].Lease) != t.l.id {
 		t.log.Warn("master record missing or not ours; writing it again")
-		return t.writeRecord(ctx, rec)
+		_, err := t.writeRecord(ctx, rec)
+		return err
 	}
 	return nil
 }
@@ -259,7 +373,8 @@ func (t *term) confirm(ctx context.Context, rec election.Record) error {
 // (compacted, cancelled, moved to another endpoint) is followed by a read and a new watch from the
 // read's revision: a broken watch never deposes by itself. The key is read again every TTL even while
 // the watch is quiet, so a watch that broke without saying so costs at most that.
-func (t *term) watchOwnKey(ctx context.Context) error {
+// rev is the key's create revision (passed: the master loop writes t.rev when it gives up).
+func (t *term) watchOwnKey(ctx context.Context, rev int64) error {
 	failures := 0
 	for ctx.Err() == nil {
 		var resp *clientv3.GetResponse
@@ -268,7 +383,7 @@ func (t *term) watchOwnKey(ctx context.Context) error {
 			return err
 		})
 		if err == nil {
-			if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != t.rev {
+			if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != rev {
 				return errKeyDeleted
 			}
 			failures = 0

@@ -1,0 +1,259 @@
+package electiontest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hacoord/hacoord/election"
+)
+
+// RunPlanned runs the conformance subtests of planned moves and priorities (election.Resigner,
+// Transferer, Maintainer, Prioritizer) against h. A subtest whose interface the backend's Elector
+// does not implement is skipped, saying so. Priorities are set with SetPriority before Run; every
+// candidate preempts (the default).
+func RunPlanned(t *testing.T, h Harness) {
+	s := suite{h: h, ttl: h.TTL()}
+	if l, ok := h.(Limited); ok {
+		s.lacks = l.Lacks()
+	}
+	for _, st := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"OperatorResign", s.operatorResign},
+		{"TransferToNamedNode", s.transferTo},
+		{"MaintenanceOnOff", s.maintenance},
+		{"HigherPriorityLeads", s.higherPriorityLeads},
+		{"PreferredNodeReturns", s.preferredReturns},
+		{"PriorityChangeMovesMaster", s.priorityChange},
+	} {
+		f := st.f
+		if reason, ok := s.lacks[st.name]; ok {
+			f = func(t *testing.T) { t.Skip("backend does not give this guarantee: " + reason) }
+		}
+		t.Run(st.name, f)
+	}
+}
+
+// as returns c's Elector as an I; it skips t when the backend's Elector is not one.
+func as[I any](t *testing.T, c Candidate) I {
+	t.Helper()
+	i, ok := c.Elector.(I)
+	if !ok {
+		t.Skipf("%T does not implement %T", c.Elector, (*I)(nil))
+	}
+	return i
+}
+
+// startPrio starts one candidate per name with the given priorities (0: the default), in order,
+// each once the one before is queued, so the queue's order is the names' order. The harness's
+// Observer must be an election.Lister (it tells when a candidate is queued); else t is skipped.
+func (s suite) startPrio(t *testing.T, group string, names []string, prios []int) []*Recorder {
+	t.Helper()
+	ls, ok := s.h.NewObserver(t, group).(election.Lister)
+	if !ok {
+		t.Skip("the harness's Observer is not an election.Lister: cannot tell when a candidate is queued")
+	}
+	var rs []*Recorder
+	for i, n := range names {
+		c := s.h.NewCandidate(t, group, n)
+		if prios != nil && prios[i] != 0 {
+			as[election.Prioritizer](t, c).SetPriority(prios[i])
+		}
+		rs = append(rs, Start(t, n, c))
+		waitQueued(t, ls, n, s.settle())
+	}
+	return rs
+}
+
+// waitQueued waits until the Lister shows name queued. The store offers no event for "queued" that
+// the suite can see, so it reads the queue again every 10ms, up to d.
+func waitQueued(t *testing.T, ls election.Lister, name string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		cs, _, err := ls.Candidates(opContext(t, d))
+		if err == nil {
+			for _, c := range cs {
+				if c.Node == name && !c.Maintenance {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not queued within %v (last listing %+v, %v)", name, d, cs, err)
+		}
+		tm := time.NewTimer(10 * time.Millisecond)
+		<-tm.C
+	}
+}
+
+func opContext(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// masterIs waits until want is the one master among rs and returns its State.
+func (s suite) masterIs(t *testing.T, rs []*Recorder, want *Recorder, what string) Stamped {
+	t.Helper()
+	want.Wait(t, s.settle(), what, isMaster)
+	if m := s.waitMaster(t, rs); m != want {
+		t.Fatalf("%s: %s is master, want %s", what, m.Name, want.Name)
+	}
+	return want.Last()
+}
+
+// operatorResign: Resign on the master hands over at once (the handover bound), the resigner is
+// a backup that stays a candidate, the new master's State says it was a handover, and Resign on a
+// backup is ErrNotMaster.
+func (s suite) operatorResign(t *testing.T) {
+	rs := s.startPrio(t, newGroup(), []string{"a", "b"}, nil)
+	a, b := rs[0], rs[1]
+	s.masterIs(t, rs, a, "a master")
+	if err := as[election.Resigner](t, b.Cand).Resign(opContext(t, s.settle())); !errors.Is(err, election.ErrNotMaster) {
+		t.Fatalf("Resign on the backup = %v, want ErrNotMaster", err)
+	}
+	asked := time.Now()
+	if err := as[election.Resigner](t, a.Cand).Resign(opContext(t, s.settle())); err != nil {
+		t.Fatalf("Resign on the master: %v", err)
+	}
+	st := s.masterIs(t, rs, b, "b master after a resigned")
+	took := firstMaster(t, b, st.Term).At.Sub(asked)
+	t.Logf("resign to new master: %v", took)
+	if bound := s.handover(); took >= bound {
+		t.Errorf("handover took %v, want under %v", took, bound)
+	}
+	if !st.Handover {
+		t.Errorf("the new master's State does not say it follows a handover: %s", fmtState(st.State))
+	}
+	if l := a.Last(); l.Role != election.Backup {
+		t.Errorf("resigned node: %s, want Backup", fmtState(l.State))
+	}
+	// a is queued again: b resigning hands back to it.
+	if err := as[election.Resigner](t, b.Cand).Resign(opContext(t, s.settle())); err != nil {
+		t.Fatal(err)
+	}
+	s.masterIs(t, rs, a, "a master again")
+	CheckNoOverlap(t, rs...)
+}
+
+// transferTo: Transfer to the last candidate in the queue makes it master, not the next one; a
+// target that is not queued is ErrNoSuchCandidate and leaves the master in place.
+func (s suite) transferTo(t *testing.T) {
+	rs := s.startPrio(t, newGroup(), []string{"a", "b", "c"}, nil)
+	a, b, c := rs[0], rs[1], rs[2]
+	s.masterIs(t, rs, a, "a master")
+	tr := as[election.Transferer](t, a.Cand)
+	if err := tr.Transfer(opContext(t, s.settle()), "nobody", time.Minute); !errors.Is(err, election.ErrNoSuchCandidate) {
+		t.Fatalf("Transfer to a node not queued = %v, want ErrNoSuchCandidate", err)
+	}
+	if !isMaster(a.States()) {
+		t.Fatal("a refused transfer cost the master its mastership")
+	}
+	if err := tr.Transfer(opContext(t, s.settle()), "c", 10*s.ttl); err != nil {
+		t.Fatalf("Transfer to c: %v", err)
+	}
+	st := s.masterIs(t, rs, c, "c master after the transfer")
+	if !st.Handover {
+		t.Errorf("c's State does not say it follows a handover: %s", fmtState(st.State))
+	}
+	for _, s := range b.States() {
+		if s.Role == election.Master {
+			t.Fatalf("b became master during a transfer to c")
+		}
+	}
+	if err := as[election.Transferer](t, b.Cand).Transfer(opContext(t, s.settle()), "a", time.Second); !errors.Is(err, election.ErrNotMaster) {
+		t.Fatalf("Transfer on a backup = %v, want ErrNotMaster", err)
+	}
+	CheckNoOverlap(t, rs...)
+}
+
+// maintenance: a master put in maintenance hands over and stays out, even when it is the only
+// other candidate left; out of maintenance it is a candidate again.
+func (s suite) maintenance(t *testing.T) {
+	g := newGroup()
+	rs := s.startPrio(t, g, []string{"a", "b"}, nil)
+	a, b := rs[0], rs[1]
+	s.masterIs(t, rs, a, "a master")
+	as[election.Maintainer](t, a.Cand).SetMaintenance(true)
+	st := s.masterIs(t, rs, b, "b master after a went into maintenance")
+	if !st.Handover {
+		t.Errorf("b's State does not say it follows a handover: %s", fmtState(st.State))
+	}
+	// b resigns: a, in maintenance, must not take over; b, the only candidate, is master again.
+	if err := as[election.Resigner](t, b.Cand).Resign(opContext(t, s.settle())); err != nil {
+		t.Fatal(err)
+	}
+	s.masterIs(t, rs, b, "b master again (a in maintenance)")
+	for _, s := range a.States() {
+		if s.Role == election.Master && s.At.After(st.At) {
+			t.Fatal("a became master while in maintenance")
+		}
+	}
+	as[election.Maintainer](t, a.Cand).SetMaintenance(false)
+	waitQueued(t, s.h.NewObserver(t, g).(election.Lister), "a", s.settle())
+	if err := as[election.Resigner](t, b.Cand).Resign(opContext(t, s.settle())); err != nil {
+		t.Fatal(err)
+	}
+	s.masterIs(t, rs, a, "a master once out of maintenance")
+	CheckNoOverlap(t, rs...)
+}
+
+// higherPriorityLeads: of a low-priority candidate queued first and a high-priority one queued
+// after it, the high-priority one is master once both are queued, and the low one was never
+// master while the high one was queued.
+func (s suite) higherPriorityLeads(t *testing.T) {
+	g := newGroup()
+	lo := s.h.NewCandidate(t, g, "lo")
+	hi := s.h.NewCandidate(t, g, "hi")
+	as[election.Prioritizer](t, lo).SetPriority(50)
+	as[election.Prioritizer](t, hi).SetPriority(200)
+	rhi := Start(t, "hi", hi)
+	rlo := Start(t, "lo", lo)
+	rs := []*Recorder{rhi, rlo}
+	s.masterIs(t, rs, rhi, "hi master")
+	// lo resigning nothing, hi resigning: lo takes over (it is the only other candidate).
+	if err := as[election.Resigner](t, hi).Resign(opContext(t, s.settle())); err != nil {
+		t.Fatal(err)
+	}
+	// hi queued again behind lo, with the higher priority: lo defers (or hands over at once).
+	s.masterIs(t, rs, rhi, "hi master again")
+	CheckNoOverlap(t, rs...)
+}
+
+// preferredReturns: a higher-priority node that joins a group with a master takes over by a
+// planned handover (its State says so), with no two masters.
+func (s suite) preferredReturns(t *testing.T) {
+	g := newGroup()
+	rs := s.startPrio(t, g, []string{"a", "b"}, []int{100, 100})
+	s.masterIs(t, rs, rs[0], "a master")
+	c := s.h.NewCandidate(t, g, "pref")
+	as[election.Prioritizer](t, c).SetPriority(200)
+	joined := time.Now()
+	p := Start(t, "pref", c)
+	rs = append(rs, p)
+	st := s.masterIs(t, rs, p, "the preferred node master")
+	t.Logf("preferred node master %v after it started", firstMaster(t, p, st.Term).At.Sub(joined))
+	if !st.Handover {
+		t.Errorf("the preferred node's State does not say it follows a handover: %s", fmtState(st.State))
+	}
+	CheckNoOverlap(t, rs...)
+}
+
+// priorityChange: raising a backup's priority above the master's (SetPriority at run time, as a
+// track weight does) moves mastership to it; lowering it again does not move it back (the other
+// node's priority is not higher).
+func (s suite) priorityChange(t *testing.T) {
+	rs := s.startPrio(t, newGroup(), []string{"a", "b"}, nil)
+	a, b := rs[0], rs[1]
+	s.masterIs(t, rs, a, "a master")
+	as[election.Prioritizer](t, b.Cand).SetPriority(150)
+	s.masterIs(t, rs, b, "b master after its priority rose")
+	as[election.Prioritizer](t, b.Cand).SetPriority(100)
+	as[election.Prioritizer](t, a.Cand).SetPriority(120)
+	s.masterIs(t, rs, a, "a master after b's priority fell below a's")
+	CheckNoOverlap(t, rs...)
+}
