@@ -36,6 +36,7 @@ func TestPlannedMoves(t *testing.T) {
 	t.Run("NoPreemptKeepsMaster", func(t *testing.T) { testNoPreempt(t, addr) })
 	t.Run("HeadDefersToHigherPriority", func(t *testing.T) { testHeadDefers(t, addr) })
 	t.Run("SetPriorityRepublishes", func(t *testing.T) { testSetPriority(t, addr) })
+	t.Run("GateWeightMovesPriority", func(t *testing.T) { testGateWeight(t, addr) })
 	t.Run("Maintenance", func(t *testing.T) { testMaintenance(t, addr) })
 	t.Run("ListerQueueOrder", func(t *testing.T) { testLister(t, addr) })
 	t.Run("OldBareNameCandidate", func(t *testing.T) { testBareName(t, addr) })
@@ -589,3 +590,44 @@ func testBareName(t *testing.T, addr string) {
 }
 
 func addrOf(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// A track check's weight moves the priority over ZooKeeper as it does over VRRP (election.Gate
+// calls SetPriority): the master's weighted check fails, its priority falls below a preempting
+// backup's, and it hands over; a weight-0 check that fails withdraws the candidacy altogether.
+func testGateWeight(t *testing.T, addr string) {
+	const group = "gateweight"
+	e, err := zkb.New(prio(addr, group, "a", 150), testLogger(t).Named("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate, err := election.NewGate(e, 150, []election.Check{
+		{Name: "service", Weight: -60, Up: true},
+		{Name: "disk", Up: true},
+	}, testLogger(t).Named("gate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := runNode(t, "a", e)
+	a.waitMaster(t)
+	b := startNode(t, prio(addr, group, "b", 120), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+
+	gate.Set("service", false) // 150 - 60 = 90 < 120
+	mb := b.waitMaster(t)
+	if !mb.Handover {
+		t.Errorf("b's State does not say it follows a planned move: %+v", mb.State)
+	}
+	cs := waitQueue(t, addr, group, "a queued at 90", func(cs []election.Candidate) bool {
+		return len(cs) == 2 && cs[1].Node == "a" && cs[1].Priority == 90
+	})
+	t.Logf("weighted check failed: b master %v after a's demote; queue %v", handover(t, a, mb), names(cs))
+
+	gate.Set("service", true) // back to 150: a preempts b
+	a.waitMaster(t)
+	gate.Set("disk", false) // weight 0: out of the election
+	b.waitMaster(t)
+	waitQueue(t, addr, group, "a withdrawn", func(cs []election.Candidate) bool {
+		return slices.Equal(names(cs), []string{"b"})
+	})
+	holders(t, a, b)
+}

@@ -91,19 +91,24 @@ func (r *sessionRun) watchFired(ev zk.Event) {
 }
 
 // armChildren makes sure a children watch is armed on the election (a master hears a candidate
-// join; a head waiting for a transfer's target hears it come or its sender go).
-func (r *sessionRun) armChildren() error {
+// join; a head waiting for a transfer's target hears it come or its sender go). A watch armed now
+// covers only changes after its read: changed=true says that read differs from cands, which the
+// step read earlier (a candidate joined in between, and no watch will tell), so the caller steps
+// again.
+func (r *sessionRun) armChildren(cands []candidate) (changed bool, err error) {
 	if r.cand.childWatch {
-		return nil
+		return false, nil
 	}
 	var w <-chan zk.Event
-	err := r.call(func() (err error) { _, _, w, err = r.c.ChildrenW(r.e.paths.election); return err })
+	var children []string
+	err = r.call(func() (err error) { children, _, w, err = r.c.ChildrenW(r.e.paths.election); return err })
 	if err != nil {
-		return fmt.Errorf("zk: watch %s: %w", r.e.paths.election, err)
+		return false, fmt.Errorf("zk: watch %s: %w", r.e.paths.election, err)
 	}
 	r.ws.add(w)
 	r.cand.childWatch = true
-	return nil
+	now := r.candidates(children)
+	return !slices.Equal(now, cands), nil
 }
 
 // values returns the value of every candidate in cands (ours from memory), reading those not
@@ -232,8 +237,8 @@ func (r *sessionRun) mayLead(cands []candidate) (ok, again bool, err error) {
 	case tr != nil:
 		// Wake on the target joining (the queue) and on the record going (its sender's session
 		// ended, which the queue does not show for a sender in maintenance).
-		if err := r.armChildren(); err != nil {
-			return false, false, err
+		if changed, err := r.armChildren(cands); err != nil || changed {
+			return false, changed, err
 		}
 		var w <-chan zk.Event
 		err := r.call(func() (err error) { _, _, w, err = r.c.ExistsW(r.e.paths.transfer); return err })
@@ -263,8 +268,8 @@ func (r *sessionRun) mayLead(cands []candidate) (ok, again bool, err error) {
 // this session first saw it). It arms the children watch, so that a candidate joining is heard, and
 // returns again=true when it handed over.
 func (r *sessionRun) checkPreempt(ctx context.Context, cands []candidate) (again bool, err error) {
-	if err := r.armChildren(); err != nil {
-		return false, err
+	if changed, err := r.armChildren(cands); err != nil || changed {
+		return changed, err
 	}
 	vals, err := r.values(cands)
 	if err != nil {
