@@ -97,6 +97,12 @@ func (r *reloader) reload(ctx context.Context) error {
 		r.log.Error("reload refused: running on with the configuration loaded before", zap.Error(err))
 		return err
 	}
+	if rp.level != "" { // first: the reload's own debug lines follow it
+		var l zapcore.Level
+		if err := l.UnmarshalText([]byte(rp.level)); err == nil {
+			r.level.SetLevel(l)
+		}
+	}
 	var done []string
 	for i, ic := range rp.insts {
 		if !ic.any() {
@@ -110,12 +116,6 @@ func (r *reloader) reload(ctx context.Context) error {
 			return err
 		}
 		done = append(done, ic.changes...)
-	}
-	if rp.level != "" {
-		var l zapcore.Level
-		if err := l.UnmarshalText([]byte(rp.level)); err == nil {
-			r.level.SetLevel(l)
-		}
 	}
 	r.commit(np, len(rp.insts))
 	if len(rp.changes) == 0 {

@@ -162,6 +162,9 @@ func TestReloadInProcess(t *testing.T) {
 		return n.has(t, "192.0.2.103") &&
 			strings.Contains(n.log.String(), `"reloaded: log.level info -> debug, A: +vip 192.0.2.103/24, B: -track_script chk"`)
 	}, n)
+	if !strings.Contains(n.log.String(), `"level":"debug"`) {
+		t.Error("no debug line after the reload to log.level debug")
+	}
 	eventually(t, "B's status without checks, A's with both VIPs", func() bool {
 		sa, sb := n.status(t, "A"), n.status(t, "B")
 		return len(sb.Checks) == 0 && slices.Equal(sa.VIPs, []string{"192.0.2.101/24", "192.0.2.103/24"})
