@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -18,8 +18,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/hacoord/hacoord/backend/vrrp"
 	"github.com/hacoord/hacoord/election"
 	"github.com/hacoord/hacoord/fencing"
+	"github.com/hacoord/hacoord/ipvs"
 )
 
 // scriptElector reports the States sent on its channel.
@@ -356,14 +358,84 @@ func TestSplitBrainAlarms(t *testing.T) {
 	}
 }
 
-// readLines returns the lines of s that start with prefix.
-func readLines(s, prefix string) []string {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), prefix) {
-			out = append(out, sc.Text())
+// TestMetricsAddressRefused: an address that is not host:port is a configuration error naming the
+// flag (exit 2), before anything is opened.
+func TestMetricsAddressRefused(t *testing.T) {
+	code, _, stderr := runCLI(t, append([]string{"check-config", "--metrics-address", "localhost"}, base...)...)
+	if code != exitConfig || !strings.Contains(stderr, `--metrics-address: "localhost" is not host:port`) {
+		t.Errorf("exit %d, stderr %q; want 2 naming --metrics-address", code, stderr)
+	}
+}
+
+// gatedElector is a scriptElector a Gate can gate.
+type gatedElector struct{ scriptElector }
+
+func (*gatedElector) SetEligible(bool) {}
+
+// TestMetricsChecksVRRPAndIPVS: the check, VRRP and IPVS families of an instance, read at scrape
+// time.
+func TestMetricsChecksVRRPAndIPVS(t *testing.T) {
+	el := &gatedElector{scriptElector{states: make(chan election.State)}}
+	co, err := election.NewCoordinator(el, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate, err := election.NewGate(el, 100, []election.Check{{Name: "chk_nginx", Up: true}, {Name: "if:eth1", Up: false}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := vrrp.DefaultConfig()
+	cfg.Interface, cfg.VRID, cfg.VIPs = "eth0", 51, []netip.Prefix{netip.MustParsePrefix("10.0.0.100/24")}
+	vel, err := vrrp.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{plan: &instancePlan{name: "VI_1", group: "VI_1", backend: backendVRRP}, co: co, gate: gate, el: vel}
+	m := newMetrics(nil)
+	m.watch([]*instance{in})
+	got := scrape(t, m.reg)
+	vi := `group="VI_1",instance="VI_1"`
+	for key, want := range map[string]float64{
+		`hacoord_check_up{check="chk_nginx",` + vi + `}`:                     1,
+		`hacoord_check_up{check="if:eth1",` + vi + `}`:                       0,
+		`hacoord_vrrp_adverts_sent_total{` + vi + `}`:                        0,
+		`hacoord_vrrp_adverts_received_total{` + vi + `}`:                    0,
+		`hacoord_vrrp_mismatched_adverts_total{` + vi + `,reason="version"}`: 0,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
 		}
 	}
-	return out
+	gate.Set("if:eth1", true)
+	if v := scrape(t, m.reg)[`hacoord_check_up{check="if:eth1",`+vi+`}`]; v != 1 {
+		t.Errorf("after the check passes: hacoord_check_up = %v, want 1", v)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) {
+		collectIPVS(func(d *prometheus.Desc, v float64, extra ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{"web", "web"}, extra...)...)
+		}, ipvs.Status{Services: []ipvs.ServiceStatus{
+			{Service: "TCP 10.0.0.100:80", Quorum: true, RealServers: []ipvs.RealServerStatus{{Up: true}, {Up: false}}},
+			{Service: "TCP 10.0.0.100:443", Quorum: false, RealServers: []ipvs.RealServerStatus{{Up: false}}},
+		}})
+	}))
+	got = scrape(t, reg)
+	for key, want := range map[string]float64{
+		"hacoord_ipvs_services{" + web + "}":                                     2,
+		"hacoord_ipvs_services_up{" + web + "}":                                  1,
+		`hacoord_ipvs_real_servers_up{` + web + `,service="TCP 10.0.0.100:80"}`:  1,
+		`hacoord_ipvs_real_servers{` + web + `,service="TCP 10.0.0.100:80"}`:     2,
+		`hacoord_ipvs_real_servers_up{` + web + `,service="TCP 10.0.0.100:443"}`: 0,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", key, v, ok, want)
+		}
+	}
 }
+
+// collectorFunc is an unchecked Collector over f.
+type collectorFunc func(chan<- prometheus.Metric)
+
+func (collectorFunc) Describe(chan<- *prometheus.Desc)      {}
+func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
