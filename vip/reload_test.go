@@ -106,3 +106,32 @@ func TestSetConfigAllOrNothing(t *testing.T) {
 		}
 	})
 }
+
+// A new announcement schedule applies while held: a refresh turned on by a reload runs at the new
+// period from the reload, and one turned off stops.
+func TestSetConfigSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, AnnounceConfig{Count: 1, Repeat: 0, RepeatInterval: 1100 * time.Millisecond}, false)
+		defer stop()
+		if err := m.Acquire(context.Background(), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		start := time.Now()
+		cfg := m.cfg
+		cfg.Announce.Refresh = 5 * time.Second
+		if _, _, err := m.SetConfig(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(12 * time.Second)
+		cfg.Announce.Refresh = 0
+		if _, _, err := m.SetConfig(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		want := rounds(5*time.Second, 10*time.Second)
+		if got := k.offsets(start); !slices.Equal(got[3:], want) { // the first 3: Acquire's burst
+			t.Fatalf("frames at %v after the reload, want %v", got[3:], want)
+		}
+	})
+}
