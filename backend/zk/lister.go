@@ -17,6 +17,10 @@ import (
 
 var _ election.Lister = (*Observer)(nil)
 
+// NewLister returns a Lister of cfg.Group's queue (the Observer is one), for `hacoord status` from
+// any machine; cfg needs what NewObserver needs.
+func NewLister(cfg Config, log *zap.Logger) (*Observer, error) { return NewObserver(cfg, log) }
+
 // Candidates reads the group's queue in one short session of its own, without taking part: the
 // candidates in the queue's order (the head first; a value of an older hacoord, its bare node name,
 // at the default priority), then the nodes in maintenance (Maintenance set), and the active transfer

@@ -57,7 +57,7 @@ func noPreempt(c *zkb.Config) { c.NoPreempt = true }
 // lister reads group's queue through an Observer's Lister.
 func list(t testing.TB, addr, group string) ([]election.Candidate, *election.Transfer) {
 	t.Helper()
-	o, err := zkb.NewObserver(config(addr, group, ""), testLogger(t).Named("lister"))
+	o, err := zkb.NewLister(config(addr, group, ""), testLogger(t).Named("lister"))
 	if err != nil {
 		t.Fatal(err)
 	}
