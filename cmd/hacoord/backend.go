@@ -10,16 +10,19 @@ import (
 )
 
 // newElector builds the Elector of the instance's backend. rec is the master record template
-// (address and VIPs). It opens nothing: connecting is the Elector's Run. The backends name their
-// loggers and add their own fields (group and node, or vrid and interface).
-//
-// Every etcd Elector makes its own client: etcd.Config takes endpoints, not a *clientv3.Client,
-// so instances do not share one connection yet (docs/config.md, "Store connections").
-func newElector(ip *instancePlan, rec election.Record, log *zap.Logger) (election.Elector, error) {
+// (address and VIPs). It opens nothing but, for etcd, the client it shares with the daemon's other
+// etcd instances on the same endpoints (stores; connecting is the Elector's Run). The backends
+// name their loggers and add their own fields (group and node, or vrid and interface).
+func newElector(ip *instancePlan, rec election.Record, stores *storeClients, log *zap.Logger) (election.Elector, error) {
 	switch ip.backend {
 	case backendEtcd:
 		c := ip.etcd
 		c.Record = rec
+		cli, err := stores.etcdFor(ip)
+		if err != nil {
+			return nil, err
+		}
+		c.Client = cli
 		return etcd.New(c, log)
 	case backendZK:
 		c := ip.zk

@@ -39,7 +39,9 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 		}
 		defer fg.Close() // after the instances: once nothing is held
 	}
-	insts, err := openInstances(ctx, p, fg, log)
+	stores := newStoreClients(log) // one etcd client per endpoint set, for every instance
+	defer stores.close()           // after the instances
+	insts, err := openInstances(ctx, p, fg, stores, log)
 	defer func() {
 		for _, in := range insts {
 			in.close() // after every run has returned
@@ -74,10 +76,10 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 }
 
 // openInstances opens every instance; on error it returns those it opened, for the caller to close.
-func openInstances(ctx context.Context, p *plan, g *guard, log *zap.Logger) ([]*instance, error) {
+func openInstances(ctx context.Context, p *plan, g *guard, stores *storeClients, log *zap.Logger) ([]*instance, error) {
 	var insts []*instance
 	for _, ip := range p.instances {
-		in, err := openInstance(ctx, p, ip, g, log)
+		in, err := openInstance(ctx, p, ip, g, stores, log)
 		if err != nil {
 			return insts, err
 		}

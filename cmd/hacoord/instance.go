@@ -41,7 +41,7 @@ type instance struct {
 // with program_on_backup) its leftover IPVS services (it is not master yet), and tells the daemon's
 // fence guard g (nil: none) of its VIPs and candidacy. Start-up problems that are the operator's
 // to fix come back as configError. On error, what was opened is closed.
-func openInstance(ctx context.Context, p *plan, ip *instancePlan, g *guard, log *zap.Logger) (_ *instance, err error) {
+func openInstance(ctx context.Context, p *plan, ip *instancePlan, g *guard, stores *storeClients, log *zap.Logger) (_ *instance, err error) {
 	in := &instance{plan: ip, set: settingsOf(ip, p.node, p.log), log: log.With(zap.String("instance", ip.name)), guard: g}
 	defer func() {
 		if err != nil {
@@ -57,7 +57,7 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, g *guard, log 
 			return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
 		}
 	}
-	if in.el, err = newElector(ip, rec, in.log); err != nil {
+	if in.el, err = newElector(ip, rec, stores, in.log); err != nil {
 		return nil, configError{fmt.Errorf("instance %s: %w", ip.name, err)}
 	}
 	var opts []ipvs.Option
