@@ -96,7 +96,7 @@ type explainInput struct {
 	policy     vip.ConflictPolicy
 	fenceHook  time.Duration // the fence hook's timeout (0: none)
 	guard      bool          // --fence-guard
-	guardEnds  bool          // the guard ends the candidacy (one VIP device)
+	guardEnds  bool          // the guard ends the candidacy (it does, on every device, since one guard serves the daemon)
 	lifetime   bool          // VIPs carry a kernel lifetime
 }
 
@@ -313,7 +313,7 @@ func lifetimeNote(in explainInput, left time.Duration) string {
 func explainInputs(p *plan) []explainInput {
 	var out []explainInput
 	for _, ip := range p.instances {
-		in := explainInput{name: ip.name, backend: ip.backend, group: ip.group, guard: p.fenceGuard, guardEnds: len(ip.vipSets) == 1}
+		in := explainInput{name: ip.name, backend: ip.backend, group: ip.group, guard: p.fenceGuard, guardEnds: true} // the daemon's one guard releases every device first
 		if len(ip.vipSets) > 0 {
 			c := ip.vipSets[0].cfg
 			in.lifetime, in.policy = c.Lifetime, c.Conflict.Policy
