@@ -13,7 +13,9 @@ import (
 
 // SetConfig replaces the Manager's configuration at run time (a reload), without letting go of the
 // VIPs that stay: cfg must name the same Interface and Label (the device and label are what a
-// Manager is; another one needs a Manager of its own), and must validate.
+// Manager is; another one needs a Manager of its own), and must validate. It needs no socket New
+// did not open: no address family the current VIPs lack, no announcement or probe when the
+// current configuration has neither (ErrNeedsSockets).
 //
 // While the VIPs are held, SetConfig unbinds the VIPs cfg no longer lists, binds the new ones
 // (with the current self-fencing deadline, checked as Acquire checks it) and sends the
@@ -36,13 +38,11 @@ func (m *Manager) SetConfig(ctx context.Context, cfg Config) (added, removed []n
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	switch {
-	case m.closed:
+	if m.closed {
 		return nil, nil, fmt.Errorf("vip: reconfigure %s: %w", m.cfg.Interface, ErrClosed)
-	case cfg.Interface != m.cfg.Interface:
-		return nil, nil, fmt.Errorf("vip: reconfigure %s: interface %s: a Manager has one interface", m.cfg.Interface, cfg.Interface)
-	case cfg.Label != m.cfg.Label:
-		return nil, nil, fmt.Errorf("vip: reconfigure %s: label %q to %q: a Manager has one label", m.cfg.Interface, m.cfg.Label, cfg.Label)
+	}
+	if err := m.cfg.Reconfigurable(cfg); err != nil {
+		return nil, nil, err
 	}
 	added, removed = diffPrefixes(m.cfg.VIPs, cfg.VIPs)
 	old := m.cfg
@@ -136,6 +136,49 @@ func (m *Manager) rescheduleLocked(old AnnounceConfig) {
 		m.nextRefresh = now.Add(a.Refresh)
 	}
 	m.poke()
+}
+
+// ErrNeedsSockets is returned by SetConfig for a configuration that needs a socket the Manager did
+// not open: a VIP of an address family the current VIPs lack, or announcing or probing where the
+// current configuration does neither. A new Manager can.
+var ErrNeedsSockets = errors.New("needs a socket this Manager did not open")
+
+// Reconfigurable reports why a Manager running c cannot take n through SetConfig: another interface
+// or label, or a socket New did not open (ErrNeedsSockets); nil if it can. n is not validated.
+func (c Config) Reconfigurable(n Config) error {
+	switch {
+	case n.Interface != c.Interface:
+		return fmt.Errorf("vip: reconfigure %s: interface %s: a Manager has one interface", c.Interface, n.Interface)
+	case n.Label != c.Label:
+		return fmt.Errorf("vip: reconfigure %s: label %q to %q: a Manager has one label", c.Interface, c.Label, n.Label)
+	}
+	if err := c.sameSockets(n); err != nil {
+		return fmt.Errorf("vip: reconfigure %s: %w", c.Interface, err)
+	}
+	return nil
+}
+
+// sameSockets reports, as ErrNeedsSockets, whether n needs a socket c's Manager may not have.
+func (c Config) sameSockets(n Config) error {
+	fams := func(vs []netip.Prefix) (v4, v6 bool) {
+		for _, v := range vs {
+			v4, v6 = v4 || v.Addr().Is4(), v6 || v.Addr().Is6()
+		}
+		return v4, v6
+	}
+	o4, o6 := fams(c.VIPs)
+	n4, n6 := fams(n.VIPs)
+	switch {
+	case n.announces() && !c.announces(), n.probes() && !c.probes():
+		return fmt.Errorf("announcing or probing where the running configuration does neither: %w", ErrNeedsSockets)
+	case !c.announces() && !c.probes():
+		return nil
+	case n4 && !o4:
+		return fmt.Errorf("IPv4 VIPs where the running ones are IPv6 only: %w", ErrNeedsSockets)
+	case n6 && !o6:
+		return fmt.Errorf("IPv6 VIPs where the running ones are IPv4 only: %w", ErrNeedsSockets)
+	}
+	return nil
 }
 
 // VIPs returns the configured VIPs, in configuration order.

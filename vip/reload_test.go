@@ -135,3 +135,21 @@ func TestSetConfigSchedule(t *testing.T) {
 		}
 	})
 }
+
+// A reload that needs a socket New did not open is refused, changing nothing.
+func TestSetConfigNeedsSockets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := validConfig()
+		cfg.VIPs = []netip.Prefix{fakeV4}
+		m, _, stop := startFakeConfig(t, cfg, newFakeKernel())
+		defer stop()
+		v6 := cfg
+		v6.VIPs = []netip.Prefix{fakeV4, fakeV6}
+		if _, _, err := m.SetConfig(context.Background(), v6); !errors.Is(err, ErrNeedsSockets) || !strings.Contains(err.Error(), "IPv6") {
+			t.Fatalf("SetConfig(+IPv6) = %v, want ErrNeedsSockets naming IPv6", err)
+		}
+		if got := m.VIPs(); !slices.Equal(got, cfg.VIPs) {
+			t.Fatalf("VIPs = %v after a refused SetConfig", got)
+		}
+	})
+}

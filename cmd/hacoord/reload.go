@@ -420,6 +420,10 @@ func planVIPs(o, n *instancePlan, ic *instanceChange, errs []error) ([]bool, []e
 		if reflect.DeepEqual(oc, nc) {
 			continue
 		}
+		if err := oc.Reconfigurable(nc); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w; restart the daemon", keyOf(n, "vips"), err))
+			continue
+		}
 		changed[i] = true
 		dev := ""
 		if len(o.vipSets) > 1 {

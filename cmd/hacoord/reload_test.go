@@ -106,6 +106,8 @@ func TestPlanReloadRefuses(t *testing.T) {
 			[]string{"instances: web to a,b: adding, removing or reordering instances needs a restart"}},
 		{"new device", reloadBase, strings.Replace(reloadBase, "vips: [10.0.0.100/24]", "vips:\n  - 10.0.0.100/24\n  - {address: 10.0.1.1/24, dev: eth1}", 1),
 			[]string{"vips[1]: device eth1"}},
+		{"new address family", reloadBase, strings.Replace(reloadBase, "[10.0.0.100/24]", "[10.0.0.100/24, 2001:db8::5/64]", 1),
+			[]string{"vips: vip: reconfigure eth0: IPv6 VIPs where the running ones are IPv4 only"}},
 		{"fence hook", reloadBase, reloadBase + "hooks: {fence: /bin/true}\n", []string{"hooks.fence: changed"}},
 		{"first virtual server", reloadBase, reloadBase + "virtual_servers:\n  - {address: 10.0.0.100, port: 80, real_servers: [{address: 10.0.0.11}]}\n",
 			[]string{"virtual_servers: the instance had none at start"}},
