@@ -21,6 +21,11 @@ type vipAction struct {
 }
 
 func (a vipAction) Promote(ctx context.Context, s election.State) error {
+	if s.Handover {
+		// The previous master released the VIPs before it ended its term, and nobody held them
+		// since (election.State.Handover): the conflict probe would only find them free.
+		return a.m.AcquireAfterHandover(ctx, s.ValidUntil)
+	}
 	return a.m.Acquire(ctx, s.ValidUntil)
 }
 

@@ -40,6 +40,11 @@ type daemonKeys struct {
 	// MetricsAddress is where the daemon serves Prometheus /metrics and /healthz; empty turns it
 	// off. Default 127.0.0.1:9732.
 	MetricsAddress string `yaml:"metrics_address"`
+	// ControlSocket is the daemon's control socket (hacoord resign, transfer, maintenance);
+	// default /run/hacoord/<name>.sock.
+	ControlSocket string `yaml:"control_socket,omitempty"`
+	// StateDir keeps what survives a restart (maintenance); default /var/lib/hacoord.
+	StateDir string `yaml:"state_dir,omitempty"`
 }
 
 // etcdKeys are the etcd connection settings, spelled as etcdctl spells its flags.
@@ -85,6 +90,12 @@ type instanceKeys struct {
 	// Conflict is what binding does when another host answers the probe for a VIP: fence (the
 	// default), bind, wait or off (vip.ConflictPolicy).
 	Conflict string `yaml:"conflict,omitempty"`
+	// Priority, NoPreempt and PreemptDelay are keepalived's priority, nopreempt and preempt_delay
+	// for every backend; unset, VRRP's own vrrp.priority, vrrp.nopreempt and vrrp.preempt_delay
+	// apply (their default priority is 100).
+	Priority     int           `yaml:"priority,omitempty"`
+	NoPreempt    bool          `yaml:"nopreempt,omitempty"`
+	PreemptDelay time.Duration `yaml:"preempt_delay,omitempty"`
 }
 
 // vrrpKeys configure the native VRRP backend (keepalived's vrrp_instance keywords).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -55,6 +56,14 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 	}
 	wireAlarms(insts)
 	mx.watch(insts)
+	switch ctl, err := listenControl(p, insts, log); {
+	case errors.Is(err, errControlInUse):
+		log.Error("no control socket", zap.Error(err))
+	case err != nil:
+		return err
+	default:
+		defer ctl.Close()
+	}
 	names := make([]string, len(insts))
 	for i, in := range insts {
 		names[i] = in.plan.name

@@ -32,8 +32,8 @@ func defaultFlagValues() flagValues {
 // daemon-wide.
 var instanceFlags = map[string]string{ // flag -> YAML key
 	"group": "group", "interface": "interface", "address": "address", "vip": "vips", "vip-label": "vip_label",
-	"vrid": "vrrp.vrid", "priority": "vrrp.priority", "advert-int": "vrrp.advert_int", "nopreempt": "vrrp.nopreempt",
-	"preempt-delay": "vrrp.preempt_delay", "unicast-peer": "vrrp.unicast_peers", "vrrp-version": "vrrp.version",
+	"vrid": "vrrp.vrid", "priority": "priority", "advert-int": "vrrp.advert_int", "nopreempt": "nopreempt",
+	"preempt-delay": "preempt_delay", "unicast-peer": "vrrp.unicast_peers", "vrrp-version": "vrrp.version",
 	"auth-pass": "vrrp.auth_pass", "garp-count": "announce.count", "garp-repeat": "announce.repeat",
 	"garp-interval": "announce.interval", "garp-refresh": "announce.refresh", "track-script": "track_scripts",
 	"track-interface": "track_interfaces", "status-file": "status_file", "fence-hook": "hooks.fence",
@@ -49,6 +49,7 @@ var daemonFlags = map[string]string{
 	"user": "etcd.user", "password": "etcd.password", "zk-auth": "zookeeper.auth",
 	"zk-session-timeout": "zookeeper.session_timeout", "fence-guard": "fence_guard",
 	"log-format": "log.format", "log-level": "log.level", "metrics-address": "metrics_address",
+	"control-socket": "control_socket", "state-dir": "state_dir",
 }
 
 // flagOf returns the flag that sets YAML key (its first element: "vips[0]" -> "vip"), or "".
@@ -73,6 +74,8 @@ func registerFlags(fs *pflag.FlagSet, v *flagValues) {
 	fs.StringVar(&d.Name, "name", d.Name, "this node's name, unique in each group (the host name unless set)")
 	fs.DurationVar(&d.LeaseTTL, "lease-ttl", d.LeaseTTL, "lease TTL (etcd) / how long a silent master keeps the VIPs; whole seconds for etcd")
 	fs.DurationVar(&d.FenceMargin, "fence-margin", d.FenceMargin, "how long before the lease can expire the master lets go (default: TTL/10, 100ms..1s)")
+	fs.StringVar(&d.ControlSocket, "control-socket", d.ControlSocket, "the daemon's control socket for hacoord resign, transfer and maintenance (default /run/hacoord/<name>.sock)")
+	fs.StringVar(&d.StateDir, "state-dir", d.StateDir, "directory for what survives a restart: maintenance (default /var/lib/hacoord)")
 	fs.BoolVar(&d.FenceGuard, "fence-guard", d.FenceGuard, "run a watchdog process that removes the VIPs as soon as the daemon dies or a stopped daemon's deadline passes")
 	fs.StringVar(&d.MetricsAddress, "metrics-address", d.MetricsAddress, "serve Prometheus /metrics and /healthz on this host:port (empty: off)")
 
@@ -83,10 +86,10 @@ func registerFlags(fs *pflag.FlagSet, v *flagValues) {
 
 	r := &in.VRRP
 	fs.IntVar(&r.VRID, "vrid", r.VRID, "VRRP: virtual router id 1-255 (keepalived's virtual_router_id)")
-	fs.IntVar(&r.Priority, "priority", r.Priority, "VRRP: priority 1-254 (255 = address owner)")
+	fs.IntVar(&in.Priority, "priority", in.Priority, "priority 1-254, every backend: the highest-priority healthy candidate is master (VRRP: 255 = address owner; default 100)")
 	fs.DurationVar(&r.AdvertInt, "advert-int", r.AdvertInt, "VRRP: advertisement interval (v3: centiseconds; v2: whole seconds)")
-	fs.BoolVar(&r.NoPreempt, "nopreempt", r.NoPreempt, "VRRP: a higher-priority backup does not take over from a live master")
-	fs.DurationVar(&r.PreemptDelay, "preempt-delay", r.PreemptDelay, "VRRP: wait this long after start-up before preempting")
+	fs.BoolVar(&in.NoPreempt, "nopreempt", in.NoPreempt, "a higher-priority node does not take over from a live master (every backend)")
+	fs.DurationVar(&in.PreemptDelay, "preempt-delay", in.PreemptDelay, "wait this long after joining before taking over from a lower-priority master (every backend)")
 	fs.Var(&addrListFlag{l: &r.UnicastPeers}, "unicast-peer", "VRRP: send adverts to this peer instead of multicast (repeat)")
 	fs.IntVar(&r.Version, "vrrp-version", r.Version, "VRRP: protocol version 3 (RFC 5798) or 2 (RFC 3768)")
 	fs.StringVar(&r.AuthPass, "auth-pass", r.AuthPass, "VRRP v2: simple password authentication (as keepalived's auth_pass)")

@@ -127,7 +127,8 @@ func (in *instance) tellGuard() error {
 // standing for it).
 func (in *instance) wire(el election.Elector) error {
 	var err error
-	in.gate, err = election.NewGate(el, in.plan.vrrp.Priority, in.mon.Checks(), in.log.Named("health"))
+	prio, _, _ := priorityOf(in.plan.in.keys)
+	in.gate, err = election.NewGate(el, prio, in.mon.Checks(), in.log.Named("health"))
 	if err != nil {
 		return configError{fmt.Errorf("instance %s: %w", in.plan.name, err)}
 	}

@@ -112,6 +112,7 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 		newImportKeepalivedCommand(stdout, stderr))
 	root.AddCommand(newRealServerCommand(stdout, stderr))
 	root.AddCommand(newExplainCommand(stdout))
+	root.AddCommand(newResignCommand(stdout), newTransferCommand(stdout), newMaintenanceCommand(stdout))
 	return root
 }
 

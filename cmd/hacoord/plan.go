@@ -28,6 +28,8 @@ type plan struct {
 	log        LogSettings
 	fenceGuard bool
 	etcdFiles  etcdKeys // the etcd TLS files and credentials, for the fence guards (relayCandidacy)
+	control    string   // the control socket (control.go)
+	stateDir   string   // what survives a restart: maintenance flags
 	instances  []*instancePlan
 	syncGroups []syncGroupPlan
 	metrics    string // --metrics-address; "": none
@@ -106,7 +108,8 @@ func (b *planner) fail(key string, format string, args ...any) {
 func buildPlan(s settings) (*plan, error) {
 	b := &planner{s: s, seen: map[string]bool{}}
 	d := s.daemon
-	p := &plan{node: d.Name, log: d.Log, fenceGuard: d.FenceGuard, etcdFiles: d.Etcd}
+	p := &plan{node: d.Name, log: d.Log, fenceGuard: d.FenceGuard, etcdFiles: d.Etcd,
+		control: orDefault(d.ControlSocket, defaultControlSocket(d.Name)), stateDir: orDefault(d.StateDir, defaultStateDir)}
 	p.metrics = d.MetricsAddress
 	b.checkDaemon()
 	b.checkMetrics()
@@ -272,9 +275,11 @@ func (b *planner) mapBackend(ip *instancePlan, tlsc *tls.Config) {
 	switch ip.backend {
 	case backendEtcd:
 		ip.etcd = etcdConfig(d, ip.group, rec, tlsc)
+		ip.etcd.Priority, ip.etcd.NoPreempt, ip.etcd.PreemptDelay = priorityOf(ip.in.keys)
 		b.attribute(ip, ip.etcd.Validate(), "etcd: config: ", etcdRules)
 	case backendZK:
 		ip.zk = zkConfig(d, ip.group, rec)
+		ip.zk.Priority, ip.zk.NoPreempt, ip.zk.PreemptDelay = priorityOf(ip.in.keys)
 		b.attribute(ip, ip.zk.Validate(), "zk: config: ", zkRules)
 	case backendVRRP:
 		ip.vrrp = vrrpConfig(ip.in.keys, ip.group, d.Name, ip.vips)
@@ -312,8 +317,10 @@ func zkConfig(d daemonKeys, group string, rec election.Record) zk.Config {
 func vrrpConfig(k instanceKeys, group, node string, vips []netip.Prefix) vrrp.Config {
 	r := k.VRRP
 	c := vrrp.DefaultConfig()
-	c.Interface, c.VRID, c.Priority, c.AdvertInt = k.Interface, r.VRID, r.Priority, r.AdvertInt
-	c.Preempt, c.PreemptDelay = !r.NoPreempt, r.PreemptDelay
+	c.Interface, c.VRID, c.AdvertInt = k.Interface, r.VRID, r.AdvertInt
+	var noPreempt bool
+	c.Priority, noPreempt, c.PreemptDelay = priorityOf(k)
+	c.Preempt = !noPreempt
 	c.Version, c.AuthPass = r.Version, r.AuthPass
 	c.UnicastPeers = slices.Clone(r.UnicastPeers)
 	c.Group, c.Node, c.VIPs = group, node, vips
@@ -540,6 +547,8 @@ var (
 		{match: "ttl", key: "lease_ttl", daemon: true},
 		{match: "keepalive interval", key: "lease_ttl", daemon: true},
 		{match: "fencing: margin", key: "fence_margin", daemon: true},
+		{match: "priority", key: "priority"},
+		{match: "preempt delay", key: "preempt_delay"},
 	}
 	zkRules = []rule{
 		{match: "Servers", key: "endpoints", daemon: true},

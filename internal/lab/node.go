@@ -28,6 +28,10 @@ const VRID = 51
 // Priority is node i's VRRP priority: n1 is preferred.
 func (n *Node) Priority() int { return 100 + 10*(len(n.lab.Nodes)-n.Index) }
 
+// ControlSocket is the node's daemon's control socket (hacoord resign, transfer, maintenance
+// --control-socket), in the lab's directory so that labs running at once do not share one.
+func (n *Node) ControlSocket() string { return filepath.Join(n.lab.dir, n.Name+".sock") }
+
 // DaemonArgs returns the daemon's command line (without the binary) for this node.
 func (n *Node) DaemonArgs() []string {
 	o := n.lab.opts
@@ -38,6 +42,8 @@ func (n *Node) DaemonArgs() []string {
 		"--log-format", "json",
 		"--metrics-address", MetricsAddress,
 		"--status-file", filepath.Join(n.lab.dir, n.Name+".status.json"),
+		"--control-socket", n.ControlSocket(),
+		"--state-dir", filepath.Join(n.lab.dir, n.Name+".state"),
 	}
 	if o.Config {
 		args = append(args, "--config", n.ConfigPath())
