@@ -38,9 +38,9 @@ type candidacy struct {
 
 	childWatch  bool // a children watch on the election is armed (it fires into sessionRun.ws)
 	ownTransfer bool // the transfer record names us (or ran out): delete it once master
-	named       bool // an active transfer record names us: a planned move (State.Handover)
 
 	moving *election.Transfer // a master's planned move: written with the release (owe)
+	marker bool               // the next release leaves the released marker (giveUpPlanned)
 
 	warned map[string]bool // foreign children of the election znode, logged once
 }
@@ -52,6 +52,7 @@ type release struct {
 	leader    bool  // the leader znode is ours
 	leaderVer int32 // at this version
 	transfer  *election.Transfer
+	marker    bool // create the released marker too (the master gave up after its demote)
 }
 
 // candidate is one child of the election znode.
@@ -180,8 +181,9 @@ func (r *sessionRun) owe() {
 	if r.cand.node == "" && !r.rec.owned {
 		return
 	}
-	r.cand.owed = &release{candidate: r.cand.node, leader: r.rec.owned, leaderVer: r.rec.version, transfer: r.cand.moving}
-	r.cand.moving, r.cand.named = nil, false
+	r.cand.owed = &release{candidate: r.cand.node, leader: r.rec.owned, leaderVer: r.rec.version,
+		transfer: r.cand.moving, marker: r.cand.marker && r.rec.owned}
+	r.cand.moving, r.cand.marker = nil, false
 	r.cand.node, r.cand.pred, r.cand.predWatch = "", "", nil
 	r.rec.mine, r.rec.owned, r.rec.seen = zeroRecord, false, zeroRecord
 }
@@ -204,10 +206,11 @@ func (r *sessionRun) payRelease() error {
 
 // deleteOwn deletes what o names; a znode already gone counts as deleted.
 //
-// A planned move's transfer record is created in the same multi-op: the record then proves that
-// the master demoted before its term ended (State.Handover for the node it names). When the
-// multi-op fails, the record is written on its own after the deletes (it still steers the
-// election, without that proof).
+// A planned move's transfer record is created in the same multi-op, and so is the released marker
+// of a master that gave up after its demote: the next master's claim deletes the marker (see
+// claim), which proves no VIP of the group lingers here (State.Handover). When the multi-op fails,
+// the transfer record is written on its own after the deletes (it still steers the election), and
+// no marker is left.
 func (r *sessionRun) deleteOwn(o *release) error {
 	if o.leader {
 		ops := []any{
@@ -215,6 +218,11 @@ func (r *sessionRun) deleteOwn(o *release) error {
 			&zk.DeleteRequest{Path: o.candidate, Version: -1}}
 		if o.transfer != nil {
 			ops = append(ops, &zk.CreateRequest{Path: r.e.paths.transfer, Data: o.transfer.Marshal(),
+				Acl: r.e.acls.group, Flags: zk.FlagEphemeral})
+		}
+		if o.marker {
+			mark := election.Record{Group: r.e.cfg.Group, Node: r.e.cfg.Name, Term: r.cand.term}
+			ops = append(ops, &zk.CreateRequest{Path: r.e.paths.released, Data: mark.Marshal(),
 				Acl: r.e.acls.group, Flags: zk.FlagEphemeral})
 		}
 		err := r.call(func() error { _, err := r.c.Multi(ops...); return err })

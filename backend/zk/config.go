@@ -273,6 +273,7 @@ type paths struct {
 	election string // <group>/election: candidates, ephemeral sequential
 	leader   string // <group>/leader: the master record, ephemeral
 	transfer string // <group>/transfer: a planned move's election.Transfer, ephemeral
+	released string // <group>/released: left by a master that gave up after demoting, ephemeral
 	maint    string // <group>/maintenance: one ephemeral child per node in maintenance
 }
 
@@ -280,7 +281,7 @@ func newPaths(chroot, group string) paths {
 	root := chroot + "/hacoord"
 	g := root + "/" + group
 	return paths{chroot: chroot, root: root, group: g, election: g + "/election", leader: g + "/leader",
-		transfer: g + "/transfer", maint: g + "/maintenance"}
+		transfer: g + "/transfer", released: g + "/released", maint: g + "/maintenance"}
 }
 
 // acls are the ACLs put on created znodes.

@@ -15,6 +15,8 @@
 //	                                      election.Record (Record.Marshal)
 //	<chroot>/hacoord/<group>/transfer     ephemeral, owned by the session of the master that
 //	                                      made a planned move: the JSON election.Transfer
+//	<chroot>/hacoord/<group>/released     ephemeral, left by a master that gave up after its
+//	                                      demote; deleted by the next master's claim
 //	<chroot>/hacoord/<group>/maintenance  persistent, created on first use; one child per node
 //	    <node>                            in maintenance: ephemeral, its Candidate with
 //	                                      maintenance set (for status)
@@ -49,6 +51,13 @@
 // back. Resign and Transfer are the same move on an operator's request (Resign names the best other
 // candidate); the node that moved away then publishes no preemption until it is master again, so
 // it does not take mastership straight back. The target deletes the transfer record once master.
+//
+// A master that gives up on purpose (a planned move, a withdrawal, a yield) creates the released
+// marker in the multi-op that deletes its znodes, after its demote; every master's claim creates
+// the master record and deletes the marker in one multi-op. A claim that deleted a marker follows
+// a master that had let go of the VIPs, with no master between: it reports State.Handover, and
+// the VIP action skips the conflict probe. After a crash or an expiry there is no marker (it goes
+// with its session).
 // A planned move costs the target one notification and a few pipelined round trips after the
 // old master's VIPs are gone. Terms still rise: every master's candidate was created after the
 // previous master's.

@@ -124,7 +124,7 @@ func (r *sessionRun) planned(ctx context.Context, q plannedReq) error {
 		if i < 0 {
 			// Nobody to hand over to: give up and rejoin, as asked; this node wins again.
 			r.log.Info("resigning with no other candidate queued: this node will be master again")
-			r.giveUp(ctx, election.Backup, "resigned")
+			r.giveUpPlanned(ctx, "resigned")
 			return nil
 		}
 		to = vals[i].Node

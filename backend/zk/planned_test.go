@@ -37,6 +37,7 @@ func TestPlannedMoves(t *testing.T) {
 	t.Run("HeadDefersToHigherPriority", func(t *testing.T) { testHeadDefers(t, addr) })
 	t.Run("SetPriorityRepublishes", func(t *testing.T) { testSetPriority(t, addr) })
 	t.Run("GateWeightMovesPriority", func(t *testing.T) { testGateWeight(t, addr) })
+	t.Run("HandoverOnlyAfterAPlannedGiveUp", func(t *testing.T) { testHandoverMarker(t, addr) })
 	t.Run("Maintenance", func(t *testing.T) { testMaintenance(t, addr) })
 	t.Run("ListerQueueOrder", func(t *testing.T) { testLister(t, addr) })
 	t.Run("OldBareNameCandidate", func(t *testing.T) { testBareName(t, addr) })
@@ -219,6 +220,28 @@ func waitGone(t testing.TB, addr, p string) {
 	}
 }
 
+// waitExists waits on a watch until znode p exists.
+func waitExists(t testing.TB, addr, p string) {
+	t.Helper()
+	c := raw(t, addr, "")
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
+	for {
+		ok, _, w, err := c.ExistsW(p)
+		if err != nil {
+			t.Fatalf("watch %s: %v", p, err)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-w:
+		case <-deadline.C:
+			t.Fatalf("%s not there after %v", p, waitLimit)
+		}
+	}
+}
+
 // A preferred node (priority 200) that resigns to b (100) does not preempt it straight back; a
 // preempting node that joins later (150) is the one b hands over to.
 func testResignNoTakeBack(t *testing.T, addr string) {
@@ -330,8 +353,8 @@ func testTransferTimeout(t *testing.T, addr string) {
 	}
 	until := start.Add(timeout)
 	m := c.rec.waitFor(t, "c master", isRole(election.Master))
-	if m.Handover {
-		t.Errorf("c's State says it follows a planned move to it: %+v", m.State)
+	if !m.Handover { // a demoted and gave up; nobody was master between
+		t.Errorf("c's State does not say it follows a's planned give-up: %+v", m.State)
 	}
 	if m.At.Before(until.Add(-50 * time.Millisecond)) {
 		t.Errorf("c master %v before the transfer to b ran out", until.Sub(m.At))
@@ -583,6 +606,7 @@ func testBareName(t *testing.T, addr string) {
 	a.rec.waitFor(t, "a hands over to old1", func(s election.State) bool {
 		return s.Role == election.Backup && s.Reason == "preempted by old1"
 	})
+	waitExists(t, addr, "/hacoord/"+group+"/transfer") // written with a's release, after the demote
 	_, tr := list(t, addr, group)
 	if tr == nil || tr.To != "old1" || tr.From != "a" {
 		t.Errorf("transfer record %+v, want a to old1", tr)
@@ -630,4 +654,67 @@ func testGateWeight(t *testing.T, addr string) {
 		return slices.Equal(names(cs), []string{"b"})
 	})
 	holders(t, a, b)
+}
+
+// State.Handover says the previous master gave up after its demote with no master between: after a
+// withdrawal (SetEligible(false)) it is set; after a master's session ended without a give-up (a
+// crash: the session closed from outside) it is not, and the released marker is gone with the
+// session that claimed it.
+func testHandoverMarker(t *testing.T, addr string) {
+	const group = "marker"
+	px, err := faultnet.New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	e, err := zkb.New(config(px.Addr(), group, "a"), testLogger(t).Named("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f faults
+	f.wrap(e)
+	a := runNode(t, "a", e)
+	a.waitMaster(t)
+	b := startNode(t, config(addr, group, "b"), nil)
+	b.rec.waitFor(t, "b follows a", leads("a"))
+
+	b.e.SetEligible(false) // a backup's withdrawal leaves no marker
+	b.rec.waitFor(t, "b out", func(s election.State) bool { return s.Reason == "ineligible" })
+	b.e.SetEligible(true)
+	b.rec.waitFor(t, "b follows a again", func(s election.State) bool { return s.Reason == "following" })
+	a.e.SetEligible(false)
+	mb := b.waitMaster(t)
+	if !mb.Handover {
+		t.Errorf("b master after a withdrew: %+v, want Handover", mb.State)
+	}
+	c := raw(t, addr, "")
+	if ok, _, _ := c.Exists("/hacoord/" + group + "/released"); ok {
+		t.Error("the released marker outlived b's claim")
+	}
+	a.e.SetEligible(true)
+	a.rec.waitFor(t, "a follows b", func(s election.State) bool { return s.Reason == "following" })
+	if err := b.e.Transfer(context.Background(), "a", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ma := a.waitMaster(t)
+	if !ma.Handover {
+		t.Errorf("a master after the transfer: %+v, want Handover", ma.State)
+	}
+	b.rec.waitFor(t, "b follows a", leads("a"))
+
+	// a crashes: its session ends without a give-up.
+	sid, pw := f.session()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	px.Block()
+	if err := zktest.CloseSession(ctx, addr, sid, pw); err != nil {
+		t.Fatal(err)
+	}
+	mb = b.rec.waitFor(t, "b master after a's session ended", func(s election.State) bool {
+		return s.Role == election.Master && s.Term > ma.Term
+	})
+	if mb.Handover {
+		t.Errorf("b master after a crash: %+v, want no Handover", mb.State)
+	}
+	px.Unblock()
 }

@@ -230,7 +230,7 @@ func (r *sessionRun) mayLead(cands []candidate) (ok, again bool, err error) {
 	me := r.cand.published
 	switch {
 	case tr != nil && tr.To == me.Node:
-		r.cand.ownTransfer, r.cand.named = true, true
+		r.cand.ownTransfer = true
 		return true, false, nil
 	case tr != nil && queued(vals, tr.To):
 		return false, true, r.requeue("a transfer to "+tr.To+" is in progress", zap.String("to", tr.To))
@@ -421,7 +421,7 @@ func (r *sessionRun) handOver(ctx context.Context, to string, timeout time.Durat
 	r.cand.ownTransfer = false
 	r.cand.moving = &election.Transfer{From: r.e.cfg.Name, To: to, Until: time.Now().Add(timeout).Round(0).UTC()}
 	r.log.Info("planned move", zap.String("to", to), zap.Duration("timeout", timeout), zap.String("reason", reason))
-	r.giveUp(ctx, election.Backup, reason)
+	r.giveUpPlanned(ctx, reason)
 	return nil
 }
 

@@ -19,7 +19,9 @@ type masterRecord struct {
 	mine    election.Record // our record for the current term (zero: none yet)
 	owned   bool            // the leader znode holds mine, owned by our session, at version
 	version int32
-	fresh   bool // the last publish created the znode: no record of another master was there
+	// released: our claim deleted the released marker: the previous master gave up after its
+	// demote, and no master came between (State.Handover).
+	released bool
 
 	// foreignSince is when, as winner, we first found the znode held by another live session.
 	foreignSince time.Time
@@ -48,8 +50,7 @@ func (r *sessionRun) ourRecord(term uint64) election.Record {
 func (r *sessionRun) publish() (ok bool, err error) {
 	p := r.e.paths.leader
 	data := r.rec.mine.Marshal()
-	err = r.call(func() error { _, err := r.c.Create(p, data, zk.FlagEphemeral, r.e.acls.group); return err })
-	r.rec.fresh = err == nil
+	r.rec.released, err = r.claim(data)
 	switch {
 	case err == nil:
 		return r.watchOwnRecord()
@@ -83,6 +84,28 @@ func (r *sessionRun) publish() (ok bool, err error) {
 		}
 	}
 	return false, r.deleteForeign(st.Version)
+}
+
+// claim creates the leader znode with our record and, in the same multi-op, deletes the released
+// marker. Every claim deletes the marker, so a claim that found it follows a master that gave up
+// after its demote with no master in between: released=true. Without a marker (a crash, an expiry,
+// the first master) the multi-op fails and the record is created on its own.
+func (r *sessionRun) claim(data []byte) (released bool, err error) {
+	p := r.e.paths.leader
+	err = r.call(func() error {
+		_, err := r.c.Multi(
+			&zk.CreateRequest{Path: p, Data: data, Acl: r.e.acls.group, Flags: zk.FlagEphemeral},
+			&zk.DeleteRequest{Path: r.e.paths.released, Version: -1})
+		return err
+	})
+	if err == nil {
+		return true, nil
+	}
+	if sessionGone(err) {
+		return false, err
+	}
+	err = r.call(func() error { _, err := r.c.Create(p, data, zk.FlagEphemeral, r.e.acls.group); return err })
+	return false, err
 }
 
 // rewrite puts our record back into our own leader znode (someone changed it, or it is from an

@@ -150,7 +150,7 @@ func (r *sessionRun) yield(ctx context.Context) {
 	r.cand.yields++
 	d := r.e.backoffFor(r.cand.yields)
 	r.log.Info("yielding mastership", zap.Uint64("term", r.cand.term), zap.Duration("rejoin-after", d))
-	r.giveUp(ctx, election.Backup, "yielded")
+	r.giveUpPlanned(ctx, "yielded")
 	r.cand.holdUntil = time.Now().Add(d)
 	r.retry.at(d)
 }
@@ -316,7 +316,7 @@ func (r *sessionRun) stepOnce(ctx context.Context) (again bool, err error) {
 // stepIneligible withdraws the candidacy and reports Backup naming whoever is master.
 func (r *sessionRun) stepIneligible(ctx context.Context, reason string) error {
 	if r.cand.node != "" || r.master {
-		r.giveUp(ctx, election.Backup, reason)
+		r.giveUpPlanned(ctx, reason)
 	}
 	if err := r.payRelease(); err != nil {
 		return err
@@ -380,9 +380,8 @@ func (r *sessionRun) lead() (again bool, err error) {
 	r.rec.seen = r.rec.mine
 	if !r.master {
 		r.master, r.masterSince = true, time.Now()
-		// A planned move to us: the transfer record naming us was created by the multi-op that
-		// ended the previous master's term after its demote, and no master record came between.
-		r.handover = r.cand.named && r.rec.fresh
+		// Our claim deleted the marker the previous master left when it gave up after its demote.
+		r.handover = r.rec.released
 		r.e.isMaster.Store(true)
 		r.e.holdBack.Store(false) // master again: preempt as configured from now on
 		r.log.Info("elected master", zap.Uint64("term", r.cand.term), zap.String("candidate", r.cand.node))
@@ -404,6 +403,7 @@ func (r *sessionRun) giveUp(ctx context.Context, role election.Role, reason stri
 		seq := r.rep.set(election.State{Role: role, Term: r.cand.term, Reason: reason})
 		if err := r.rep.waitActed(ctx, seq); err != nil {
 			r.log.Info("stopped while waiting for the demote; the consumer demotes before stopping", zap.Error(err))
+			r.cand.marker = false // no proof of the demote for the next master
 		}
 		r.log.Info("resigning mastership", zap.Uint64("term", r.cand.term), zap.String("reason", reason))
 	}
@@ -411,6 +411,13 @@ func (r *sessionRun) giveUp(ctx context.Context, role election.Role, reason stri
 	if err := r.payRelease(); err != nil {
 		r.log.Warn("could not delete our znodes; retrying", zap.Error(err))
 	}
+}
+
+// giveUpPlanned is giveUp on purpose, while the session is fine (a yield, a withdrawal, a planned
+// move): a master's release then also leaves the released marker for the next master's claim.
+func (r *sessionRun) giveUpPlanned(ctx context.Context, reason string) {
+	r.cand.marker = r.master
+	r.giveUp(ctx, election.Backup, reason)
 }
 
 // resign is the clean-up on stop: the consumer has demoted already. Delete our znodes (the caller
