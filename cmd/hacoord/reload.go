@@ -203,6 +203,9 @@ func planReload(old, np *plan) (reloadPlan, error) {
 	if old.fenceGuard != np.fenceGuard {
 		refuse("fence_guard", "%v to %v: restart the daemon", old.fenceGuard, np.fenceGuard)
 	}
+	if old.metrics != np.metrics {
+		refuse("metrics_address", "%q to %q: the metrics server is bound at start; restart the daemon", old.metrics, np.metrics)
+	}
 	if old.etcdFiles != np.etcdFiles {
 		refuse("etcd", "TLS files or credentials changed: the store client is built at start; restart the daemon")
 	}

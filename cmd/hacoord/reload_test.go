@@ -109,6 +109,8 @@ func TestPlanReloadRefuses(t *testing.T) {
 		{"new address family", reloadBase, strings.Replace(reloadBase, "[10.0.0.100/24]", "[10.0.0.100/24, 2001:db8::5/64]", 1),
 			[]string{"vips: vip: reconfigure eth0: IPv6 VIPs where the running ones are IPv4 only"}},
 		{"fence hook", reloadBase, reloadBase + "hooks: {fence: /bin/true}\n", []string{"hooks.fence: changed"}},
+		{"metrics address", reloadBase, reloadBase + "metrics_address: 127.0.0.1:9733\n",
+			[]string{`metrics_address: "127.0.0.1:9732" to "127.0.0.1:9733": the metrics server is bound at start`}},
 		{"first virtual server", reloadBase, reloadBase + "virtual_servers:\n  - {address: 10.0.0.100, port: 80, real_servers: [{address: 10.0.0.11}]}\n",
 			[]string{"virtual_servers: the instance had none at start"}},
 		{"VRRP VRID", vrrp, strings.Replace(vrrp, "vrid: 51", "vrid: 52", 1), []string{"vrrp.vrid: 51 to 52"}},
