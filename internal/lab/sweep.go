@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/vishvananda/netns"
 
@@ -38,23 +36,6 @@ func ownerPID(name string) (int, bool) {
 	return pid, true
 }
 
-// alive reports whether pid is a live process (a zombie, dead but not yet reaped, is not).
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	if err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	// pid (comm) state ...: comm may hold spaces and parentheses; the state follows the last ')'.
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
-	}
-	return true
-}
-
 // Sweep removes what labs of dead processes left behind (a run killed with SIGKILL, a test binary
 // that timed out): it SIGKILLs every process still inside such a namespace and deletes the
 // namespace. It returns the names removed. Namespaces of live labs and of other packages are left
@@ -68,16 +49,10 @@ func Sweep() ([]string, error) {
 	var errs []error
 	for _, name := range names {
 		pid, ok := ownerPID(name)
-		if !ok || alive(pid) {
+		if !ok || netnstest.Alive(pid) {
 			continue
 		}
-		if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
-			for _, f := range strings.Fields(string(out)) {
-				if p, err := strconv.Atoi(f); err == nil && p > 1 {
-					_ = syscall.Kill(p, syscall.SIGKILL)
-				}
-			}
-		}
+		netnstest.KillInside(name)
 		if err := netns.DeleteNamed(name); err != nil {
 			errs = append(errs, fmt.Errorf("lab: sweep %s: %w", name, err))
 			continue

@@ -7,12 +7,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -31,11 +36,78 @@ type NS struct {
 	Netlink *netlink.Handle
 }
 
-// UniqueName returns Prefix + tag + a random suffix, short enough for an interface-free ns name.
+// UniqueName returns Prefix + tag + "-" + the creating process's PID + "x" + a random suffix. The
+// PID lets a later run remove what a dead one left (a test binary killed at its timeout runs no
+// Cleanup): see SweepDead.
 func UniqueName(tag string) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return Prefix + tag + "-" + hex.EncodeToString(b[:])
+	return fmt.Sprintf("%s%s-%dx%s", Prefix, tag, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// ownerOf returns the PID that UniqueName put in name, or false for a name it did not make.
+func ownerOf(name string) (int, bool) {
+	i := strings.LastIndexByte(name, '-')
+	if !strings.HasPrefix(name, Prefix) || i < 0 {
+		return 0, false
+	}
+	digits, suffix, ok := strings.Cut(name[i+1:], "x")
+	if !ok || len(suffix) != 6 {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(digits)
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, true
+}
+
+// Alive reports whether pid is a live process (a zombie, dead but not yet reaped, is not).
+func Alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses; the state follows the last ')'.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
+}
+
+// KillInside SIGKILLs every process still running inside the named namespace.
+func KillInside(name string) {
+	out, err := exec.Command("ip", "netns", "pids", name).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if p, err := strconv.Atoi(f); err == nil && p > 1 {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+	}
+}
+
+var sweepOnce sync.Once
+
+// SweepDead removes the namespaces (and SIGKILLs the processes inside them) that UniqueName made for
+// processes that are gone; namespaces of live processes and names it did not make are left alone.
+// New calls it once per process.
+func SweepDead() {
+	names, err := Leftovers()
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		if pid, ok := ownerOf(name); ok && !Alive(pid) {
+			KillInside(name)
+			_ = netns.DeleteNamed(name)
+		}
+	}
 }
 
 // Create makes a new named namespace with its loopback up. The caller owns it and must Close it.
@@ -82,6 +154,7 @@ func Create(name string) (*NS, error) {
 // New creates a namespace named UniqueName(tag) and removes it when t ends.
 func New(t testing.TB, tag string) *NS {
 	t.Helper()
+	sweepOnce.Do(SweepDead)
 	ns, err := Create(UniqueName(tag))
 	if err != nil {
 		t.Fatal(err)
