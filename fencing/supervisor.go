@@ -53,8 +53,9 @@ type supervised struct {
 	ipvs    []string
 }
 
-// StartSupervisor starts the guard argv (for hacoord, `hacoord fence-guard --log-level info`) in a process group of its own, its stderr going to stderr, and waits at most 5s until it
-// says GuardReady. log (nil: none) is used as given.
+// StartSupervisor starts the guard argv (for hacoord, `hacoord fence-guard --log-level info`) in a
+// process group of its own, its stderr going to stderr, and waits at most 5s until it says
+// GuardReady. log (nil: none) is used as given.
 func StartSupervisor(argv []string, stderr io.Writer, log *zap.Logger) (*Supervisor, error) {
 	return startSupervisor(argv, stderr, log, 5*time.Second)
 }

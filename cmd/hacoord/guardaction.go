@@ -62,7 +62,9 @@ func (a guardAction) String() string { return "fence-guard" }
 // created (ipvs.Owned), each time that changes, so that the guard withdraws them should the daemon
 // die or pass the instance's deadline. Only for program_on_backup false: with it true, a backup
 // keeps its table, and so does a dead daemon's node (a restarted daemon takes it over,
-// ipvs.Reconciler.Cleanup).
+// ipvs.Reconciler.Cleanup). The guard hears of a service once it is in the kernel (before the VIPs
+// are bound, on promote): one created in the instant before the daemon died is left, for the
+// restarted daemon's Cleanup; without the VIP, it forwards nothing.
 type ipvsReporter struct {
 	g       *guard
 	inst    string
