@@ -61,7 +61,12 @@ func (m *Manager) Conflicts() []Conflict {
 // ended or until passed during the probe, or ConflictFence's function failed. A probe that cannot
 // be sent is logged and binds: not knowing is no reason to refuse a failover.
 func (m *Manager) checkConflictsLocked(ctx context.Context, until time.Time) (map[netip.Prefix]Conflict, error) {
-	cs, err := m.probeLocked(ctx, until, m.cfg.VIPs)
+	return m.checkConflictsOfLocked(ctx, until, m.cfg.VIPs)
+}
+
+// checkConflictsOfLocked is checkConflictsLocked for targets only (the VIPs a reload adds).
+func (m *Manager) checkConflictsOfLocked(ctx context.Context, until time.Time, targets []netip.Prefix) (map[netip.Prefix]Conflict, error) {
+	cs, err := m.probeLocked(ctx, until, targets)
 	if err != nil || len(cs) == 0 {
 		return nil, err
 	}

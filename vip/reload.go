@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -19,8 +20,10 @@ import (
 //
 // While the VIPs are held, SetConfig unbinds the VIPs cfg no longer lists, binds the new ones
 // (with the current self-fencing deadline, checked as Acquire checks it) and sends the
-// announcement burst for the new ones only; the VIPs in both are not touched. A new VIP is bound
-// without the conflict probe: the node is master already. It is all or nothing: if a new VIP
+// announcement burst for the new ones only; the VIPs in both are not touched. The new VIPs are
+// probed first, as Acquire probes (see "Conflict probe" in the package documentation): with
+// ConflictWait one another host answers for is held back, with ConflictFence a failing OnConflict
+// function refuses the reload. It is all or nothing: if a new VIP
 // cannot be bound, the ones it bound are removed again, the removed ones are bound again, and the
 // old configuration stays (the error says why). While the VIPs are not held, it only records the
 // new configuration, for the next Acquire. The rest of cfg takes effect as it is next used: the
@@ -55,17 +58,33 @@ func (m *Manager) SetConfig(ctx context.Context, cfg Config) (added, removed []n
 	if !m.held {
 		return added, removed, nil
 	}
-	if err := m.swapLocked(ctx, added, removed); err != nil {
+	hold, err := m.checkConflictsOfLocked(ctx, m.until, added)
+	if err != nil {
+		m.cfg, m.anns, m.probes = old, oldAnns, oldProbes
+		return nil, nil, err
+	}
+	bind := slices.DeleteFunc(slices.Clone(added), func(v netip.Prefix) bool { _, held := hold[v]; return held })
+	if err := m.swapLocked(ctx, bind, removed); err != nil {
 		m.cfg, m.anns, m.probes = old, oldAnns, oldProbes
 		return nil, nil, err
 	}
 	for _, v := range removed {
 		delete(m.pending, v)
 	}
+	if len(hold) > 0 {
+		if m.pending == nil {
+			m.pending = map[netip.Prefix]Conflict{}
+		}
+		maps.Copy(m.pending, hold)
+		if m.nextProbe.IsZero() {
+			m.nextProbe = time.Now().Add(m.cfg.Conflict.Retry)
+		}
+		m.poke()
+	}
 	if len(added) > 0 || len(removed) > 0 {
 		m.log.Info("VIPs reconfigured", zap.Stringers("added", added), zap.Stringers("removed", removed))
 	}
-	m.announceAddedLocked(added)
+	m.announceAddedLocked(bind)
 	m.rescheduleLocked(old.Announce)
 	return added, removed, nil
 }

@@ -153,3 +153,37 @@ func TestSetConfigNeedsSockets(t *testing.T) {
 		}
 	})
 }
+
+// A VIP a reload adds is probed first: with conflict: wait, one another host answers for is held
+// back (listed in Conflicts, not bound, not announced) and bound once nobody answers.
+func TestSetConfigProbesAddedVIPs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, _, stop := startConflict(t, ConflictWait)
+		defer stop()
+		k.mu.Lock()
+		delete(k.answers, fakeV4.Addr()) // the Acquire binds both
+		k.mu.Unlock()
+		if err := m.Acquire(context.Background(), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		k.setAnswer(fakeV4b.Addr(), otherMAC)
+		cfg := m.cfg
+		cfg.VIPs = []netip.Prefix{fakeV4, fakeV6, fakeV4b}
+		if _, _, err := m.SetConfig(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := k.boundCopy()[fakeV4b]; ok {
+			t.Fatalf("bound %s while another host answers for it", fakeV4b)
+		}
+		if cs := m.Conflicts(); len(cs) != 1 || cs[0].VIP != fakeV4b {
+			t.Fatalf("Conflicts = %v, want %s", cs, fakeV4b)
+		}
+		k.mu.Lock()
+		delete(k.answers, fakeV4b.Addr())
+		k.mu.Unlock()
+		time.Sleep(2 * time.Second) // the retry (every second)
+		if _, ok := k.boundCopy()[fakeV4b]; !ok {
+			t.Fatalf("%s not bound once nobody answers: %v", fakeV4b, k.boundCopy())
+		}
+	})
+}
