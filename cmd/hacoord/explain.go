@@ -34,6 +34,9 @@ const (
 	// kernelLateness is the base of the kernel's lateness in removing an address whose lifetime
 	// ended (vip/doc.go, "Lifetime backstop").
 	kernelLateness = 1250 * time.Millisecond
+	// thinValidity is the validity below which explain warns that an ordinary stall (a GC pause,
+	// a loaded host, a slow answer) makes a master let go of its VIPs.
+	thinValidity = 100 * time.Millisecond
 )
 
 // What explain assumes of a store it could not read.
@@ -160,6 +163,9 @@ func explainTimeline(in explainInput) Explanation {
 	case backendEtcd:
 		T, m, k := in.ttl, in.margin, in.keepalive
 		ex.Settings = []string{fmt.Sprintf("lease TTL %s, fencing margin %s, keepalive every %s", ms(T), ms(m), ms(k))}
+		if wv := T - m - k; wv < thinValidity {
+			ex.Warnings = append(ex.Warnings, fmt.Sprintf("a master holds as little as TTL - margin - keepalive = %s of validity: a stall that long drops the VIPs for a moment (same term, no failover)", ms(wv)))
+		}
 		crash = T + etcdLessorScan + promote
 		add(ExplainItem{Key: "crash", What: "node crash -> takeover", Bound: crash,
 			Formula: fmt.Sprintf("TTL %s (the store expires the lease; its last renewal came before the crash) + etcd lessor scan %s + %s", ms(T), ms(etcdLessorScan), promoteF)})
@@ -198,6 +204,12 @@ func explainTimeline(in explainInput) Explanation {
 			s += fmt.Sprintf(" (asked %s; the server grants [%s, %s])", ms(in.session), ms(negotiatedSession(0, tm)), ms(negotiatedSession(time.Hour, tm)))
 		}
 		ex.Settings = []string{fmt.Sprintf("%s, fencing margin %s, liveness round trip every %s", s, ms(m), ms(tm.Renewal()))}
+		if wv := tm.WorstValidity(); wv < thinValidity {
+			ex.Warnings = append(ex.Warnings, fmt.Sprintf("a master in contact holds as little as session/2 - margin = %s of validity: a stall that long (GC, a loaded host, a slow answer) drops the VIPs for a moment (same term, no failover)", ms(wv)))
+			if in.probe >= wv {
+				ex.Warnings = append(ex.Warnings, fmt.Sprintf("the conflict probe (%s) outlasts that validity: a new master may bind the VIPs and let go of them at once, binding again a liveness round trip later", ms(in.probe)))
+			}
+		}
 		crash = T + tm.Tick + promote
 		add(ExplainItem{Key: "crash", What: "node crash -> takeover", Bound: crash,
 			Formula: fmt.Sprintf("session timeout %s (from the server's last contact, before the crash) + 1 tick %s (session expiry runs in tick buckets) + %s", ms(T), ms(tm.Tick), promoteF)})

@@ -116,6 +116,9 @@ func TestExplainZKArithmetic(t *testing.T) {
 	if got := item(t, ex, "hold-after-loss").Bound; got != 200*time.Millisecond {
 		t.Errorf("hold %v, want 300ms - 100ms", got)
 	}
+	if w := strings.Join(ex.Warnings, "\n"); !strings.Contains(w, "as little as session/2 - margin = 50ms") || !strings.Contains(w, "conflict probe (60ms) outlasts") {
+		t.Errorf("a 300ms session: want a warning of its 50ms validity, got %q", ex.Warnings)
+	}
 	lc := item(t, ex, "leader-change")
 	// 5 ticks + 200ms + 2 ticks + pause max(300ms/20, 10ms) = 915ms, against 150ms - 100ms of validity.
 	if lc.Bound != 915*time.Millisecond || *lc.RidesOut || lc.Drop != 915*time.Millisecond-50*time.Millisecond+310*time.Millisecond {
