@@ -34,11 +34,12 @@ func (s setup) String() string {
 	}
 }
 
-// suite is what `make bench` runs: the quorum backends' crash, term and partition, their store
+// suite is what `make bench` runs: the quorum backends' crash, term, partition and resign (a
+// planned move through the control socket), their store
 // scenarios against 3-member stores, and VRRP-mode SIGKILL and SIGTERM at two advert intervals for
 // hacoord and, side by side, keepalived.
 func suite() []setup {
-	quorum := []string{lab.Crash, lab.Term, lab.Partition}
+	quorum := []string{lab.Crash, lab.Term, lab.Partition, lab.Resign}
 	vrrp := []string{lab.Kill, lab.Term}
 	var out []setup
 	for _, b := range []string{"etcd", "zk"} {

@@ -46,8 +46,16 @@ const (
 // runs on without one (resign, transfer and maintenance then reach the other daemon).
 var errControlInUse = errors.New("another hacoord daemon answers there (same --name?); running without a control socket")
 
-// defaultControlSocket is the control socket of the daemon of node unless configured.
-func defaultControlSocket(node string) string { return filepath.Join(defaultControlDir, node+".sock") }
+// defaultControlSocket is the control socket of the daemon of node unless configured:
+// /run/hacoord/<node>.sock, or under $HACOORD_RUN_DIR when set (labs and tests that run several
+// daemons of the same name on one machine).
+func defaultControlSocket(node string) string {
+	dir := defaultControlDir
+	if d := os.Getenv("HACOORD_RUN_DIR"); d != "" {
+		dir = d
+	}
+	return filepath.Join(dir, node+".sock")
+}
 
 // controlRequest is one request line.
 type controlRequest struct {

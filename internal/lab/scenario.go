@@ -29,6 +29,10 @@ const (
 	Pause = "pause"
 	// Partition: nftables in the holder's namespace drop everything but loopback.
 	Partition = "partition"
+	// Resign: `hacoord resign` on the holder (a planned move: demote, then give up the term).
+	Resign = "resign"
+	// Transfer: `hacoord transfer --to <the last other node>` on the holder.
+	Transfer = "transfer"
 )
 
 // The store scenarios hit the store (of Options.StoreMembers >= 3 members), never a node: any
@@ -52,7 +56,7 @@ const (
 var (
 	NodeScenarios  = []string{Crash, Kill, Term, Pause, Partition}
 	StoreScenarios = []string{StoreLeaderKill, StoreLeaderCut, StoreMemberRestart, StoreQuorumLoss}
-	Scenarios      = append(append(slices.Clone(NodeScenarios), StoreScenarios...), Interrupt)
+	Scenarios      = append(append(slices.Clone(NodeScenarios), StoreScenarios...), Interrupt, Resign, Transfer)
 )
 
 // IsStoreScenario reports whether name is one of StoreScenarios.
@@ -285,6 +289,7 @@ func (l *Lab) runNodeScenario(ctx context.Context, name string, old *Node) (Resu
 	defer wcancel()
 	r := Result{Scenario: name, Old: old.Name, Target: old.Name, OldReleased: -1, NeighSwitched: -1,
 		StoreElection: -1, Rejoined: -1, QuorumBack: -1, BackAfter: -1, Fault: time.Now()}
+	var transferTo string // Transfer's target
 	switch name {
 	case Crash:
 		err = old.Crash()
@@ -298,6 +303,11 @@ func (l *Lab) runNodeScenario(ctx context.Context, name string, old *Node) (Resu
 		err = old.Pause()
 	case Partition:
 		err = old.Partition(wctx)
+	case Resign:
+		err = old.Resign(wctx)
+	case Transfer:
+		transferTo = l.transferTarget(old).Name
+		err = old.TransferTo(wctx, transferTo)
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("lab: %s %s: %w", name, old.Name, err)
@@ -317,6 +327,9 @@ func (l *Lab) runNodeScenario(ctx context.Context, name string, old *Node) (Resu
 	}
 	nn := l.Node(r.New)
 	r.Takeover = at.Sub(r.Fault)
+	if transferTo != "" && r.New != transferTo {
+		r.Notes = append(r.Notes, fmt.Sprintf("transfer to %s, but %s took over", transferTo, r.New))
+	}
 	// The client reaches it.
 	if _, err := l.Prober.WaitReply(wctx, r.Fault, func(p Probe) bool { return p.Node == r.New }); err != nil {
 		return r, fmt.Errorf("lab: %s: client never reached the new holder %s: %w", name, r.New, err)
