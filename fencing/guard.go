@@ -59,22 +59,24 @@ import (
 //
 // When the pipe reaches EOF (the daemon exited, however it died) the guard releases every instance
 // and returns: a dead daemon holds nothing. Once an instance's release has succeeded, and only
-// then, the guard ends the candidacy the daemon named last for it (GuardActions.EndCandidacy: it revokes the lease, closes the
-// session), so that the next candidate takes over at once rather than when the store notices the
-// silence, a lease TTL or session timeout later. Never before the release: the next master would
+// then, the guard ends the candidacy the daemon named last for it (GuardActions.EndCandidacy: it
+// revokes the lease, closes the session), so that the next candidate takes over at once rather
+// than when the store notices the silence, a lease TTL or session timeout later. Never before the release: the next master would
 // bind while the dead one's VIPs are still there. Only at EOF: when a hold's deadline passes the
 // daemon may be alive (stopped, or its hold was lost in a write that timed out, see below), and it
 // would be master again with its lease while the next candidate binds; a stopped daemon's lease
 // ends when its keepalives stop, as it would without a guard. A read error other than EOF, or a
 // malformed command, releases without ending anything either: the daemon may be alive.
 //
-// A release that fails is retried, GuardRetryMin apart at first and
-// doubling up to GuardRetryMax, until it succeeds or Guard returns; a hold for that instance that
+// A release that fails is retried, GuardRetryMin apart at first and doubling up to
+// GuardRetryMax, until it succeeds or Guard returns; a hold for that instance that
 // arrives meanwhile ends the retries (it is master again, until that hold's deadline). Instances
 // are independent: one whose release fails holds up neither the others' releases nor, at EOF, the
-// end of their candidacies. The guard ignores
-// SIGINT and SIGTERM (its caller arranges that), so a Ctrl-C or a service stop reaches the daemon,
-// which releases in order, before the guard ends.
+// end of their candidacies. The guard ignores SIGINT and SIGTERM (its caller arranges that), so a
+// Ctrl-C or a service stop reaches the daemon, which releases in order, before the guard ends.
+//
+// A list split over several lines (vips, then vips+) is written back to back, each line whole
+// (under PIPE_BUF); the Supervisor records a list as told only once every line of it was written.
 //
 // The daemon's writes are bounded by GuardWriteTimeout (GuardConn): a guard that stops reading
 // cannot hold up a renewal. A hold that cannot be written in time is not sent; the guard then
