@@ -52,7 +52,8 @@ type release struct {
 	leader    bool  // the leader znode is ours
 	leaderVer int32 // at this version
 	transfer  *election.Transfer
-	marker    bool // create the released marker too (the master gave up after its demote)
+	marker    bool   // create the released marker too (the master gave up after its demote)
+	term      uint64 // the term the release ends
 }
 
 // candidate is one child of the election znode.
@@ -182,7 +183,7 @@ func (r *sessionRun) owe() {
 		return
 	}
 	r.cand.owed = &release{candidate: r.cand.node, leader: r.rec.owned, leaderVer: r.rec.version,
-		transfer: r.cand.moving, marker: r.cand.marker && r.rec.owned}
+		transfer: r.cand.moving, marker: r.cand.marker && r.rec.owned, term: r.cand.term}
 	r.cand.moving, r.cand.marker = nil, false
 	r.cand.node, r.cand.pred, r.cand.predWatch = "", "", nil
 	r.rec.mine, r.rec.owned, r.rec.seen = zeroRecord, false, zeroRecord
@@ -221,7 +222,7 @@ func (r *sessionRun) deleteOwn(o *release) error {
 				Acl: r.e.acls.group, Flags: zk.FlagEphemeral})
 		}
 		if o.marker {
-			mark := election.Record{Group: r.e.cfg.Group, Node: r.e.cfg.Name, Term: r.cand.term}
+			mark := election.Record{Group: r.e.cfg.Group, Node: r.e.cfg.Name, Term: o.term}
 			ops = append(ops, &zk.CreateRequest{Path: r.e.paths.released, Data: mark.Marshal(),
 				Acl: r.e.acls.group, Flags: zk.FlagEphemeral})
 		}

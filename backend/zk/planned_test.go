@@ -38,6 +38,7 @@ func TestPlannedMoves(t *testing.T) {
 	t.Run("SetPriorityRepublishes", func(t *testing.T) { testSetPriority(t, addr) })
 	t.Run("GateWeightMovesPriority", func(t *testing.T) { testGateWeight(t, addr) })
 	t.Run("HandoverOnlyAfterAPlannedGiveUp", func(t *testing.T) { testHandoverMarker(t, addr) })
+	t.Run("NoHandoverAfterAnOlderMaster", func(t *testing.T) { testMarkerOlderMaster(t, addr) })
 	t.Run("Maintenance", func(t *testing.T) { testMaintenance(t, addr) })
 	t.Run("ListerQueueOrder", func(t *testing.T) { testLister(t, addr) })
 	t.Run("OldBareNameCandidate", func(t *testing.T) { testBareName(t, addr) })
@@ -717,4 +718,39 @@ func testHandoverMarker(t *testing.T, addr string) {
 		t.Errorf("b master after a crash: %+v, want no Handover", mb.State)
 	}
 	px.Unblock()
+}
+
+// An older hacoord's master does not delete the released marker when it claims. A marker left by
+// a master before it must not make the next master skip the conflict probe after that older
+// master crashed.
+func testMarkerOlderMaster(t *testing.T, addr string) {
+	const group = "markerold"
+	base := "/hacoord/" + group
+	a := startNode(t, config(addr, group, "a"), nil)
+	a.waitMaster(t)
+	old := raw(t, addr, "")
+	cand, err := old.Create(base+"/election/_c_22222222222222222222222222222222-n_", []byte("old"),
+		gozk.FlagEphemeral|gozk.FlagSequence, gozk.WorldACL(gozk.PermAll))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.e.SetEligible(false) // a gives up after its demote: the marker
+	a.rec.waitFor(t, "a out", func(s election.State) bool { return s.Reason == "ineligible" })
+	waitExists(t, addr, base+"/released")
+	// The older hacoord, now first, claims as it did: its master record, the marker left alone.
+	_, st, err := old.Exists(cand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := election.Record{Group: group, Node: "old", Term: uint64(st.Czxid), Since: time.Now().UTC()}
+	if _, err := old.Create(base+"/leader", rec.Marshal(), gozk.FlagEphemeral, gozk.WorldACL(gozk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, config(addr, group, "b"), nil)
+	b.rec.waitFor(t, "b follows old", leads("old"))
+	old.Close() // the older master crashes
+	mb := b.waitMaster(t)
+	if mb.Handover {
+		t.Errorf("b master after an older hacoord's master crashed: %+v, want no Handover", mb.State)
+	}
 }

@@ -87,19 +87,27 @@ func (r *sessionRun) publish() (ok bool, err error) {
 }
 
 // claim creates the leader znode with our record and, in the same multi-op, deletes the released
-// marker. Every claim deletes the marker, so a claim that found it follows a master that gave up
-// after its demote with no master in between: released=true. Without a marker (a crash, an expiry,
-// the first master) the multi-op fails and the record is created on its own.
+// marker (at the version read just before). Every claim deletes the marker, so a claim that found
+// it follows a master that gave up after its demote with no master in between: released=true. An
+// older hacoord's claim does not delete it, so a marker whose master's term is older than the last
+// master record this node read is not trusted (a master of an older version came between). Without
+// a marker (a crash, an expiry, the first master) the record is created on its own.
 func (r *sessionRun) claim(data []byte) (released bool, err error) {
 	p := r.e.paths.leader
-	err = r.call(func() error {
-		_, err := r.c.Multi(
-			&zk.CreateRequest{Path: p, Data: data, Acl: r.e.acls.group, Flags: zk.FlagEphemeral},
-			&zk.DeleteRequest{Path: r.e.paths.released, Version: -1})
-		return err
-	})
+	var mark []byte
+	var st *zk.Stat
+	err = r.call(func() (err error) { mark, st, err = r.c.Get(r.e.paths.released); return err })
 	if err == nil {
-		return true, nil
+		err = r.call(func() error {
+			_, err := r.c.Multi(
+				&zk.CreateRequest{Path: p, Data: data, Acl: r.e.acls.group, Flags: zk.FlagEphemeral},
+				&zk.DeleteRequest{Path: r.e.paths.released, Version: st.Version})
+			return err
+		})
+		if err == nil {
+			prev, perr := election.ParseRecord(mark)
+			return perr == nil && prev.Term >= r.rec.seen.Term, nil
+		}
 	}
 	if sessionGone(err) {
 		return false, err
