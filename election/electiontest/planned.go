@@ -202,26 +202,46 @@ func (s suite) maintenance(t *testing.T) {
 	CheckNoOverlap(t, rs...)
 }
 
-// higherPriorityLeads: of a low-priority candidate queued first and a high-priority one queued
-// after it, the high-priority one is master once both are queued, and the low one was never
-// master while the high one was queued.
+// higherPriorityLeads: the head rules. With m master and lo (its priority lowered to 50) and hi
+// (100) queued behind it in that order, m resigning makes hi master: lo, first in line, defers to
+// hi and is never master (a backend that let lo win and hand over later would show lo as master).
 func (s suite) higherPriorityLeads(t *testing.T) {
 	g := newGroup()
-	lo := s.h.NewCandidate(t, g, "lo")
-	hi := s.h.NewCandidate(t, g, "hi")
-	as[election.Prioritizer](t, lo).SetPriority(50)
-	as[election.Prioritizer](t, hi).SetPriority(200)
-	rhi := Start(t, "hi", hi)
-	rlo := Start(t, "lo", lo)
-	rs := []*Recorder{rhi, rlo}
-	s.masterIs(t, rs, rhi, "hi master")
-	// lo resigning nothing, hi resigning: lo takes over (it is the only other candidate).
-	if err := as[election.Resigner](t, hi).Resign(opContext(t, s.settle())); err != nil {
+	rs := s.startPrio(t, g, []string{"m", "lo", "hi"}, nil)
+	m, lo, hi := rs[0], rs[1], rs[2]
+	s.masterIs(t, rs, m, "m master")
+	as[election.Prioritizer](t, lo.Cand).SetPriority(50)
+	waitPublished(t, s.h.NewObserver(t, g).(election.Lister), "lo", 50, s.settle())
+	asked := time.Now()
+	if err := as[election.Resigner](t, m.Cand).Resign(opContext(t, s.settle())); err != nil {
 		t.Fatal(err)
 	}
-	// hi queued again behind lo, with the higher priority: lo defers (or hands over at once).
-	s.masterIs(t, rs, rhi, "hi master again")
+	s.masterIs(t, rs, hi, "hi master after m resigned")
+	for _, st := range lo.States() {
+		if st.Role == election.Master && st.At.After(asked) {
+			t.Fatalf("lo (priority 50) became master ahead of hi (100): %s", fmtState(st.State))
+		}
+	}
 	CheckNoOverlap(t, rs...)
+}
+
+// waitPublished waits until the Lister shows name with priority prio (10ms reads, as waitQueued).
+func waitPublished(t *testing.T, ls election.Lister, name string, prio int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		cs, _, err := ls.Candidates(opContext(t, d))
+		for _, c := range cs {
+			if err == nil && c.Node == name && c.Priority == prio {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never published priority %d within %v (last listing %+v, %v)", name, prio, d, cs, err)
+		}
+		tm := time.NewTimer(10 * time.Millisecond)
+		<-tm.C
+	}
 }
 
 // preferredReturns: a higher-priority node that joins a group with a master takes over by a
