@@ -71,7 +71,7 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 	}
 	log.Info("starting", zap.String("node", p.node), zap.Strings("instances", names), zap.String("version", version))
 	g, gctx := errgroup.WithContext(ctx)
-	rl := &reloader{reread: reread, cur: p, insts: insts, level: level, log: log}
+	rl := &reloader{reread: mx.instrumented(reread), cur: p, insts: insts, level: level, log: log}
 	g.Go(func() error { rl.watch(gctx, hup); return nil })
 	startSdNotify(gctx, g, insts, log.Named("systemd"))
 	for _, in := range insts {

@@ -396,3 +396,19 @@ func (b *planner) checkMetrics() {
 		b.fail(b.s.key(nil, "metrics_address", ""), "%q is not host:port (e.g. 127.0.0.1:9732; empty turns the metrics off)", a)
 	}
 }
+
+// instrumented returns reread (a reload's configuration source) with every plan it returns
+// instrumented, so the hooks a reload brings in are counted too; reread itself when the metrics
+// are off.
+func (m *metrics) instrumented(reread func() (*plan, error)) func() (*plan, error) {
+	if m == nil || reread == nil {
+		return reread
+	}
+	return func() (*plan, error) {
+		p, err := reread()
+		if p != nil {
+			m.instrument(p)
+		}
+		return p, err
+	}
+}

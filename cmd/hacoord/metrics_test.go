@@ -439,3 +439,26 @@ type collectorFunc func(chan<- prometheus.Metric)
 
 func (collectorFunc) Describe(chan<- *prometheus.Desc)      {}
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
+
+// TestMetricsReloadedHooks: the plans a reload reads are instrumented too, so the notify hooks it
+// brings in are counted; with the metrics off the source is left as it is.
+func TestMetricsReloadedHooks(t *testing.T) {
+	m := newMetrics(nil)
+	reread := m.instrumented(func() (*plan, error) {
+		return &plan{instances: []*instancePlan{{name: "db", group: "db", hooks: mapHooks(hookKeys{NotifyMaster: "/bin/true"})}}}, nil
+	})
+	p, err := reread()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.instances[0].hooks["hooks.notify_master"].Run(context.Background(), fencing.Event{Group: "db", Role: "master"}); err != nil {
+		t.Fatal(err)
+	}
+	if v := scrape(t, m.reg)[`hacoord_hook_runs_total{group="db",hook="notify_master",instance="db",result="ok"}`]; v != 1 {
+		t.Errorf("reloaded notify_master runs: %v, want 1", v)
+	}
+	var off *metrics
+	if off.instrumented(nil) != nil {
+		t.Error("metrics off: a nil source changed")
+	}
+}
