@@ -188,4 +188,13 @@ func TestReloadInProcess(t *testing.T) {
 	if ra := st.leader("A"); ra.Term != termA || !n.has(t, "192.0.2.103") {
 		t.Fatalf("after the refused reload A %+v, VIPs %v", ra, n.vips(t))
 	}
+
+	write(body) // the VIP removed again
+	hup()
+	eventually(t, "the removed VIP unbound", func() bool {
+		return !n.has(t, "192.0.2.103") && strings.Contains(n.log.String(), `"reloaded: log.level debug -> info, A: -vip 192.0.2.103/24, B: +track_script chk"`)
+	}, n)
+	if ra := st.leader("A"); ra.Term != termA || !n.has(t, "192.0.2.101") || !n.has(t, "192.0.2.102") {
+		t.Fatalf("after removing a VIP: A %+v, VIPs %v; want term %d and 101, 102 still bound", ra, n.vips(t), termA)
+	}
 }
