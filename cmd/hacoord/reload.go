@@ -6,12 +6,15 @@ package main
 //
 // What reloads, per instance: the VIPs (on the devices and labels the instance had at start), the
 // announcement schedule, vip_lifetime and conflict, the track scripts, interfaces and references,
-// the hooks, the virtual servers; daemon-wide: log.level. What is refused: a changed identity (the
-// backend, group or name of an instance; for VRRP its VRID and interface), anything else the
-// Elector was built with (the store's endpoints, credentials, timeouts, the node name, VRRP's
-// priority, adverts and VIPs), an instance added or removed, a sync group changed, a VIP on a
-// device or label the instance did not use at start, the first virtual server of an instance that
-// had none, and a configuration that does not validate. A refused reload changes nothing.
+// the notify hooks, the virtual servers; daemon-wide: log.level. What is refused: a changed
+// identity (the backend, group, name or interface of an instance; for VRRP its VRID), anything
+// else the Elector was built with (the store's endpoints, credentials, timeouts, the node name,
+// priorities, VRRP's adverts and VIPs), an instance added, removed or moved, a sync group changed,
+// a VIP on a device or label the instance did not use at start (or needing a socket its VIP
+// Manager did not open), the first virtual server of an instance that had none, the fence hook,
+// and a configuration that does not validate. A refused reload changes nothing; a reload that
+// fails while applied (a VIP that cannot be bound) leaves the failing instance, and those after
+// it, as they were.
 
 import (
 	"context"
@@ -110,7 +113,7 @@ func (r *reloader) reload(ctx context.Context) error {
 		}
 		if err := r.insts[i].reload(ctx, r.cur.instances[i], ic); err != nil {
 			// Instances before i have their new configuration, i and those after the old one.
-			r.log.Error("reload failed: this instance keeps the configuration loaded before", zap.String("instance", ic.ip.name),
+			r.log.Error("reload failed: this instance, and those after it, keep the configuration loaded before", zap.String("instance", ic.ip.name),
 				zap.Strings("applied", done), zap.Error(err))
 			r.commit(np, i)
 			return err
