@@ -34,6 +34,10 @@ const (
 	// kernelLateness is the base of the kernel's lateness in removing an address whose lifetime
 	// ended (vip/doc.go, "Lifetime backstop").
 	kernelLateness = 1250 * time.Millisecond
+	// guardReaction covers the fence guard's wake-up on its pipe's end and the netlink delete
+	// before it ends the dead daemon's candidacy (tens of ms; up to 220ms seen on a loaded 2-core
+	// host).
+	guardReaction = 100 * time.Millisecond
 	// thinValidity is the validity below which explain warns that an ordinary stall (a GC pause,
 	// a loaded host, a slow answer) makes a master let go of its VIPs.
 	thinValidity = 100 * time.Millisecond
@@ -270,8 +274,8 @@ func explainTimeline(in explainInput) Explanation {
 
 // explainKillStop adds the SIGKILL and clean-stop lines of a quorum backend.
 func explainKillStop(ex *Explanation, in explainInput, crash, promote time.Duration, promoteF, guardDoes, stopDoes string) {
-	kill := ExplainItem{Key: "kill", What: "SIGKILL of the master's daemon -> takeover", Bound: promote,
-		Formula: fmt.Sprintf("the fence guard sees its pipe close, removes the VIPs and %s: %s; if the guard cannot reach the store, as a crash (%s)", guardDoes, promoteF, ms(crash))}
+	kill := ExplainItem{Key: "kill", What: "SIGKILL of the master's daemon -> takeover", Bound: guardReaction + promote,
+		Formula: fmt.Sprintf("the fence guard sees its pipe close, removes the VIPs (guard reaction %s) and %s: + %s; if the guard cannot reach the store, as a crash (%s)", ms(guardReaction), guardDoes, promoteF, ms(crash))}
 	switch {
 	case !in.guard:
 		kill.Bound, kill.Formula = crash, "as a crash (--fence-guard=false: nothing ends the candidacy); the killed daemon's VIPs stay until their kernel lifetime ends"+staleNote(in)

@@ -57,10 +57,11 @@ func TestExplainEtcdArithmetic(t *testing.T) {
 			if got := item(t, ex, "crash").Bound; got != c.crash {
 				t.Errorf("crash %v, want %v", got, c.crash)
 			}
-			for _, k := range []string{"kill", "stop"} {
-				if got := item(t, ex, k).Bound; got != 310*time.Millisecond {
-					t.Errorf("%s %v, want 310ms (probe + slack)", k, got)
-				}
+			if got := item(t, ex, "kill").Bound; got != 410*time.Millisecond {
+				t.Errorf("kill %v, want 410ms (guard reaction + probe + slack)", got)
+			}
+			if got := item(t, ex, "stop").Bound; got != 310*time.Millisecond {
+				t.Errorf("stop %v, want 310ms (probe + slack)", got)
 			}
 			h := item(t, ex, "hold-after-loss")
 			if h.Bound != c.hold || !strings.Contains(h.Formula, c.lifetime) {
