@@ -94,6 +94,14 @@ func open(cfg Config, log *zap.Logger) (*conn, error) {
 	cc.Endpoints = cfg.Endpoints[:1]
 	cli, err := clientv3.New(cc)
 	if err != nil {
+		// With credentials, New authenticates: a refusal is final, and a timeout may hide a
+		// refused certificate.
+		if cerr := credentialsError(err); cerr != nil {
+			return nil, cerr
+		}
+		if cerr := probeTLS(context.Background(), cfg); cerr != nil {
+			return nil, cerr
+		}
 		return nil, err
 	}
 	c := wrap(cli, max(cfg.withDefaults().KeepaliveInterval, cfg.RetryMin), log)

@@ -162,6 +162,14 @@ func (e *Elector) loop(ctx context.Context, c *conn) error {
 		if errors.As(err, &ttlErr) {
 			return err
 		}
+		if cerr := credentialsError(err); cerr != nil {
+			return fmt.Errorf("etcd: %v: %w", e.cfg.Endpoints, cerr) // retrying cannot cure it
+		}
+		if err != nil && failures == 0 {
+			if cerr := probeTLS(ctx, e.cfg); cerr != nil { // a timeout that hides a refused certificate
+				return fmt.Errorf("etcd: %v: %w", e.cfg.Endpoints, cerr)
+			}
+		}
 		if err != nil {
 			failures++
 			wait := backoff(e.cfg, failures)

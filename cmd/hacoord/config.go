@@ -54,11 +54,15 @@ type etcdKeys struct {
 	Key      string `yaml:"key,omitempty"`
 	User     string `yaml:"user,omitempty"`
 	Password string `yaml:"password,omitempty"`
+	// PasswordFile holds the password (its first line), so it shows neither in `ps` nor in the
+	// configuration file (secrets.go).
+	PasswordFile string `yaml:"password_file,omitempty"`
 }
 
 // zkKeys are the ZooKeeper connection settings.
 type zkKeys struct {
 	Auth           string        `yaml:"auth,omitempty"`
+	AuthFile       string        `yaml:"auth_file,omitempty"` // holds auth (secrets.go)
 	SessionTimeout time.Duration `yaml:"session_timeout,omitempty"`
 }
 
@@ -107,6 +111,7 @@ type vrrpKeys struct {
 	NoPreempt    bool          `yaml:"nopreempt,omitempty"`
 	PreemptDelay time.Duration `yaml:"preempt_delay,omitempty"`
 	AuthPass     string        `yaml:"auth_pass,omitempty"`
+	AuthPassFile string        `yaml:"auth_pass_file,omitempty"` // holds auth_pass (secrets.go)
 	// UnicastSrc is keepalived's unicast_src_ip. hacoord sends from the interface's primary IPv4
 	// address; a unicast_src must be that address.
 	UnicastSrc   addrValue `yaml:"unicast_src,omitempty"`

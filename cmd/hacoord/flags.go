@@ -34,7 +34,7 @@ var instanceFlags = map[string]string{ // flag -> YAML key
 	"group": "group", "interface": "interface", "address": "address", "vip": "vips", "vip-label": "vip_label",
 	"vrid": "vrrp.vrid", "priority": "priority", "advert-int": "vrrp.advert_int", "nopreempt": "nopreempt",
 	"preempt-delay": "preempt_delay", "unicast-peer": "vrrp.unicast_peers", "vrrp-version": "vrrp.version",
-	"auth-pass": "vrrp.auth_pass", "garp-count": "announce.count", "garp-repeat": "announce.repeat",
+	"auth-pass": "vrrp.auth_pass", "auth-pass-file": "vrrp.auth_pass_file", "garp-count": "announce.count", "garp-repeat": "announce.repeat",
 	"garp-interval": "announce.interval", "garp-refresh": "announce.refresh", "track-script": "track_scripts",
 	"track-interface": "track_interfaces", "status-file": "status_file", "fence-hook": "hooks.fence",
 	"track-reference": "track_reference", "conflict": "conflict",
@@ -47,6 +47,7 @@ var daemonFlags = map[string]string{
 	"backend": "backend", "name": "name", "endpoints": "endpoints", "lease-ttl": "lease_ttl",
 	"fence-margin": "fence_margin", "cacert": "etcd.cacert", "cert": "etcd.cert", "key": "etcd.key",
 	"user": "etcd.user", "password": "etcd.password", "zk-auth": "zookeeper.auth",
+	"password-file": "etcd.password_file", "zk-auth-file": "zookeeper.auth_file",
 	"zk-session-timeout": "zookeeper.session_timeout", "fence-guard": "fence_guard",
 	"log-format": "log.format", "log-level": "log.level", "metrics-address": "metrics_address",
 	"control-socket": "control_socket", "state-dir": "state_dir",
@@ -93,6 +94,7 @@ func registerFlags(fs *pflag.FlagSet, v *flagValues) {
 	fs.Var(&addrListFlag{l: &r.UnicastPeers}, "unicast-peer", "VRRP: send adverts to this peer instead of multicast (repeat)")
 	fs.IntVar(&r.Version, "vrrp-version", r.Version, "VRRP: protocol version 3 (RFC 5798) or 2 (RFC 3768)")
 	fs.StringVar(&r.AuthPass, "auth-pass", r.AuthPass, "VRRP v2: simple password authentication (as keepalived's auth_pass)")
+	fs.StringVar(&r.AuthPassFile, "auth-pass-file", r.AuthPassFile, "VRRP v2: read --auth-pass from this file (or $HACOORD_VRRP_AUTH_PASS[_FILE])")
 
 	a := &in.Announce
 	fs.IntVar(&a.Count, "garp-count", a.Count, "gratuitous ARP / NA rounds sent at once on becoming master")
@@ -122,8 +124,10 @@ func registerStoreFlags(fs *pflag.FlagSet, d *daemonKeys, group *string) {
 	fs.StringVar(&d.Etcd.Cert, "cert", d.Etcd.Cert, "etcd: client certificate")
 	fs.StringVar(&d.Etcd.Key, "key", d.Etcd.Key, "etcd: client key")
 	fs.StringVar(&d.Etcd.User, "user", d.Etcd.User, "etcd: user name (or user:password)")
-	fs.StringVar(&d.Etcd.Password, "password", d.Etcd.Password, "etcd: password")
+	fs.StringVar(&d.Etcd.Password, "password", d.Etcd.Password, "etcd: password (shows in ps: prefer --password-file or $HACOORD_ETCD_PASSWORD)")
+	fs.StringVar(&d.Etcd.PasswordFile, "password-file", d.Etcd.PasswordFile, "etcd: read the password from this file (or $HACOORD_ETCD_PASSWORD_FILE; $HACOORD_ETCD_PASSWORD, $ETCDCTL_PASSWORD)")
 	fs.StringVar(&d.ZK.Auth, "zk-auth", d.ZK.Auth, "ZooKeeper: digest user:password; znodes get an ACL only this identity can change")
+	fs.StringVar(&d.ZK.AuthFile, "zk-auth-file", d.ZK.AuthFile, "ZooKeeper: read --zk-auth from this file (or $HACOORD_ZK_AUTH_FILE; $HACOORD_ZK_AUTH)")
 	fs.DurationVar(&d.ZK.SessionTimeout, "zk-session-timeout", d.ZK.SessionTimeout, "ZooKeeper: session timeout (the server may clamp it)")
 	fs.StringVar(&d.Log.Format, "log-format", d.Log.Format, "log format: console or json")
 	fs.StringVar(&d.Log.Level, "log-level", d.Log.Level, "log level: debug, info, warn, error")

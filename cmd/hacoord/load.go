@@ -41,7 +41,7 @@ func load(fs *pflag.FlagSet, flagged *flagValues, configPath string) (settings, 
 	if configPath == "" {
 		s.daemon = flagged.daemon
 		s.instances = []instanceSettings{{keys: withTrackFlags(flagged.instance, flagged)}}
-		return s, nil
+		return s, resolveSecrets(&s)
 	}
 	fc := fileConfig{daemonKeys: defaultDaemon(), instanceKeys: defaultInstance()}
 	top, err := readFile(configPath, &fc)
@@ -55,7 +55,7 @@ func load(fs *pflag.FlagSet, flagged *flagValues, configPath string) (settings, 
 	s.daemon, s.syncGroups = fv.daemon, fc.SyncGroups
 	if len(fc.Instances) == 0 {
 		s.instances = []instanceSettings{{keys: withTrackFlags(fv.instance, &fv)}}
-		return s, nil
+		return s, resolveSecrets(&s)
 	}
 	var errs []error
 	for i, n := range instanceNodes(top) {
@@ -70,7 +70,7 @@ func load(fs *pflag.FlagSet, flagged *flagValues, configPath string) (settings, 
 	if len(errs) > 0 {
 		return s, configError{errors.Join(errs...)}
 	}
-	return s, nil
+	return s, resolveSecrets(&s)
 }
 
 // withTrackFlags returns in with --track-script and --track-interface added to its checks.

@@ -99,7 +99,7 @@ NO quorum: when the VRRP path between nodes is cut, both sides become master (sp
 				return err
 			}
 			reread := func() (*plan, error) { _, p, err := resolve(cmd, &fv, configPath); return p, err }
-			return runDaemon(cmd.Context(), p, stderr, reread)
+			return storeRefused(runDaemon(cmd.Context(), p, stderr, reread))
 		},
 	}
 	root.SetOut(stdout)

@@ -32,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -76,6 +77,9 @@ type Options struct {
 	// TickMs and ElectionMs are the heartbeat interval and election timeout; 0 takes the fast
 	// profile (FastTickMs, FastElectionMs): minimum lease TTL 1s.
 	TickMs, ElectionMs uint
+	// ClientTLS, when it names a certificate, serves clients over TLS (ClientURL https://); see
+	// NewPKI and WithClientTLS.
+	ClientTLS transport.TLSInfo
 }
 
 func (o Options) config() (*embed.Config, error) {
@@ -133,6 +137,7 @@ func (o Options) config() (*embed.Config, error) {
 			embed.ClusterStateFlagNew, embed.ClusterStateFlagExisting)
 	}
 	cfg.TickMs = o.TickMs
+	cfg.ClientTLSInfo = o.ClientTLS
 	cfg.ElectionMs = o.ElectionMs
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(o.Logger)
 	cfg.LogLevel = "error"
