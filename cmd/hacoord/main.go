@@ -73,7 +73,10 @@ the store, another node takes over.
 
 Backends: etcd and ZooKeeper decide with a quorum, so a cut-off master lets go (self-fencing)
 before anyone else can take over. The native VRRP backend (wire-compatible with keepalived) has
-NO quorum: when the VRRP path between nodes is cut, both sides become master (split brain).`,
+NO quorum: when the VRRP path between nodes is cut, both sides become master (split brain).
+
+SIGTERM releases the VIPs and resigns; SIGHUP reads the configuration again and applies it without
+a failover, or refuses it (naming what) and runs on with the old one (docs/config.md, "Reload").`,
 		Example: `  # etcd, three nodes run the same command with their own --name
   hacoord --backend etcd --endpoints http://10.0.0.1:2379,http://10.0.0.2:2379 \
       --name node1 --interface eth0 --vip 10.0.0.100/24 --group web --lease-ttl 2s
