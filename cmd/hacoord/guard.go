@@ -221,7 +221,9 @@ func (r *guardRemover) release(instance string, h fencing.Holdings, _ string) (b
 func (r *guardRemover) withdrawIPVS(instance string, words []string) (bool, error) {
 	o, err := ipvs.ParseOwned(words)
 	if err != nil {
-		return false, err
+		// Not something a retry mends (a daemon of another version?): said, and left.
+		r.log.Error("fence guard: the daemon's IPVS services do not parse; not withdrawing them", zap.String("instance", instance), zap.Error(err))
+		return false, nil
 	}
 	if r.ipvs == nil {
 		k, err := ipvs.Open()
