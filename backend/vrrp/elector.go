@@ -191,6 +191,9 @@ func (e *Elector) Run(ctx context.Context, out *election.Outbox) (err error) {
 		out.Set(r.snapshot())
 	}()
 
+	// What was set before Run (maintenance, eligibility, priority: the daemon and the Gate apply
+	// them first) holds from the start: an address owner in maintenance must not be master first.
+	r.stepPending()
 	r.step(Startup{})
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -211,17 +214,7 @@ func (e *Elector) Run(ctx context.Context, out *election.Outbox) (err error) {
 		case <-timer.C:
 			r.step(Tick{})
 		case <-e.kick:
-			e.mu.Lock()
-			evs := e.pending
-			e.pending = nil
-			e.mu.Unlock()
-			for _, ev := range evs {
-				if q, ok := ev.(resignReq); ok { // planned.go
-					q.done <- r.resign()
-					continue
-				}
-				r.step(ev)
-			}
+			r.stepPending()
 		}
 	}
 }
@@ -253,6 +246,22 @@ func (e *Elector) listen(ctx context.Context) (*RawConn, error) {
 // tentativeRetry is how often listen looks again for a link-local address that has passed
 // duplicate address detection (RFC 4862 §5.4: about a second by default).
 const tentativeRetry = 100 * time.Millisecond
+
+// stepPending steps the events posted since the last call (a Resign is answered).
+func (r *runner) stepPending() {
+	e := r.e
+	e.mu.Lock()
+	evs := e.pending
+	e.pending = nil
+	e.mu.Unlock()
+	for _, ev := range evs {
+		if q, ok := ev.(resignReq); ok { // planned.go
+			q.done <- r.resign()
+			continue
+		}
+		r.step(ev)
+	}
+}
 
 // runner is the state of one Run call; only Run's loop calls step.
 type runner struct {

@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -136,12 +137,24 @@ func TestElectorResignAlone(t *testing.T) {
 	})
 }
 
-// Maintenance through the Elector, set before Run: the router never becomes master; off, it is.
+// Maintenance through the Elector, set before Run: the router never becomes master, not even the
+// address owner (priority 255), which is master from its start-up otherwise; off, it is.
 func TestElectorMaintenanceBeforeRun(t *testing.T) {
+	for _, prio := range []int{100, PriorityOwner} {
+		t.Run(fmt.Sprint(prio), func(t *testing.T) { testMaintenanceBeforeRun(t, prio) })
+	}
+}
+
+func testMaintenanceBeforeRun(t *testing.T, prio int) {
 	synctest.Test(t, func(t *testing.T) {
 		n := &fakeNet{}
 		cfg := LocalConfig()
-		cfg.Interface, cfg.VRID = "eth0", 9
+		cfg.Interface, cfg.VRID, cfg.Priority = "eth0", 9, prio
+		wire := n.conn(addrC)
+		log := &eventLog{}
+		sniffed := make(chan struct{})
+		go func() { defer close(sniffed); sniff(wire, log) }()
+		defer func() { wire.Close(); <-sniffed }()
 		e, err := New(cfg, nil, WithConn(n.conn(addrA)))
 		if err != nil {
 			t.Fatal(err)
@@ -151,6 +164,9 @@ func TestElectorMaintenanceBeforeRun(t *testing.T) {
 		defer nd.stop(t)
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
+		if evs := log.get(); len(evs) != 0 { // a master that leaves sends one
+			t.Fatalf("in maintenance from the start, the router was master for a moment: %v on the wire", evs)
+		}
 		for _, s := range nd.all() {
 			if s.Role == election.Master {
 				t.Fatalf("in maintenance from the start, reported %+v", s)
