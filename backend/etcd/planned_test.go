@@ -137,6 +137,7 @@ func TestListerShowsQueueMaintenanceTransfer(t *testing.T) {
 		t.Fatal(err)
 	}
 	rb.Wait(t, settle, "b master", lastIs(election.Master))
+	candidateKV(t, h.admin, "ls", "a", func(election.Candidate) bool { return true }) // a queued again
 	// The target deleted the record once master: no active transfer is listed.
 	if cs, tr := list(); tr != nil || len(cs) != 2 || cs[0].Node != "b" {
 		t.Fatalf("after the transfer: %+v, transfer %+v; want b first and no transfer record", cs, tr)
@@ -144,10 +145,9 @@ func TestListerShowsQueueMaintenanceTransfer(t *testing.T) {
 	electiontest.CheckNoOverlap(t, ra, rb)
 }
 
-// A transfer to a node that is queued but never reaches the head in time (here: its priority is
-// too low to matter, and it is the target) still makes it master; a target that leaves the queue
-// before the others reach the head only delays a normal election until the record's Until.
-func TestTransferTargetGoneHoldsUntilTimeout(t *testing.T) {
+// The target's claim deletes the transfer record: when the target goes into maintenance right
+// after taking over, the next master (the old one) takes over at once, not after the timeout.
+func TestTransferRecordGoesWithTheTargetsClaim(t *testing.T) {
 	srv := etcdtest.Start(t)
 	h := &harness{srv: srv, admin: adminClient(t, srv)}
 	a := h.NewCandidate(t, "tg", "a")
@@ -156,7 +156,6 @@ func TestTransferTargetGoneHoldsUntilTimeout(t *testing.T) {
 	b := h.NewCandidate(t, "tg", "b")
 	rb := electiontest.Start(t, "b", b)
 	candidateKV(t, h.admin, "tg", "b", func(election.Candidate) bool { return true })
-	// b goes into maintenance right after the transfer names it: a, queued again, holds back.
 	const timeout = 2 * time.Second
 	asked := time.Now()
 	if err := a.Elector.(election.Transferer).Transfer(opCtx(t), "b", timeout); err != nil {
@@ -164,10 +163,95 @@ func TestTransferTargetGoneHoldsUntilTimeout(t *testing.T) {
 	}
 	rb.Wait(t, settle, "b master", lastIs(election.Master))
 	b.Elector.(election.Maintainer).SetMaintenance(true)
-	// b hands back over to a at once: the record was deleted by b's claim, so a does not hold.
+	// b hands back to a at once: b's claim deleted the record, so a does not hold back.
 	ra.Wait(t, settle, "a master again", lastIs(election.Master))
 	if took := time.Since(asked); took >= timeout {
 		t.Errorf("a master again %v after the transfer, want well before the transfer's timeout %v: the record outlived b's claim", took, timeout)
+	}
+	electiontest.CheckNoOverlap(t, ra, rb)
+}
+
+func newPrioElector(t *testing.T, h *harness, group, name string, prio int, noPreempt bool, delay time.Duration) electiontest.Candidate {
+	t.Helper()
+	p := proxy(t, h.srv)
+	cfg := testConfig(p.Addr(), group, name)
+	cfg.Priority, cfg.NoPreempt, cfg.PreemptDelay = prio, noPreempt, delay
+	el, err := etcd.New(cfg, testLogger(t).Named(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return electiontest.Candidate{Elector: el}
+}
+
+// A higher-priority node with a preempt delay takes over only once it has been queued that long;
+// one with nopreempt never takes over from a live master, but leads once the master resigns.
+func TestPreemptDelayAndNoPreempt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	h := &harness{srv: srv, admin: adminClient(t, srv)}
+	ra := electiontest.Start(t, "a", newPrioElector(t, h, "pd", "a", 100, false, 0))
+	ra.Wait(t, settle, "a master", lastIs(election.Master))
+	const delay = 1500 * time.Millisecond
+	joined := time.Now()
+	rb := electiontest.Start(t, "b", newPrioElector(t, h, "pd", "b", 200, false, delay))
+	rb.Wait(t, settle, "b master", lastIs(election.Master))
+	took := time.Since(joined)
+	t.Logf("b (preempt_delay %v) master %v after it started", delay, took)
+	if took < delay {
+		t.Errorf("b took over %v after joining, before its preempt delay %v", took, delay)
+	}
+	if took > delay+testTTL {
+		t.Errorf("b took over %v after joining, want soon after its preempt delay %v", took, delay)
+	}
+	electiontest.CheckNoOverlap(t, ra, rb)
+
+	rc := electiontest.Start(t, "c", newPrioElector(t, h, "pd", "c", 250, true, 0))
+	candidateKV(t, h.admin, "pd", "c", func(election.Candidate) bool { return true })
+	// Negative check: for two TTLs, c (nopreempt) leaves b, the live master, alone.
+	tm := time.NewTimer(2 * testTTL)
+	<-tm.C
+	for _, st := range rc.States() {
+		if st.Role == election.Master {
+			t.Fatalf("c (nopreempt) took over from a live master: %v", st.State)
+		}
+	}
+	if err := rb.Cand.Elector.(election.Resigner).Resign(opCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	rc.Wait(t, settle, "c master after b resigned", lastIs(election.Master))
+	electiontest.CheckNoOverlap(t, ra, rb, rc)
+}
+
+// An active transfer to a node that is not queued makes the head hold back until its Until, then
+// a normal election runs; the record is gone once someone is master.
+func TestTransferToAbsentNodeHoldsUntilTimeout(t *testing.T) {
+	srv := etcdtest.Start(t)
+	h := &harness{srv: srv, admin: adminClient(t, srv)}
+	ra := electiontest.Start(t, "a", h.NewCandidate(t, "ab", "a"))
+	ra.Wait(t, settle, "a master", lastIs(election.Master))
+	rb := electiontest.Start(t, "b", h.NewCandidate(t, "ab", "b"))
+	candidateKV(t, h.admin, "ab", "b", func(election.Candidate) bool { return true })
+	until := time.Now().Add(1500 * time.Millisecond)
+	tr := election.Transfer{From: "a", To: "ghost", Until: until}
+	if _, err := h.admin.Put(opCtx(t), etcd.TransferKey("ab"), string(tr.Marshal())); err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.Cand.Elector.(election.Resigner).Resign(opCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	// b, first in line after a resigned, holds back for the absent target.
+	rb.Wait(t, settle, "b master", lastIs(election.Master))
+	next := rb
+	at := next.Last().At
+	if at.Before(until) {
+		t.Errorf("%s master at %v, before the transfer to an absent node ran out at %v", next.Name, at, until)
+	}
+	t.Logf("%s master %v after the record's Until", next.Name, at.Sub(until))
+	resp, err := h.admin.Get(opCtx(t), etcd.TransferKey("ab"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 0 {
+		t.Errorf("transfer record left after a master claimed: %s", resp.Kvs[0].Value)
 	}
 	electiontest.CheckNoOverlap(t, ra, rb)
 }
