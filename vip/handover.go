@@ -11,7 +11,9 @@ import (
 // (election.State.Handover). The probe, 3 x 20 ms of ARP/DAD before the first bind, would only
 // find the addresses free; skipping it takes that much off a planned move's outage. Anything
 // else (a crash, an expiry, a host outside the group squatting on a VIP) still goes through
-// Acquire's probe.
+// Acquire's probe. What it trusts: that the old holder's demote removed the addresses. A demote
+// whose netlink delete failed is logged there and still counts as done; its VIP then goes with its
+// kernel lifetime (vip_lifetime), by the old holder's deadline, not at once.
 func (m *Manager) AcquireAfterHandover(ctx context.Context, until time.Time) error {
 	return m.acquire(ctx, until, false)
 }
