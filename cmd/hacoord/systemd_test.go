@@ -117,7 +117,7 @@ func TestDaemonRunsWithTheUnitsCapabilities(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run := filepath.Join(dir, "run")
+	run := filepath.Join(dir, "run") // the unit's RuntimeDirectory and StateDirectory, owned by its user
 	if err := os.Mkdir(run, 0o755); err != nil || os.Chown(run, nobody, nobody) != nil {
 		t.Fatalf("status directory: %v", err)
 	}
@@ -132,6 +132,8 @@ vips: [192.0.2.101/24]
 vrrp: {vrid: 21, priority: 150, advert_int: 100ms}
 announce: {count: 1, repeat: 0, refresh: 0s}
 status_file: `+run+`/web.json
+control_socket: `+run+`/n1.sock
+state_dir: `+run+`
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
