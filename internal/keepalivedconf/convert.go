@@ -503,7 +503,7 @@ func (c *conv) hooks(inst *Instance) *Hooks {
 		}
 		switch k.Keyword {
 		case "notify":
-			c.warn(k.Pos, k.Keyword, "(%s) meaning changes: hacoord's notify hook gets GROUP NODE ROLE TERM (role master or backup) and HACOORD_* variables, not keepalived's INSTANCE NAME STATE PRIORITY", inst.Name)
+			c.warn(k.Pos, k.Keyword, "(%s) meaning changes: hacoord's notify hook gets GROUP NODE ROLE TERM (role master, backup, fault or stop) and HACOORD_* variables, not keepalived's INSTANCE NAME STATE PRIORITY", inst.Name)
 			h.Notify = prog
 		case "notify_master":
 			h.NotifyMaster = prog
