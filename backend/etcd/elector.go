@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,8 @@ type Elector struct {
 	prio     atomic.Int64  // SetPriority: the effective priority published
 	kick     chan struct{} // cap 1: yield, eligibility, maintenance or priority changed
 	reqs     chan request  // Resign and Transfer, for the master loop
+
+	recVIPs atomic.Pointer[[]netip.Prefix] // SetRecordVIPs (record.go); nil: cfg.Record.VIPs
 
 	box     *election.Outbox // Run's out
 	onLease func(id int64)   // OnLease's f; nil: none

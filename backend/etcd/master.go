@@ -90,6 +90,9 @@ func (t *term) master(ctx context.Context) error {
 			if reason, ok := m.resignRequested(); ok {
 				return t.handOver(ctx, reason, nil, rec.Term)
 			}
+			if err := m.refreshRecord(ctx); err != nil { // SetRecordVIPs
+				return m.deposed(err)
+			}
 			select {
 			case nudge <- struct{}{}: // the priority may have changed
 			default:
@@ -296,7 +299,7 @@ func (t *term) giveUp(ctx context.Context, reason string) error {
 func (t *term) claim(ctx context.Context) (rec election.Record, handover bool, err error) {
 	e := t.e
 	rec = e.cfg.Record
-	rec.VIPs = append(rec.VIPs[:0:0], rec.VIPs...)
+	rec.VIPs = e.recordVIPs()
 	rec.Group, rec.Node, rec.Term, rec.Since = e.cfg.Group, e.cfg.Name, uint64(t.rev), time.Now().UTC().Round(0)
 	err = e.retry(ctx, func(ctx context.Context) error {
 		var resp *clientv3.TxnResponse
