@@ -35,10 +35,11 @@ type Elector struct {
 	ran      atomic.Bool
 	yield    atomic.Bool
 	eligible atomic.Bool
-	maint    atomic.Bool   // SetMaintenance
-	prio     atomic.Int64  // SetPriority: the effective priority published
-	kick     chan struct{} // cap 1: yield, eligibility, maintenance or priority changed
-	reqs     chan request  // Resign and Transfer, for the master loop
+	maint    atomic.Bool          // SetMaintenance
+	prio     atomic.Int64         // SetPriority: the effective priority published
+	kick     chan struct{}        // cap 1: yield, eligibility, maintenance or priority changed
+	reqs     chan request         // Resign and Transfer, for the master loop
+	conn     atomic.Pointer[conn] // Run's connection, for Transfer's read of the queue
 
 	recVIPs atomic.Pointer[[]netip.Prefix] // SetRecordVIPs (record.go); nil: cfg.Record.VIPs
 
@@ -129,6 +130,8 @@ func (e *Elector) Run(ctx context.Context, out *election.Outbox) error {
 		return err
 	}
 	defer c.Close()
+	e.conn.Store(c)
+	defer e.conn.Store(nil)
 
 	hctx, stopHelpers := context.WithCancel(ctx)
 	var g errgroup.Group

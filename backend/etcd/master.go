@@ -112,22 +112,11 @@ func (t *term) master(ctx context.Context) error {
 	}
 }
 
-// planned carries out an operator's Resign or Transfer. An error before the demotion (no such
-// candidate, a store failure reading the queue) leaves the master in place.
+// planned carries out an operator's Resign or Transfer (Transfer checked its target already).
 func (m *mastership) planned(ctx context.Context, r request) error {
 	t := m.t
 	if r.to == "" {
 		return t.handOver(ctx, "resigned", nil, m.rec.Term)
-	}
-	if r.to == t.e.cfg.Name {
-		return fmt.Errorf("etcd: transfer to %s: it is master already", r.to)
-	}
-	v, err := readView(ctx, t.c, t.e.cfg.Group, t.e.cfg.KeepaliveInterval, t.log)
-	if err != nil {
-		return err
-	}
-	if !v.queues(r.to) {
-		return fmt.Errorf("etcd: transfer to %s: %w", r.to, election.ErrNoSuchCandidate)
 	}
 	tr := &election.Transfer{From: t.e.cfg.Name, To: r.to, Until: time.Now().Add(r.timeout).UTC().Round(0)}
 	return t.handOver(ctx, "transferred to "+r.to, tr, m.rec.Term)

@@ -209,14 +209,37 @@ func (e *Elector) Transfer(ctx context.Context, to string, timeout time.Duration
 	if timeout <= 0 {
 		return fmt.Errorf("etcd: transfer: timeout %v must be positive", timeout)
 	}
+	if !e.mastering() {
+		return election.ErrNotMaster
+	}
+	if to == e.cfg.Name {
+		return fmt.Errorf("etcd: transfer to %s: it is master already", to)
+	}
+	// The target must be queued: read here, not on the master loop (a read must never delay the
+	// deadline there). A target that leaves meanwhile only holds the others back until timeout.
+	c := e.conn.Load()
+	if c == nil {
+		return election.ErrNotMaster
+	}
+	v, err := readView(ctx, c, e.cfg.Group, e.cfg.KeepaliveInterval, e.log)
+	if err != nil {
+		return err
+	}
+	if !v.queues(to) {
+		return fmt.Errorf("etcd: transfer to %s: %w", to, election.ErrNoSuchCandidate)
+	}
 	return e.request(ctx, request{to: to, timeout: timeout})
 }
 
-func (e *Elector) request(ctx context.Context, r request) error {
+// mastering reports whether a term's master loop owns the State (Master, or suspended).
+func (e *Elector) mastering() bool {
 	e.mu.Lock()
-	mastering := e.rep.mastering
-	e.mu.Unlock()
-	if !mastering {
+	defer e.mu.Unlock()
+	return e.rep.mastering
+}
+
+func (e *Elector) request(ctx context.Context, r request) error {
+	if !e.mastering() {
 		return election.ErrNotMaster
 	}
 	r.done = make(chan error, 1)
