@@ -67,6 +67,13 @@ touch `+dir+`/done`)
 		n1.exit(t) // resigns: n2 is master in the store and runs its fence hook
 		start := time.Now()
 		eventually(t, "n2's fence hook started", func() bool { return readText(dir+"/fenced") != "" }, n2)
+		eventually(t, "n2's status file saying it is fencing", func() bool {
+			st := n2.status(t, "web")
+			return st.Fencing && !st.Promoted || fileExists(dir+"/done")
+		}, n2)
+		if fileExists(dir + "/done") {
+			t.Fatal("the status file never said fencing while the 2.5 s hook ran")
+		}
 		var hookDone time.Time
 		eventually(t, "n2 holding the VIP after its fence hook", func() bool {
 			done := fileExists(dir + "/done")

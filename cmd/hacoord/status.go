@@ -54,6 +54,8 @@ type Status struct {
 	// Checks are the track checks (scripts, "interface:<name>", "reference") and whether each
 	// passes (a reload changes them).
 	Checks map[string]bool `json:"checks,omitempty"`
+	// Fencing is true while the fence hook runs: master in the store, nothing bound yet.
+	Fencing bool `json:"fencing,omitempty"`
 }
 
 // statusPoll is how often the status writer looks at what changes without telling it (health,
@@ -87,7 +89,7 @@ func daemonStatus(s Settings, co *election.Coordinator, vms []*vip.Manager, ipv 
 		st := Status{
 			Instance: s.Instance, Group: s.Group, Node: s.Name, Backend: s.Backend, PID: os.Getpid(),
 			Role: cs.State.Role.String(), Term: cs.State.Term, Leader: cs.State.Leader.Node, Reason: cs.State.Reason,
-			Promoted: cs.Promoted, Fenced: cs.Fenced, Since: cs.Since.UTC(), Eligible: eligible,
+			Promoted: cs.Promoted, Fenced: cs.Fenced, Fencing: cs.Preparing, Since: cs.Since.UTC(), Eligible: eligible,
 			BoundVIPs: []string{}, IPVS: ipv.Status(), VIPs: []string{},
 		}
 		if s.Backend == "vrrp" {
