@@ -107,7 +107,7 @@ func registerFlags(fs *pflag.FlagSet, v *flagValues) {
 	fs.Var(referenceFlag{&v.trackRefs}, "track-reference", "address (the gateway) this node must reach, by ARP (IPv4) or ICMP echo, to campaign; a master that reaches none of them resigns (repeat; YAML track_reference sets method, interval, rise/fall)")
 	fs.StringVar(&in.Conflict, "conflict", in.Conflict, "when another host answers the ARP/DAD probe for a VIP before binding: fence (run the fence hook, then bind; default), bind, wait or off")
 	fs.StringVar(&in.StatusFile, "status-file", in.StatusFile, "file where the daemon keeps its state for hacoord status (default /run/hacoord/<group>.<name>.json)")
-	fs.StringVar(&in.Hooks.Fence, "fence-hook", in.Hooks.Fence, "program run before taking the VIPs; gets HACOORD_TERM (the fencing token); non-zero exit refuses mastership")
+	fs.StringVar(&in.Hooks.Fence, "fence-hook", in.Hooks.Fence, "program run once elected, before anything is bound, under --hook-timeout (not the lease); gets HACOORD_TERM (the fencing token) and HACOORD_PREVIOUS_MASTER/_ADDRESS (the node to fence); a failure blocks the takeover, retried --fence-retries times, then the node yields")
 	fs.StringVar(&in.Hooks.Notify, "notify-hook", in.Hooks.Notify, "program run after each transition with args: group node role term")
 	fs.DurationVar(&in.Hooks.Timeout, "hook-timeout", in.Hooks.Timeout, "how long one run of a hook may take before it is killed (the fence hook's own limit, not the lease's)")
 	fs.IntVar(&in.Hooks.FenceRetries, "fence-retries", in.Hooks.FenceRetries, "runs of a failed fence hook after the first before the node gives up its candidacy")
