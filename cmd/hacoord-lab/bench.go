@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -20,13 +21,17 @@ type setup struct {
 	backend, impl string
 	advert        time.Duration
 	members       uint // store members; 0 takes --store-members
-	scenarios     []string
+	// profile, if set, is a timing profile (lab.SoakProfile: the store's timing and the TTL).
+	profile   string
+	scenarios []string
 }
 
 func (s setup) String() string {
 	switch {
 	case s.backend == "vrrp":
 		return fmt.Sprintf("%s vrrp %v", s.impl, s.advert)
+	case s.profile != "":
+		return fmt.Sprintf("%s %s %s", s.impl, s.backend, s.profile)
 	case s.members > 1:
 		return fmt.Sprintf("%s %s x%d", s.impl, s.backend, s.members)
 	default:
@@ -34,23 +39,30 @@ func (s setup) String() string {
 	}
 }
 
-// suite is what `make bench` runs: the quorum backends' crash, term, partition and resign (a
-// planned move through the control socket), their store
-// scenarios against 3-member stores, and VRRP-mode SIGKILL and SIGTERM at two advert intervals for
-// hacoord and, side by side, keepalived.
-func suite() []setup {
-	quorum := []string{lab.Crash, lab.Term, lab.Partition, lab.Resign}
-	vrrp := []string{lab.Kill, lab.Term}
+// sharedScenarios are the node faults keepalived can take too: the bench runs them for every
+// setup and prints hacoord's outage as a ratio of keepalived's in the same run.
+var sharedScenarios = []string{lab.Crash, lab.Kill, lab.Term, lab.Pause, lab.Partition}
+
+// suite is what `make bench` runs: keepalived (1s and 100ms adverts) and hacoord's VRRP mode,
+// then etcd and ZooKeeper in both timing profiles (lab.ProfileFast, lab.ProfileDefault), each
+// with sharedScenarios (the quorum backends also resign, a planned move through the control
+// socket), and, unless noStore, the store scenarios against 3-member stores.
+func suite(noStore bool) []setup {
+	quorum := append(slices.Clone(sharedScenarios), lab.Resign)
 	var out []setup
-	for _, b := range []string{"etcd", "zk"} {
-		out = append(out, setup{backend: b, impl: lab.ImplHacoord, members: 1, scenarios: quorum})
-	}
-	for _, b := range []string{"etcd", "zk"} {
-		out = append(out, setup{backend: b, impl: lab.ImplHacoord, members: 3, scenarios: lab.StoreScenarios})
-	}
 	for _, adv := range []time.Duration{time.Second, 100 * time.Millisecond} {
-		for _, impl := range []string{lab.ImplHacoord, lab.ImplKeepalived} {
-			out = append(out, setup{backend: "vrrp", impl: impl, advert: adv, members: 1, scenarios: vrrp})
+		for _, impl := range []string{lab.ImplKeepalived, lab.ImplHacoord} {
+			out = append(out, setup{backend: "vrrp", impl: impl, advert: adv, members: 1, scenarios: sharedScenarios})
+		}
+	}
+	for _, b := range []string{"etcd", "zk"} {
+		for _, p := range []string{lab.ProfileFast, lab.ProfileDefault} {
+			out = append(out, setup{backend: b, impl: lab.ImplHacoord, members: 1, profile: p, scenarios: quorum})
+		}
+	}
+	if !noStore {
+		for _, b := range []string{"etcd", "zk"} {
+			out = append(out, setup{backend: b, impl: lab.ImplHacoord, members: 3, scenarios: lab.StoreScenarios})
 		}
 	}
 	return out
@@ -60,7 +72,7 @@ func newBenchCommand(stdout io.Writer) *cobra.Command {
 	var f labFlags
 	var runs int
 	var scenarios []string
-	var all bool
+	var all, noStore bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run fault scenarios repeatedly and print min/median/max of outage, two-holder and no-holder time (root)",
@@ -75,9 +87,15 @@ gap in client replies, two-holder and no-holder time, spurious failovers (no nod
 change of holder is one), the store's election and, for quorum loss, how long after the quorum
 returned a node held the VIP again and whether it was the same one.
 
-With --all it runs the whole suite in one go: etcd and ZooKeeper (crash, term, partition), their
-store scenarios with 3-member stores, then native VRRP (kill, term) at advert intervals 1s and
-100ms with hacoord on every node and, for comparison, with keepalived on every node.`,
+With --all it runs the whole suite in one go: keepalived on every node at advert intervals 1s and
+100ms, hacoord's native VRRP at the same intervals, then etcd and ZooKeeper in their fast and
+default profiles (--profile: fast is ZooKeeper tickTime 100ms with a 300ms session, etcd with a
+500ms election timeout and a 1s TTL; default is ZooKeeper tickTime 2s with a 4s session, etcd's
+1s election timeout and a 2s TTL), each through crash, kill, term, pause and partition (and the
+quorum backends resign), then the store scenarios with 3-member stores (not with
+--no-store-scenarios). It ends with the ratios of hacoord's median client outage to keepalived's
+in the same run, per backend, profile and scenario. A run that fails is reported and counted, and
+the bench goes on (it exits non-zero at the end).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, s := range scenarios {
@@ -88,9 +106,9 @@ store scenarios with 3-member stores, then native VRRP (kill, term) at advert in
 			if runs < 1 {
 				return fmt.Errorf("--runs %d: need at least 1", runs)
 			}
-			setups := []setup{{backend: f.backend, impl: f.impl, advert: f.advert, members: f.members, scenarios: scenarios}}
+			setups := []setup{{backend: f.backend, impl: f.impl, advert: f.advert, members: f.members, profile: f.profile, scenarios: scenarios}}
 			if all {
-				setups = suite()
+				setups = suite(noStore)
 			} else if slices.ContainsFunc(scenarios, lab.IsStoreScenario) && f.members < 3 {
 				return fmt.Errorf("store scenarios need a store of 3 or more members: add --store-members 3")
 			}
@@ -99,7 +117,8 @@ store scenarios with 3-member stores, then native VRRP (kill, term) at advert in
 	}
 	f.register(cmd.Flags())
 	cmd.Flags().IntVar(&runs, "runs", 5, "runs per scenario")
-	cmd.Flags().BoolVar(&all, "all", false, "run the whole suite (every backend, VRRP against keepalived); ignores --backend, --impl, --advert-int, --scenarios")
+	cmd.Flags().BoolVar(&all, "all", false, "run the whole suite (every backend and profile, keepalived alongside); ignores --backend, --impl, --advert-int, --profile, --scenarios")
+	cmd.Flags().BoolVar(&noStore, "no-store-scenarios", false, "with --all: leave out the store scenarios (3-member stores)")
 	cmd.Flags().StringSliceVar(&scenarios, "scenarios", []string{lab.Crash, lab.Term, lab.Partition}, "scenarios, comma-separated: "+strings.Join(lab.Scenarios, ","))
 	return cmd
 }
@@ -109,22 +128,37 @@ type row struct {
 	setup    setup
 	scenario string
 	results  []lab.Result
+	failed   int // runs that returned an error
 }
 
 func bench(ctx context.Context, f *labFlags, runs int, setups []setup, out io.Writer) error {
 	var rows []row
 	var resolution string
+	var errs []error
 	for _, s := range setups {
 		rs, res, err := benchSetup(ctx, f, runs, s, out)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s, err)
+		rows = append(rows, rs...)
+		if res != "" {
+			resolution = res
 		}
-		rows, resolution = append(rows, rs...), res
+		if err != nil {
+			fmt.Fprintf(out, "  %s: %v\n", s, err)
+			errs = append(errs, fmt.Errorf("%s: %w", s, err))
+			if ctx.Err() != nil {
+				break
+			}
+		}
 	}
-	fmt.Fprintf(out, "\nmin / median / max over %d runs (ms); %s, client probe every 10ms; '+': the old holder never let go within the window\n\n", runs, resolution)
+	fmt.Fprintf(out, "\nmin / median / max over %d runs (ms); %s, client probe every 10ms; '+': the old holder never let go within the window; 'failed n': runs that ended in an error\n\n", runs, resolution)
 	nodeTable(out, slices.DeleteFunc(slices.Clone(rows), func(r row) bool { return lab.IsStoreScenario(r.scenario) }))
 	storeTable(out, slices.DeleteFunc(slices.Clone(rows), func(r row) bool { return !lab.IsStoreScenario(r.scenario) }))
-	return nil
+	ratioTable(out, rows)
+	for _, r := range rows {
+		if r.failed > 0 {
+			errs = append(errs, fmt.Errorf("%s %s: %d of %d runs failed", r.setup, r.scenario, r.failed, r.failed+len(r.results)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // col renders min / median / max of get over the results where it is not negative.
@@ -151,8 +185,12 @@ func nodeTable(out io.Writer, rows []row) {
 		if slices.ContainsFunc(r.results, func(r lab.Result) bool { return r.OldReleased < 0 }) {
 			two += "+"
 		}
+		outage := col(func(r lab.Result) time.Duration { return r.Outage })
+		if r.failed > 0 {
+			outage += fmt.Sprintf(" (failed %d)", r.failed)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.setup, r.scenario,
-			col(func(r lab.Result) time.Duration { return r.Outage }), two,
+			outage, two,
 			col(func(r lab.Result) time.Duration { return r.NoHolder }),
 			col(func(r lab.Result) time.Duration { return r.Takeover }),
 			col(func(r lab.Result) time.Duration { return r.OldReleased }))
@@ -202,9 +240,19 @@ func storeTable(out io.Writer, rows []row) {
 // benchSetup runs every scenario of s runs times in one lab.
 func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.Writer) (rows []row, resolution string, err error) {
 	f := *base
-	f.backend, f.impl, f.advert = s.backend, s.impl, s.advert
+	f.backend, f.impl, f.advert, f.profile = s.backend, s.impl, s.advert, s.profile
 	if s.members != 0 {
 		f.members = s.members
+	}
+	for _, sc := range s.scenarios {
+		rows = append(rows, row{setup: s, scenario: sc})
+	}
+	if s.profile != "" {
+		o, err := lab.SoakProfile(s.backend, s.profile)
+		if err != nil {
+			return rows, "", err
+		}
+		f.ttl = o.TTL
 	}
 	detect := f.ttl
 	if s.backend == "vrrp" {
@@ -216,7 +264,7 @@ func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.W
 	fmt.Fprintf(out, "%s: %d nodes, %d store members, lease TTL %v, %d runs of %s, fault jitter %v\n", s, f.nodes, max(f.members, 1), f.ttl, runs, strings.Join(s.scenarios, ","), f.jitter)
 	l, err := f.newLab(ctx, out)
 	if err != nil {
-		return nil, "", err
+		return rows, "", err
 	}
 	defer func() {
 		if err != nil && ctx.Err() == nil {
@@ -225,22 +273,32 @@ func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.W
 		l.Close()
 		fmt.Fprintf(out, "  %s\n", f.finish(l, err))
 	}()
-	for _, sc := range s.scenarios {
-		rows = append(rows, row{setup: s, scenario: sc})
-	}
 	for i := 1; i <= runs; i++ {
 		for j, sc := range s.scenarios {
 			r, err := l.RunScenario(ctx, sc)
-			if err != nil {
-				return nil, "", fmt.Errorf("run %d %s: %w", i, sc, err)
+			if ctx.Err() != nil {
+				return rows, "", context.Cause(ctx)
 			}
-			rows[j].results = append(rows[j].results, r)
-			fmt.Fprintf(out, "  run %d %s\n", i, r.Summary())
+			if err != nil {
+				// Counted and reported; the lab is restored and the bench goes on.
+				rows[j].failed++
+				fmt.Fprintf(out, "  run %d %s: FAILED: %v\n", i, sc, err)
+			} else {
+				rows[j].results = append(rows[j].results, r)
+				fmt.Fprintf(out, "  run %d %s\n", i, r.Summary())
+			}
+			if n := l.Node(r.Old); n != nil && s.backend == "vrrp" && sc == lab.Partition {
+				// VRRP cannot tell a partitioned master that it lost: healed, it stays master (the
+				// others defer to its priority) without announcing anew, and the client's neighbour
+				// entry names the node that stepped down until it goes stale. Restarted (as an
+				// operator would), the node takes the VIP back with gratuitous ARPs.
+				_ = n.Crash()
+			}
 			rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 			_, err = l.RestoreAll(rctx)
 			cancel()
 			if err != nil {
-				return nil, "", fmt.Errorf("run %d %s: restore: %w", i, sc, err)
+				return rows, "", fmt.Errorf("run %d %s: restore: %w", i, sc, err)
 			}
 		}
 	}

@@ -30,6 +30,8 @@ type labFlags struct {
 	// members is the store's member count; etcdTick and etcdElection its raft timing (0: defaults).
 	members                uint
 	etcdTick, etcdElection uint
+	// profile, if set, is a timing profile (lab.SoakProfile): the store's timing and the TTL.
+	profile string
 }
 
 func (f *labFlags) register(fs *pflag.FlagSet) {
@@ -45,6 +47,7 @@ func (f *labFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print lab progress")
 	fs.UintVar(&f.members, "store-members", 1, "store members (etcd members or ZooKeeper servers), one per namespace: 1, 3, 5 or 7; store scenarios need 3 or more")
 	fs.UintVar(&f.etcdTick, "etcd-heartbeat-ms", 0, "raft heartbeat of the etcd members in ms (default 20 alone, the fast profile; 100 in a cluster, etcd's own)")
+	fs.StringVar(&f.profile, "profile", "", "timing profile of etcd or zk: fast (zk tickTime 100ms, 300ms session; etcd election 500ms, TTL 1s) or default (zk tickTime 2s, 4s session; etcd election 1s, TTL 2s); sets the store's timing and the TTL, overriding --ttl and --etcd-*-ms")
 	fs.UintVar(&f.etcdElection, "etcd-election-ms", 0, "raft election timeout of the etcd members in ms (default 200 alone; 1000 in a cluster, etcd's own); the lease TTL must be at least 1.5x it")
 }
 
@@ -92,6 +95,13 @@ func (f *labFlags) newLab(ctx context.Context, out io.Writer) (*lab.Lab, error) 
 		StoreMembers: int(f.members)}
 	if f.backend == "etcd" && (f.etcdTick != 0 || f.etcdElection != 0) {
 		o.Store = &lab.EtcdStore{TickMs: f.etcdTick, ElectionMs: f.etcdElection}
+	}
+	if f.profile != "" {
+		p, err := lab.SoakProfile(f.backend, f.profile)
+		if err != nil {
+			return nil, fmt.Errorf("--profile: %w", err)
+		}
+		o.Store, o.TTL = p.Store, p.TTL
 	}
 	if f.verbose {
 		o.Logf = func(format string, args ...any) { fmt.Fprintf(out, "  lab: "+format+"\n", args...) }
