@@ -201,7 +201,7 @@ type run struct {
 	dirty   bool         // Status changed since OnChange last heard
 	timer   *time.Timer  // fires at the held State's ValidUntil
 	prep    *preparation // the Preparers running, nil when none are
-	ready   uint64       // the last term the Preparers succeeded for (0: none)
+	ready   *uint64      // the last term the Preparers succeeded for (nil: none; a term may be 0)
 	// heard is when the first Master State of term heardTerm reached the loop (Status.Takeover).
 	heard     time.Time
 	heardTerm uint64
@@ -339,7 +339,7 @@ func (r *run) finishPrepare(ctx context.Context, err error) {
 		}
 		return
 	}
-	r.ready = p.term
+	r.ready = &p.term
 	r.setPreparing(false, "prepared")
 	switch {
 	case s.Role == Master && s.Term == p.term && s.Valid(time.Now()):
@@ -374,7 +374,7 @@ func untilValid(ctx context.Context, s State) (context.Context, context.CancelFu
 }
 
 func (r *run) promote(ctx context.Context, s State) {
-	if r.ready != s.Term && r.preparers() {
+	if (r.ready == nil || *r.ready != s.Term) && r.preparers() {
 		if r.held {
 			r.demote(ctx, "new term: prepare first")
 		}

@@ -131,3 +131,26 @@ func TestPrepareFailureYieldsAndBackupCancels(t *testing.T) {
 		}
 	})
 }
+
+// A backend that reports term 0 still has its term prepared before anything is promoted.
+func TestPrepareRunsForTermZero(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &prepAction{d: time.Second}
+		p.failOn = 999
+		f := startPrep(t, p)
+		f.a.failOn, f.b.failOn = 999, 999 // recAction fails its failOn term, 0 by default
+		f.send(master(0, 5*time.Second))
+		if f.co.Status().Promoted {
+			t.Fatal("promoted term 0 without preparing it")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if !f.co.Status().Promoted {
+			t.Fatal("not promoted once term 0 was prepared")
+		}
+		f.stop(t)
+		if got := f.rec.list(); got[0] != "prepare fence 0" {
+			t.Fatalf("calls = %q, want the prepare first", got)
+		}
+	})
+}
