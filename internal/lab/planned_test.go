@@ -2,6 +2,9 @@ package lab
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,5 +225,48 @@ func testPreferredReturns(t *testing.T, backend string) {
 	t.Logf("%s preemption by a returning preferred node: client outage min/median/max %v/%v/%v", backend, lo, med, hi)
 	if med > preemptOutage {
 		t.Errorf("median outage %v when the preferred node took over, want at most %v (a planned handover)", med, preemptOutage)
+	}
+}
+
+// A failing track script with a negative weight lowers the node's priority on the quorum backends
+// too (it used to withdraw the candidacy): the master hands over by a planned move to the node now
+// preferred, and stays a candidate, so it takes the VIP back when that node stops.
+func TestTrackWeightMovesPriority(t *testing.T) { forBackends(t, testTrackWeight) }
+
+func testTrackWeight(t *testing.T, backend string) {
+	dir := t.TempDir()
+	l := newLab(t, backend, func(o *Options) {
+		o.Nodes = 2
+		o.NodeArgs = func(node string) []string {
+			conf := filepath.Join(dir, node+".yaml")
+			body := fmt.Sprintf("track_scripts:\n  - name: service\n    script: test ! -e %s\n    interval: 100ms\n    fall: 2\n    weight: -50\n",
+				filepath.Join(dir, "fail-"+node))
+			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--config", conf}
+		}
+	})
+	h := steady(t, l)
+	if err := os.WriteFile(filepath.Join(dir, "fail-"+h.Name), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	holders, at, err := l.Sampler.WaitHolders(ctx, func(hs []string) bool { return len(hs) == 1 && hs[0] != h.Name })
+	if err != nil {
+		t.Fatalf("no handover after %s's weighted track script failed: %v", h.Name, err)
+	}
+	t.Logf("%s's priority fell by 50; %s holds the VIP %v later", h.Name, holders[0], at.Sub(failed))
+	if two, _ := l.Sampler.HolderTimes(failed, time.Now()); two != 0 {
+		t.Errorf("two holders for %v during a priority handover", two)
+	}
+	// Still failing, but a candidate: stopping the other node hands the VIP back.
+	if err := l.Node(holders[0]).Term(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Sampler.WaitHolders(ctx, func(hs []string) bool { return len(hs) == 1 && hs[0] == h.Name }); err != nil {
+		t.Fatalf("%s (priority lowered, not withdrawn) did not take over when %s stopped: %v", h.Name, holders[0], err)
 	}
 }
