@@ -124,6 +124,7 @@ package zk
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -154,6 +155,8 @@ type Elector struct {
 	isMaster atomic.Bool     // a session reports Master (Resign's quick ErrNotMaster)
 	prioc    chan struct{}   // cap 1: priority or maintenance changed
 	reqc     chan plannedReq // Resign and Transfer, served by the session's loop
+
+	recVIPs atomic.Pointer[[]netip.Prefix] // SetRecordVIPs (recordvips.go); nil: cfg.Record.VIPs
 
 	onSession func(id int64, passwd []byte) // OnSession's f; nil: none
 

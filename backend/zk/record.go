@@ -3,7 +3,6 @@ package zk
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -37,7 +36,7 @@ var zeroRecord election.Record
 func (r *sessionRun) ourRecord(term uint64) election.Record {
 	if r.rec.mine.Term != term {
 		rec := r.e.cfg.Record
-		rec.VIPs = slices.Clone(rec.VIPs)
+		rec.VIPs = r.e.recordVIPs()
 		rec.Term = term
 		rec.Since = time.Now().Round(0).UTC()
 		r.rec.mine, r.rec.owned = rec, false

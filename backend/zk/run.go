@@ -370,6 +370,9 @@ func (r *sessionRun) follow(pred string) (again bool, err error) {
 // same term as before a loss of contact: the term is our candidate's czxid).
 func (r *sessionRun) lead() (again bool, err error) {
 	r.ourRecord(r.cand.term)
+	if err := r.refreshVIPs(); err != nil { // SetRecordVIPs
+		return false, err
+	}
 	if !r.rec.owned || r.rec.watch == nil {
 		ok, err := r.publish()
 		if err != nil || !ok {
