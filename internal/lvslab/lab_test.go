@@ -824,11 +824,11 @@ func runs() int {
 // next run) and prints the client-visible outages, and the election's part of them.
 func benchFailover(t *testing.T, l *Lab, label string, n int) []time.Duration {
 	master := l.D[0]
-	var outs, proms []time.Duration
+	var outs, proms, gaps []time.Duration
 	for i := range n {
 		f := l.Failover(master)
 		t.Logf("%s run %d: %s crashed, %s promoted after %v, answers after %v", label, i+1, master.Name, f.To.Name, f.Promoted, f.Outage)
-		outs, proms = append(outs, f.Outage), append(proms, f.Promoted)
+		outs, proms, gaps = append(outs, f.Outage), append(proms, f.Promoted), append(gaps, f.Outage-f.Promoted)
 		master.Revive()
 		l.waitFor(master.Name+" back as a backup", 60*time.Second, func() bool {
 			return master.Backup() && (l.mode == Plain || master.Programmed(80))
@@ -839,5 +839,7 @@ func benchFailover(t *testing.T, l *Lab, label string, n int) []time.Duration {
 	figure(t, "%s director-crash outage ms min/median/max %d/%d/%d over %d runs (lease_ttl %v)", label, ms(lo), ms(med), ms(hi), n, leaseTTL)
 	lo, med, hi = stats(proms)
 	figure(t, "%s director-crash to new master promoted ms min/median/max %d/%d/%d", label, ms(lo), ms(med), ms(hi))
+	lo, med, hi = stats(gaps)
+	figure(t, "%s new master promoted to client answered ms min/median/max %d/%d/%d (negative: answered before the status file recorded the promotion)", label, ms(lo), ms(med), ms(hi))
 	return outs
 }
