@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hacoord/hacoord/internal/etcdtest"
 	"github.com/hacoord/hacoord/internal/testenv"
 )
 
@@ -159,3 +160,29 @@ echo "ipmi: no answer from $HACOORD_PREVIOUS_ADDRESS"; exit 1`)
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func itoa(u uint64) string { return strconv.FormatUint(u, 10) }
+
+// The notify hook of a node that is never master hears backup when it joins, fault when the
+// store goes away and stop when it stops, each with its reason.
+func TestNotifyOnNodeNeverMaster(t *testing.T) {
+	testenv.RequireRoot(t)
+	srv := etcdtest.Start(t)
+	a, b := twoNodes(t)
+	dir := t.TempDir()
+	notify := writeHook(t, filepath.Join(dir, "notify"), `echo "$2 $3 $HACOORD_REASON" >> `+dir+`/notify`)
+	st := &store{backend: backendEtcd, endpoint: "http://" + srv.Endpoints()[0], lines: "lease_ttl: 1s"}
+	body := fenceBody(st, writeHook(t, filepath.Join(dir, "quick"), "exit 0"), notify)
+	n1 := startNode(t, a, "n1", st.endpoint, body)
+	eventually(t, "n1 master", func() bool { return n1.has(t, "192.0.2.101") }, n1)
+	n2 := startNode(t, b, "n2", st.endpoint, body)
+	eventually(t, "n2 told backup", func() bool { return strings.Contains(readText(dir+"/notify"), "n2 backup ") }, n2)
+	srv.Close()
+	eventually(t, "n2 told fault, with the reason", func() bool {
+		return strings.Contains(readText(dir+"/notify"), "n2 fault etcd unreachable")
+	}, n2)
+	n2.exit(t)
+	n1.exit(t)
+	got := readText(dir + "/notify")
+	if !strings.Contains(got, "n2 stop shutdown") || strings.Contains(got, "n2 master") {
+		t.Errorf("n2's notify events:\n%s\nwant backup, fault, stop and never master", got)
+	}
+}
