@@ -415,13 +415,14 @@ func testPreemptDelay(t *testing.T, addr string) {
 // resigns, it is the one that takes over.
 func testNoPreempt(t *testing.T, addr string) {
 	const group = "nopreempt"
-	core, logs := observer.New(zapcore.InfoLevel)
+	obs, logs := observer.New(zapcore.InfoLevel)
+	core := signalCore{Core: obs, c: make(chan struct{}, 1)}
 	la := zap.New(zapcore.NewTee(testLogger(t).Core(), core))
 	a := startNode(t, prio(addr, group, "a", 100), la)
 	ma := a.waitMaster(t)
 	b := startNode(t, prio(addr, group, "b", 200, noPreempt), nil)
 	b.rec.waitFor(t, "b follows a", leads("a"))
-	waitLog(t, logs, "without preemption; keeping mastership")
+	waitLog(t, core, logs, "without preemption; keeping mastership")
 	for _, s := range a.rec.all() {
 		if s.At.After(ma.At) && s.Role != election.Master {
 			t.Fatalf("a stepped down for a nopreempt node: %+v", s)
@@ -434,15 +435,42 @@ func testNoPreempt(t *testing.T, addr string) {
 	holders(t, a, b)
 }
 
-// waitLog waits until a log line containing msg was written.
-func waitLog(t testing.TB, logs *observer.ObservedLogs, msg string) {
+// signalCore is a zapcore.Core that signals c after every entry it writes (the observer offers no
+// notification of its own).
+type signalCore struct {
+	zapcore.Core
+	c chan struct{} // cap 1
+}
+
+func (s signalCore) With(f []zapcore.Field) zapcore.Core { return signalCore{s.Core.With(f), s.c} }
+
+func (s signalCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if s.Enabled(e.Level) {
+		return ce.AddCore(e, s)
+	}
+	return ce
+}
+
+func (s signalCore) Write(e zapcore.Entry, f []zapcore.Field) error {
+	err := s.Core.Write(e, f)
+	select {
+	case s.c <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// waitLog waits, woken by core, until a log line containing msg was written.
+func waitLog(t testing.TB, core signalCore, logs *observer.ObservedLogs, msg string) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	deadline := time.NewTimer(waitLimit)
+	defer deadline.Stop()
 	for logs.FilterMessageSnippet(msg).Len() == 0 {
-		if time.Now().After(deadline) {
+		select {
+		case <-core.c:
+		case <-deadline.C:
 			t.Fatalf("no log line %q within %v", msg, waitLimit)
 		}
-		time.Sleep(5 * time.Millisecond) // the observer offers no notification
 	}
 }
 
