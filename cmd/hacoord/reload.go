@@ -159,6 +159,11 @@ func (r *reloader) checkGuards(rp reloadPlan) error {
 	return errors.Join(errs...)
 }
 
+// recordVIPSetter is an Elector whose master record's VIPs can change at run time (etcd, zk).
+type recordVIPSetter interface {
+	SetRecordVIPs(vips []netip.Prefix)
+}
+
 // vipLearner is a fence guard that can be told a new VIP list for a device of an instance: the
 // guard of cmd/hacoord/guard.go (one process per daemon) has it.
 type vipLearner interface {
@@ -655,6 +660,9 @@ func (in *instance) reload(ctx context.Context, o *instancePlan, ic instanceChan
 			}
 		}
 		return err
+	}
+	if rs, ok := in.el.(recordVIPSetter); ok && !slices.Equal(o.vips, n.vips) {
+		rs.SetRecordVIPs(n.vips) // the master record: written again in the same term
 	}
 	if mon != nil {
 		if _, _, err := in.gate.SetChecks(mon.Checks()); err != nil {

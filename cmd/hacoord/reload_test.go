@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -172,6 +173,9 @@ func TestReloadInProcess(t *testing.T) {
 	eventually(t, "B's status without checks, A's with both VIPs", func() bool {
 		sa, sb := n.status(t, "A"), n.status(t, "B")
 		return len(sb.Checks) == 0 && slices.Equal(sa.VIPs, []string{"192.0.2.101/24", "192.0.2.103/24"})
+	}, n)
+	eventually(t, "A's master record with both VIPs", func() bool {
+		return slices.Equal(st.leader("A").VIPs, []netip.Prefix{netip.MustParsePrefix("192.0.2.101/24"), netip.MustParsePrefix("192.0.2.103/24")})
 	}, n)
 	if ra, rb := st.leader("A"), st.leader("B"); ra.Term != termA || rb.Term != termB || ra.Node != "rl1" || rb.Node != "rl1" {
 		t.Fatalf("after the reload A %+v, B %+v; want rl1 in terms %d and %d", ra, rb, termA, termB)
