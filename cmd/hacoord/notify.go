@@ -44,6 +44,7 @@ type sdNotifier struct {
 	watchdog time.Duration // WATCHDOG_USEC; 0: no watchdog
 	tick     time.Duration // how often it looks (and pings): watchdog/2, at most 1s
 	kick     chan struct{} // a Status changed (buffered: 1)
+	started  time.Time     // when Run started
 	send     func(state string) error
 	log      *zap.Logger
 }
@@ -78,6 +79,7 @@ func (n *sdNotifier) changed() {
 // Run sends READY=1 once every loop knows its first state, STATUS= on every change, WATCHDOG=1
 // every tick while every loop turned within wedgedAfter, and STOPPING=1 when ctx is done.
 func (n *sdNotifier) Run(ctx context.Context) error {
+	n.started = time.Now()
 	t := time.NewTicker(n.tick)
 	defer t.Stop()
 	ready, status, wedged := false, "", ""
@@ -127,10 +129,15 @@ func (n *sdNotifier) known() bool {
 	return true
 }
 
-// wedged returns the name of a loop that has not turned within wedgedAfter of now ("" if none).
+// wedged returns the name of a loop that has not turned within wedgedAfter of now, or, for one
+// that has not started, of the notifier's start ("" if none).
 func (n *sdNotifier) wedged(now time.Time) string {
 	for _, l := range n.loops {
-		if lt := l.loop.LastTurn(); lt.IsZero() || now.Sub(lt) > wedgedAfter {
+		lt := l.loop.LastTurn()
+		if lt.IsZero() {
+			lt = n.started
+		}
+		if now.Sub(lt) > wedgedAfter {
 			return l.name
 		}
 	}

@@ -78,9 +78,10 @@ func expect(t *testing.T, ch <-chan string, timeout time.Duration, what string, 
 // fakeLoop is a Coordinator as the notifier sees it: a Status and a loop that turns (LastTurn
 // is now) until wedged.
 type fakeLoop struct {
-	mu       sync.Mutex
-	st       election.Status
-	wedgedAt time.Time
+	mu          sync.Mutex
+	st          election.Status
+	wedgedAt    time.Time
+	neverTurned bool // LastTurn is zero: Run has not started
 }
 
 func (f *fakeLoop) Status() election.Status { f.mu.Lock(); defer f.mu.Unlock(); return f.st }
@@ -88,6 +89,9 @@ func (f *fakeLoop) Status() election.Status { f.mu.Lock(); defer f.mu.Unlock(); 
 func (f *fakeLoop) LastTurn() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.neverTurned {
+		return time.Time{}
+	}
 	if !f.wedgedAt.IsZero() {
 		return f.wedgedAt
 	}
@@ -95,6 +99,7 @@ func (f *fakeLoop) LastTurn() time.Time {
 }
 
 func (f *fakeLoop) set(st election.Status) { f.mu.Lock(); f.st = st; f.mu.Unlock() }
+func (f *fakeLoop) notStarted(on bool)     { f.mu.Lock(); f.neverTurned = on; f.mu.Unlock() }
 func (f *fakeLoop) wedge(on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -121,6 +126,8 @@ func TestSystemdNotifyProtocol(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	pings := 0
+	a.notStarted(true) // the instances have not started yet: not wedged
+	b.notStarted(true)
 	seen := expect(t, ch, 5*time.Second, "three watchdog pings", func(m string) bool {
 		if m == "WATCHDOG=1" {
 			pings++
@@ -133,6 +140,11 @@ func TestSystemdNotifyProtocol(t *testing.T) {
 		}
 	}
 
+	if logs.FilterMessageSnippet("wedged").Len() > 0 {
+		t.Fatal("loops that have not started yet were called wedged")
+	}
+	a.notStarted(false)
+	b.notStarted(false)
 	a.set(election.Status{State: election.State{Role: election.Backup, Term: 7, Leader: election.Record{Node: "n2", Term: 7}}})
 	n.changed()
 	b.set(election.Status{State: election.State{Role: election.Master, Term: 9}, Promoted: true})
