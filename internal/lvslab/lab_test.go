@@ -741,6 +741,9 @@ func (l *Lab) cleanup() {
 	}
 	for _, ns := range l.nss {
 		ns.Close()
+		if _, err := os.Stat(filepath.Join("/run/netns", ns.Name)); err == nil {
+			l.t.Errorf("namespace %s left behind", ns.Name)
+		}
 	}
 }
 
