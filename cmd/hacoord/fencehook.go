@@ -36,12 +36,7 @@ type fenceStep struct {
 
 // Prepare runs the hook for s's term until it succeeds, at most 1 + retries times.
 func (f *fenceStep) Prepare(ctx context.Context, s election.State) error {
-	prev := f.h.previousMaster()
-	e := f.h.event(roleMaster, s)
-	e.PreviousMaster = prev.Node
-	if prev.Address.IsValid() {
-		e.PreviousAddress = prev.Address.String()
-	}
+	e := f.h.fenceEvent(s)
 	var err error
 	for e.Attempt = 1; ; e.Attempt++ {
 		start := time.Now()
@@ -69,6 +64,17 @@ func (f *fenceStep) Prepare(ctx context.Context, s election.State) error {
 		}
 	}
 	return fmt.Errorf("fence hook failed %d times; giving up the candidacy: %w", e.Attempt, err)
+}
+
+// fenceEvent is the fence hook's event for st: master, with the previous master to fence.
+func (h *hooks) fenceEvent(st election.State) fencing.Event {
+	e := h.event(roleMaster, st)
+	prev := h.previousMaster()
+	e.PreviousMaster = prev.Node
+	if prev.Address.IsValid() {
+		e.PreviousAddress = prev.Address.String()
+	}
+	return e
 }
 
 // Promote does nothing: the hook ran in Prepare.

@@ -69,7 +69,7 @@ func (in *instance) wireConflicts() {
 	}
 	for _, vm := range in.vms {
 		vm.OnConflict(func(ctx context.Context, cs []vip.Conflict) error {
-			e := in.hooks.event(roleMaster, in.co.Status().State)
+			e := in.hooks.fenceEvent(in.co.Status().State)
 			e.Reason, e.Conflict = "conflict", conflictEnv(cs)
 			return in.hooks.fence.Run(ctx, e)
 		})
