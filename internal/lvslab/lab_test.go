@@ -451,6 +451,21 @@ func (d *Director) TableEmpty() bool {
 	return err == nil && len(tab.Services) == 0
 }
 
+// SetLink cuts (false) or restores (true) the server's link on the switch: its machine is gone
+// from the network, so a probe's SYN goes unanswered instead of being refused.
+func (l *Lab) SetLink(s *Server, up bool) {
+	l.t.Helper()
+	link, err := l.sw.Netlink.LinkByName(s.Name)
+	if err == nil {
+		if up {
+			err = l.sw.Netlink.LinkSetUp(link)
+		} else {
+			err = l.sw.Netlink.LinkSetDown(link)
+		}
+	}
+	must(l.t, err)
+}
+
 // Start serves HTTP on port in the server's namespace (all its addresses, the VIP on lo too).
 func (s *Server) Start(port uint16) error {
 	var ln net.Listener

@@ -100,10 +100,15 @@ func waitDests(l *Lab, d *Director, port uint16, timeout time.Duration, want ...
 // TCG and the table's 20ms polling.
 const removalBound = fall*delayLoop + delayLoop + checkTimeout + 2*time.Second
 
+// cutBound is removalBound for a real server that does not answer at all: each failed probe
+// also waits connect_timeout.
+const cutBound = removalBound + fall*checkTimeout
+
 // TestLVSDR is the keepalived guides' LVS-DR pair: the client's connections to the VIP spread
-// over the real servers by the scheduler, a dead real server leaves the table after its check's
-// fall time and comes back, the sorry server answers when none is healthy, and when the master
-// director crashes the other takes the VIP with its table and new connections succeed.
+// over the real servers by the scheduler, a dead real server (refusing connections, or cut off)
+// leaves the table after its check's fall time and comes back, the sorry server answers when
+// none is healthy, and when the master director crashes the other takes the VIP with its table
+// and new connections succeed.
 func TestLVSDR(t *testing.T) {
 	l := NewLab(t, DR, drServices(), 80, 81, 82, 83)
 	d1, d2 := l.D[0], l.D[1]
@@ -128,6 +133,19 @@ func TestLVSDR(t *testing.T) {
 	back := waitDests(l, d1, 80, 10*time.Second, all...)
 	t.Logf("rs2 recovered: back in d1's table after %v", back)
 	wantCounts(t, "rr :80 with rs2 back", l.Count(80, 30), map[string]int{"rs1": 10, "rs2": 10, "rs3": 10})
+
+	// A real server's machine vanishes (link cut): its probes time out instead of being refused.
+	rs3 := l.Reals[2]
+	l.SetLink(rs3, false)
+	gone := waitDests(l, d1, 80, 15*time.Second, front(11), front(12))
+	t.Logf("rs3 cut off: out of d1's table after %v (bound %v)", gone, cutBound)
+	if gone > cutBound {
+		t.Errorf("rs3 (cut off) left the table after %v, want within %v", gone, cutBound)
+	}
+	wantCounts(t, "rr :80 with rs3 cut off", l.Count(80, 30), map[string]int{"rs1": 15, "rs2": 15})
+	l.SetLink(rs3, true)
+	waitDests(l, d1, 80, 10*time.Second, all...)
+	wantCounts(t, "rr :80 with rs3 reachable again", l.Count(80, 30), map[string]int{"rs1": 10, "rs2": 10, "rs3": 10})
 
 	// No real server is healthy: the sorry server answers.
 	for _, s := range l.Reals {
@@ -244,8 +262,24 @@ func TestLVSBench(t *testing.T) {
 			must(t, s.Start(80))
 			readd = append(readd, waitDests(l, l.D[0], 80, 10*time.Second, all...))
 		}
+		var cut []time.Duration
+		for i := range n {
+			s := l.Reals[i%3]
+			l.SetLink(s, false)
+			var rest []netip.Addr
+			for _, a := range all {
+				if a != s.Addr {
+					rest = append(rest, a)
+				}
+			}
+			cut = append(cut, waitDests(l, l.D[0], 80, 15*time.Second, rest...))
+			l.SetLink(s, true)
+			waitDests(l, l.D[0], 80, 10*time.Second, all...)
+		}
 		lo, med, hi := stats(removal)
-		figure(t, "real-server death to removal ms min/median/max %d/%d/%d over %d runs (TCP_CHECK delay_loop %v fall %d)", ms(lo), ms(med), ms(hi), n, delayLoop, fall)
+		figure(t, "real-server death (connections refused) to removal ms min/median/max %d/%d/%d over %d runs (TCP_CHECK delay_loop %v fall %d)", ms(lo), ms(med), ms(hi), n, delayLoop, fall)
+		lo, med, hi = stats(cut)
+		figure(t, "real-server cut off (probes time out, connect_timeout %v) to removal ms min/median/max %d/%d/%d over %d runs", checkTimeout, ms(lo), ms(med), ms(hi), n)
 		lo, med, hi = stats(readd)
 		figure(t, "real-server recovery to re-add ms min/median/max %d/%d/%d over %d runs (rise 1)", ms(lo), ms(med), ms(hi), n)
 		benchFailover(t, l, "vm DR", n)
