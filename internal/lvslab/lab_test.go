@@ -76,7 +76,7 @@ type Lab struct {
 	Reals  []*Server
 	Sorry  *Server
 	nss    []*netnstest.NS // every namespace, deleted last by cleanup
-	// Services lists the ports of the virtual servers and the YAML of each (DR and NAT).
+	// services is the directors' `virtual_servers:` list (YAML; empty in Plain mode).
 	services string
 }
 
@@ -95,8 +95,8 @@ type Director struct {
 	ipvs  *ipvs.Kernel  // a netlink socket opened inside NS: the director's own table
 }
 
-// Server is an HTTP server answering every request with its name, on some ports, inside a
-// namespace; it counts nothing itself (the client counts the names it gets).
+// Server is an HTTP server answering every request with its name, on the ports it was started
+// on, inside a namespace; the client counts the names it gets.
 type Server struct {
 	Name string
 	NS   *netnstest.NS
