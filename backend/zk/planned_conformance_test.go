@@ -11,14 +11,8 @@ import (
 // candidate) with what this backend does differently from the suite's expectations named.
 type plannedHarness struct{ *harness }
 
-// Lacks: a node that resigned publishes no preemption until it is master again (as VRRP's
-// yielded router does not preempt), so a preferred node that resigned does not take mastership
-// straight back from the node it resigned to.
-func (plannedHarness) Lacks() map[string]string {
-	return map[string]string{
-		"HigherPriorityLeads": "a resigned node does not preempt back until it is master again (the operator asked it to step down)",
-	}
-}
+// Lacks: nothing: the zk Elector gives every planned-move guarantee of the suite.
+func (plannedHarness) Lacks() map[string]string { return nil }
 
 func TestConformancePlanned(t *testing.T) {
 	srv := zktest.Start(t, zktest.Options{})
