@@ -24,6 +24,7 @@ const (
 )
 
 func main() {
+	ignoreHUPUntilDaemon(os.Args[1:]) // a SIGHUP during start-up must not end the daemon
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -68,6 +69,17 @@ func (r *reloader) watch(ctx context.Context, hup <-chan os.Signal) {
 		case <-hup:
 			_ = r.reload(ctx)
 		}
+	}
+}
+
+// ignoreHUPUntilDaemon ignores SIGHUP from the process's first instant when args run the daemon
+// (no subcommand), until runDaemon catches it (notifyReload): a SIGHUP that arrives while the
+// daemon starts is dropped (it reads its configuration then anyway) instead of ending it. Other
+// subcommands keep SIGHUP's default action (a closed terminal ends `hacoord watch`).
+func ignoreHUPUntilDaemon(args []string) {
+	root := newRootCommand(io.Discard, io.Discard)
+	if c, _, err := root.Find(args); err == nil && c == root {
+		signal.Ignore(syscall.SIGHUP)
 	}
 }
 
