@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newDemoCommand(stdout), newBenchCommand(stdout), newChaosCommand(stdout))
 	root.AddCommand(newComposeCommand(stdout, stderr))
 	root.AddCommand(newSoakCommand(stdout))
+	root.AddCommand(newFootprintCommand(stdout))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "hacoord-lab: %v\n", err)
 		return 1
