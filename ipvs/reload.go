@@ -46,11 +46,10 @@ func (r *Reconciler) SetConfig(cfg Config) error {
 		return fmt.Errorf("ipvs: virtual servers added to a Reconciler built without any")
 	}
 	gen := r.rl.gen + 1
-	checkers, index, health, err := buildCheckers(cfg, gen, r.log)
+	checkers, index, health, err := buildCheckersFrom(cfg, gen, r.log, r.carried(cfg))
 	if err != nil {
 		return err
 	}
-	r.carryHealth(cfg, health, index)
 	_, st := desiredTable(cfg, health, nil)
 	quorum := make([]bool, len(st))
 	for i, s := range st {
@@ -79,6 +78,12 @@ func (r *Reconciler) SetConfig(cfg Config) error {
 // buildCheckers builds a checker per real server that has a check, named "<gen>/<vs>/<rs>" (gen 0:
 // "<vs>/<rs>", New's), and every real server's starting verdict.
 func buildCheckers(cfg Config, gen int, log *zap.Logger) ([]*check.Checker, map[string][2]int, [][]check.Status, error) {
+	return buildCheckersFrom(cfg, gen, log, nil)
+}
+
+// buildCheckersFrom is buildCheckers, with the starting verdict carry gives for a real server
+// (the checker then starts in it, so that it reports the next change) instead of the checker's.
+func buildCheckersFrom(cfg Config, gen int, log *zap.Logger, carry func(i, j int) (check.Status, bool)) ([]*check.Checker, map[string][2]int, [][]check.Status, error) {
 	var checkers []*check.Checker
 	index := map[string][2]int{}
 	defaults := cfg.Check.WithDefaults(check.DefaultTiming())
@@ -100,44 +105,70 @@ func buildCheckers(cfg Config, gen int, log *zap.Logger) ([]*check.Checker, map[
 				name = fmt.Sprintf("%d/%s", gen, name)
 			}
 			clog := log.With(zap.String("service", vs.DisplayName()), zap.String("real-server", target.String()))
-			c, err := check.New(name, applyTiming(rs.Check, d), target, clog)
+			cc := applyTiming(rs.Check, d)
+			st, carried := check.Status{}, false
+			if carry != nil {
+				st, carried = carry(i, j)
+			}
+			if carried {
+				cc = withAlpha(cc, !st.Up)
+			}
+			c, err := check.New(name, cc, target, clog)
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("virtual_servers[%d].real_servers[%d]: %w", i, j, err)
 			}
 			checkers = append(checkers, c)
 			index[name] = [2]int{i, j}
 			health[i][j] = c.Initial()
+			if carried {
+				st.Name = name
+				health[i][j] = st
+			}
 		}
 	}
 	return checkers, index, health, nil
 }
 
-// carryHealth copies into health (for cfg) the verdict of every real server of the running
-// configuration that cfg keeps with the same check: same service, address, port and check.
-func (r *Reconciler) carryHealth(cfg Config, health [][]check.Status, index map[string][2]int) {
-	for i, vs := range cfg.VirtualServers {
+// carried returns, for cfg's real server j of virtual server i, the verdict of the running
+// configuration's same real server with the same check (same service, address, port, check, delay
+// loop and check defaults), if there is one. Called with r.mu held.
+func (r *Reconciler) carried(cfg Config) func(i, j int) (check.Status, bool) {
+	return func(i, j int) (check.Status, bool) {
+		vs := cfg.VirtualServers[i]
+		rs := vs.RealServers[j]
 		k, _ := vs.key()
 		for oi, ovs := range r.cfg.VirtualServers {
-			ok, _ := ovs.key()
-			if ok != k || !reflect.DeepEqual(ovs.DelayLoop, vs.DelayLoop) || !reflect.DeepEqual(r.cfg.Check, cfg.Check) {
+			if ok, _ := ovs.key(); ok != k || ovs.DelayLoop != vs.DelayLoop || !reflect.DeepEqual(r.cfg.Check, cfg.Check) {
 				continue
 			}
-			for j, rs := range vs.RealServers {
-				for oj, ors := range ovs.RealServers {
-					if ors.Address == rs.Address && ors.port(ovs) == rs.port(vs) && reflect.DeepEqual(ors.Check, rs.Check) &&
-						oi < len(r.health) && oj < len(r.health[oi]) {
-						h := r.health[oi][oj]
-						for name, at := range index {
-							if at == [2]int{i, j} {
-								h.Name = name
-							}
-						}
-						health[i][j] = h
-					}
+			for oj, ors := range ovs.RealServers {
+				if ors.Address == rs.Address && ors.port(ovs) == rs.port(vs) && reflect.DeepEqual(ors.Check, rs.Check) &&
+					oi < len(r.health) && oj < len(r.health[oi]) {
+					return r.health[oi][oj], true
 				}
 			}
 		}
+		return check.Status{}, false
 	}
+}
+
+// withAlpha returns c with its checker's alpha (start down) set as given.
+func withAlpha(c check.Config, alpha bool) check.Config {
+	switch {
+	case c.TCP != nil:
+		v := *c.TCP
+		v.Timing.Alpha = alpha
+		c.TCP = &v
+	case c.HTTP != nil:
+		v := *c.HTTP
+		v.Timing.Alpha = alpha
+		c.HTTP = &v
+	case c.Script != nil:
+		v := *c.Script
+		v.Timing.Alpha = alpha
+		c.Script = &v
+	}
+	return c
 }
 
 // runCheckers runs the checkers until ctx is done, sending their results on results, and starts

@@ -116,3 +116,62 @@ func TestSetConfigRestartsCheckers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A real server that is down when a reload keeps it comes back once it answers: its restarted
+// checker starts down too, so it reports the recovery.
+func TestSetConfigKeptDownServerRecovers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := netip.MustParseAddrPort(ln.Addr().String())
+	ln.Close() // down from the start
+	fast := check.Config{TCP: &check.TCP{Timing: check.Timing{Interval: 10 * time.Millisecond, Retry: check.Retries(0)}}}
+	cfg := DefaultConfig()
+	cfg.ResyncInterval = time.Hour
+	cfg.VirtualServers = []VirtualServer{{
+		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
+		RealServers: []RealServer{{Address: rs.Addr(), Check: fast}, {Address: netip.MustParseAddr("127.0.0.3")}},
+	}}
+	r, fake := newFakeReconciler(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	changed := fake.Changed()
+	errc := make(chan error, 1)
+	runCtx, stop := context.WithCancel(ctx)
+	go func() { errc <- r.Run(runCtx) }()
+	has := func(s string) bool { return strings.Contains(readFormat(t, fake), s) }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			select {
+			case <-changed:
+				changed = fake.Changed()
+			case <-ctx.Done():
+				t.Fatalf("timed out waiting for %s; table:\n%s", what, readFormat(t, fake))
+			}
+		}
+	}
+	waitFor("the table without the dead real server", func() bool { return has("127.0.0.3:") && !has(rs.String()) })
+	next := cfg
+	next.VirtualServers = append([]VirtualServer{}, cfg.VirtualServers...)
+	next.VirtualServers[0].RealServers = append([]RealServer{}, cfg.VirtualServers[0].RealServers...)
+	next.VirtualServers[0].RealServers[1].Address = netip.MustParseAddr("127.0.0.4")
+	if err := r.SetConfig(next); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the reloaded table", func() bool { return has("127.0.0.4:") })
+	if has(rs.String()) {
+		t.Fatalf("the kept real server, down, came back on reload:\n%s", readFormat(t, fake))
+	}
+	ln, err = net.Listen("tcp", rs.String())
+	if err != nil {
+		t.Fatalf("listening on the real server's port %d again: %v", rs.Port(), err)
+	}
+	defer ln.Close()
+	waitFor("the kept real server back once it answers", func() bool { return has(rs.String()) })
+	stop()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
