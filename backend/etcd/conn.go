@@ -102,7 +102,16 @@ func open(cfg Config, log *zap.Logger) (*conn, error) {
 		if cerr := probeTLS(context.Background(), cfg); cerr != nil {
 			return nil, cerr
 		}
-		return nil, err
+		if cc.Username == "" || cc.Password == "" {
+			return nil, err
+		}
+		// The store did not answer (down, unreachable): open the client without waiting, and let
+		// the first request that reaches it authenticate, as without credentials.
+		if cli, err = lazyAuth(cc); err != nil {
+			return nil, err
+		}
+		log.Warn("etcd did not answer the authentication; the first request that reaches it authenticates",
+			zap.Strings("endpoints", cfg.Endpoints))
 	}
 	c := wrap(cli, max(cfg.withDefaults().KeepaliveInterval, cfg.RetryMin), log)
 	c.owned, c.eps = true, append([]string(nil), cfg.Endpoints...)

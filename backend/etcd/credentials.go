@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/status"
 )
 
@@ -100,4 +101,21 @@ func tlsRefusal(err error) error {
 		return err
 	}
 	return nil
+}
+
+// lazyAuth returns a client for cc that authenticates with cc's user and password on its first
+// answered request instead of in clientv3.New (which fails when the store does not answer at
+// once, a daemon started before etcd): it is opened with a placeholder token, which contacts
+// nothing, and then given the credentials; the store refuses the placeholder
+// (ErrInvalidAuthToken) and clientv3 then fetches a real token with them, as it does when a token
+// expires. A wrong password then fails that request with ErrAuthFailed (credentialsError).
+func lazyAuth(cc clientv3.Config) (*clientv3.Client, error) {
+	user, password := cc.Username, cc.Password
+	cc.Username, cc.Password, cc.Token = "", "", "hacoord-not-authenticated-yet"
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, err
+	}
+	cli.Token, cli.Username, cli.Password = "", user, password
+	return cli, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -112,4 +113,49 @@ func TestTLSAndAuth(t *testing.T) {
 			t.Logf("%v after %v", err, took.Round(time.Millisecond))
 		})
 	}
+}
+
+// An Elector with credentials started before etcd is up does not give up: it reports Fault and
+// becomes master once etcd (with authentication) answers; the client authenticates then.
+func TestAuthBeforeEtcdIsUp(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg := testConfig("http://"+addr, "late", "n1")
+	cfg.Username, cfg.Password = "root", "s3cret"
+	el, err := etcd.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := election.NewOutbox()
+	done := make(chan error, 1)
+	go func() { done <- el.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	wait := func(what string, ok func(election.State) bool) {
+		t.Helper()
+		deadline := time.NewTimer(20 * time.Second)
+		defer deadline.Stop()
+		for {
+			select {
+			case <-out.Ready():
+				var last election.State
+				out.TakeAll(func(s election.State) { last = s })
+				if ok(last) {
+					return
+				}
+			case err := <-done:
+				t.Fatalf("Run returned while waiting for %s: %v", what, err)
+			case <-deadline.C:
+				t.Fatalf("no %s within 20s", what)
+			}
+		}
+	}
+	wait("Fault while etcd is down", func(s election.State) bool { return s.Role == election.Fault })
+	srv := etcdtest.Start(t, func(o *etcdtest.Options) { o.ClientURL = "http://" + addr })
+	srv.EnableAuth(t, clientv3.Config{}, "s3cret")
+	wait("Master once etcd is up", func(s election.State) bool { return s.Role == election.Master })
 }
