@@ -187,7 +187,9 @@ func (m *Manager) Run(ctx context.Context) error {
 // and the Manager does not hold them (the VIPs ConflictWait holds back are not bound, and are not
 // a failure). A failure to send an announcement is logged, not returned:
 // the VIPs are bound, and Run announces again when it can.
-func (m *Manager) Acquire(ctx context.Context, until time.Time) error { return m.acquire(ctx, until, true) }
+func (m *Manager) Acquire(ctx context.Context, until time.Time) error {
+	return m.acquire(ctx, until, true)
+}
 
 // acquire is Acquire; probe false skips the conflict probe (AcquireAfterHandover).
 func (m *Manager) acquire(ctx context.Context, until time.Time, probe bool) error {
