@@ -1,4 +1,4 @@
-package main
+package logsink
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // stuckWriter is a log reader that stops reading (a full pipe to journald) until open is closed.
@@ -32,17 +33,14 @@ func (w *stuckWriter) String() string {
 	return w.b.String()
 }
 
-// Logging through a logSink never waits for a stuck reader: entries are queued up to a bound, the
-// rest dropped and counted, Sync and Close give up after logSinkFlush; once the reader reads again,
+// Logging through a Sink never waits for a stuck reader: entries are queued up to a bound, the
+// rest dropped and counted, Sync and Close give up after Flush; once the reader reads again,
 // the queue comes out in order with a line saying how many entries were lost.
 func TestLogSinkNeverBlocksTheLogger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &stuckWriter{open: make(chan struct{})}
-		sink := newLogSink(w)
-		log, err := newLogger(LogSettings{Format: "json", Level: "info"}, sink)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sink := New(w)
+		log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(sink), zap.InfoLevel))
 		start := time.Now()
 		const n = 20000 // about 3 MB of entries, three times the queue
 		for i := range n {
@@ -52,8 +50,8 @@ func TestLogSinkNeverBlocksTheLogger(t *testing.T) {
 			t.Fatalf("logging into a stuck reader took %v", d)
 		}
 		_ = log.Sync() // bounded
-		if d := time.Since(start); d != logSinkFlush {
-			t.Fatalf("Sync with a stuck reader returned after %v, want %v", d, logSinkFlush)
+		if d := time.Since(start); d != Flush {
+			t.Fatalf("Sync with a stuck reader returned after %v, want %v", d, Flush)
 		}
 		close(w.open)
 		_ = log.Sync()
@@ -78,16 +76,16 @@ func TestLogSinkNeverBlocksTheLogger(t *testing.T) {
 	})
 }
 
-// Close with a reader stuck for good returns after logSinkFlush.
+// Close with a reader stuck for good returns after Flush.
 func TestLogSinkCloseIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &stuckWriter{open: make(chan struct{})}
-		sink := newLogSink(w)
+		sink := New(w)
 		_, _ = sink.Write([]byte("x\n"))
 		start := time.Now()
 		_ = sink.Close()
-		if d := time.Since(start); d != logSinkFlush {
-			t.Fatalf("Close took %v, want %v", d, logSinkFlush)
+		if d := time.Since(start); d != Flush {
+			t.Fatalf("Close took %v, want %v", d, Flush)
 		}
 		close(w.open) // the writer goroutine ends with the Write it was in
 		<-sink.done
