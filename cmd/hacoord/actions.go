@@ -94,7 +94,7 @@ type hooks struct {
 	log         *zap.Logger
 
 	mu       sync.Mutex      // guards previous, and notify and byRole (a reload replaces them, reload.go)
-	previous election.Record // the last master other than this node that watch saw
+	previous election.Record // the last other master watch saw since this node last held the VIPs
 }
 
 // newHooks builds the hooks of hp for group and node: a Notifier (not started) per notify hook.
@@ -160,7 +160,14 @@ func (h *hooks) tell(role string, st election.State, reason string) {
 // last other master seen (the fence hook's previous master) and tells the notify hooks of each
 // change of the role they know of (hookRole), with its reason.
 func (h *hooks) watch(cs election.Status) {
-	if l := cs.State.Leader; l.Node != "" && l.Node != h.node {
+	switch l := cs.State.Leader; {
+	case cs.Promoted:
+		// This node is master: the next master's previous is this one (or whoever it sees
+		// after), not a master from before this term.
+		h.mu.Lock()
+		h.previous = election.Record{}
+		h.mu.Unlock()
+	case l.Node != "" && l.Node != h.node:
 		h.mu.Lock()
 		h.previous = l
 		h.mu.Unlock()

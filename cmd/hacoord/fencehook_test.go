@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hacoord/hacoord/election"
 	"github.com/hacoord/hacoord/internal/etcdtest"
 	"github.com/hacoord/hacoord/internal/testenv"
 )
@@ -184,5 +186,38 @@ func TestNotifyOnNodeNeverMaster(t *testing.T) {
 	got := readText(dir + "/notify")
 	if !strings.Contains(got, "n2 stop shutdown") || strings.Contains(got, "n2 master") {
 		t.Errorf("n2's notify events:\n%s\nwant backup, fault, stop and never master", got)
+	}
+}
+
+// The previous master a fence hook is told is the last other master seen since this node last
+// held the VIPs, and the notify hooks hear each role once, with its reason.
+func TestHooksWatchPreviousMasterAndRoles(t *testing.T) {
+	h := &hooks{node: "n2"}
+	rec := func(n string) election.Record {
+		return election.Record{Node: n, Term: 5, Address: netip.MustParseAddr("192.0.2.1")}
+	}
+	steps := []struct {
+		cs       election.Status
+		previous string
+		role     string
+	}{
+		{election.Status{State: election.State{Role: election.Backup, Leader: rec("n1"), Reason: "campaigning"}}, "n1", roleBackup},
+		{election.Status{State: election.State{Role: election.Backup, Reason: "master record gone"}}, "n1", roleBackup},
+		{election.Status{State: election.State{Role: election.Master, Leader: rec("n2")}, Preparing: true, Reason: "preparing"}, "n1", roleBackup},
+		{election.Status{State: election.State{Role: election.Master, Leader: rec("n2"), Reason: "elected"}, Promoted: true, Reason: "promoted"}, "", roleMaster},
+		{election.Status{State: election.State{Role: election.Fault, Reason: "etcd unreachable"}, Fenced: true, Reason: "self-fence"}, "", roleFault},
+		{election.Status{State: election.State{Role: election.Backup, Leader: rec("n3")}}, "n3", roleBackup},
+	}
+	for i, s := range steps {
+		h.watch(s.cs)
+		if got := h.previousMaster().Node; got != s.previous {
+			t.Errorf("step %d: previous master %q, want %q", i, got, s.previous)
+		}
+		if h.told != s.role {
+			t.Errorf("step %d: told %q, want %q", i, h.told, s.role)
+		}
+	}
+	if r, why := hookRole(steps[4].cs); r != roleFault || why != "self-fence" {
+		t.Errorf("a self-fence is told as %s (%s), want fault (self-fence)", r, why)
 	}
 }
