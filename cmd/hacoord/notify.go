@@ -163,7 +163,7 @@ func statusLine(cs election.Status) string {
 	case cs.Preparing:
 		return fmt.Sprintf("master in the store, running the fence hook, term %d", s.Term)
 	case cs.Fenced:
-		return "fenced itself: " + cs.Reason
+		return "fenced itself: no lease renewal acknowledged in time"
 	case s.Role == election.Init:
 		return "starting"
 	case s.Role == election.Fault:
