@@ -86,16 +86,58 @@ type controlServer struct {
 	ln   *net.UnixListener
 	wg   sync.WaitGroup
 	once sync.Once
+
+	held map[*instance]*heldWatch // whether each instance holds its VIPs, from its Coordinator
+}
+
+// heldWatch follows whether an instance is promoted (holds its VIPs).
+type heldWatch struct {
+	mu       sync.Mutex
+	promoted bool
+	changed  chan struct{} // closed and replaced on every change
+}
+
+func (w *heldWatch) set(promoted bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.promoted != promoted {
+		w.promoted = promoted
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
+}
+
+// waitReleased waits until the instance holds no VIP, or ctx ends.
+func (w *heldWatch) waitReleased(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		promoted, ch := w.promoted, w.changed
+		w.mu.Unlock()
+		if !promoted {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
 }
 
 // listenControl applies the persisted maintenance flags to insts (before their elections start),
 // then listens on the daemon's control socket: a socket file left by a daemon that died is removed;
 // one a live daemon answers on is an error.
 func listenControl(p *plan, insts []*instance, log *zap.Logger) (*controlServer, error) {
-	s := &controlServer{node: p.node, path: p.control, stateDir: p.stateDir, insts: insts, log: log.Named("control")}
+	s := &controlServer{node: p.node, path: p.control, stateDir: p.stateDir, insts: insts, log: log.Named("control"),
+		held: map[*instance]*heldWatch{}}
 	for _, in := range insts {
 		if err := s.restoreMaintenance(in); err != nil {
 			return nil, err
+		}
+		if in.co != nil {
+			w := &heldWatch{changed: make(chan struct{})}
+			s.held[in] = w
+			in.co.OnChange(func(st election.Status) { w.set(st.Promoted) })
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
@@ -282,8 +324,13 @@ func (s *controlServer) do(ctx context.Context, req controlRequest) (string, err
 			return "", err
 		}
 		m.SetMaintenance(req.On)
+		if w := s.held[in]; req.On && w != nil {
+			if err := w.waitReleased(ctx); err != nil {
+				return "", fmt.Errorf("maintenance on for group %s: still holding the VIPs: %w", g, err)
+			}
+		}
 		if req.On {
-			return fmt.Sprintf("%s is in maintenance for group %s: a master hands over first; it stays out, across restarts, until 'hacoord maintenance off'", s.node, g), nil
+			return fmt.Sprintf("%s is in maintenance for group %s: it holds no VIP and stays out, across restarts, until 'hacoord maintenance off'", s.node, g), nil
 		}
 		return fmt.Sprintf("%s is out of maintenance for group %s: it campaigns again", s.node, g), nil
 	}

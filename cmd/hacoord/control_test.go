@@ -201,3 +201,63 @@ func TestControlSocketPicksTheInstance(t *testing.T) {
 		t.Fatalf("resign --group db: %v (web %d, db %d)", err, web.resigned, db.resigned)
 	}
 }
+
+// maintElector is master until put in maintenance, then a backup.
+type maintElector struct {
+	out   chan *election.Outbox
+	maint chan struct{}
+}
+
+func (m *maintElector) Run(ctx context.Context, out *election.Outbox) error {
+	out.Set(election.State{Role: election.Master, Term: 1, ValidUntil: time.Now().Add(time.Hour), Reason: "elected"})
+	select {
+	case <-m.maint:
+		out.Set(election.State{Role: election.Backup, Term: 1, Reason: "maintenance"})
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (m *maintElector) SetMaintenance(on bool) {
+	if on {
+		close(m.maint)
+	}
+}
+
+// hacoord maintenance on returns only once the master has let go of its VIPs (demoted).
+func TestControlMaintenanceWaitsForTheDemote(t *testing.T) {
+	el := &maintElector{maint: make(chan struct{})}
+	promoted, release := make(chan struct{}), make(chan struct{})
+	var demoted sync.Once
+	act := election.ActionFunc{Name: "vip",
+		PromoteFunc: func(context.Context, election.State) error { close(promoted); return nil },
+		DemoteFunc: func(context.Context, election.State) error {
+			demoted.Do(func() { <-release })
+			return nil
+		}}
+	co, err := election.NewCoordinator(el, []election.Action{act}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := controlFixture(t)
+	in := &instance{plan: &instancePlan{name: "web", group: "web", backend: backendEtcd}, el: el, co: co, log: zaptest.NewLogger(t)}
+	listen(t, p, []*instance{in})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- co.Run(ctx) }()
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }); cancel(); <-done })
+	<-promoted
+	answered := make(chan error, 1)
+	go func() { _, err := call(t, p.control, controlRequest{Op: "maintenance", On: true}); answered <- err }()
+	select {
+	case err := <-answered:
+		t.Fatalf("maintenance on answered (%v) while the master was still demoting", err)
+	case <-time.After(200 * time.Millisecond): // negative check: no answer while Demote blocks
+	}
+	releaseOnce.Do(func() { close(release) })
+	if err := <-answered; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -108,6 +108,10 @@ func testPlannedMaintenance(t *testing.T, backend string) {
 	if err := h.Maintenance(ctx, true); err != nil {
 		t.Fatal(err)
 	}
+	// The command returns once the node has let go.
+	if has, err := h.HasVIP(); err != nil || has {
+		t.Errorf("%s still holds the VIP when hacoord maintenance on returned (%v)", h.Name, err)
+	}
 	other := l.Nodes[0]
 	if other == h {
 		other = l.Nodes[1]
