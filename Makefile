@@ -6,6 +6,7 @@ BIN     := bin
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Tests that run the real binaries find them here (built once by `make build`).
 export HACOORD_BIN     := $(CURDIR)/$(BIN)/hacoord
+export HACOORD_GUARD_BIN := $(CURDIR)/$(BIN)/hacoord-guard
 export HACOORD_LAB_BIN := $(CURDIR)/$(BIN)/hacoord-lab
 
 .PHONY: all build deps test test-unit test-ipvs test-lvs bench bench-lvs demo lint clean
@@ -14,6 +15,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/hacoord ./cmd/hacoord
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/hacoord-guard ./cmd/hacoord-guard
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/hacoord-lab ./cmd/hacoord-lab
 
 deps:

@@ -171,6 +171,8 @@ func binaries(t *testing.T) Binaries {
 	}
 	if b.Hacoord == "" {
 		b.Hacoord = build("./cmd/hacoord", filepath.Join(dir, "hacoord"))
+		// build-images takes the daemon's fence guard from beside it.
+		build("./cmd/hacoord-guard", filepath.Join(dir, "hacoord-guard"))
 	}
 	if b.HacoordLab == "" {
 		b.HacoordLab = build("./cmd/hacoord-lab", filepath.Join(dir, "hacoord-lab"))

@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string) error {
 	verbose := fs.Bool("v", true, "verbose test output")
 	timeout := fs.Duration("timeout", 15*time.Minute, "limit for the whole VM run")
 	busybox := fs.String("busybox", "/bin/busybox", "static busybox (Debian busybox-static)")
-	hacoord := fs.String("hacoord", "", "static hacoord binary to put in the VM as /bin/hacoord (HACOORD_BIN), for the daemon's end-to-end test")
+	hacoord := fs.String("hacoord", "", "static hacoord binary to put in the VM as /bin/hacoord (HACOORD_BIN), with the hacoord-guard beside it, for the daemon's end-to-end test")
 	name := fs.String("name", "", "names this run's test binary, initramfs and verdict under cache/NAME/, so two runs (test-ipvs, test-lvs) can share the kernel cache at once; default: cache/vm.test, cache/initramfs.cpio")
 	var extraModules, extraEnv []string
 	fs.Func("modules", "comma-separated kernel modules to load after the IPVS ones (e.g. bridge)", func(s string) error {
@@ -156,7 +156,13 @@ func run(ctx context.Context, args []string) error {
 		if static, err := qemutest.IsStatic(*hacoord); err != nil || !static {
 			return fmt.Errorf("-hacoord %s: not a static binary (build with CGO_ENABLED=0): %v", *hacoord, err)
 		}
-		files = append(files, qemutest.File{Path: "bin/hacoord", Source: *hacoord, Mode: 0o755})
+		// The daemon starts its fence guard from its own directory.
+		guard := filepath.Join(filepath.Dir(*hacoord), "hacoord-guard")
+		if static, err := qemutest.IsStatic(guard); err != nil || !static {
+			return fmt.Errorf("-hacoord %s: the fence guard %s beside it is missing or not static (make build builds both): %v", *hacoord, guard, err)
+		}
+		files = append(files, qemutest.File{Path: "bin/hacoord", Source: *hacoord, Mode: 0o755},
+			qemutest.File{Path: "bin/hacoord-guard", Source: guard, Mode: 0o755})
 		env += " HACOORD_BIN=/bin/hacoord"
 	}
 	for _, rel := range paths {
