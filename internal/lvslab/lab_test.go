@@ -48,9 +48,14 @@ type Mode string
 const (
 	DR  Mode = "DR"
 	NAT Mode = "NAT"
+	// NATSync is NAT with the VIP and the gateway in two instances of a sync group.
+	NATSync Mode = "NAT, sync group"
 	// Plain runs no IPVS: each director answers for the VIP itself (the host's baseline).
 	Plain Mode = "plain"
 )
+
+// nat reports whether the real servers sit behind the directors, routing through the gateway.
+func (m Mode) nat() bool { return m == NAT || m == NATSync }
 
 // Timing of the directors: the etcd lease, and the real servers' TCP_CHECK.
 const (
@@ -126,7 +131,7 @@ func NewLab(t testing.TB, mode Mode, services string, ports ...uint16) *Lab {
 	brF, err := netnstest.Bridge(l.sw, "brf")
 	must(t, err)
 	var brB netlink.Link
-	if mode == NAT {
+	if mode.nat() {
 		brB, err = netnstest.Bridge(l.sw, "brb")
 		must(t, err)
 	}
@@ -145,7 +150,7 @@ func NewLab(t testing.TB, mode Mode, services string, ports ...uint16) *Lab {
 		d := &Director{Name: name, NS: l.newNS(name), lab: l}
 		attach(d.NS, "eth0", name+"f", hostPrefix(front(byte(i+1)), 24), brF)
 		d.peers = append(d.peers, name+"f")
-		if mode == NAT {
+		if mode.nat() {
 			attach(d.NS, "eth1", name+"b", hostPrefix(back(byte(i+1)), 24), brB)
 			d.peers = append(d.peers, name+"b")
 			must(t, d.NS.Do(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }))
@@ -154,7 +159,7 @@ func NewLab(t testing.TB, mode Mode, services string, ports ...uint16) *Lab {
 	}
 	addServer := func(name string, host byte) *Server {
 		s := &Server{Name: name, NS: l.newNS(name)}
-		if mode == NAT {
+		if mode.nat() {
 			s.Addr = back(host)
 			attach(s.NS, "eth0", name, hostPrefix(s.Addr, 24), brB)
 			must(t, s.NS.Netlink.RouteAdd(&netlink.Route{Gw: GatewayIP.AsSlice()}))
@@ -258,26 +263,53 @@ func TestMain(m *testing.M) {
 
 func (d *Director) writeConfig() {
 	l := d.lab
-	vips := "[" + hostPrefix(VIP, 24).String() + "]"
-	if l.mode == NAT {
-		vips = fmt.Sprintf("[%s, {address: %s, dev: eth1}]", hostPrefix(VIP, 24), hostPrefix(GatewayIP, 24))
-	}
+	status := filepath.Join(l.dir, d.Name+".status.json")
 	yml := fmt.Sprintf(`backend: etcd
 name: %s
 endpoints: [%s]
 lease_ttl: %s
-interface: eth0
-vips: %s
-status_file: %s
 log: {format: json}
 check_defaults: {delay_loop: %s, connect_timeout: %s, retry: 0, fall: %d, rise: 1}
-`, d.Name, l.endpoint(), leaseTTL, vips, filepath.Join(l.dir, d.Name+".status.json"), delayLoop, checkTimeout, fall)
-	if l.mode != Plain {
-		yml += "virtual_servers:\n" + l.services
+`, d.Name, l.endpoint(), leaseTTL, delayLoop, checkTimeout, fall)
+	switch l.mode {
+	case NATSync: // the front instance leads the group and holds the table; status() reads its file
+		yml += fmt.Sprintf(`instances:
+  - name: front
+    interface: eth0
+    vips: [%s]
+    status_file: %s
+    virtual_servers:
+%s  - name: back
+    interface: eth1
+    vips: [%s]
+    status_file: %s
+sync_groups:
+  - {name: lvs, instances: [front, back]}
+`, hostPrefix(VIP, 24), status, indent(l.services, "    "), hostPrefix(GatewayIP, 24), filepath.Join(l.dir, d.Name+".back.status.json"))
+	default:
+		vips := "[" + hostPrefix(VIP, 24).String() + "]"
+		if l.mode == NAT {
+			vips = fmt.Sprintf("[%s, {address: %s, dev: eth1}]", hostPrefix(VIP, 24), hostPrefix(GatewayIP, 24))
+		}
+		yml += fmt.Sprintf("interface: eth0\nvips: %s\nstatus_file: %s\n", vips, status)
+		if l.mode != Plain {
+			yml += "virtual_servers:\n" + l.services
+		}
 	}
 	d.conf = filepath.Join(l.dir, d.Name+".yaml")
 	d.log = filepath.Join(l.dir, d.Name+".log")
 	must(l.t, os.WriteFile(d.conf, []byte(yml), 0o644))
+}
+
+// indent prefixes every line of s with p.
+func indent(s, p string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, ln := range lines {
+		if ln != "" {
+			lines[i] = p + ln
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // Start starts the director's daemon (and, in Plain mode, its own server).

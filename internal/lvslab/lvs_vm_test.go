@@ -196,20 +196,28 @@ func TestLVSDR(t *testing.T) {
 // TestLVSNAT is the LVS-NAT pair: the real servers route through the floating gateway VIP on the
 // directors' back side (a second VIP of the same instance, on eth1). Replies pass through the
 // master, so the crash test shows the gateway moving with the VIP.
-func TestLVSNAT(t *testing.T) {
+func TestLVSNAT(t *testing.T) { testNAT(t, NAT) }
+
+// TestLVSNATSyncGroup is the same with keepalived's other layout: the VIP and the gateway in two
+// instances (front on eth0 with the virtual server, back on eth1) of one sync group, which must
+// move together.
+func TestLVSNATSyncGroup(t *testing.T) { testNAT(t, NATSync) }
+
+func testNAT(t *testing.T, mode Mode) {
 	rs := []netip.Addr{back(11), back(12), back(13)}
-	l := NewLab(t, NAT, service(80, "rr", NAT, "")+realServers(rs, nil, true), 80)
-	d2 := l.D[1]
+	l := NewLab(t, mode, service(80, "rr", NAT, "")+realServers(rs, nil, true), 80)
+	d1, d2 := l.D[0], l.D[1]
+	if !hasAddrOn(d1, "eth1", GatewayIP) || hasAddrOn(d2, "eth1", GatewayIP) {
+		t.Fatal("d1 holds the VIP but not alone the real servers' gateway on eth1")
+	}
 	wantCounts(t, "rr :80 NAT", l.Count(80, 30), map[string]int{"rs1": 10, "rs2": 10, "rs3": 10})
-	l.RequireMaster(l.D[0])
-	f := l.Failover(l.D[0])
+	l.RequireMaster(d1)
+	f := l.Failover(d1)
 	t.Logf("d1 crashed: d2 promoted after %v, the client answered again after %v", f.Promoted, f.Outage)
 	if f.To != d2 {
 		t.Fatal("d2 did not take over")
 	}
-	if !hasAddrOn(d2, "eth1", GatewayIP) {
-		t.Error("d2 took the VIP but not the real servers' gateway on eth1")
-	}
+	l.waitFor("d2 holds the gateway on eth1", 10*time.Second, func() bool { return hasAddrOn(d2, "eth1", GatewayIP) })
 	wantCounts(t, "rr :80 NAT through d2", l.Count(80, 30), map[string]int{"rs1": 10, "rs2": 10, "rs3": 10})
 	must(t, d2.Stop(15*time.Second))
 	if hasAddrOn(d2, "eth1", GatewayIP) || d2.HasVIP() || !d2.TableEmpty() {
