@@ -36,10 +36,10 @@ test-ipvs: build
 	ipvs/vmtest/run
 
 # The LVS architecture end to end in the same VM (internal/lvslab): a client, two hacoord directors
-# over an embedded etcd, three real servers; DR and NAT, director crash, real-server death, sorry
+# over an embedded etcd, three real servers; DR, NAT and NAT in a sync group, director crash, real-server death, sorry
 # server, all through the guest kernel's IPVS.
 test-lvs: build
-	internal/lvslab/vmtest/run -run 'TestLVS(DR|NAT)$$'
+	internal/lvslab/vmtest/run -run 'TestLVS(DR|NAT|NATSyncGroup)$$'
 
 # The LVS figures (RUNS=n): director-crash outage with IPVS in the VM, the same lab without IPVS in
 # the VM and on the host (TCG's inflation), requests per real server, real-server removal time.
