@@ -36,8 +36,8 @@ test-ipvs: build
 	ipvs/vmtest/run
 
 # The LVS architecture end to end in the same VM (internal/lvslab): a client, two hacoord directors
-# over an embedded etcd, three real servers; DR, NAT and NAT in a sync group, director crash, real-server death, sorry
-# server, all through the guest kernel's IPVS.
+# over an embedded etcd, three real servers; DR, NAT and NAT in a sync group: director crash,
+# real-server death, sorry server, all through the guest kernel's IPVS.
 test-lvs: build
 	internal/lvslab/vmtest/run -run 'TestLVS(DR|NAT|NATSyncGroup)$$'
 
