@@ -28,6 +28,7 @@ func RunPlanned(t *testing.T, h Harness) {
 		{"HigherPriorityLeads", s.higherPriorityLeads},
 		{"PreferredNodeReturns", s.preferredReturns},
 		{"PriorityChangeMovesMaster", s.priorityChange},
+		{"ListerShowsQueue", s.lister},
 	} {
 		f := st.f
 		if reason, ok := s.lacks[st.name]; ok {
@@ -276,4 +277,37 @@ func (s suite) priorityChange(t *testing.T) {
 	as[election.Prioritizer](t, a.Cand).SetPriority(120)
 	s.masterIs(t, rs, a, "a master after b's priority fell below a's")
 	CheckNoOverlap(t, rs...)
+}
+
+// lister: the Observer's Lister shows the queue head first with each node's priority, a node in
+// maintenance after the queued ones (marked), and no transfer record once the target is master.
+func (s suite) lister(t *testing.T) {
+	g := newGroup()
+	rs := s.startPrio(t, g, []string{"a", "b", "c"}, []int{0, 90, 80})
+	s.masterIs(t, rs, rs[0], "a master")
+	ls := s.h.NewObserver(t, g).(election.Lister)
+	cs, tr, err := ls.Candidates(opContext(t, s.settle()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cs {
+		got = append(got, c.Node)
+	}
+	if len(cs) != 3 || cs[0].Node != "a" || cs[0].Priority != election.DefaultPriority || cs[1].Priority != 90 || cs[2].Priority != 80 || tr != nil {
+		t.Fatalf("listing %+v (nodes %v), transfer %+v; want a (100), b (90), c (80), no transfer", cs, got, tr)
+	}
+	as[election.Maintainer](t, rs[1].Cand).SetMaintenance(true)
+	deadline := time.Now().Add(s.settle())
+	for {
+		cs, _, err = ls.Candidates(opContext(t, s.settle()))
+		if err == nil && len(cs) == 3 && cs[0].Node == "a" && cs[1].Node == "c" && cs[2].Node == "b" && cs[2].Maintenance {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listing %+v (%v), want a, c queued, then b in maintenance", cs, err)
+		}
+		tm := time.NewTimer(10 * time.Millisecond)
+		<-tm.C
+	}
 }
