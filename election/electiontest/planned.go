@@ -280,7 +280,7 @@ func (s suite) priorityChange(t *testing.T) {
 }
 
 // lister: the Observer's Lister shows the queue head first with each node's priority, a node in
-// maintenance after the queued ones (marked), and no transfer record once the target is master.
+// maintenance after the queued ones (marked), and no transfer record while none is active.
 func (s suite) lister(t *testing.T) {
 	g := newGroup()
 	rs := s.startPrio(t, g, []string{"a", "b", "c"}, []int{0, 90, 80})
