@@ -48,7 +48,7 @@ func TestDirectorConfigs(t *testing.T) {
 		NATSync: {"instance front: etcd on eth0", "instance back: etcd on eth1", "sync group lvs: front, back (front leads)", "virtual server TCP 10.10.0.100:80"},
 		Plain:   {"vips 10.10.0.100/24", "1 instance(s)"},
 	} {
-		l := &Lab{t: t, mode: mode, dir: t.TempDir(), services: svc}
+		l := &Lab{t: t, mode: mode, dir: t.TempDir(), services: svc, programOnBackup: true}
 		d := &Director{Name: "d1", lab: l}
 		d.writeConfig()
 		cmd := exec.Command(bin, "check-config", "--config", d.conf, "--name", "d1")

@@ -83,6 +83,8 @@ type Lab struct {
 	nss    []*netnstest.NS // every namespace, deleted last by cleanup
 	// services is the directors' `virtual_servers:` list (YAML; empty in Plain mode).
 	services string
+	// programOnBackup is the directors' program_on_backup (not in NATSync mode: default true).
+	programOnBackup bool
 }
 
 // Director is one director: its namespace, its links on the switch, its daemon.
@@ -120,12 +122,19 @@ func back(i byte) netip.Addr  { return netip.AddrFrom4([4]byte{10, 20, 0, i}) }
 // becomes master) and d2.
 func NewLab(t testing.TB, mode Mode, services string, ports ...uint16) *Lab {
 	t.Helper()
+	return newLab(t, mode, services, true, ports...)
+}
+
+// newLab is NewLab with program_on_backup (false: a backup's table stays empty and a new master
+// programs it inside the failover window).
+func newLab(t testing.TB, mode Mode, services string, programOnBackup bool, ports ...uint16) *Lab {
+	t.Helper()
 	testenv.RequireRoot(t)
 	bin := os.Getenv("HACOORD_BIN")
 	if bin == "" {
 		testenv.Unavailable(t, "HACOORD_BIN not set (make build; the VM runner puts it in /bin/hacoord)")
 	}
-	l := &Lab{t: t, mode: mode, dir: t.TempDir(), bin: bin, services: services}
+	l := &Lab{t: t, mode: mode, dir: t.TempDir(), bin: bin, services: services, programOnBackup: programOnBackup}
 	t.Cleanup(l.cleanup)
 	l.sw = l.newNS("sw")
 	brF, err := netnstest.Bridge(l.sw, "brf")
@@ -195,7 +204,9 @@ func NewLab(t testing.TB, mode Mode, services string, ports ...uint16) *Lab {
 		}
 	}
 	if mode != Plain { // d2 is up once its checkers programmed its (idle) table
-		l.waitFor("d2 programs its table as backup", 30*time.Second, func() bool { return l.D[1].Programmed(80) })
+		l.waitFor("d2 up as a backup (its table programmed if program_on_backup)", 30*time.Second, func() bool {
+			return l.D[1].Backup() && l.D[1].Programmed(80) == programOnBackup
+		})
 	}
 	return l
 }
@@ -293,7 +304,7 @@ sync_groups:
 		}
 		yml += fmt.Sprintf("interface: eth0\nvips: %s\nstatus_file: %s\n", vips, status)
 		if l.mode != Plain {
-			yml += "virtual_servers:\n" + l.services
+			yml += fmt.Sprintf("program_on_backup: %t\nvirtual_servers:\n", l.programOnBackup) + l.services
 		}
 	}
 	d.conf = filepath.Join(l.dir, d.Name+".yaml")
@@ -881,7 +892,7 @@ func benchFailover(t *testing.T, l *Lab, label string, n int) []time.Duration {
 		outs, proms, gaps = append(outs, f.Outage), append(proms, f.Promoted), append(gaps, f.Outage-f.Promoted)
 		master.Revive()
 		l.waitFor(master.Name+" back as a backup", 60*time.Second, func() bool {
-			return master.Backup() && (l.mode == Plain || master.Programmed(80))
+			return master.Backup() && (l.mode == Plain || master.Programmed(80) == l.programOnBackup)
 		})
 		master = f.To
 	}

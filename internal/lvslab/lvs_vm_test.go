@@ -193,6 +193,26 @@ func TestLVSDR(t *testing.T) {
 	}
 }
 
+// TestLVSDRProgramOnPromote is the DR pair with program_on_backup false (directors that are
+// each other's real servers need it): the backup's table stays empty, and the director that takes
+// over programs the whole table before it binds the VIP, so the client's first answer after the
+// crash already comes through every real server in turn.
+func TestLVSDRProgramOnPromote(t *testing.T) {
+	rs := []netip.Addr{front(11), front(12), front(13)}
+	l := newLab(t, DR, service(80, "rr", DR, "")+realServers(rs, nil, true), false, 80)
+	d1, d2 := l.D[0], l.D[1]
+	if !d2.TableEmpty() {
+		t.Fatal("with program_on_backup false the backup d2 has an IPVS table")
+	}
+	wantCounts(t, "rr :80", l.Count(80, 30), map[string]int{"rs1": 10, "rs2": 10, "rs3": 10})
+	f := l.Failover(d1)
+	t.Logf("d1 crashed: d2 promoted (table programmed, then the VIP) after %v, the client answered again after %v", f.Promoted, f.Outage)
+	if f.To != d2 || !d2.Programmed(80) {
+		t.Fatal("d2 took over without programming its table")
+	}
+	wantCounts(t, "rr :80 through d2", l.Count(80, 30), map[string]int{"rs1": 10, "rs2": 10, "rs3": 10})
+}
+
 // TestLVSNAT is the LVS-NAT pair: the real servers route through the floating gateway VIP on the
 // directors' back side (a second VIP of the same instance, on eth1). Replies pass through the
 // master, so the crash test shows the gateway moving with the VIP.
@@ -291,6 +311,10 @@ func TestLVSBench(t *testing.T) {
 		lo, med, hi = stats(readd)
 		figure(t, "real-server recovery to re-add ms min/median/max %d/%d/%d over %d runs (rise 1)", ms(lo), ms(med), ms(hi), n)
 		benchFailover(t, l, "vm DR", n)
+	})
+	t.Run("DR program_on_backup false", func(t *testing.T) {
+		rs := []netip.Addr{front(11), front(12), front(13)}
+		benchFailover(t, newLab(t, DR, service(80, "rr", DR, "")+realServers(rs, nil, true), false, 80), "vm DR program_on_backup=false", n)
 	})
 	t.Run("NAT", func(t *testing.T) {
 		rs := []netip.Addr{back(11), back(12), back(13)}
