@@ -107,6 +107,23 @@ func startNode(t testing.TB, n *fakeNet, addr netip.Addr, cfg Config) *node {
 	return runNode(t, n.conn(addr), cfg, nil)
 }
 
+// startPair starts router A (addrA, prioA) and router B (addrB, prioB) on VRID 9 of eth0 and lets
+// them settle for a second of (synctest) time. Both are stopped when the test ends (B first), unless
+// the test stops them before.
+func startPair(t testing.TB, n *fakeNet, prioA, prioB int) (a, b *node) {
+	t.Helper()
+	cfgA, cfgB := LocalConfig(), LocalConfig()
+	cfgA.Interface, cfgA.VRID, cfgA.Priority = "eth0", 9, prioA
+	cfgB.Interface, cfgB.VRID, cfgB.Priority = "eth0", 9, prioB
+	a = startNode(t, n, addrA, cfgA)
+	t.Cleanup(func() { a.stop(t) })
+	b = startNode(t, n, addrB, cfgB)
+	t.Cleanup(func() { b.stop(t) })
+	time.Sleep(time.Second)
+	synctest.Wait()
+	return a, b
+}
+
 // runNode runs an Elector on conn. The caller stops it (node.stop).
 func runNode(t testing.TB, conn Conn, cfg Config, log *zap.Logger) *node {
 	t.Helper()
@@ -241,15 +258,7 @@ func TestElectorFailover(t *testing.T) {
 func TestElectorMasterDownWithoutShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := &fakeNet{}
-		cfgA, cfgB := LocalConfig(), LocalConfig()
-		cfgA.Interface, cfgA.VRID, cfgA.Priority = "eth0", 9, 200
-		cfgB.Interface, cfgB.VRID, cfgB.Priority = "eth0", 9, 100
-		a := startNode(t, n, addrA, cfgA)
-		defer a.stop(t)
-		b := startNode(t, n, addrB, cfgB)
-		defer b.stop(t)
-		time.Sleep(time.Second)
-		synctest.Wait()
+		a, b := startPair(t, n, 200, 100)
 		// Cut the link: B declares A down after Master_Down_Interval; both are master (no quorum).
 		n.setCut(true)
 		cut := time.Now()
@@ -273,15 +282,7 @@ func TestElectorMasterDownWithoutShutdown(t *testing.T) {
 func TestElectorPriorityEligibilityYield(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := &fakeNet{}
-		cfgA, cfgB := LocalConfig(), LocalConfig()
-		cfgA.Interface, cfgA.VRID, cfgA.Priority = "eth0", 9, 150
-		cfgB.Interface, cfgB.VRID, cfgB.Priority = "eth0", 9, 100
-		a := startNode(t, n, addrA, cfgA)
-		defer a.stop(t)
-		b := startNode(t, n, addrB, cfgB)
-		defer b.stop(t)
-		time.Sleep(time.Second)
-		synctest.Wait()
+		a, b := startPair(t, n, 150, 100)
 		if a.last().Role != election.Master {
 			t.Fatalf("A %+v", a.last())
 		}

@@ -55,6 +55,20 @@ func newHarness(t *testing.T, cfg Config, self netip.Addr) *harness {
 	return &harness{t: t, m: m, cfg: cfg}
 }
 
+// newMaster is a harness on addrA at priority 200 (VRRPv3) that has become master through its
+// Master_Down_Interval, which it returns.
+func newMaster(t *testing.T) (*harness, time.Duration) {
+	t.Helper()
+	cfg := testConfig(3)
+	cfg.Priority = 200
+	h := newHarness(t, cfg, addrA)
+	h.step(0, Startup{})
+	mdi := h.m.MasterDownInterval()
+	h.step(mdi, Tick{})
+	h.wantState(Master)
+	return h, mdi
+}
+
 func (h *harness) step(at time.Duration, ev Event) []Output {
 	h.out = h.m.Step(t0.Add(at), ev)
 	return h.out
@@ -627,13 +641,7 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // A router that yielded does not preempt the lower-priority router that took over; once it has been
 // master again (the other stopped), it preempts as before.
 func TestYieldedRouterDoesNotPreempt(t *testing.T) {
-	cfg := testConfig(3)
-	cfg.Priority = 200
-	h := newHarness(t, cfg, addrA)
-	h.step(0, Startup{})
-	mdi := h.m.MasterDownInterval()
-	h.step(mdi, Tick{})
-	h.wantState(Master)
+	h, mdi := newMaster(t)
 	h.step(mdi, Yield{})
 	h.wantState(Backup)
 	h.wantSent(0)

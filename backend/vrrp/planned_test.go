@@ -17,13 +17,7 @@ import (
 // the higher priority, master after Master_Down_Interval. Health and maintenance are independent:
 // maintenance off with a failing check stays in Fault.
 func TestMachineMaintenance(t *testing.T) {
-	cfg := testConfig(3)
-	cfg.Priority = 200
-	h := newHarness(t, cfg, addrA)
-	h.step(0, Startup{})
-	mdi := h.m.MasterDownInterval()
-	h.step(mdi, Tick{})
-	h.wantState(Master)
+	h, mdi := newMaster(t)
 
 	h.step(mdi, SetMaintenance{On: true})
 	h.wantSent(0)
@@ -65,15 +59,7 @@ func TestMachineMaintenance(t *testing.T) {
 func TestElectorResign(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := &fakeNet{}
-		cfgA, cfgB := LocalConfig(), LocalConfig()
-		cfgA.Interface, cfgA.VRID, cfgA.Priority = "eth0", 9, 150
-		cfgB.Interface, cfgB.VRID, cfgB.Priority = "eth0", 9, 100
-		a := startNode(t, n, addrA, cfgA)
-		defer a.stop(t)
-		b := startNode(t, n, addrB, cfgB)
-		defer b.stop(t)
-		time.Sleep(time.Second)
-		synctest.Wait()
+		a, b := startPair(t, n, 150, 100)
 		if a.last().Role != election.Master {
 			t.Fatalf("A %+v", a.last())
 		}
