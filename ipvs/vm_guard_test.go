@@ -3,12 +3,9 @@
 package ipvs
 
 import (
-	"bufio"
-	"context"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -49,94 +46,6 @@ var (
 	vmOurs    = Service{ServiceKey: ServiceKey{Family: INET, Protocol: TCP, Address: netip.MustParseAddr("10.99.0.100"), Port: 80}, Scheduler: "rr"}
 	vmForeign = Service{ServiceKey: ServiceKey{Family: INET, Protocol: TCP, Address: netip.MustParseAddr("10.99.0.200"), Port: 443}, Scheduler: "rr"}
 )
-
-// vmVeth makes hc0 (10.99.0.1/24) and its peer hc1, up; the test deletes them.
-func vmVeth(t *testing.T) netlink.Link {
-	t.Helper()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "hc0"}, PeerName: "hc1"}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatalf("veth: %v", err)
-	}
-	t.Cleanup(func() { _ = netlink.LinkDel(veth) })
-	for _, n := range []string{"hc0", "hc1"} {
-		l, err := netlink.LinkByName(n)
-		if err == nil {
-			err = netlink.LinkSetUp(l)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	l, err := netlink.LinkByName("hc0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, _ := netlink.ParseAddr("10.99.0.1/24")
-	if err := netlink.AddrAdd(l, addr); err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-// vmDaemon is the daemon under test, its stderr (and its fence guard's, which shares it) a line at
-// a time.
-type vmDaemon struct {
-	cmd   *exec.Cmd
-	lines chan string
-	ctx   context.Context
-}
-
-func startVMDaemon(t *testing.T, yml string) *vmDaemon {
-	t.Helper()
-	bin := os.Getenv("HACOORD_BIN")
-	if bin == "" {
-		t.Fatal("HACOORD_BIN not set: ipvsvm -hacoord puts the daemon in the VM")
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "hacoord.yaml")
-	if err := os.WriteFile(conf, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	t.Cleanup(cancel)
-	d := &vmDaemon{cmd: exec.Command(bin, "--config", conf, "--name", "vm", "--status-file", filepath.Join(dir, "status.json")),
-		lines: make(chan string, 1000), ctx: ctx}
-	out, err := d.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.cmd.Process.Kill(); _ = d.cmd.Wait() })
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			t.Log(sc.Text())
-			d.lines <- sc.Text()
-		}
-		close(d.lines)
-	}()
-	return d
-}
-
-// waitLine waits for a line of the daemon's (or its guard's) log that contains substr.
-func (d *vmDaemon) waitLine(t *testing.T, substr string) {
-	t.Helper()
-	for {
-		select {
-		case l, ok := <-d.lines:
-			if !ok {
-				t.Fatalf("the log ended before %q", substr)
-			}
-			if strings.Contains(l, substr) {
-				return
-			}
-		case <-d.ctx.Done():
-			t.Fatalf("no %q within a minute", substr)
-		}
-	}
-}
 
 // children returns the pids of pid's children (the daemon's: its fence guard).
 func children(t *testing.T, pid int) []int {
