@@ -71,6 +71,59 @@ func newFakeReconciler(t *testing.T, cfg Config) (*Reconciler, *ipvstest.Fake) {
 	return r, fake
 }
 
+// fastTCP is a TCP check every 10ms that takes a real server out at its first failure.
+var fastTCP = check.Config{TCP: &check.TCP{Timing: check.Timing{Interval: 10 * time.Millisecond, Retry: check.Retries(0)}}}
+
+// fakeRun is a Reconciler running (Run) on a fake kernel for at most 30 seconds, the deadline of its
+// waits.
+type fakeRun struct {
+	t       *testing.T
+	r       *Reconciler
+	fake    *ipvstest.Fake
+	ctx     context.Context
+	changed <-chan struct{}
+	stop    context.CancelFunc
+	errc    chan error
+}
+
+// runFake starts a Reconciler of cfg on a fake kernel; end stops it.
+func runFake(t *testing.T, cfg Config) *fakeRun {
+	t.Helper()
+	r, fake := newFakeReconciler(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	fr := &fakeRun{t: t, r: r, fake: fake, ctx: ctx, changed: fake.Changed(), errc: make(chan error, 1)}
+	runCtx, stop := context.WithCancel(ctx)
+	fr.stop = stop
+	go func() { fr.errc <- r.Run(runCtx) }()
+	return fr
+}
+
+// has reports whether the fake kernel's table, as ipvsadm would print it, contains s.
+func (fr *fakeRun) has(s string) bool { return strings.Contains(readFormat(fr.t, fr.fake), s) }
+
+// waitFor waits, on the fake's change notifications, until cond holds.
+func (fr *fakeRun) waitFor(what string, cond func() bool) {
+	fr.t.Helper()
+	for !cond() {
+		select {
+		case <-fr.changed:
+			fr.changed = fr.fake.Changed()
+		case <-fr.ctx.Done():
+			fr.t.Fatalf("timed out waiting for %s; table:\n%s", what, readFormat(fr.t, fr.fake))
+		}
+	}
+}
+
+// end stops Run and fails the test if it returned an error.
+func (fr *fakeRun) end() {
+	fr.t.Helper()
+	fr.stop()
+	if err := <-fr.errc; err != nil {
+		fr.t.Fatal(err)
+	}
+}
+
 func readFormat(t *testing.T, c Client) string {
 	t.Helper()
 	tab, err := ReadTable(c)
@@ -345,30 +398,12 @@ func TestReconcilerRun(t *testing.T) {
 	cfg.VirtualServers = []VirtualServer{{
 		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
 		RealServers: []RealServer{
-			{Address: rs.Addr(), Check: check.Config{TCP: &check.TCP{Timing: check.Timing{Interval: 10 * time.Millisecond, Retry: check.Retries(0)}}}},
+			{Address: rs.Addr(), Check: fastTCP},
 			{Address: netip.MustParseAddr("127.0.0.2")},
 		},
 	}}
-	r, fake := newFakeReconciler(t, cfg)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	changed := fake.Changed()
-	errc := make(chan error, 1)
-	runCtx, stop := context.WithCancel(ctx)
-	go func() { errc <- r.Run(runCtx) }()
-
-	has := func(s string) bool { return strings.Contains(readFormat(t, fake), s) }
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for !cond() {
-			select {
-			case <-changed:
-				changed = fake.Changed()
-			case <-ctx.Done():
-				t.Fatalf("timed out waiting for %s; table:\n%s", what, readFormat(t, fake))
-			}
-		}
-	}
+	fr := runFake(t, cfg)
+	r, fake, has, waitFor := fr.r, fr.fake, fr.has, fr.waitFor
 	// program_on_backup: Run programs the table without a Promote.
 	waitFor("the table", func() bool { return has(rs.String()) && has("127.0.0.2:") })
 	ln.Close()
@@ -376,10 +411,7 @@ func TestReconcilerRun(t *testing.T) {
 	if st := r.Status(); st.State != StateActive || st.Services[0].RealServers[0].Up {
 		t.Errorf("status %+v", st)
 	}
-	stop()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	fr.end()
 	if tab, _ := ReadTable(fake); len(tab.Services) != 0 {
 		t.Errorf("Run left %d services behind", len(tab.Services))
 	}

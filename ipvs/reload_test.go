@@ -1,14 +1,11 @@
 package ipvs
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hacoord/hacoord/ipvs/check"
 )
 
 // A reload while active adds the new service and removes the one dropped, leaving the one kept;
@@ -65,40 +62,22 @@ func TestSetConfigRestartsCheckers(t *testing.T) {
 	}
 	defer ln.Close()
 	rs := netip.MustParseAddrPort(ln.Addr().String())
-	fast := check.Config{TCP: &check.TCP{Timing: check.Timing{Interval: 10 * time.Millisecond, Retry: check.Retries(0)}}}
 	cfg := DefaultConfig()
 	cfg.ResyncInterval = time.Hour
 	cfg.VirtualServers = []VirtualServer{{
 		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
-		RealServers: []RealServer{{Address: rs.Addr(), Check: fast}},
+		RealServers: []RealServer{{Address: rs.Addr(), Check: fastTCP}},
 	}}
-	r, fake := newFakeReconciler(t, cfg)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	changed := fake.Changed()
-	errc := make(chan error, 1)
-	runCtx, stop := context.WithCancel(ctx)
-	go func() { errc <- r.Run(runCtx) }()
-	has := func(s string) bool { return strings.Contains(readFormat(t, fake), s) }
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for !cond() {
-			select {
-			case <-changed:
-				changed = fake.Changed()
-			case <-ctx.Done():
-				t.Fatalf("timed out waiting for %s; table:\n%s", what, readFormat(t, fake))
-			}
-		}
-	}
+	fr := runFake(t, cfg)
+	r, fake, has, waitFor := fr.r, fr.fake, fr.has, fr.waitFor
 	waitFor("the table", func() bool { return has(rs.String()) })
 	// 127.0.0.1 port 1: nothing listens; no check: 127.0.0.3 stays.
 	dead := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 1)
 	next := cfg
 	next.VirtualServers = []VirtualServer{cfg.VirtualServers[0]}
 	next.VirtualServers[0].RealServers = []RealServer{
-		{Address: rs.Addr(), Check: fast},
-		{Address: dead.Addr(), Port: dead.Port(), Check: fast},
+		{Address: rs.Addr(), Check: fastTCP},
+		{Address: dead.Addr(), Port: dead.Port(), Check: fastTCP},
 		{Address: netip.MustParseAddr("127.0.0.3")},
 	}
 	if err := r.SetConfig(next); err != nil {
@@ -111,10 +90,7 @@ func TestSetConfigRestartsCheckers(t *testing.T) {
 	waitFor("the new real server's removal by its failing check", func() bool { return !has(dead.String()) })
 	ln.Close()
 	waitFor("the kept real server's removal by its restarted checker", func() bool { return !has(rs.String()) })
-	stop()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	fr.end()
 }
 
 // A real server that is down when a reload keeps it comes back once it answers: its restarted
@@ -126,32 +102,14 @@ func TestSetConfigKeptDownServerRecovers(t *testing.T) {
 	}
 	rs := netip.MustParseAddrPort(ln.Addr().String())
 	ln.Close() // down from the start
-	fast := check.Config{TCP: &check.TCP{Timing: check.Timing{Interval: 10 * time.Millisecond, Retry: check.Retries(0)}}}
 	cfg := DefaultConfig()
 	cfg.ResyncInterval = time.Hour
 	cfg.VirtualServers = []VirtualServer{{
 		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
-		RealServers: []RealServer{{Address: rs.Addr(), Check: fast}, {Address: netip.MustParseAddr("127.0.0.3")}},
+		RealServers: []RealServer{{Address: rs.Addr(), Check: fastTCP}, {Address: netip.MustParseAddr("127.0.0.3")}},
 	}}
-	r, fake := newFakeReconciler(t, cfg)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	changed := fake.Changed()
-	errc := make(chan error, 1)
-	runCtx, stop := context.WithCancel(ctx)
-	go func() { errc <- r.Run(runCtx) }()
-	has := func(s string) bool { return strings.Contains(readFormat(t, fake), s) }
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for !cond() {
-			select {
-			case <-changed:
-				changed = fake.Changed()
-			case <-ctx.Done():
-				t.Fatalf("timed out waiting for %s; table:\n%s", what, readFormat(t, fake))
-			}
-		}
-	}
+	fr := runFake(t, cfg)
+	r, fake, has, waitFor := fr.r, fr.fake, fr.has, fr.waitFor
 	waitFor("the table without the dead real server", func() bool { return has("127.0.0.3:") && !has(rs.String()) })
 	next := cfg
 	next.VirtualServers = append([]VirtualServer{}, cfg.VirtualServers...)
@@ -170,8 +128,5 @@ func TestSetConfigKeptDownServerRecovers(t *testing.T) {
 	}
 	defer ln.Close()
 	waitFor("the kept real server back once it answers", func() bool { return has(rs.String()) })
-	stop()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	fr.end()
 }
