@@ -436,12 +436,11 @@ func candidateRev(t *testing.T, admin *clientv3.Client, group, name string) int6
 	return 0
 }
 
-// The master record lives on the master's lease: when the lease is revoked, the record goes with it
-// and an observer sees no master (a zero Record) before the node is elected again.
-func TestRecordGoesWithLease(t *testing.T) {
-	srv := etcdtest.Start(t)
-	admin := adminClient(t, srv)
-	o, err := etcd.NewObserver(testConfig(srv.Endpoints()[0], "gone", ""), testLogger(t))
+// observeRecords runs an Observer of group at endpoint until the test ends and returns next: it
+// waits up to settle for an observed record that satisfies ok, and returns it.
+func observeRecords(t *testing.T, endpoint, group string) (next func(what string, ok func(election.Record) bool) election.Record) {
+	t.Helper()
+	o, err := etcd.NewObserver(testConfig(endpoint, group, ""), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +454,7 @@ func TestRecordGoesWithLease(t *testing.T) {
 			t.Errorf("Observe: %v", err)
 		}
 	})
-	next := func(what string, ok func(election.Record) bool) election.Record {
+	next = func(what string, ok func(election.Record) bool) election.Record {
 		t.Helper()
 		timeout := time.After(settle)
 		for {
@@ -469,6 +468,15 @@ func TestRecordGoesWithLease(t *testing.T) {
 			}
 		}
 	}
+	return next
+}
+
+// The master record lives on the master's lease: when the lease is revoked, the record goes with it
+// and an observer sees no master (a zero Record) before the node is elected again.
+func TestRecordGoesWithLease(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := adminClient(t, srv)
+	next := observeRecords(t, srv.Endpoints()[0], "gone")
 	r := electiontest.Start(t, "a", candidate(newElector(t, srv.Endpoints()[0], "gone", "a")))
 	r.Wait(t, settle, "Master", lastIs(election.Master))
 	term := r.Last().Term

@@ -1,11 +1,9 @@
 package etcd_test
 
 import (
-	"context"
 	"net/netip"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/hacoord/hacoord/backend/etcd"
 	"github.com/hacoord/hacoord/election"
@@ -17,34 +15,7 @@ import (
 // VIPs with the term unchanged, and the Master State carries them too.
 func TestSetRecordVIPsRewritesTheRecord(t *testing.T) {
 	srv := etcdtest.Start(t)
-	o, err := etcd.NewObserver(testConfig(srv.Endpoints()[0], "rv", ""), testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	recs := make(chan election.Record, 16)
-	done := make(chan error, 1)
-	go func() { done <- o.Observe(ctx, recs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Observe: %v", err)
-		}
-	})
-	next := func(what string, ok func(election.Record) bool) election.Record {
-		t.Helper()
-		timeout := time.After(settle)
-		for {
-			select {
-			case r := <-recs:
-				if ok(r) {
-					return r
-				}
-			case <-timeout:
-				t.Fatalf("observer saw no %s", what)
-			}
-		}
-	}
+	next := observeRecords(t, srv.Endpoints()[0], "rv")
 	a, b := netip.MustParsePrefix("10.0.0.100/24"), netip.MustParsePrefix("10.0.0.5/24")
 	cfg := testConfig(srv.Endpoints()[0], "rv", "a")
 	cfg.Record.VIPs = []netip.Prefix{a}
