@@ -117,6 +117,11 @@ var ErrNotMaster = errors.New("this node is not master")
 // ErrNoSuchCandidate is returned by Transfer when the target is not a candidate of the group.
 var ErrNoSuchCandidate = errors.New("no such candidate in the group")
 
+// ErrNoOtherCandidate is returned by Resign on a master that is alone in its group: no other
+// eligible candidate is queued (the others are down, unhealthy or in maintenance), so resigning would
+// only cost an outage and re-elect this node. Nothing is done: the node stays master, its VIPs bound.
+var ErrNoOtherCandidate = errors.New("no other candidate could take over")
+
 // ErrUnsupported is returned by an optional operation a backend cannot carry out (VRRP cannot make
 // its keepalived peers hold back for a transfer).
 var ErrUnsupported = errors.New("not supported by this backend")
@@ -127,8 +132,16 @@ var ErrUnsupported = errors.New("not supported by this backend")
 // candidacy has been given up (not once another node is master), ErrNotMaster on a backup, or
 // ctx's error. The node that resigned does not preempt back: until it has been master again it
 // rejoins as if with nopreempt (VRRP's yielded router; the quorum backends publish Preempt false),
-// so a preferred node's resign is not undone by its own priority a moment later. With no other
-// candidate it is master again.
+// so a preferred node's resign is not undone by its own priority a moment later.
+//
+// A master with no other eligible candidate queued refuses with ErrNoOtherCandidate before it
+// demotes: it stays master in the same term, with no outage. The check reads the queue just before
+// the resign; a candidate that leaves between the two (a race of one store round trip) turns the
+// resign into a normal re-election: the node gives up, finds itself alone at the head, and is master
+// again in a new term after an outage (etcd: a store round trip; ZooKeeper, whose resign names the
+// candidate it hands over to: once that hand-over record runs out, its TransferTimeout). A backend
+// that cannot see its peers (VRRP: it does not know its backups) resigns without the check; alone,
+// it is master again after Master_Down_Interval.
 type Resigner interface {
 	Resign(ctx context.Context) error
 }

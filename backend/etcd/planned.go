@@ -108,6 +108,17 @@ func (v view) queues(node string) bool {
 	return false
 }
 
+// othersQueued reports whether a candidate other than node, not declaring itself unhealthy, is
+// queued (a node in maintenance is not queued).
+func (v view) othersQueued(node string) bool {
+	for _, q := range v.queue {
+		if q.cand.Node != node && (q.cand.Healthy == nil || *q.cand.Healthy) {
+			return true
+		}
+	}
+	return false
+}
+
 // verdict is what a candidate at the head of the queue does.
 type verdict int
 
@@ -195,8 +206,25 @@ type request struct {
 }
 
 // Resign implements election.Resigner: a master demotes, gives up its place (leaving the released
-// marker, so the next master skips its conflict probe) and queues again at the back.
+// marker, so the next master skips its conflict probe) and queues again at the back. With no other
+// candidate queued it refuses (election.ErrNoOtherCandidate) and stays master: the queue is read
+// here, off the master loop; a candidate that leaves after that read makes the resign a normal
+// re-election of this node.
 func (e *Elector) Resign(ctx context.Context) error {
+	if !e.mastering() {
+		return election.ErrNotMaster
+	}
+	c := e.conn.Load()
+	if c == nil {
+		return election.ErrNotMaster
+	}
+	v, err := readView(ctx, c, e.cfg.Group, e.cfg.KeepaliveInterval, e.log)
+	if err != nil {
+		return err
+	}
+	if !v.othersQueued(e.cfg.Name) {
+		return fmt.Errorf("etcd: resign %s: %w", e.cfg.Group, election.ErrNoOtherCandidate)
+	}
 	return e.request(ctx, request{})
 }
 

@@ -46,8 +46,8 @@ func (e *Elector) SetMaintenance(on bool) {
 // creates a transfer record naming that candidate, so that the others defer to it and it takes
 // over at once. The node then rejoins at the back without preemption until it is master again, so
 // that it does not take mastership straight back. It returns once the candidacy is given up;
-// ErrNotMaster on a backup. With no other candidate queued the node gives up and rejoins, and is
-// master again (a new term). It must not be called from the goroutine that acts on the Elector's
+// ErrNotMaster on a backup. With no other eligible candidate queued it refuses
+// (election.ErrNoOtherCandidate) and stays master, untouched. It must not be called from the goroutine that acts on the Elector's
 // States (the demote it waits for is that goroutine's).
 func (e *Elector) Resign(ctx context.Context) error {
 	return e.plan(ctx, plannedReq{op: "resign"})
@@ -122,10 +122,9 @@ func (r *sessionRun) planned(ctx context.Context, q plannedReq) error {
 	case q.op == "resign":
 		i := best(vals, r.e.cfg.Name, 0, nil)
 		if i < 0 {
-			// Nobody to hand over to: give up and rejoin, as asked; this node wins again.
-			r.log.Info("resigning with no other candidate queued: this node will be master again")
-			r.giveUpPlanned(ctx, "resigned")
-			return nil
+			// Nobody to hand over to: resigning would only re-elect this node after an outage.
+			r.log.Info("resign refused: no other candidate queued; staying master")
+			return fmt.Errorf("zk: resign %s: %w", r.e.cfg.Group, election.ErrNoOtherCandidate)
 		}
 		to = vals[i].Node
 	case to == r.e.cfg.Name:

@@ -23,6 +23,7 @@ func RunPlanned(t *testing.T, h Harness) {
 		f    func(*testing.T)
 	}{
 		{"OperatorResign", s.operatorResign},
+		{"ResignAloneRefused", s.resignAlone},
 		{"TransferToNamedNode", s.transferTo},
 		{"MaintenanceOnOff", s.maintenance},
 		{"HigherPriorityLeads", s.higherPriorityLeads},
@@ -141,6 +142,43 @@ func (s suite) operatorResign(t *testing.T) {
 	CheckNoOverlap(t, rs...)
 }
 
+// resignAlone: Resign on a master alone in its group is ErrNoOtherCandidate and costs nothing: the
+// master offers no other State (no demote, the same term). Once another candidate is queued, Resign
+// hands over to it.
+func (s suite) resignAlone(t *testing.T) {
+	g := newGroup()
+	rs := s.startPrio(t, g, []string{"a"}, nil)
+	a := rs[0]
+	st := s.masterIs(t, rs, a, "a master")
+	if err := as[election.Resigner](t, a.Cand).Resign(opContext(t, s.settle())); !errors.Is(err, election.ErrNoOtherCandidate) {
+		t.Fatalf("Resign alone = %v, want ErrNoOtherCandidate", err)
+	}
+	stillMaster(t, a, st)
+	c := s.h.NewCandidate(t, g, "b")
+	b := Start(t, "b", c)
+	rs = append(rs, b)
+	waitQueued(t, s.h.NewObserver(t, g).(election.Lister), "b", s.settle())
+	if err := as[election.Resigner](t, a.Cand).Resign(opContext(t, s.settle())); err != nil {
+		t.Fatalf("Resign with b queued: %v", err)
+	}
+	s.masterIs(t, rs, b, "b master after a resigned")
+	CheckNoOverlap(t, rs...)
+}
+
+// stillMaster fails t unless r, master since st, has offered nothing but Master in st's term since
+// (renewals allowed): a refused Resign left it alone.
+func stillMaster(t *testing.T, r *Recorder, st Stamped) {
+	t.Helper()
+	for _, x := range r.States() {
+		if x.At.Before(st.At) {
+			continue
+		}
+		if x.Role != election.Master || x.Term != st.Term {
+			t.Fatalf("%s after a refused Resign: %s, want Master in term %d throughout", r.Name, fmtState(x.State), st.Term)
+		}
+	}
+}
+
 // transferTo: Transfer to the last candidate in the queue makes it master, not the next one; a
 // target that is not queued is ErrNoSuchCandidate and leaves the master in place.
 func (s suite) transferTo(t *testing.T) {
@@ -184,11 +222,11 @@ func (s suite) maintenance(t *testing.T) {
 	if !st.Handover {
 		t.Errorf("b's State does not say it follows a handover: %s", fmtState(st.State))
 	}
-	// b resigns: a, in maintenance, must not take over; b, the only candidate, is master again.
-	if err := as[election.Resigner](t, b.Cand).Resign(opContext(t, s.settle())); err != nil {
-		t.Fatal(err)
+	// b resigns: a, in maintenance, is no candidate, so b refuses and stays master in its term.
+	if err := as[election.Resigner](t, b.Cand).Resign(opContext(t, s.settle())); !errors.Is(err, election.ErrNoOtherCandidate) {
+		t.Fatalf("Resign with the only other node in maintenance = %v, want ErrNoOtherCandidate", err)
 	}
-	s.masterIs(t, rs, b, "b master again (a in maintenance)")
+	stillMaster(t, b, st)
 	for _, s := range a.States() {
 		if s.Role == election.Master && s.At.After(st.At) {
 			t.Fatal("a became master while in maintenance")
