@@ -87,7 +87,8 @@ type controlServer struct {
 	wg   sync.WaitGroup
 	once sync.Once
 
-	held map[*instance]*heldWatch // whether each instance holds its VIPs, from its Coordinator
+	held    map[*instance]*heldWatch  // whether each instance holds its VIPs, from its Coordinator
+	groupOf map[*instance]*syncTarget // the sync group of each member of one (controlsync.go)
 }
 
 // heldWatch follows whether an instance is promoted (holds its VIPs).
@@ -129,7 +130,7 @@ func (w *heldWatch) waitReleased(ctx context.Context) error {
 // one a live daemon answers on is an error.
 func listenControl(p *plan, insts []*instance, log *zap.Logger) (*controlServer, error) {
 	s := &controlServer{node: p.node, path: p.control, stateDir: p.stateDir, insts: insts, log: log.Named("control"),
-		held: map[*instance]*heldWatch{}}
+		held: map[*instance]*heldWatch{}, groupOf: syncTargets(p, insts)}
 	for _, in := range insts {
 		if err := s.restoreMaintenance(in); err != nil {
 			return nil, err
@@ -277,6 +278,9 @@ func (s *controlServer) do(ctx context.Context, req controlRequest) (string, err
 	if err != nil {
 		return "", err
 	}
+	if sg := s.groupOf[in]; sg != nil {
+		return s.doSync(ctx, req, sg)
+	}
 	g := in.plan.group
 	role := func() string {
 		if in.co == nil {
@@ -292,6 +296,9 @@ func (s *controlServer) do(ctx context.Context, req controlRequest) (string, err
 		}
 		if err := r.Resign(ctx); errors.Is(err, election.ErrNotMaster) {
 			return "", fmt.Errorf("%s is not master of group %s (%s): nothing to resign", s.node, g, role())
+		} else if errors.Is(err, election.ErrNoOtherCandidate) {
+			return "", fmt.Errorf("%s stays master of group %s: no other candidate could take over: nothing done; "+
+				"use `hacoord maintenance on` to take the node out anyway", s.node, g)
 		} else if err != nil {
 			return "", fmt.Errorf("resign %s: %w", g, err)
 		}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/internal/testenv"
+)
+
+// ctl runs `hacoord <args> --control-socket <n's socket>` in-process, as an operator would, and
+// returns its exit code, stdout and stderr.
+func ctl(t *testing.T, n *node, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	var out, errb syncBuffer
+	code := run(ctx, append(args, "--control-socket", filepath.Join(n.dir, "ctl.sock")), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+const aloneConfig = `backend: {{backend}}
+name: %[1]s
+endpoints: [%[2]s]
+{{store}}
+fence_guard: false
+log: {format: json, level: info}
+interface: eth0
+announce: {count: 1, repeat: 0, refresh: 0s}
+control_socket: %[3]s/ctl.sock
+state_dir: %[3]s
+group: web
+vips: [192.0.2.101/24]
+status_file: %[3]s/web.json
+`
+
+// `hacoord resign` on a master alone in its group is refused with a message that says nothing was
+// done and names the way out; the master keeps its VIP and its term (no re-election). With a
+// second node running, the same command hands over.
+func TestResignAloneRefused(t *testing.T) {
+	testenv.RequireRoot(t)
+	forStores(t, func(t *testing.T, backend string) {
+		st := startStore(t, backend, "web")
+		body := strings.NewReplacer("{{backend}}", st.backend, "{{store}}", st.lines).Replace(aloneConfig)
+		a, b := twoNodes(t)
+		n1 := startNode(t, a, "n1", st.endpoint, body)
+		eventually(t, "n1 master of web, holding its VIP", func() bool {
+			return st.leader("web").Node == "n1" && n1.has(t, "192.0.2.101")
+		}, n1)
+		term := st.leader("web").Term
+
+		code, out, errs := ctl(t, n1, "resign")
+		const want = "no other candidate could take over: nothing done; use `hacoord maintenance on` to take the node out anyway"
+		if code == exitOK || !strings.Contains(errs, want) {
+			t.Fatalf("resign alone: exit %d, stdout %q, stderr %q; want a failure saying %q", code, out, errs, want)
+		}
+		if r := st.leader("web"); r.Node != "n1" || r.Term != term || !n1.has(t, "192.0.2.101") {
+			t.Fatalf("after a refused resign: record %+v (want n1, term %d), n1's VIPs %v", r, term, n1.vips(t))
+		}
+		if s := n1.status(t, "web"); s.Role != "master" || !s.Promoted || s.Term != term {
+			t.Fatalf("n1's status after a refused resign: %+v, want master, promoted, term %d", s, term)
+		}
+
+		n2 := startNode(t, b, "n2", st.endpoint, body)
+		eventually(t, "n2 a backup", func() bool { return n2.status(t, "web").Role == "backup" }, n2)
+		if code, _, errs := ctl(t, n1, "resign"); code != exitOK {
+			t.Fatalf("resign with n2 running: exit %d: %s", code, errs)
+		}
+		eventually(t, "web on n2", func() bool {
+			return st.leader("web").Node == "n2" && n2.has(t, "192.0.2.101") && !n1.has(t, "192.0.2.101")
+		}, n1, n2)
+	})
+}
+
+const syncControl = twoInstances + `control_socket: %[3]s/ctl.sock
+state_dir: %[3]s
+sync_groups:
+  - {name: G, instances: [A, B]}
+`
+
+// holdsGroup reports whether n is master of A and B in the store and binds both VIPs, and other
+// binds neither.
+func holdsGroup(t *testing.T, st *store, n, other *node) bool {
+	return st.leader("A").Node == n.name && st.leader("B").Node == n.name &&
+		n.has(t, "192.0.2.101") && n.has(t, "192.0.2.102") && len(other.vips(t)) == 0
+}
+
+// Control requests naming one member of a sync group move the whole group: resign of the
+// follower B moves A and B; maintenance on for B takes the node out of both (persisted for both);
+// a resign with the only other node in maintenance is refused and leaves the group where it is
+// (same terms); transfer naming B hands A and B to the target.
+func TestSyncGroupControlMovesTheGroup(t *testing.T) {
+	testenv.RequireRoot(t)
+	forStores(t, func(t *testing.T, backend string) {
+		st := startStore(t, backend, "A", "B")
+		n1, n2 := startPair(t, st, syncControl)
+
+		if code, out, errs := ctl(t, n1, "resign", "--instance", "B"); code != exitOK || !strings.Contains(out, "sync group G") {
+			t.Fatalf("resign --instance B: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+		eventually(t, "A and B on n2 after n1 resigned B", func() bool { return holdsGroup(t, st, n2, n1) }, n1, n2)
+
+		if code, _, errs := ctl(t, n2, "maintenance", "on", "--instance", "B"); code != exitOK {
+			t.Fatalf("maintenance on --instance B: exit %d: %s", code, errs)
+		}
+		if len(n2.vips(t)) != 0 {
+			t.Errorf("maintenance on answered while n2 still holds %v", n2.vips(t))
+		}
+		eventually(t, "A and B on n1 after n2 went into maintenance", func() bool { return holdsGroup(t, st, n1, n2) }, n1, n2)
+		for _, in := range []string{"A", "B"} {
+			if _, err := os.Stat(filepath.Join(n2.dir, in+".n2.maintenance")); err != nil {
+				t.Errorf("maintenance flag of member %s: %v", in, err)
+			}
+		}
+
+		termA, termB := st.leader("A").Term, st.leader("B").Term
+		code, _, errs := ctl(t, n1, "resign", "--group", "A")
+		if code == exitOK || !strings.Contains(errs, "stays master of sync group G") || !strings.Contains(errs, "hacoord maintenance on") {
+			t.Fatalf("resign with n2 in maintenance: exit %d, stderr %q; want a refusal", code, errs)
+		}
+		if st.leader("A").Term != termA || st.leader("B").Term != termB || !holdsGroup(t, st, n1, n2) {
+			t.Fatalf("a refused resign moved the group: A %+v, B %+v (terms were %d, %d)", st.leader("A"), st.leader("B"), termA, termB)
+		}
+
+		if code, _, errs := ctl(t, n2, "maintenance", "off", "--group", "B"); code != exitOK {
+			t.Fatalf("maintenance off: exit %d: %s", code, errs)
+		}
+		ls := st.observer(t, "A").(election.Lister)
+		eventually(t, "n2 queued for A again", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			cs, _, err := ls.Candidates(ctx)
+			return err == nil && slices.ContainsFunc(cs, func(c election.Candidate) bool { return c.Node == "n2" && !c.Maintenance })
+		}, n2)
+		if code, out, errs := ctl(t, n1, "transfer", "--to", "n2", "--instance", "B"); code != exitOK || !strings.Contains(out, "sync group G") {
+			t.Fatalf("transfer --instance B --to n2: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+		eventually(t, "A and B on n2 after the transfer", func() bool { return holdsGroup(t, st, n2, n1) }, n1, n2)
+	})
+}
