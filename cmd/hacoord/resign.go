@@ -52,7 +52,11 @@ func newResignCommand(stdout io.Writer) *cobra.Command {
 		Short: "Make this node's master step down: it releases the VIPs and another node takes over at once",
 		Long: `resign asks the daemon (through its control socket; root only) to step down as master of an
 instance: it releases the VIPs first, then gives up its place in the election, so the next node
-takes over within a store round trip. The node stays a candidate. A backup refuses.`,
+takes over within a store round trip. The node stays a candidate. A backup refuses, and so does
+a master alone in its group (etcd, ZooKeeper: no other candidate could take over), which keeps
+its VIPs: use 'hacoord maintenance on' to take it out anyway. VRRP cannot know its backups: it
+resigns anyway, and alone it is master again after Master_Down_Interval. For a member of a sync
+group the whole group resigns.`,
 		Example: `  hacoord resign
   hacoord resign --group lab --name h1`,
 		Args: noArgs,
