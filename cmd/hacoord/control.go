@@ -302,6 +302,10 @@ func (s *controlServer) do(ctx context.Context, req controlRequest) (string, err
 		} else if err != nil {
 			return "", fmt.Errorf("resign %s: %w", g, err)
 		}
+		if in.plan.backend == backendVRRP {
+			return fmt.Sprintf("%s resigned group %s: the VIPs are released and a backup takes over "+
+				"(VRRP cannot know its backups: with none, this node is master again after Master_Down_Interval)", s.node, g), nil
+		}
 		return fmt.Sprintf("%s resigned group %s: the VIPs are released and the next node takes over", s.node, g), nil
 	case "transfer":
 		tr, ok := in.el.(election.Transferer)

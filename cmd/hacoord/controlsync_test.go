@@ -143,3 +143,16 @@ func TestSyncGroupControlMovesTheGroup(t *testing.T) {
 		eventually(t, "A and B on n2 after the transfer", func() bool { return holdsGroup(t, st, n2, n1) }, n1, n2)
 	})
 }
+
+// A VRRP master cannot know whether a backup is there: its resign goes ahead, and the answer says
+// what happens when none is.
+func TestControlResignVRRPSaysWhatAloneMeans(t *testing.T) {
+	el := &fakePlanned{master: true}
+	p, insts := controlFixture(t, el)
+	insts[0].plan.backend = backendVRRP
+	listen(t, p, insts)
+	msg, err := call(t, p.control, controlRequest{Op: "resign"})
+	if err != nil || el.resigned != 1 || !strings.Contains(msg, "VRRP cannot know its backups: with none, this node is master again") {
+		t.Fatalf("resign over VRRP: %q, %v (resigned %d)", msg, err, el.resigned)
+	}
+}
