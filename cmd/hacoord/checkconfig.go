@@ -53,8 +53,9 @@ func summary(p *plan) string {
 	for _, ip := range p.instances {
 		where := "group " + ip.group
 		if ip.backend == backendVRRP {
-			where = fmt.Sprintf("vrid %d, priority %d", ip.vrrp.VRID, ip.vrrp.Priority)
+			where = fmt.Sprintf("vrid %d", ip.vrrp.VRID)
 		}
+		where += ", " + preemptSummary(ip.in.keys)
 		fmt.Fprintf(&b, "# instance %s: %s on %s, %s\n", ip.name, ip.backend, ip.iface, where)
 		fmt.Fprintf(&b, "#   vips %s\n", joinStringers(ip.in.keys.VIPs))
 		for _, vs := range ip.ipvs.VirtualServers {
@@ -84,6 +85,19 @@ func summary(p *plan) string {
 		fmt.Fprintf(&b, "# sync group %s: %s (%s leads)\n", sg.name, strings.Join(names, ", "), names[0])
 	}
 	return b.String()
+}
+
+// preemptSummary is an instance's effective priority and preemption, as every backend applies
+// them (priorityOf): "priority 150, preempt after 30s", "priority 100, nopreempt".
+func preemptSummary(k instanceKeys) string {
+	prio, noPreempt, delay := priorityOf(k)
+	switch {
+	case noPreempt:
+		return fmt.Sprintf("priority %d, nopreempt", prio)
+	case delay > 0:
+		return fmt.Sprintf("priority %d, preempt after %v", prio, delay)
+	}
+	return fmt.Sprintf("priority %d, preempt", prio)
 }
 
 func orDefault(s, def string) string {
