@@ -161,12 +161,7 @@ func leads(name string) func(election.State) bool {
 // The master resigns: the next candidate is master at once, terms rise, and a backup cannot resign.
 func testResign(t *testing.T, addr string) {
 	const group = "resign"
-	a := startNode(t, config(addr, group, "a"), nil)
-	ma := a.waitMaster(t)
-	b := startNode(t, config(addr, group, "b"), nil)
-	b.rec.waitFor(t, "b follows a", leads("a")) // queued before c
-	c := startNode(t, config(addr, group, "c"), nil)
-	c.rec.waitFor(t, "c follows a", leads("a"))
+	a, b, c, ma := startABC(t, addr, group)
 
 	if err := b.e.Resign(context.Background()); !errors.Is(err, election.ErrNotMaster) {
 		t.Errorf("Resign on a backup: %v, want ErrNotMaster", err)
@@ -202,27 +197,17 @@ func testResign(t *testing.T, addr string) {
 // waitGone waits on a watch until znode p does not exist.
 func waitGone(t testing.TB, addr, p string) {
 	t.Helper()
-	c := raw(t, addr, "")
-	deadline := time.NewTimer(waitLimit)
-	defer deadline.Stop()
-	for {
-		ok, _, w, err := c.ExistsW(p)
-		if err != nil {
-			t.Fatalf("watch %s: %v", p, err)
-		}
-		if !ok {
-			return
-		}
-		select {
-		case <-w:
-		case <-deadline.C:
-			t.Fatalf("%s still there after %v", p, waitLimit)
-		}
-	}
+	waitZnode(t, addr, p, false)
 }
 
 // waitExists waits on a watch until znode p exists.
 func waitExists(t testing.TB, addr, p string) {
+	t.Helper()
+	waitZnode(t, addr, p, true)
+}
+
+// waitZnode waits on a watch until znode p exists (exists true) or does not (false).
+func waitZnode(t testing.TB, addr, p string, exists bool) {
 	t.Helper()
 	c := raw(t, addr, "")
 	deadline := time.NewTimer(waitLimit)
@@ -232,15 +217,31 @@ func waitExists(t testing.TB, addr, p string) {
 		if err != nil {
 			t.Fatalf("watch %s: %v", p, err)
 		}
-		if ok {
+		if ok == exists {
 			return
 		}
 		select {
 		case <-w:
 		case <-deadline.C:
-			t.Fatalf("%s not there after %v", p, waitLimit)
+			if exists {
+				t.Fatalf("%s not there after %v", p, waitLimit)
+			}
+			t.Fatalf("%s still there after %v", p, waitLimit)
 		}
 	}
+}
+
+// startABC starts a (master), then b and c (following a, queued in that order) in group, all at
+// the default priority, and returns them with a's Master State.
+func startABC(t *testing.T, addr, group string) (a, b, c *node, ma stamped) {
+	t.Helper()
+	a = startNode(t, config(addr, group, "a"), nil)
+	ma = a.waitMaster(t)
+	b = startNode(t, config(addr, group, "b"), nil)
+	b.rec.waitFor(t, "b follows a", leads("a")) // queued before c
+	c = startNode(t, config(addr, group, "c"), nil)
+	c.rec.waitFor(t, "c follows a", leads("a"))
+	return a, b, c, ma
 }
 
 // A preferred node (priority 200) that resigns to b (100) does not preempt it straight back; a
@@ -277,12 +278,7 @@ func testResignNoTakeBack(t *testing.T, addr string) {
 // A transfer to the last node in the queue: the node in between defers, the target is master.
 func testTransfer(t *testing.T, addr string) {
 	const group = "transfer"
-	a := startNode(t, config(addr, group, "a"), nil)
-	ma := a.waitMaster(t)
-	b := startNode(t, config(addr, group, "b"), nil)
-	b.rec.waitFor(t, "b follows a", leads("a"))
-	c := startNode(t, config(addr, group, "c"), nil)
-	c.rec.waitFor(t, "c follows a", leads("a"))
+	a, b, c, ma := startABC(t, addr, group)
 
 	if err := a.e.Transfer(context.Background(), "c", 5*time.Second); err != nil {
 		t.Fatalf("Transfer: %v", err)
