@@ -1,25 +1,18 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	gozk "github.com/go-zookeeper/zk"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
-	"github.com/hacoord/hacoord/backend/etcd"
-	"github.com/hacoord/hacoord/backend/zk"
 	"github.com/hacoord/hacoord/election"
 )
 
@@ -125,7 +118,7 @@ func (f *storeStatusFlags) run(cmd *cobra.Command, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	ls, err := newStoreLister(s, backend, group, obs)
+	ls, err := newStoreLister(obs, backend)
 	if err != nil {
 		return err
 	}
@@ -268,125 +261,12 @@ func writeGroupTable(w io.Writer, gs GroupStatus, now time.Time) error {
 	return err
 }
 
-// newStoreLister returns the election.Lister of backend for group: the backend's Observer where it
-// is one (it reads the maintenance and transfer records too), else a reader of the queue alone.
-func newStoreLister(s settings, backend, group string, obs election.Observer) (election.Lister, error) {
-	if l, ok := obs.(election.Lister); ok {
-		return l, nil
+// newStoreLister returns the election.Lister of backend for group: the backend's Observer (etcd and
+// zk read the queue, the maintenance records and the transfer record).
+func newStoreLister(obs election.Observer, backend string) (election.Lister, error) {
+	l, ok := obs.(election.Lister)
+	if !ok {
+		return nil, fmt.Errorf("status: the %s backend cannot list its candidates", backend)
 	}
-	b := &planner{s: s, seen: map[string]bool{}}
-	tlsc := b.etcdTLS()
-	if len(b.errs) > 0 {
-		return nil, configError{errors.Join(b.errs...)}
-	}
-	switch backend {
-	case backendEtcd:
-		return &etcdQueueLister{cfg: etcdConfig(s.daemon, group, election.Record{}, tlsc)}, nil
-	default:
-		return &zkQueueLister{cfg: zkConfig(s.daemon, group, election.Record{})}, nil
-	}
+	return l, nil
 }
-
-// etcdQueueLister reads an etcd group's queue itself: the values under the election prefix in
-// create-revision order (concurrency.Election's layout), each parsed with ParseCandidate.
-type etcdQueueLister struct{ cfg etcd.Config }
-
-func (l *etcdQueueLister) Candidates(ctx context.Context) ([]election.Candidate, *election.Transfer, error) {
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: l.cfg.Endpoints, TLS: l.cfg.TLS, Username: l.cfg.Username, Password: l.cfg.Password,
-		DialTimeout: l.cfg.DialTimeout, Context: ctx, Logger: zap.NewNop(),
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("etcd: connect: %w", err)
-	}
-	defer cli.Close()
-	resp, err := cli.Get(ctx, etcd.ElectionPrefix(l.cfg.Group)+"/", clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
-	if err != nil {
-		return nil, nil, fmt.Errorf("etcd: read %s/: %w", etcd.ElectionPrefix(l.cfg.Group), err)
-	}
-	var out []election.Candidate
-	for _, kv := range resp.Kvs {
-		if c, err := election.ParseCandidate(kv.Value); err == nil {
-			out = append(out, c)
-		}
-	}
-	return out, nil, nil
-}
-
-// zkQueueLister reads a ZooKeeper group's queue itself: the children of the election znode in
-// sequence order, each parsed with ParseCandidate.
-type zkQueueLister struct{ cfg zk.Config }
-
-func (l *zkQueueLister) Candidates(ctx context.Context) ([]election.Candidate, *election.Transfer, error) {
-	servers, chroot := splitChroot(l.cfg.Servers)
-	timeout := cmp.Or(l.cfg.SessionTimeout, 4*time.Second)
-	conn, events, err := gozk.Connect(servers, timeout, gozk.WithLogger(nopZKLogger{}))
-	if err != nil {
-		return nil, nil, fmt.Errorf("zk: connect: %w", err)
-	}
-	defer conn.Close()
-	for connected := false; !connected; {
-		select {
-		case ev := <-events:
-			if ev.State == gozk.StateHasSession {
-				connected = true
-			}
-			if ev.State == gozk.StateAuthFailed {
-				return nil, nil, errors.New("zk: authentication failed")
-			}
-		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("zk: no session with %v: %w", servers, ctx.Err())
-		}
-	}
-	if a := l.cfg.Auth; a != "" {
-		if err := conn.AddAuth("digest", []byte(a)); err != nil {
-			return nil, nil, fmt.Errorf("zk: --zk-auth: %w", err)
-		}
-	}
-	dir := chroot + "/hacoord/" + l.cfg.Group + "/election"
-	kids, _, err := conn.Children(dir)
-	if errors.Is(err, gozk.ErrNoNode) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("zk: list %s: %w", dir, err)
-	}
-	slices.SortFunc(kids, func(a, b string) int { return cmp.Compare(zkSeq(a), zkSeq(b)) })
-	var out []election.Candidate
-	for _, k := range kids {
-		data, _, err := conn.Get(dir + "/" + k)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		if c, err := election.ParseCandidate(data); err == nil {
-			out = append(out, c)
-		}
-	}
-	return out, nil, nil
-}
-
-// zkSeq is the sequence suffix of a sequential znode's name (its last 10 characters).
-func zkSeq(name string) string {
-	if len(name) < 10 {
-		return name
-	}
-	return name[len(name)-10:]
-}
-
-// splitChroot takes the chroot off a ZooKeeper connection string's last server.
-func splitChroot(servers []string) ([]string, string) {
-	out := slices.Clone(servers)
-	if n := len(out); n > 0 {
-		if i := strings.IndexByte(out[n-1], '/'); i >= 0 {
-			chroot := strings.TrimSuffix(out[n-1][i:], "/")
-			out[n-1] = out[n-1][:i]
-			return out, chroot
-		}
-	}
-	return out, ""
-}
-
-type nopZKLogger struct{}
-
-func (nopZKLogger) Printf(string, ...any) {}

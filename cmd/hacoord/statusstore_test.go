@@ -280,3 +280,7 @@ func TestStatusStoreErrors(t *testing.T) {
 		}
 	}
 }
+
+type nopZKLogger struct{}
+
+func (nopZKLogger) Printf(string, ...any) {}
