@@ -65,7 +65,8 @@ type Explanation struct {
 
 // ExplainItem is one line of the timeline: a worst case, its bound and the formula that gives it.
 type ExplainItem struct {
-	// Key is stable: crash, kill, stop, hold-after-loss, leader-change, conflict-probe.
+	// Key is stable: crash, kill, stop, hold-after-loss, leader-change, fence-hook (with one),
+	// conflict-probe.
 	Key  string `json:"key"`
 	What string `json:"what"`
 	// Bound is the worst case (0 with NoBound: there is none).
@@ -102,6 +103,7 @@ type explainInput struct {
 	probeEvery time.Duration // and their interval
 	policy     vip.ConflictPolicy
 	fenceHook  time.Duration // the fence hook's timeout (0: none)
+	fenceRetry retryPolicy   // its retries after a failed run (fencehook.go)
 	guard      bool          // --fence-guard
 	guardEnds  bool          // the guard ends the candidacy (it does, on every device, since one guard serves the daemon)
 	lifetime   bool          // VIPs carry a kernel lifetime
@@ -152,9 +154,17 @@ func explainTimeline(in explainInput) Explanation {
 	add := func(it ExplainItem) { ex.Items = append(ex.Items, withSeconds(it)) }
 	// The takeover path common to every backend: the promote chain after the decisive event.
 	promote, promoteF := in.probe+takeoverSlack, fmt.Sprintf("conflict probe %s + takeover slack %s", ms(in.probe), ms(takeoverSlack))
+	// A term is prepared (the fence hook run) once: a master that takes its VIPs back in the same
+	// term, after a leader change, does not run the hook again (election.Coordinator).
+	resume, resumeF := promote, promoteF
+	var fenceItem *ExplainItem
 	if in.fenceHook > 0 {
-		promote += in.fenceHook
-		promoteF += fmt.Sprintf(" + fence hook (hooks.timeout %s)", ms(in.fenceHook))
+		fence, r := fenceBound(in.fenceHook, in.fenceRetry), in.fenceRetry
+		promote += fence
+		promoteF += fmt.Sprintf(" + fence hook %s", ms(fence))
+		fenceItem = &ExplainItem{Key: "fence-hook", What: "fence hook before the first bind (every new term)", Bound: fence,
+			Formula: fmt.Sprintf("(1 + hooks.fence_retries %d) x hooks.timeout %s + hooks.fence_retries %d x hooks.fence_retry_interval %s: each run is killed at its timeout, a failed one runs again after the interval, the last one allowed succeeding; if it fails too, the node yields its candidacy and another candidate starts over with its own hook",
+				r.retries, ms(in.fenceHook), r.retries, ms(r.interval))}
 	}
 	probeItem := ExplainItem{Key: "conflict-probe", What: "conflict probe before the first bind", Bound: in.probe}
 	if in.probe == 0 {
@@ -188,9 +198,9 @@ func explainTimeline(in explainInput) Explanation {
 		if rides {
 			f += ": rides it out"
 		} else {
-			drop = lc - keep + promote
-			f += fmt.Sprintf(": does NOT ride it out: the VIPs may be gone for up to %s - %s + the promote path (%s) = %s (same term, no failover); --lease-ttl %s would",
-				ms(lc), ms(keep), promoteF, ms(drop), tm.RideOutTTL())
+			drop = lc - keep + resume
+			f += fmt.Sprintf(": does NOT ride it out: the VIPs may be gone for up to %s - %s + the promote path (%s) = %s (same term, no failover, not fenced again); --lease-ttl %s would",
+				ms(lc), ms(keep), resumeF, ms(drop), tm.RideOutTTL())
 			ex.Warnings = append(ex.Warnings, fmt.Sprintf("--lease-ttl %s cannot ride out an etcd leader change (%s): the master lets go of the VIPs for up to %s and takes them back with the same term; --lease-ttl %s rides it out",
 				ms(T), ms(lc), ms(drop), tm.RideOutTTL()))
 		}
@@ -235,8 +245,8 @@ func explainTimeline(in explainInput) Explanation {
 		if rides {
 			f += ": rides it out"
 		} else {
-			drop = need - keep + promote
-			f += fmt.Sprintf(": does NOT ride it out: the VIPs may be gone for up to %s - %s + the promote path (%s) = %s (same term, no failover)", ms(need), ms(keep), promoteF, ms(drop))
+			drop = need - keep + resume
+			f += fmt.Sprintf(": does NOT ride it out: the VIPs may be gone for up to %s - %s + the promote path (%s) = %s (same term, no failover, not fenced again)", ms(need), ms(keep), resumeF, ms(drop))
 			w := fmt.Sprintf("--zk-session-timeout %s cannot ride out a ZooKeeper leader election (%s): the master lets go of the VIPs for up to %s and takes them back with the same term", ms(T), ms(need), ms(drop))
 			if r := tm.RideOut(in.zkMargin); r > 0 {
 				f += fmt.Sprintf("; --zk-session-timeout %s would", r)
@@ -268,8 +278,17 @@ func explainTimeline(in explainInput) Explanation {
 			Formula: fmt.Sprintf("no bound: VRRP has no quorum, a master cut off from its peers keeps the VIPs (split brain); a stopped or hung master lets go 3 x advert - margin = %s after its last advert; %s", ms(v), lifetimeNote(in, v))})
 		add(ExplainItem{Key: "leader-change", What: "store leader change", NoBound: true, Formula: "no store"})
 	}
+	if fenceItem != nil {
+		add(*fenceItem)
+	}
 	add(probeItem)
 	return ex
+}
+
+// fenceBound is the longest the fence hook may hold a takeover back (fenceStep.Prepare): 1 + retries
+// runs, each killed at timeout, with retries waits of the interval between them.
+func fenceBound(timeout time.Duration, r retryPolicy) time.Duration {
+	return time.Duration(1+r.retries)*timeout + time.Duration(r.retries)*r.interval
 }
 
 // explainKillStop adds the SIGKILL and clean-stop lines of a quorum backend.
@@ -339,7 +358,7 @@ func explainInputs(p *plan) []explainInput {
 			}
 		}
 		if h, ok := ip.hooks["hooks.fence"]; ok {
-			in.fenceHook = h.Timeout
+			in.fenceHook, in.fenceRetry = h.Timeout, ip.fenceRetry()
 		}
 		switch ip.backend {
 		case backendEtcd:
