@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -14,34 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hacoord/hacoord/internal/netnstest"
 	"github.com/hacoord/hacoord/internal/testenv"
 )
-
-// nsGet fetches path from the daemon's metrics address inside ns (the connection is opened on a
-// thread in ns: loopback there is the namespace's own) and returns the status and body.
-func nsGet(ns *netnstest.NS, addr, path string) (code int, body string, err error) {
-	err = ns.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		code, body = resp.StatusCode, string(b)
-		return err
-	})
-	return code, body, err
-}
 
 // metricValue returns the value of the sample named series (name and labels exactly as the text
 // format prints them) in a /metrics body, and whether it is there.
@@ -82,7 +52,7 @@ func TestSplitBrainAlarmsBetweenNamespaces(t *testing.T) {
 	start := time.Now()
 	t.Cleanup(func() {
 		if t.Failed() {
-			_, b, _ := nsGet(a, defaultMetricsAddress, "/metrics")
+			_, b, _ := a.Get(defaultMetricsAddress, "/metrics")
 			t.Logf("v3 /metrics:\n%s", b)
 		}
 	})
@@ -102,7 +72,7 @@ func TestSplitBrainAlarmsBetweenNamespaces(t *testing.T) {
 	}
 	var body string
 	eventually(t, "/metrics counts an arp and a vrrp alarm", func() bool {
-		code, b, err := nsGet(a, defaultMetricsAddress, "/metrics")
+		code, b, err := a.Get(defaultMetricsAddress, "/metrics")
 		if err != nil || code != http.StatusOK {
 			return false
 		}
@@ -129,7 +99,7 @@ func TestSplitBrainAlarmsBetweenNamespaces(t *testing.T) {
 	if !strings.Contains(v3.log.String(), "split brain: vrrp master "+otherAddr) {
 		t.Errorf("no error line names the other VRRP master %s; log:\n%s", otherAddr, v3.log.String())
 	}
-	code, hb, err := nsGet(a, defaultMetricsAddress, "/healthz")
+	code, hb, err := a.Get(defaultMetricsAddress, "/healthz")
 	if err != nil || code != http.StatusOK {
 		t.Errorf("/healthz: %d %q %v, want 200", code, hb, err)
 	}

@@ -1,14 +1,10 @@
 package lab
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // MetricsAddress is where every lab daemon serves /metrics and /healthz, inside its namespace.
@@ -18,25 +14,7 @@ const MetricsAddress = "127.0.0.1:9732"
 // node's namespace (the connection is opened on a thread switched into it), and returns the HTTP
 // status and body.
 func (n *Node) Get(path string) (code int, body string, err error) {
-	err = n.NS.Do(func() error {
-		c, err := net.DialTimeout("tcp", MetricsAddress, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, MetricsAddress); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		code, body = resp.StatusCode, string(b)
-		return err
-	})
+	code, body, err = n.NS.Get(MetricsAddress, path)
 	if err != nil {
 		err = fmt.Errorf("lab: %s: GET %s: %w", n.Name, path, err)
 	}
