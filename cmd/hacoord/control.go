@@ -375,15 +375,12 @@ func (s *controlServer) persistMaintenance(in *instance, on bool) error {
 	return nil
 }
 
-// restoreMaintenance puts in into maintenance, before its election starts, if it was left so.
+// restoreMaintenance puts in into maintenance, before its election starts, if it (or, in a sync
+// group, any member: maintenanceFlag) was left so.
 func (s *controlServer) restoreMaintenance(in *instance) error {
-	f := s.maintenanceFile(in)
-	_, err := os.Stat(f)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return fmt.Errorf("state dir: %w", err)
+	f, err := s.maintenanceFlag(in)
+	if f == "" || err != nil {
+		return err
 	}
 	m, ok := in.el.(election.Maintainer)
 	if !ok {

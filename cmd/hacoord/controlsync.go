@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -152,4 +154,25 @@ func (s *controlServer) doSync(ctx context.Context, req controlRequest, sg *sync
 		return fmt.Sprintf("%s is in maintenance for %s: it holds no VIP of the group and stays out, across restarts, until 'hacoord maintenance off'", s.node, sg), nil
 	}
 	return "", fmt.Errorf("unknown operation %q", req.Op)
+}
+
+// maintenanceFlag returns the maintenance flag file that keeps in out at start ("" when none): its
+// own, or for a member of a sync group the first member's that has one, so that the group stays
+// out as a whole (a follower alone out would leave the group held by nobody while the leader wins
+// here).
+func (s *controlServer) maintenanceFlag(in *instance) (string, error) {
+	ins := []*instance{in}
+	if sg := s.groupOf[in]; sg != nil {
+		ins = sg.members
+	}
+	for _, m := range ins {
+		f := s.maintenanceFile(m)
+		switch _, err := os.Stat(f); {
+		case err == nil:
+			return f, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return "", fmt.Errorf("state dir: %w", err)
+		}
+	}
+	return "", nil
 }

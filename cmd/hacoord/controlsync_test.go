@@ -156,3 +156,64 @@ func TestControlResignVRRPSaysWhatAloneMeans(t *testing.T) {
 		t.Fatalf("resign over VRRP: %q, %v (resigned %d)", msg, err, el.resigned)
 	}
 }
+
+// plainElector has no planned moves at all.
+type plainElector struct{}
+
+func (plainElector) Run(ctx context.Context, _ *election.Outbox) error { <-ctx.Done(); return nil }
+
+// In a sync group, maintenance is the group's: on for one member puts every member in and
+// persists it for each; a flag left for one member only (an older daemon's) keeps the whole
+// group out at the next start; a group with a member that has no maintenance mode is refused,
+// with nothing persisted.
+func TestControlSyncGroupMaintenance(t *testing.T) {
+	web, db := &fakePlanned{}, &fakePlanned{}
+	p, insts := controlFixture(t, web, db)
+	p.syncGroups = []syncGroupPlan{{name: "G", members: []int{0, 1}}}
+	s := listen(t, p, insts)
+	msg, err := call(t, p.control, controlRequest{Op: "maintenance", Instance: "db", On: true})
+	if err != nil || !slices.Equal(web.maint, []bool{true}) || !slices.Equal(db.maint, []bool{true}) {
+		t.Fatalf("maintenance on for db: %q, %v; SetMaintenance web %v, db %v; want [true] for both", msg, err, web.maint, db.maint)
+	}
+	if !strings.Contains(msg, "sync group G (instances web, db)") {
+		t.Errorf("answer %q does not name the group", msg)
+	}
+	for _, f := range []string{"web.h1.maintenance", "db.h1.maintenance"} {
+		if _, err := os.Stat(filepath.Join(p.stateDir, f)); err != nil {
+			t.Errorf("flag of the group's member: %v", err)
+		}
+	}
+	s.Close()
+
+	// Only the follower's flag left: the restarted daemon keeps both members out.
+	if err := os.Remove(filepath.Join(p.stateDir, "web.h1.maintenance")); err != nil {
+		t.Fatal(err)
+	}
+	web2, db2 := &fakePlanned{}, &fakePlanned{}
+	p2, insts2 := controlFixture(t, web2, db2)
+	p2.stateDir, p2.control, p2.syncGroups = p.stateDir, p.control, p.syncGroups
+	listen(t, p2, insts2)
+	if !slices.Equal(web2.maint, []bool{true}) || !slices.Equal(db2.maint, []bool{true}) {
+		t.Fatalf("restart with db's flag only: SetMaintenance web %v, db %v; want [true] for both", web2.maint, db2.maint)
+	}
+	if _, err := call(t, p2.control, controlRequest{Op: "maintenance", Group: "web", On: false}); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(p.stateDir); len(ents) != 0 || !slices.Equal(web2.maint, []bool{true, false}) || !slices.Equal(db2.maint, []bool{true, false}) {
+		t.Errorf("maintenance off: state dir %v, SetMaintenance web %v, db %v", ents, web2.maint, db2.maint)
+	}
+
+	// A member without a maintenance mode: refused, nothing changed.
+	lead := &fakePlanned{}
+	p3, insts3 := controlFixture(t, lead, lead)
+	insts3[1].el = plainElector{}
+	p3.syncGroups = p.syncGroups
+	listen(t, p3, insts3)
+	_, err = call(t, p3.control, controlRequest{Op: "maintenance", Instance: "web", On: true})
+	if err == nil || !strings.Contains(err.Error(), "member db has no maintenance mode") || len(lead.maint) != 0 {
+		t.Fatalf("maintenance with a member that has none: %v (leader's SetMaintenance %v)", err, lead.maint)
+	}
+	if ents, _ := os.ReadDir(p3.stateDir); len(ents) != 0 {
+		t.Errorf("a refused maintenance persisted %v", ents)
+	}
+}
