@@ -132,20 +132,25 @@ func testPlannedMaintenance(t *testing.T, backend string) {
 	if _, err := h.Daemon().WaitLine(ctx, "starting in maintenance"); err != nil {
 		t.Fatalf("restarted daemon does not say it starts in maintenance: %v\n%s", err, h.Daemon().Tail(20))
 	}
-	// The only other candidate resigns: it is master again at once, h stays out.
-	if err := other.Resign(ctx); err != nil {
-		t.Fatal(err)
+	// The only other candidate is asked to resign: with h out, nobody could take over, so it
+	// refuses, saying so, and keeps the VIP (no re-election, no outage); h stays out.
+	refusedAt := time.Now()
+	out, err := other.Control(ctx, "resign", "--group", Group, "--name", other.Name)
+	if err == nil || !strings.Contains(out, "no other candidate could take over: nothing done") {
+		t.Fatalf("resign on %s with h in maintenance: %v\n%s; want a refusal", other.Name, err, out)
 	}
-	if _, err := other.Daemon().WaitLine(ctx, "resigned"); err != nil {
-		t.Fatal(err)
-	}
-	// Negative check: watch for two TTLs that h never binds the VIP.
+	// Negative check: watch for two TTLs that h never binds the VIP, and other never lets go.
 	if err := hold(ctx, 2*l.TTL()); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range l.Sampler.HolderHistory() {
 		if c.At.After(start) && slices.Contains(c.Holders, h.Name) {
 			t.Fatalf("%s in maintenance held the VIP at %v", h.Name, l.Since(c.At))
+		}
+	}
+	for _, c := range l.Sampler.HolderHistory() {
+		if c.At.After(refusedAt) && (len(c.Holders) != 1 || c.Holders[0] != other.Name) {
+			t.Fatalf("holders %v at %v after the refused resign, want %s throughout", c.Holders, l.Since(c.At), other.Name)
 		}
 	}
 	if hh := l.Sampler.Holders(); len(hh) != 1 || hh[0] != other.Name {
@@ -155,7 +160,6 @@ func testPlannedMaintenance(t *testing.T, backend string) {
 		t.Fatal(err)
 	}
 	// Out of maintenance, h is a candidate: a transfer to it succeeds (retried while h queues).
-	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if err = other.TransferTo(ctx, h.Name); err == nil || time.Now().After(deadline) {
 			break
