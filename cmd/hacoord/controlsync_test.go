@@ -54,7 +54,9 @@ func TestResignAloneRefused(t *testing.T) {
 		}, n1)
 		term := st.leader("web").Term
 
+		asked := time.Now()
 		code, out, errs := ctl(t, n1, "resign")
+		t.Logf("%s: resign refused in %v", backend, time.Since(asked).Round(10*time.Microsecond))
 		const want = "no other candidate could take over: nothing done; use `hacoord maintenance on` to take the node out anyway"
 		if code == exitOK || !strings.Contains(errs, want) {
 			t.Fatalf("resign alone: exit %d, stdout %q, stderr %q; want a failure saying %q", code, out, errs, want)
