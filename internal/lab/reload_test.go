@@ -27,22 +27,7 @@ func testReload(t *testing.T, backend string) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	base := "vips: [" + VIP.String() + "]\n"
-	for _, n := range l.Nodes {
-		if err := n.WriteConfig(base); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range l.Nodes {
-		// Signals are caught once the daemon runs (a SIGHUP in its first milliseconds ends it).
-		if _, err := n.Daemon().WaitLine(ctx, `"msg":"starting"`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := steady(t, l)
-	before := waitStatus(ctx, t, m, func(s DaemonStatus) bool { return s.Promoted })
+	m, before := startConfigured(ctx, t, l, base)
 	from := time.Now()
 
 	added := "vips: [" + VIP.String() + ", " + reloadVIP.String() + "/24]\n"
@@ -62,12 +47,7 @@ func testReload(t *testing.T, backend string) {
 	}
 	for _, n := range l.Nodes {
 		if n != m {
-			if err := n.Reload(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := n.Daemon().WaitLine(ctx, `reloaded: +vip `+reloadVIP.String()+`/24`); err != nil {
-				t.Fatal(err)
-			}
+			reloadWith(ctx, t, n, added, `reloaded: +vip `+reloadVIP.String()+`/24`)
 		}
 	}
 	waitStatus(ctx, t, m, func(s DaemonStatus) bool { return slices.Contains(s.BoundVIPs, reloadVIP.String()+"/24") })
@@ -80,16 +60,7 @@ func testReload(t *testing.T, backend string) {
 		{"changed group", "group: other\n" + added, `group: default to other`},
 		{"broken file", "vips: [" + VIP.String() + "\n", "the configuration does not validate"},
 	} {
-		if err := m.WriteConfig(tc.body); err != nil {
-			t.Fatal(err)
-		}
-		if err := m.Reload(); err != nil {
-			t.Fatal(err)
-		}
-		line, err := m.Daemon().WaitLine(ctx, tc.line)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
+		line := reloadWith(ctx, t, m, tc.body, tc.line)
 		if !strings.Contains(line, "reload refused") {
 			t.Errorf("%s: the refusal is not said as such: %s", tc.name, line)
 		}
@@ -117,6 +88,45 @@ func testReload(t *testing.T, backend string) {
 		t.Fatal(err)
 	}
 	waitAddr(ctx, t, l, l.Node(next[0]), reloadVIP)
+}
+
+// startConfigured writes body as every node's configuration, starts the daemons, waits until each
+// runs (signals are caught once it does: a SIGHUP in its first milliseconds ends it) and the lab is
+// steady, and returns the master with its status once promoted.
+func startConfigured(ctx context.Context, t *testing.T, l *Lab, body string) (*Node, DaemonStatus) {
+	t.Helper()
+	for _, n := range l.Nodes {
+		if err := n.WriteConfig(body); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range l.Nodes {
+		if _, err := n.Daemon().WaitLine(ctx, `"msg":"starting"`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := steady(t, l)
+	return m, waitStatus(ctx, t, m, func(s DaemonStatus) bool { return s.Promoted })
+}
+
+// reloadWith writes body as n's configuration, sends its daemon SIGHUP and waits for the log line
+// that contains line, which it returns.
+func reloadWith(ctx context.Context, t *testing.T, n *Node, body, line string) string {
+	t.Helper()
+	if err := n.WriteConfig(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.Daemon().WaitLine(ctx, line)
+	if err != nil {
+		t.Fatalf("%s: reload: no %q: %v", n.Name, line, err)
+	}
+	return got
 }
 
 // waitNoAddr waits until n no longer holds a; it returns when.
@@ -229,36 +239,14 @@ func testReloadTrackScript(t *testing.T, backend string) {
 	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho \"$HACOORD_ROLE $HACOORD_REASON\" >> \""+l.Dir()+"/$HACOORD_NODE.events\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range l.Nodes {
-		if err := n.WriteConfig(base); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range l.Nodes {
-		if _, err := n.Daemon().WaitLine(ctx, `"msg":"starting"`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := steady(t, l)
-	before := waitStatus(ctx, t, m, func(s DaemonStatus) bool { return s.Promoted })
+	m, before := startConfigured(ctx, t, l, base)
 	from := time.Now()
 	withCheck := func(n *Node) string {
 		return base + "track_scripts:\n  - {name: chk, script: \"test ! -e " + filepath.Join(l.Dir(), n.Name+".down") +
 			"\", interval: 100ms}\nhooks: {notify: " + hook + "}\n"
 	}
 	for _, n := range l.Nodes {
-		if err := n.WriteConfig(withCheck(n)); err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Reload(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.Daemon().WaitLine(ctx, `reloaded: +track_script chk, +hooks.notify`); err != nil {
-			t.Fatal(err)
-		}
+		reloadWith(ctx, t, n, withCheck(n), `reloaded: +track_script chk, +hooks.notify`)
 	}
 	waitStatus(ctx, t, m, func(s DaemonStatus) bool { return s.Checks["chk"] && s.Eligible })
 	for _, h := range l.Sampler.HolderHistory() {
@@ -280,15 +268,7 @@ func testReloadTrackScript(t *testing.T, backend string) {
 	waitFile(ctx, t, filepath.Join(l.Dir(), m.Name+".events"), "backup")
 	waitFile(ctx, t, filepath.Join(l.Dir(), next[0]+".events"), "master")
 
-	if err := m.WriteConfig(base + "hooks: {notify: " + hook + "}\n"); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Daemon().WaitLine(ctx, `reloaded: -track_script chk`); err != nil {
-		t.Fatal(err)
-	}
+	reloadWith(ctx, t, m, base+"hooks: {notify: "+hook+"}\n", `reloaded: -track_script chk`)
 	waitStatus(ctx, t, m, func(s DaemonStatus) bool { return s.Eligible && len(s.Checks) == 0 })
 }
 
