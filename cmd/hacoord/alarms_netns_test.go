@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,10 +31,7 @@ func metricValue(body, series string) (float64, bool) {
 // hacoord_split_brain_alarms_total and lists the ARP one, with that MAC, in its status file.
 func TestSplitBrainAlarmsBetweenNamespaces(t *testing.T) {
 	testenv.RequireRoot(t)
-	bin := os.Getenv("HACOORD_BIN")
-	if bin == "" {
-		testenv.Unavailable(t, "HACOORD_BIN not set (make test builds bin/hacoord and sets it)")
-	}
+	bin := hacoordBin(t)
 	a, b := twoNodes(t)
 	v3 := startVRRPNode(t, bin, a, "v3", "150", "3")
 	v2 := startVRRPNode(t, bin, b, "v2", "100", "2")

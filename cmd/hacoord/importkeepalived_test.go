@@ -404,10 +404,7 @@ func holds(t *testing.T, ns *netnstest.NS, addr netip.Addr) bool {
 func TestImportedNodeJoinsKeepalived(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "keepalived", "Debian package keepalived")
-	bin := os.Getenv("HACOORD_BIN")
-	if bin == "" {
-		testenv.Unavailable(t, "HACOORD_BIN not set (make test builds bin/hacoord and sets it)")
-	}
+	bin := hacoordBin(t)
 	dir := t.TempDir()
 	lb1, lb2 := filepath.Join(dir, "lb1.conf"), filepath.Join(dir, "lb2.conf")
 	writeFile(t, lb1, fmt.Sprintf(pairConf, "lb1", "MASTER", 150), 0o600)

@@ -10,11 +10,9 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -461,15 +459,7 @@ func TestNotifyHooks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n := startNode(t, a, "n1", "http://"+srv.Endpoints()[0], `name: %[1]s
-endpoints: [%[2]s]
-lease_ttl: 1s
-fence_guard: false
-interface: eth0
-group: web
-status_file: %[3]s/web.json
-vips: [192.0.2.101/24]
-hooks: {notify: `+hook+`-notify, notify_master: `+hook+`-master, notify_backup: `+hook+`-backup,
+	n := startNode(t, a, "n1", "http://"+srv.Endpoints()[0], etcdWebNode+`hooks: {notify: `+hook+`-notify, notify_master: `+hook+`-master, notify_backup: `+hook+`-backup,
         notify_fault: `+hook+`-fault, notify_stop: `+hook+`-stop}
 `)
 	events := func() string { b, _ := os.ReadFile(filepath.Join(dir, "events")); return string(b) }
@@ -488,6 +478,18 @@ hooks: {notify: `+hook+`-notify, notify_master: `+hook+`-master, notify_backup: 
 		t.Errorf("events after stop:\n%s\nwant notify_stop told, and each notify_<role> only its role", e)
 	}
 }
+
+// etcdWebNode is startNode's configuration of an etcd node holding one VIP in group web (1s lease,
+// no fence guard, status in web.json); a test appends its own lines.
+const etcdWebNode = `name: %[1]s
+endpoints: [%[2]s]
+lease_ttl: 1s
+fence_guard: false
+interface: eth0
+group: web
+status_file: %[3]s/web.json
+vips: [192.0.2.101/24]
+`
 
 // vrrpSync is one node of a VRRP pair whose instances A and B form a sync group; B has a track
 // script that fails while dir/fail-B exists.
@@ -509,34 +511,10 @@ sync_groups:
   - {name: G, instances: [A, B]}
 `
 
-// startBinary runs the real daemon (HACOORD_BIN) in ns, as the lab does: VRRP opens its raw
-// socket in Run, on whatever thread, so only a process of its own is in the namespace throughout.
+// startBinary runs the real daemon (HACOORD_BIN) in ns with vrrpSync (startBinaryConf).
 func startBinary(t *testing.T, bin string, ns *netnstest.NS, name, prio string) *node {
 	t.Helper()
-	n := &node{name: name, ns: ns, dir: t.TempDir(), log: &syncBuffer{}, done: make(chan int, 1)}
-	p := filepath.Join(n.dir, "hacoord.yaml")
-	if err := os.WriteFile(p, []byte(fmt.Sprintf(vrrpSync, name, prio, n.dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := ns.Command(context.Background(), bin, "--config", p)
-	cmd.Stderr = n.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := cmd.Wait()
-		code := 0
-		if err != nil {
-			code = -1
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
-		}
-		n.done <- code
-	}()
-	n.stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM) }
-	t.Cleanup(func() { n.exit(t) })
-	return n
+	return startBinaryConf(t, bin, ns, name, func(dir string) string { return fmt.Sprintf(vrrpSync, name, prio, dir) })
 }
 
 // With native VRRP, a sync group also moves as one: when a member's check fails on the master, the
@@ -544,10 +522,7 @@ func startBinary(t *testing.T, bin string, ns *netnstest.NS, name, prio string) 
 // back, whole, when the preferred router is healthy again.
 func TestVRRPSyncGroupMovesTogether(t *testing.T) {
 	testenv.RequireRoot(t)
-	bin := os.Getenv("HACOORD_BIN")
-	if bin == "" {
-		testenv.Unavailable(t, "HACOORD_BIN not set (make test builds bin/hacoord and sets it)")
-	}
+	bin := hacoordBin(t)
 	a, b := twoNodes(t)
 	n1 := startBinary(t, bin, a, "n1", "150")
 	eventually(t, "n1 master of both", func() bool { return n1.has(t, "192.0.2.101") && n1.has(t, "192.0.2.102") }, n1)

@@ -202,15 +202,7 @@ func TestDaemonTellsSystemd(t *testing.T) {
 	ch := fakeNotifySocket(t, time.Second)
 	srv := etcdtest.Start(t)
 	a, _ := twoNodes(t)
-	n := startNode(t, a, "n1", "http://"+srv.Endpoints()[0], `name: %[1]s
-endpoints: [%[2]s]
-lease_ttl: 1s
-fence_guard: false
-interface: eth0
-group: web
-status_file: %[3]s/web.json
-vips: [192.0.2.101/24]
-`)
+	n := startNode(t, a, "n1", "http://"+srv.Endpoints()[0], etcdWebNode)
 	seen := expect(t, ch, 15*time.Second, "READY=1", func(m string) bool { return m == "READY=1" })
 	expect(t, ch, 15*time.Second, "STATUS= master", func(m string) bool {
 		return strings.HasPrefix(m, "STATUS=web: master, term ")

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,10 +53,7 @@ announce: {count: 1, repeat: 0, refresh: 0s}
 // the number of its adverts, where an operator looks first.
 func TestStatusShowsVRRPMismatches(t *testing.T) {
 	testenv.RequireRoot(t)
-	bin := os.Getenv("HACOORD_BIN")
-	if bin == "" {
-		testenv.Unavailable(t, "HACOORD_BIN not set (make test builds bin/hacoord and sets it)")
-	}
+	bin := hacoordBin(t)
 	a, b := twoNodes(t)
 	v3 := startVRRPNode(t, bin, a, "v3", "150", "3")
 	startVRRPNode(t, bin, b, "v2", "100", "2")
@@ -84,27 +79,5 @@ func TestStatusShowsVRRPMismatches(t *testing.T) {
 // it (SIGTERM, no VIP left) in t.Cleanup.
 func startVRRPNode(t *testing.T, bin string, ns *netnstest.NS, name, prio, version string) *node {
 	t.Helper()
-	n := &node{name: name, ns: ns, dir: t.TempDir(), log: &syncBuffer{}, done: make(chan int, 1)}
-	p := filepath.Join(n.dir, "hacoord.yaml")
-	if err := os.WriteFile(p, []byte(fmt.Sprintf(vrrpVersionConf, name, prio, version, n.dir)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := ns.Command(context.Background(), bin, "--config", p)
-	cmd.Stderr = n.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		code := 0
-		if err := cmd.Wait(); err != nil {
-			code = -1
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
-		}
-		n.done <- code
-	}()
-	n.stop = func() { _ = cmd.Process.Signal(syscall.SIGTERM) }
-	t.Cleanup(func() { n.exit(t) })
-	return n
+	return startBinaryConf(t, bin, ns, name, func(dir string) string { return fmt.Sprintf(vrrpVersionConf, name, prio, version, dir) })
 }

@@ -105,10 +105,7 @@ func unitCaps(t *testing.T) []string {
 func TestDaemonRunsWithTheUnitsCapabilities(t *testing.T) {
 	testenv.RequireRoot(t)
 	setpriv := testenv.RequireCommand(t, "setpriv", "Debian package util-linux")
-	bin := os.Getenv("HACOORD_BIN")
-	if bin == "" {
-		testenv.Unavailable(t, "HACOORD_BIN not set (make test builds bin/hacoord and sets it)")
-	}
+	bin := hacoordBin(t)
 	const nobody = 65534
 	a, _ := twoNodes(t)
 	dir := t.TempDir()
