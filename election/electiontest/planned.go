@@ -112,7 +112,8 @@ func (s suite) masterIs(t *testing.T, rs []*Recorder, want *Recorder, what strin
 // a backup that stays a candidate, the new master's State says it was a handover, and Resign on a
 // backup is ErrNotMaster.
 func (s suite) operatorResign(t *testing.T) {
-	rs := s.startPrio(t, newGroup(), []string{"a", "b"}, nil)
+	g := newGroup()
+	rs := s.startPrio(t, g, []string{"a", "b"}, nil)
 	a, b := rs[0], rs[1]
 	s.masterIs(t, rs, a, "a master")
 	if err := as[election.Resigner](t, b.Cand).Resign(opContext(t, s.settle())); !errors.Is(err, election.ErrNotMaster) {
@@ -134,7 +135,9 @@ func (s suite) operatorResign(t *testing.T) {
 	if l := a.Last(); l.Role != election.Backup {
 		t.Errorf("resigned node: %s, want Backup", fmtState(l.State))
 	}
-	// a is queued again: b resigning hands back to it.
+	// a is queued again (Resign returns once it gave up its place; it rejoins just after): b
+	// resigning hands back to it.
+	waitQueued(t, s.h.NewObserver(t, g).(election.Lister), "a", s.settle())
 	if err := as[election.Resigner](t, b.Cand).Resign(opContext(t, s.settle())); err != nil {
 		t.Fatal(err)
 	}
