@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +40,7 @@ type Elector struct {
 	reqs     chan request         // Resign and Transfer, for the master loop
 	conn     atomic.Pointer[conn] // Run's connection, for Transfer's read of the queue
 
-	recVIPs atomic.Pointer[[]netip.Prefix] // SetRecordVIPs (record.go); nil: cfg.Record.VIPs
+	recVIPs election.RecordVIPs // SetRecordVIPs (record.go); none set: cfg.Record.VIPs
 
 	box     *election.Outbox // Run's out
 	onLease func(id int64)   // OnLease's f; nil: none

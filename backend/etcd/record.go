@@ -14,18 +14,12 @@ import (
 // election key as the claim wrote it, in the same term; a candidate publishes them when it next
 // becomes master. Safe from any goroutine; it does not block (the master loop writes).
 func (e *Elector) SetRecordVIPs(vips []netip.Prefix) {
-	v := slices.Clone(vips)
-	e.recVIPs.Store(&v)
+	e.recVIPs.Set(vips)
 	e.poke()
 }
 
 // recordVIPs returns the VIPs the master record carries: SetRecordVIPs's, else the Config's.
-func (e *Elector) recordVIPs() []netip.Prefix {
-	if p := e.recVIPs.Load(); p != nil {
-		return slices.Clone(*p)
-	}
-	return slices.Clone(e.cfg.Record.VIPs)
-}
+func (e *Elector) recordVIPs() []netip.Prefix { return e.recVIPs.Get(e.cfg.Record.VIPs) }
 
 // refreshRecord writes the master record again when SetRecordVIPs changed its VIPs. It returns
 // errKeyGone when the term is over; a store failure is logged (the record keeps the old VIPs until

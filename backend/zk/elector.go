@@ -124,7 +124,6 @@ package zk
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -156,7 +155,7 @@ type Elector struct {
 	prioc    chan struct{}   // cap 1: priority or maintenance changed
 	reqc     chan plannedReq // Resign and Transfer, served by the session's loop
 
-	recVIPs atomic.Pointer[[]netip.Prefix] // SetRecordVIPs (recordvips.go); nil: cfg.Record.VIPs
+	recVIPs election.RecordVIPs // SetRecordVIPs (recordvips.go); none set: cfg.Record.VIPs
 
 	onSession func(id int64, passwd []byte) // OnSession's f; nil: none
 

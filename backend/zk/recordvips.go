@@ -15,18 +15,12 @@ import (
 // version it owns; a candidate publishes them when it next becomes master. Safe from any
 // goroutine; it does not block (the session's loop writes).
 func (e *Elector) SetRecordVIPs(vips []netip.Prefix) {
-	v := slices.Clone(vips)
-	e.recVIPs.Store(&v)
+	e.recVIPs.Set(vips)
 	notify(e.prioc)
 }
 
 // recordVIPs returns the VIPs the master record carries: SetRecordVIPs's, else the Config's.
-func (e *Elector) recordVIPs() []netip.Prefix {
-	if p := e.recVIPs.Load(); p != nil {
-		return slices.Clone(*p)
-	}
-	return slices.Clone(e.cfg.Record.VIPs)
-}
+func (e *Elector) recordVIPs() []netip.Prefix { return e.recVIPs.Get(e.cfg.Record.VIPs) }
 
 // refreshVIPs puts SetRecordVIPs's VIPs into our record for the current term and, when our leader
 // znode holds it, writes it there at the version we own (a version that moved meanwhile leaves it
