@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -81,7 +82,7 @@ type controlServer struct {
 	stateDir string
 	insts    []*instance
 	log      *zap.Logger
-	allowUID uint32 // the only peer uid served: 0 (tests change it)
+	allowUID atomic.Uint32 // the only peer uid served: 0, root (tests change it while serving)
 
 	ln   *net.UnixListener
 	wg   sync.WaitGroup
@@ -202,7 +203,7 @@ func (s *controlServer) handle(c *net.UnixConn) {
 		reply(controlReply{Error: fmt.Sprintf("cannot tell who is asking: %v", err)})
 		return
 	}
-	if uid != s.allowUID {
+	if uid != s.allowUID.Load() {
 		s.log.Warn("control request refused: not root", zap.Uint32("uid", uid))
 		reply(controlReply{Error: fmt.Sprintf("permission denied: only root controls the daemon (you are uid %d)", uid)})
 		return

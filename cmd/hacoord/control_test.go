@@ -178,7 +178,7 @@ func TestControlSocketRefusesOtherUIDs(t *testing.T) {
 	el := &fakePlanned{master: true}
 	p, insts := controlFixture(t, el)
 	s := listen(t, p, insts)
-	s.allowUID = uint32(os.Getuid()) + 1
+	s.allowUID.Store(uint32(os.Getuid()) + 1)
 	_, err := call(t, p.control, controlRequest{Op: "resign"})
 	if err == nil || !strings.Contains(err.Error(), "permission denied: only root") {
 		t.Fatalf("another uid: %v", err)
