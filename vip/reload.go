@@ -47,7 +47,7 @@ func (m *Manager) SetConfig(ctx context.Context, cfg Config) (added, removed []n
 	if err := m.cfg.Reconfigurable(cfg); err != nil {
 		return nil, nil, err
 	}
-	added, removed = diffPrefixes(m.cfg.VIPs, cfg.VIPs)
+	added, removed = DiffPrefixes(m.cfg.VIPs, cfg.VIPs)
 	old := m.cfg
 	oldAnns, oldProbes := m.anns, m.probes
 	m.cfg = cfg
@@ -207,8 +207,9 @@ func (m *Manager) VIPs() []netip.Prefix {
 	return slices.Clone(m.cfg.VIPs)
 }
 
-// diffPrefixes returns what is in b and not in a, and what is in a and not in b, in their orders.
-func diffPrefixes(a, b []netip.Prefix) (added, removed []netip.Prefix) {
+// DiffPrefixes returns what is in b and not in a (added), and what is in a and not in b (removed),
+// in their orders: what a reload from VIPs a to VIPs b adds and removes.
+func DiffPrefixes(a, b []netip.Prefix) (added, removed []netip.Prefix) {
 	for _, v := range b {
 		if !slices.Contains(a, v) {
 			added = append(added, v)

@@ -428,7 +428,7 @@ func planVIPs(o, n *instancePlan, ic *instanceChange, errs []error) ([]bool, []e
 				keyOf(n, "vips"), set.cfg.Interface, set.cfg.Label))
 		}
 	}
-	added, removed := diffVIPs(o.vips, n.vips)
+	added, removed := vip.DiffPrefixes(o.vips, n.vips)
 	for _, v := range added {
 		ic.changes = append(ic.changes, "+vip "+v.String())
 	}
@@ -464,20 +464,6 @@ func planVIPs(o, n *instancePlan, ic *instanceChange, errs []error) ([]bool, []e
 	}
 	ic.changes = dedup(ic.changes)
 	return changed, errs
-}
-
-func diffVIPs(a, b []netip.Prefix) (added, removed []netip.Prefix) {
-	for _, v := range b {
-		if !slices.Contains(a, v) {
-			added = append(added, v)
-		}
-	}
-	for _, v := range a {
-		if !slices.Contains(b, v) {
-			removed = append(removed, v)
-		}
-	}
-	return added, removed
 }
 
 func dedup(ss []string) []string {
