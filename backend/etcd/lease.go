@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hacoord/hacoord/fencing"
+	"github.com/hacoord/hacoord/internal/retry"
 )
 
 // errLeaseLost is the store's answer that the lease is gone (expired or revoked): the only thing
@@ -205,13 +206,4 @@ func backoff(cfg Config, failures int) time.Duration {
 }
 
 // sleep waits d and reports true, or reports false as soon as ctx is done.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+var sleep = retry.Sleep

@@ -1,9 +1,10 @@
 package zk
 
 import (
-	"context"
 	mrand "math/rand/v2"
 	"time"
+
+	"github.com/hacoord/hacoord/internal/retry"
 )
 
 // backoff is an exponential backoff with jitter (half to full step).
@@ -59,14 +60,5 @@ func (r *retrier) reset() { r.bo.reset() }
 
 func (r *retrier) stop() { r.t.Stop() }
 
-// sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+// sleep waits d and reports true, or reports false as soon as ctx is done.
+var sleep = retry.Sleep

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/hacoord/hacoord/internal/retry"
 )
 
 // ErrSessionGone is what CloseSession reports (wrapped) when no server knows the session: it has
@@ -35,22 +37,10 @@ func CloseSession(ctx context.Context, servers []string, id int64, passwd []byte
 	if attempt <= 0 {
 		attempt = time.Second
 	}
-	var last error
-	for round := 0; ; round++ {
-		for _, a := range addrs {
-			err := closeSessionOn(ctx, a, id, passwd, attempt)
-			if err == nil || errors.Is(err, ErrSessionGone) {
-				return err
-			}
-			last = err
-			if ctx.Err() != nil {
-				return last
-			}
-		}
-		if !sleep(ctx, min(50*time.Millisecond<<min(round, 4), time.Second)) {
-			return last
-		}
-	}
+	return retry.Servers(ctx, addrs, func(a string) (bool, error) {
+		err := closeSessionOn(ctx, a, id, passwd, attempt)
+		return err == nil || errors.Is(err, ErrSessionGone), err
+	})
 }
 
 // closeSessionOn closes session id on the server at addr.

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/internal/retry"
 )
 
 // Config says how to reach etcd's HTTP/JSON gateway (the gRPC gateway every etcd member
@@ -52,28 +54,19 @@ func RevokeLease(ctx context.Context, c Config, id int64, log *zap.Logger) error
 	g := &gateway{cfg: c, cli: &http.Client{Transport: &http.Transport{TLSClientConfig: c.TLS, ForceAttemptHTTP2: false}}}
 	defer g.cli.CloseIdleConnections()
 	body := `{"ID":"` + strconv.FormatInt(id, 10) + `"}`
-	var last error
-	for round := 0; ; round++ {
-		for _, ep := range c.Endpoints {
-			err := g.post(ctx, ep, "/v3/lease/revoke", body, nil)
-			var ge *gatewayError
-			if errors.As(err, &ge) && ge.Code == codeNotFound {
-				log.Debug("lease not found: gone already", zap.String("endpoint", ep))
-				return nil
-			}
-			if err == nil {
-				return nil
-			}
-			last = fmt.Errorf("etcd: revoke lease %x through %s: %w", id, ep, err)
-			log.Debug("revoke through the gateway failed", zap.String("endpoint", ep), zap.Error(err))
-			if ctx.Err() != nil {
-				return last
-			}
+	return retry.Servers(ctx, c.Endpoints, func(ep string) (bool, error) {
+		err := g.post(ctx, ep, "/v3/lease/revoke", body, nil)
+		var ge *gatewayError
+		if errors.As(err, &ge) && ge.Code == codeNotFound {
+			log.Debug("lease not found: gone already", zap.String("endpoint", ep))
+			return true, nil
 		}
-		if !sleep(ctx, min(50*time.Millisecond<<min(round, 4), time.Second)) {
-			return last
+		if err == nil {
+			return true, nil
 		}
-	}
+		log.Debug("revoke through the gateway failed", zap.String("endpoint", ep), zap.Error(err))
+		return false, fmt.Errorf("etcd: revoke lease %x through %s: %w", id, ep, err)
+	})
 }
 
 // gateway is one RevokeLease's HTTP client and auth token.
@@ -168,15 +161,3 @@ const (
 	authPath            = "/v3/auth/authenticate"
 	codeUnauthenticated = 16
 )
-
-// sleep waits d or until ctx is done, and says whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
