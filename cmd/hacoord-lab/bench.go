@@ -266,13 +266,7 @@ func benchSetup(ctx context.Context, base *labFlags, runs int, s setup, out io.W
 	if err != nil {
 		return rows, "", err
 	}
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(out, l.Tails(15))
-		}
-		l.Close()
-		fmt.Fprintf(out, "  %s\n", f.finish(l, err))
-	}()
+	defer func() { f.teardown(ctx, l, out, err, "  %s\n") }()
 	for i := 1; i <= runs; i++ {
 		for j, sc := range s.scenarios {
 			r, err := l.RunScenario(ctx, sc)

@@ -58,13 +58,7 @@ func chaos(ctx context.Context, f *labFlags, o lab.ChaosOptions, out io.Writer) 
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(out, l.Tails(15))
-		}
-		l.Close()
-		fmt.Fprintf(out, "%s\n", f.finish(l, err))
-	}()
+	defer func() { f.teardown(ctx, l, out, err, "%s\n") }()
 	o.Logf = func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	rep, err := l.Chaos(ctx, o)
 	if f.verbose {

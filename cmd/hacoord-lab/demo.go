@@ -38,13 +38,7 @@ func demo(ctx context.Context, f *labFlags, scenario string, out io.Writer) (err
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(out, l.Tails(15))
-		}
-		l.Close()
-		fmt.Fprintf(out, "Tore down the lab: %s.\n", f.finish(l, err))
-	}()
+	defer func() { f.teardown(ctx, l, out, err, "Tore down the lab: %s.\n") }()
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	holder, err := l.WaitSteady(sctx)
 	cancel()

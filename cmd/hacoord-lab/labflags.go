@@ -82,6 +82,17 @@ func (f *labFlags) finish(l *lab.Lab, err error) string {
 	return "no logs kept (pass --dir to keep them)"
 }
 
+// teardown closes l at the end of a run that returned err: after a failure of the run's own (not
+// ctx ending) it prints the daemons' last log lines first; then it prints format with finish's
+// summary. Runs defer it with their named error.
+func (f *labFlags) teardown(ctx context.Context, l *lab.Lab, out io.Writer, err error, format string) {
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintln(out, l.Tails(15))
+	}
+	l.Close()
+	fmt.Fprintf(out, format, f.finish(l, err))
+}
+
 // newLab builds the lab; the caller must Close it (also on error paths: it is nil then).
 func (f *labFlags) newLab(ctx context.Context, out io.Writer) (*lab.Lab, error) {
 	if os.Geteuid() != 0 {

@@ -72,13 +72,7 @@ func soak(ctx context.Context, f *labFlags, backend, profile string, d time.Dura
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			fmt.Fprintln(out, l.Tails(15))
-		}
-		l.Close()
-		fmt.Fprintf(out, "%s\n", f.finish(l, err))
-	}()
+	defer func() { f.teardown(ctx, l, out, err, "%s\n") }()
 	fmt.Fprintf(out, "soak: backend %s, profile %s (TTL/session %v), %v\n", backend, profile, o.TTL, d)
 	rep, err := l.Soak(ctx, lab.SoakOptions{Duration: d, Burners: burners,
 		Logf: func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }})
