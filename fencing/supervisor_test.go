@@ -20,6 +20,29 @@ func fakeGuard(t *testing.T) ([]string, string) {
 	return []string{"sh", "-c", `echo ready; while read l; do echo "$l" >> "$0"; done`, log}, log
 }
 
+// startFake starts a Supervisor of a fakeGuard and returns it with the file of the lines its guards
+// read; it is closed when the test ends, if the test has not closed it.
+func startFake(t *testing.T) (*Supervisor, string) {
+	t.Helper()
+	argv, log := fakeGuard(t)
+	s, err := StartSupervisor(argv, os.Stderr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, log
+}
+
+// must fails the test at the first of errs that is not nil.
+func must(t *testing.T, errs ...error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // holdNs matches the deadline of a hold line, which the tests abbreviate.
 var holdNs = regexp.MustCompile(`^(hold \S+) [0-9]+$`)
 
@@ -83,11 +106,7 @@ func wantLines(t *testing.T, got, want []string) {
 // The guard hears each line in order, naming its instance; Close ends it (its stdin closes) and
 // waits.
 func TestSupervisorTellsTheGuard(t *testing.T) {
-	argv, log := fakeGuard(t)
-	s, err := StartSupervisor(argv, os.Stderr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, log := startFake(t)
 	if err := s.VIPs("web", "eth0", []netip.Prefix{netip.MustParsePrefix("192.0.2.10/24")}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,14 +128,9 @@ func TestSupervisorTellsTheGuard(t *testing.T) {
 // A guard that died is restarted at the next command, and first hears what every instance holds:
 // its VIPs, IPVS and candidacy, and the hold of those that hold.
 func TestSupervisorRestartsADeadGuardAndReplaysEveryInstance(t *testing.T) {
-	argv, log := fakeGuard(t)
-	s, err := StartSupervisor(argv, os.Stderr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, log := startFake(t)
 	p := netip.MustParsePrefix
-	for _, err := range []error{
+	must(t,
 		s.VIPs("web", "eth0", []netip.Prefix{p("192.0.2.10/24")}),
 		s.VIPs("web", "eth1", []netip.Prefix{p("198.51.100.10/24")}),
 		s.VIPs("db", "eth0", []netip.Prefix{p("192.0.2.20/24")}),
@@ -125,11 +139,7 @@ func TestSupervisorRestartsADeadGuardAndReplaysEveryInstance(t *testing.T) {
 		s.Hold("web", time.Now().Add(time.Hour)),
 		s.Hold("db", time.Now().Add(time.Hour)),
 		s.Release("db"),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	first := waitLines(t, log, 8)
 	holdWeb := rawLines(t, log)[5]
 	pid := killGuard(t, s)
@@ -176,17 +186,8 @@ func TestSupervisorRefusesAGuardThatIsNotReady(t *testing.T) {
 // A restarted guard hears the candidacy named last (and no hold: the instance is releasing):
 // should the daemon die now, the new guard knows what to end.
 func TestSupervisorReplaysTheCandidacy(t *testing.T) {
-	argv, log := fakeGuard(t)
-	s, err := StartSupervisor(argv, os.Stderr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for _, err := range []error{s.Candidacy("a", "lease-1"), s.Candidacy("a", "lease-2"), s.Hold("a", time.Now().Add(time.Hour))} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, log := startFake(t)
+	must(t, s.Candidacy("a", "lease-1"), s.Candidacy("a", "lease-2"), s.Hold("a", time.Now().Add(time.Hour)))
 	waitLines(t, log, 3)
 	killGuard(t, s)
 	if err := s.Release("a"); err != nil {
@@ -200,23 +201,14 @@ func TestSupervisorReplaysTheCandidacy(t *testing.T) {
 // removing the old in any order: until the instance's next release the guard removes the old ones
 // too, and a restarted guard hears the same; after the release, only the latest.
 func TestSupervisorKeepsReplacedVIPsUntilTheRelease(t *testing.T) {
-	argv, log := fakeGuard(t)
-	s, err := StartSupervisor(argv, os.Stderr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, log := startFake(t)
 	p := netip.MustParsePrefix
 	a, b, c := p("192.0.2.1/24"), p("192.0.2.2/24"), p("192.0.2.3/24")
-	for _, err := range []error{
+	must(t,
 		s.VIPs("web", "eth0", []netip.Prefix{a, b}),
 		s.Hold("web", time.Now().Add(time.Hour)),
 		s.VIPs("web", "eth0", []netip.Prefix{b, c}), // a removed, c added, while master
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	n := len(waitLines(t, log, 3))
 	killGuard(t, s)
 	if err := s.Release("web"); err != nil {
