@@ -132,6 +132,12 @@ func runNode(t testing.TB, conn Conn, cfg Config, log *zap.Logger) *node {
 		conn.Close()
 		t.Fatal(err)
 	}
+	return runWith(t, e)
+}
+
+// runWith runs e, already configured, recording its States. The caller stops it (node.stop).
+func runWith(t testing.TB, e *Elector) *node {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	nd := &node{e: e, cancel: cancel, done: make(chan error, 1), ended: make(chan struct{}), changed: make(chan struct{}, 1)}
 	out := election.NewOutbox()

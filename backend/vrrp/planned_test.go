@@ -170,38 +170,6 @@ func testMaintenanceBeforeRun(t *testing.T, prio int) {
 	})
 }
 
-// runWith runs e, already configured, as runNode runs a new Elector.
-func runWith(t testing.TB, e *Elector) *node {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	nd := &node{e: e, cancel: cancel, done: make(chan error, 1), ended: make(chan struct{}), changed: make(chan struct{}, 1)}
-	out := election.NewOutbox()
-	stop := make(chan struct{})
-	add := func(s election.State) {
-		nd.mu.Lock()
-		nd.states = append(nd.states, s)
-		nd.stamps = append(nd.stamps, time.Now())
-		nd.mu.Unlock()
-	}
-	go func() {
-		defer close(nd.ended)
-		for {
-			select {
-			case <-out.Ready():
-				out.TakeAll(add)
-			case <-stop:
-				out.TakeAll(add)
-				return
-			}
-		}
-	}()
-	go func() {
-		nd.done <- e.Run(ctx, out)
-		close(stop)
-	}()
-	return nd
-}
-
 func (nd *node) all() []election.State {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
