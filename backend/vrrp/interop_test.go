@@ -149,17 +149,26 @@ func TestKeepalivedMasterHacoordBackup(t *testing.T) {
 	}
 }
 
+// hacoordOverKeepalived starts, on a new two-node lab, hacoord at priority prio on the first node
+// and waits until it is master, then keepalived (100) on the second, which must stay backup for two
+// of its Master_Down_Intervals and an advert (it accepts our adverts).
+func (p profile) hacoordOverKeepalived(t *testing.T, prio int) (*node, *keepalived) {
+	t.Helper()
+	l := newLab(t, 2)
+	h := l.hacoord(t, 0, p.hacoordConfig(51, prio))
+	h.waitFor(t, p.startup(prio), "hacoord master", isRole(election.Master))
+	ka := l.keepalived(t, 1, p.keepalivedConfig(51, 100))
+	ka.stayBackup(2*p.masterDown(100) + p.advert)
+	return h, ka
+}
+
 // TestHacoordMasterKeepalivedBackup: hacoord (150) is master and keepalived (100) stays backup, so
 // it accepts our adverts. A priority change hands mastership over and back (both preempt), and
 // stopping hacoord (priority-0 advert) makes keepalived master after its Skew_Time.
 func TestHacoordMasterKeepalivedBackup(t *testing.T) {
 	for _, p := range profiles {
 		t.Run(p.name, func(t *testing.T) {
-			l := newLab(t, 2)
-			h := l.hacoord(t, 0, p.hacoordConfig(51, 150))
-			h.waitFor(t, p.startup(150), "hacoord master", isRole(election.Master))
-			ka := l.keepalived(t, 1, p.keepalivedConfig(51, 100))
-			ka.stayBackup(2*p.masterDown(100) + p.advert)
+			h, ka := p.hacoordOverKeepalived(t, 150)
 
 			// vrrp_script-like weight: our priority drops under keepalived's, which preempts us
 			// Master_Down_Interval after the last advert it accepted (it discards lower ones).

@@ -15,11 +15,7 @@ import (
 // SIGTERM), hacoord is master again after its own Skew_Time.
 func TestKeepalivedResign(t *testing.T) {
 	p := profileV3
-	l := newLab(t, 2)
-	h := l.hacoord(t, 0, p.hacoordConfig(51, 200))
-	h.waitFor(t, p.startup(200), "hacoord master", isRole(election.Master))
-	ka := l.keepalived(t, 1, p.keepalivedConfig(51, 100))
-	ka.stayBackup(2*p.masterDown(100) + p.advert)
+	h, ka := p.hacoordOverKeepalived(t, 200)
 
 	resigned := time.Now()
 	if err := h.e.Resign(context.Background()); err != nil {
@@ -42,11 +38,7 @@ func TestKeepalivedResign(t *testing.T) {
 // keepalived again (Master_Down_Interval after it rejoins), and keepalived steps down.
 func TestKeepalivedMaintenance(t *testing.T) {
 	p := profileV3
-	l := newLab(t, 2)
-	h := l.hacoord(t, 0, p.hacoordConfig(51, 200))
-	h.waitFor(t, p.startup(200), "hacoord master", isRole(election.Master))
-	ka := l.keepalived(t, 1, p.keepalivedConfig(51, 100))
-	ka.stayBackup(2*p.masterDown(100) + p.advert)
+	h, ka := p.hacoordOverKeepalived(t, 200)
 
 	on := time.Now()
 	h.e.SetMaintenance(true)
