@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // Control runs `hacoord <args>` in the node's namespace, as an operator on that node would, with
@@ -53,4 +54,27 @@ func (l *Lab) transferTarget(old *Node) *Node {
 		}
 	}
 	return nil
+}
+
+// waitBackups waits until every node but old reports itself a backup in its status file (its
+// daemon has queued its candidacy and knows the master), reading the files every 20ms.
+func (l *Lab) waitBackups(ctx context.Context, old *Node) error {
+	for {
+		waiting := ""
+		for _, n := range l.Nodes {
+			if n == old {
+				continue
+			}
+			if st, err := n.Status(); err != nil || st.Role != "backup" {
+				waiting = n.Name
+				break
+			}
+		}
+		if waiting == "" {
+			return nil
+		}
+		if err := hold(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("%s never reported itself a backup: %w", waiting, err)
+		}
+	}
 }

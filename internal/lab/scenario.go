@@ -290,6 +290,13 @@ func (l *Lab) runNodeScenario(ctx context.Context, name string, old *Node) (Resu
 	r := Result{Scenario: name, Old: old.Name, Target: old.Name, OldReleased: -1, NeighSwitched: -1,
 		StoreElection: -1, Rejoined: -1, QuorumBack: -1, BackAfter: -1, Fault: time.Now()}
 	var transferTo string // Transfer's target
+	if name == Resign || name == Transfer {
+		// A planned move needs someone to move to: every other node queued (a backup in its status
+		// file), else resign is refused and transfer names no candidate.
+		if err := l.waitBackups(wctx, old); err != nil {
+			return Result{}, fmt.Errorf("lab: %s %s: %w", name, old.Name, err)
+		}
+	}
 	switch name {
 	case Crash:
 		err = old.Crash()
