@@ -74,6 +74,29 @@ func newFakeReconciler(t *testing.T, cfg Config) (*Reconciler, *ipvstest.Fake) {
 // fastTCP is a TCP check every 10ms that takes a real server out at its first failure.
 var fastTCP = check.Config{TCP: &check.TCP{Timing: check.Timing{Interval: 10 * time.Millisecond, Retry: check.Retries(0)}}}
 
+// listenRS is a real server for TCP checks: a listener on 127.0.0.1, closed when the test ends.
+func listenRS(t *testing.T) (net.Listener, netip.AddrPort) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// natConfig is one NAT virtual server 10.0.0.100 on rs's port (rr) with the real servers rss, and
+// no resync while a test runs.
+func natConfig(rs netip.AddrPort, rss ...RealServer) Config {
+	cfg := DefaultConfig()
+	cfg.ResyncInterval = time.Hour
+	cfg.VirtualServers = []VirtualServer{{
+		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
+		RealServers: rss,
+	}}
+	return cfg
+}
+
 // fakeRun is a Reconciler running (Run) on a fake kernel for at most 30 seconds, the deadline of its
 // waits.
 type fakeRun struct {
@@ -387,21 +410,11 @@ func TestReconcilerKernelErrors(t *testing.T) {
 // TestReconcilerRun runs real TCP checkers against a local listener: closing it removes the real
 // server; ending Run withdraws the table.
 func TestReconcilerRun(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	rs := netip.MustParseAddrPort(ln.Addr().String())
-	cfg := DefaultConfig()
-	cfg.ResyncInterval = time.Hour
-	cfg.VirtualServers = []VirtualServer{{
-		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
-		RealServers: []RealServer{
-			{Address: rs.Addr(), Check: fastTCP},
-			{Address: netip.MustParseAddr("127.0.0.2")},
-		},
-	}}
+	ln, rs := listenRS(t)
+	cfg := natConfig(rs,
+		RealServer{Address: rs.Addr(), Check: fastTCP},
+		RealServer{Address: netip.MustParseAddr("127.0.0.2")},
+	)
 	fr := runFake(t, cfg)
 	r, fake, has, waitFor := fr.r, fr.fake, fr.has, fr.waitFor
 	// program_on_backup: Run programs the table without a Promote.

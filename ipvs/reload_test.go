@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A reload while active adds the new service and removes the one dropped, leaving the one kept;
@@ -56,18 +55,8 @@ func TestSetConfigReprogramsTable(t *testing.T) {
 // While Run runs, SetConfig restarts the checkers on the new configuration: a real server added
 // with a check that fails is taken out once its checker has run.
 func TestSetConfigRestartsCheckers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	rs := netip.MustParseAddrPort(ln.Addr().String())
-	cfg := DefaultConfig()
-	cfg.ResyncInterval = time.Hour
-	cfg.VirtualServers = []VirtualServer{{
-		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
-		RealServers: []RealServer{{Address: rs.Addr(), Check: fastTCP}},
-	}}
+	ln, rs := listenRS(t)
+	cfg := natConfig(rs, RealServer{Address: rs.Addr(), Check: fastTCP})
 	fr := runFake(t, cfg)
 	r, fake, has, waitFor := fr.r, fr.fake, fr.has, fr.waitFor
 	waitFor("the table", func() bool { return has(rs.String()) })
@@ -96,18 +85,9 @@ func TestSetConfigRestartsCheckers(t *testing.T) {
 // A real server that is down when a reload keeps it comes back once it answers: its restarted
 // checker starts down too, so it reports the recovery.
 func TestSetConfigKeptDownServerRecovers(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := netip.MustParseAddrPort(ln.Addr().String())
+	ln, rs := listenRS(t)
 	ln.Close() // down from the start
-	cfg := DefaultConfig()
-	cfg.ResyncInterval = time.Hour
-	cfg.VirtualServers = []VirtualServer{{
-		Address: netip.MustParseAddr("10.0.0.100"), Port: rs.Port(), LBAlgo: "rr", LBKind: "NAT",
-		RealServers: []RealServer{{Address: rs.Addr(), Check: fastTCP}, {Address: netip.MustParseAddr("127.0.0.3")}},
-	}}
+	cfg := natConfig(rs, RealServer{Address: rs.Addr(), Check: fastTCP}, RealServer{Address: netip.MustParseAddr("127.0.0.3")})
 	fr := runFake(t, cfg)
 	r, fake, has, waitFor := fr.r, fr.fake, fr.has, fr.waitFor
 	waitFor("the table without the dead real server", func() bool { return has("127.0.0.3:") && !has(rs.String()) })
@@ -122,7 +102,7 @@ func TestSetConfigKeptDownServerRecovers(t *testing.T) {
 	if has(rs.String()) {
 		t.Fatalf("the kept real server, down, came back on reload:\n%s", readFormat(t, fake))
 	}
-	ln, err = net.Listen("tcp", rs.String())
+	ln, err := net.Listen("tcp", rs.String())
 	if err != nil {
 		t.Fatalf("listening on the real server's port %d again: %v", rs.Port(), err)
 	}
