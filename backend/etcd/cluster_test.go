@@ -40,11 +40,7 @@ func proxies(t *testing.T, eps []string) ([]*faultnet.Proxy, []string) {
 	var ps []*faultnet.Proxy
 	var addrs []string
 	for _, ep := range eps {
-		p, err := faultnet.New(ep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
+		p := faultnet.Start(t, ep)
 		ps, addrs = append(ps, p), append(addrs, p.Addr())
 	}
 	return ps, addrs

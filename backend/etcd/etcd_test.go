@@ -48,11 +48,7 @@ func adminClient(t *testing.T, srv *etcdtest.Server) *clientv3.Client {
 
 func proxy(t *testing.T, srv *etcdtest.Server) *faultnet.Proxy {
 	t.Helper()
-	p, err := faultnet.New(srv.Endpoints()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	p := faultnet.Start(t, srv.Endpoints()[0])
 	return p
 }
 

@@ -22,11 +22,7 @@ import (
 func TestCloseSessionHandsOverAtOnce(t *testing.T) {
 	srv := zktest.Start(t, zktest.Options{})
 	const group = "guardclose"
-	px, err := faultnet.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
+	px := faultnet.Start(t, srv.Addr())
 	e, err := zkb.New(config(px.Addr(), group, "a"), testLogger(t).Named("a"))
 	if err != nil {
 		t.Fatal(err)

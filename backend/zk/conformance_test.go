@@ -34,11 +34,7 @@ type harness struct {
 func (h *harness) TTL() time.Duration { return zkb.LocalConfig().SessionTimeout }
 
 func (h *harness) NewCandidate(t *testing.T, group, name string) electiontest.Candidate {
-	px, err := faultnet.New(h.srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
+	px := faultnet.Start(t, h.srv.Addr())
 	e, err := zkb.New(config(px.Addr(), group, name), testLogger(t).Named(name))
 	if err != nil {
 		t.Fatal(err)

@@ -96,11 +96,7 @@ func testTimingLogged(t *testing.T, addr string) {
 
 // A node cut off from ZooKeeper still stops promptly: its requests cannot hold up Run's return.
 func testStopCutOff(t *testing.T, addr string) {
-	px, err := faultnet.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
+	px := faultnet.Start(t, addr)
 	a := startNode(t, config(px.Addr(), "cutstop", "a"), nil)
 	a.waitMaster(t)
 	px.Block()
@@ -563,11 +559,7 @@ func testForeignLeader(t *testing.T, addr string) {
 
 func testPartition(t *testing.T, addr string) {
 	const group = "partition"
-	px, err := faultnet.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
+	px := faultnet.Start(t, addr)
 
 	a := startNode(t, config(px.Addr(), group, "a"), nil)
 	a.waitMaster(t)
@@ -613,11 +605,7 @@ func testPartition(t *testing.T, addr string) {
 
 func testUnreachable(t *testing.T, addr string) {
 	const group = "unreach"
-	px, err := faultnet.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
+	px := faultnet.Start(t, addr)
 	px.Block()
 	a := startNode(t, config(px.Addr(), group, "a"), nil)
 	a.rec.waitFor(t, "a fault", isRole(election.Fault))
@@ -697,11 +685,7 @@ func TestConfigValidate(t *testing.T) {
 func TestSessionClosedFromOutside(t *testing.T) {
 	srv := zktest.Start(t, zktest.Options{})
 	const group = "closed"
-	px, err := faultnet.New(srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
+	px := faultnet.Start(t, srv.Addr())
 	cfg := config(px.Addr(), group, "a")
 	e, err := zkb.New(cfg, testLogger(t).Named("a"))
 	if err != nil {

@@ -68,11 +68,7 @@ func (h *ensemble) config(px []*faultnet.Proxy, group, name string) zkb.Config {
 func (h *ensemble) candidate(t *testing.T, group, name string, mod ...func(*zkb.Config)) (*zkb.Elector, *ensCandidate) {
 	c := &ensCandidate{name: name, f: &faults{}}
 	for _, s := range h.servers {
-		px, err := faultnet.New(s.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { px.Close() })
+		px := faultnet.Start(t, s.Addr())
 		c.px = append(c.px, px)
 	}
 	cfg := h.config(c.px, group, name)

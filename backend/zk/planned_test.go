@@ -154,6 +154,20 @@ func handover(t testing.TB, old *node, nw stamped) time.Duration {
 	return nw.At.Sub(gone)
 }
 
+// waitPlannedMaster waits until n is master, checks that it is in a term after prev's and that its
+// State says it follows a planned move, and returns that State.
+func (n *node) waitPlannedMaster(t testing.TB, prev stamped) stamped {
+	t.Helper()
+	m := n.waitMaster(t)
+	if m.Term <= prev.Term {
+		t.Errorf("term %d after %d", m.Term, prev.Term)
+	}
+	if !m.Handover {
+		t.Errorf("%s's State does not say it follows a planned move: %+v", n.name, m.State)
+	}
+	return m
+}
+
 func leads(name string) func(election.State) bool {
 	return func(s election.State) bool { return s.Role == election.Backup && s.Leader.Node == name }
 }
@@ -169,13 +183,7 @@ func testResign(t *testing.T, addr string) {
 	if err := a.e.Resign(context.Background()); err != nil {
 		t.Fatalf("Resign: %v", err)
 	}
-	mb := b.waitMaster(t)
-	if mb.Term <= ma.Term {
-		t.Errorf("term %d after %d", mb.Term, ma.Term)
-	}
-	if !mb.Handover {
-		t.Errorf("b's State does not say it follows a planned move: %+v", mb.State)
-	}
+	mb := b.waitPlannedMaster(t, ma)
 	a.rec.waitFor(t, "a follows b", leads("b"))
 	t.Logf("resign: b master %v after a's VIPs were gone", handover(t, a, mb))
 	if d := handover(t, a, mb); d > 250*time.Millisecond {
@@ -283,13 +291,7 @@ func testTransfer(t *testing.T, addr string) {
 	if err := a.e.Transfer(context.Background(), "c", 5*time.Second); err != nil {
 		t.Fatalf("Transfer: %v", err)
 	}
-	mc := c.waitMaster(t)
-	if mc.Term <= ma.Term {
-		t.Errorf("term %d after %d", mc.Term, ma.Term)
-	}
-	if !mc.Handover {
-		t.Errorf("c's State does not say it follows a planned move: %+v", mc.State)
-	}
+	mc := c.waitPlannedMaster(t, ma)
 	t.Logf("transfer: c master %v after a's VIPs were gone (b deferred)", handover(t, a, mc))
 	if got := holders(t, a, b, c); !slices.Equal(got, []string{"a", "c"}) {
 		t.Errorf("masters in order %v, want [a c]", got)
@@ -331,11 +333,7 @@ func testTransferTimeout(t *testing.T, addr string) {
 	const group = "transfertimeout"
 	a := startNode(t, config(addr, group, "a"), nil)
 	a.waitMaster(t)
-	px, err := faultnet.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
+	px := faultnet.Start(t, addr)
 	t.Cleanup(px.Unblock)
 	b := startNode(t, config(px.Addr(), group, "b"), nil)
 	b.rec.waitFor(t, "b follows a", leads("a"))
@@ -373,13 +371,7 @@ func testPreempt(t *testing.T, addr string) {
 	a := startNode(t, prio(addr, group, "a", 100), nil)
 	ma := a.waitMaster(t)
 	b := startNode(t, prio(addr, group, "b", 200), nil)
-	mb := b.waitMaster(t)
-	if mb.Term <= ma.Term {
-		t.Errorf("term %d after %d", mb.Term, ma.Term)
-	}
-	if !mb.Handover {
-		t.Errorf("b's State does not say it follows a planned move: %+v", mb.State)
-	}
+	mb := b.waitPlannedMaster(t, ma)
 	a.rec.waitFor(t, "a follows b", leads("b"))
 	d := handover(t, a, mb)
 	t.Logf("preemption: b master %v after a's VIPs were gone", d)
@@ -687,11 +679,7 @@ func testGateWeight(t *testing.T, addr string) {
 // session that claimed it.
 func testHandoverMarker(t *testing.T, addr string) {
 	const group = "marker"
-	px, err := faultnet.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { px.Close() })
+	px := faultnet.Start(t, addr)
 	e, err := zkb.New(config(px.Addr(), group, "a"), testLogger(t).Named("a"))
 	if err != nil {
 		t.Fatal(err)
