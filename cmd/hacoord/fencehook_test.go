@@ -39,6 +39,16 @@ func writeHook(t *testing.T, path, body string) string {
 	return path
 }
 
+// hookDir writes, in a new directory, the notify hook (it appends "<node> <role> <reason>" to
+// dir/notify) and a fence hook that succeeds at once, and returns the directory and both hooks.
+func hookDir(t *testing.T) (dir, notify, quick string) {
+	t.Helper()
+	dir = t.TempDir()
+	notify = writeHook(t, filepath.Join(dir, "notify"), `echo "$2 $3 $HACOORD_REASON" >> `+dir+`/notify`)
+	quick = writeHook(t, filepath.Join(dir, "quick"), "exit 0")
+	return dir, notify, quick
+}
+
 func readText(path string) string { b, _ := os.ReadFile(path); return string(b) }
 
 // fenceBody is fenceNode for st with the given hooks.
@@ -56,9 +66,7 @@ func TestSlowFenceHookThenTakeover(t *testing.T) {
 	forStores(t, func(t *testing.T, backend string) {
 		st := startStore(t, backend, "web")
 		a, b := twoNodes(t)
-		dir := t.TempDir()
-		notify := writeHook(t, filepath.Join(dir, "notify"), `echo "$2 $3 $HACOORD_REASON" >> `+dir+`/notify`)
-		quick := writeHook(t, filepath.Join(dir, "quick"), "exit 0")
+		dir, notify, quick := hookDir(t)
 		slow := writeHook(t, filepath.Join(dir, "slow"), `echo "$HACOORD_PREVIOUS_MASTER $HACOORD_PREVIOUS_ADDRESS $HACOORD_TERM $HACOORD_ATTEMPT" > `+dir+`/fenced
 sleep 2.5
 touch `+dir+`/done`)
@@ -118,9 +126,7 @@ func TestFailingFenceHookBlocksTakeover(t *testing.T) {
 	forStores(t, func(t *testing.T, backend string) {
 		st := startStore(t, backend, "web")
 		a, b := twoNodes(t)
-		dir := t.TempDir()
-		notify := writeHook(t, filepath.Join(dir, "notify"), `echo "$2 $3 $HACOORD_REASON" >> `+dir+`/notify`)
-		quick := writeHook(t, filepath.Join(dir, "quick"), "exit 0")
+		dir, notify, quick := hookDir(t)
 		failing := writeHook(t, filepath.Join(dir, "failing"), `echo "$HACOORD_TERM $HACOORD_ATTEMPT" >> `+dir+`/attempts
 echo "ipmi: no answer from $HACOORD_PREVIOUS_ADDRESS"; exit 1`)
 		n1 := startNode(t, a, "n1", st.endpoint, fenceBody(st, quick, notify))
@@ -169,10 +175,9 @@ func TestNotifyOnNodeNeverMaster(t *testing.T) {
 	testenv.RequireRoot(t)
 	srv := etcdtest.Start(t)
 	a, b := twoNodes(t)
-	dir := t.TempDir()
-	notify := writeHook(t, filepath.Join(dir, "notify"), `echo "$2 $3 $HACOORD_REASON" >> `+dir+`/notify`)
+	dir, notify, quick := hookDir(t)
 	st := &store{backend: backendEtcd, endpoint: "http://" + srv.Endpoints()[0], lines: "lease_ttl: 1s"}
-	body := fenceBody(st, writeHook(t, filepath.Join(dir, "quick"), "exit 0"), notify)
+	body := fenceBody(st, quick, notify)
 	n1 := startNode(t, a, "n1", st.endpoint, body)
 	eventually(t, "n1 master", func() bool { return n1.has(t, "192.0.2.101") }, n1)
 	n2 := startNode(t, b, "n2", st.endpoint, body)
