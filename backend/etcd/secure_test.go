@@ -14,6 +14,7 @@ import (
 
 	"github.com/hacoord/hacoord/backend/etcd"
 	"github.com/hacoord/hacoord/election"
+	"github.com/hacoord/hacoord/election/electiontest"
 	"github.com/hacoord/hacoord/internal/etcdtest"
 )
 
@@ -130,32 +131,9 @@ func TestAuthBeforeEtcdIsUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	out := election.NewOutbox()
-	done := make(chan error, 1)
-	go func() { done <- el.Run(ctx, out) }()
-	defer func() { cancel(); <-done }()
-	wait := func(what string, ok func(election.State) bool) {
-		t.Helper()
-		deadline := time.NewTimer(20 * time.Second)
-		defer deadline.Stop()
-		for {
-			select {
-			case <-out.Ready():
-				var last election.State
-				out.TakeAll(func(s election.State) { last = s })
-				if ok(last) {
-					return
-				}
-			case err := <-done:
-				t.Fatalf("Run returned while waiting for %s: %v", what, err)
-			case <-deadline.C:
-				t.Fatalf("no %s within 20s", what)
-			}
-		}
-	}
-	wait("Fault while etcd is down", func(s election.State) bool { return s.Role == election.Fault })
+	r := electiontest.Start(t, "n1", candidate(el))
+	r.Wait(t, 20*time.Second, "Fault while etcd is down", lastIs(election.Fault))
 	srv := etcdtest.Start(t, func(o *etcdtest.Options) { o.ClientURL = "http://" + addr })
 	srv.EnableAuth(t, clientv3.Config{}, "s3cret")
-	wait("Master once etcd is up", func(s election.State) bool { return s.Role == election.Master })
+	r.Wait(t, 20*time.Second, "Master once etcd is up", lastIs(election.Master))
 }
