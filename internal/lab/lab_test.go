@@ -103,18 +103,25 @@ func steady(t *testing.T, l *Lab) *Node {
 	return n
 }
 
-func runScenario(t *testing.T, l *Lab, name string) Result {
+// tookOver logs scenario name's result r and its timeline, fails the test unless another node took
+// over, and returns r.
+func tookOver(t *testing.T, name string, r Result) Result {
 	t.Helper()
-	r, err := l.RunScenario(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Log(r.Summary())
 	t.Logf("timeline:\n%s", FormatTimeline(r))
 	if r.New == "" || r.New == r.Old {
 		t.Fatalf("%s: no other node took over (old %s, new %q)", name, r.Old, r.New)
 	}
 	return r
+}
+
+func runScenario(t *testing.T, l *Lab, name string) Result {
+	t.Helper()
+	r, err := l.RunScenario(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tookOver(t, name, r)
 }
 
 func TestSteadyStateOneHolderAndClientReachesIt(t *testing.T) { forBackends(t, testSteadyState) }

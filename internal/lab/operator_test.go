@@ -114,12 +114,7 @@ func runMeasured(t *testing.T, l *Lab, name string) Result {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Log(r.Summary())
-		t.Logf("timeline:\n%s", FormatTimeline(r))
-		if r.New == "" || r.New == r.Old {
-			t.Fatalf("%s: no other node took over (old %s, new %q)", name, r.Old, r.New)
-		}
-		return r
+		return tookOver(t, name, r)
 	}
 }
 
