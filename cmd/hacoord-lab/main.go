@@ -11,6 +11,8 @@
 //	hacoord-lab bench --backend zk --store-members 3 --scenarios store-leader-kill,store-quorum-loss
 //	hacoord-lab chaos --backend etcd --duration 10m --seed 42            the nemesis, replayable by seed
 //	hacoord-lab soak --backend zk --profile fast --duration 10m          a fast profile under CPU load, no faults
+//	hacoord-lab footprint --backend etcd --profile fast --window 1m      idle RSS and CPU of each daemon and its guard
+//	hacoord-lab bench --all --no-store-scenarios --runs 3               every profile, keepalived alongside, with ratios
 //
 // demo, bench and chaos need root; they build the lab, clean it up on exit and on Ctrl-C, and sweep
 // what an earlier killed run left behind.
