@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hacoord/hacoord/internal/netnstest"
 )
 
 func TestCallRoundTrip(t *testing.T) {
@@ -125,7 +127,7 @@ func TestProjectOwner(t *testing.T) {
 			t.Errorf("projectOwner(%q) = %d, %v; want %d", name, pid, ok, want)
 		}
 	}
-	if pid, _ := projectOwner(TestProject()); pid <= 0 || !alive(pid) {
+	if pid, _ := projectOwner(TestProject()); pid <= 0 || !netnstest.Alive(pid) {
 		t.Errorf("TestProject names pid %d, not this live process", pid)
 	}
 }

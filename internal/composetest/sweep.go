@@ -10,7 +10,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/hacoord/hacoord/internal/netnstest"
 )
 
 // TestPrefix starts the project name (and image tag) of every lab a test creates; the owner's PID
@@ -37,28 +38,13 @@ func projectOwner(project string) (int, bool) {
 	return pid, err == nil && pid > 0
 }
 
-// alive reports whether pid is a live process (a zombie is not).
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
-	}
-	return true
-}
-
 // Sweep removes the containers, networks and images of test labs whose process is gone (a test
 // binary killed by its timeout, a SIGKILLed run) and returns what it removed.
 func Sweep(ctx context.Context) ([]Resource, error) {
 	var found []Resource
 	dead := func(project string) bool {
 		pid, ok := projectOwner(project)
-		return ok && !alive(pid)
+		return ok && !netnstest.Alive(pid)
 	}
 	for _, q := range []struct{ kind, name string }{
 		{"container", "{{.Names}}"},
