@@ -19,16 +19,12 @@ func foreignAndAdopted(t *testing.T, fake *ipvstest.Fake) {
 	mask := hostMask(INET)
 	foreign := cipvs.Service{Address: netip.MustParseAddr("10.0.0.200"), Port: 80, Protocol: cipvs.TCP, Family: cipvs.INET, Netmask: mask, Scheduler: "rr"}
 	adopted := cipvs.Service{Address: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: cipvs.TCP, Family: cipvs.INET, Netmask: mask, Scheduler: "rr"}
-	for _, err := range []error{
+	must(t,
 		fake.CreateService(foreign),
 		fake.CreateDestination(foreign, cipvs.Destination{Address: netip.MustParseAddr("10.0.0.50"), Port: 80, Family: cipvs.INET, Weight: 1}),
 		fake.CreateService(adopted),
 		fake.CreateDestination(adopted, cipvs.Destination{Address: netip.MustParseAddr("10.0.0.11"), Port: 80, Family: cipvs.INET, FwdMethod: cipvs.DirectRoute, Weight: 1}),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 }
 
 // What a Reconciler owns goes to the fence guard as words and back: the services it created, and

@@ -74,6 +74,16 @@ func newFakeReconciler(t *testing.T, cfg Config) (*Reconciler, *ipvstest.Fake) {
 // fastTCP is a TCP check every 10ms that takes a real server out at its first failure.
 var fastTCP = check.Config{TCP: &check.TCP{Timing: check.Timing{Interval: 10 * time.Millisecond, Retry: check.Retries(0)}}}
 
+// must fails the test at the first of errs that is not nil.
+func must(t *testing.T, errs ...error) {
+	t.Helper()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // listenRS is a real server for TCP checks: a listener on 127.0.0.1, closed when the test ends.
 func listenRS(t *testing.T) (net.Listener, netip.AddrPort) {
 	t.Helper()
@@ -292,21 +302,7 @@ func TestReconcilerSorryServerSwitch(t *testing.T) {
 
 func TestReconcilerWithdrawOwnsOnlyItsOwn(t *testing.T) {
 	fake := ipvstest.NewFake()
-	mask := hostMask(INET)
-	foreign := cipvs.Service{Address: netip.MustParseAddr("10.0.0.200"), Port: 80, Protocol: cipvs.TCP, Family: cipvs.INET, Netmask: mask, Scheduler: "rr"}
-	adopted := cipvs.Service{Address: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: cipvs.TCP, Family: cipvs.INET, Netmask: mask, Scheduler: "rr"}
-	stranger := cipvs.Destination{Address: netip.MustParseAddr("10.0.0.50"), Port: 80, Family: cipvs.INET, Weight: 1}
-	keep := cipvs.Destination{Address: netip.MustParseAddr("10.0.0.11"), Port: 80, Family: cipvs.INET, FwdMethod: cipvs.DirectRoute, Weight: 1}
-	for _, err := range []error{
-		fake.CreateService(foreign),
-		fake.CreateDestination(foreign, stranger),
-		fake.CreateService(adopted),
-		fake.CreateDestination(adopted, keep),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	foreignAndAdopted(t, fake)
 	r, err := New(tableConfig(), zaptest.NewLogger(t), WithClient(fake))
 	if err != nil {
 		t.Fatal(err)

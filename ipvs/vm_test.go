@@ -278,16 +278,12 @@ func TestVMWithdrawOwnsOnlyItsOwn(t *testing.T) {
 	foreign := cipvs.Service{Address: netip.MustParseAddr("10.0.0.200"), Port: 80, Protocol: cipvs.TCP, Family: cipvs.INET, Netmask: mask, Scheduler: "rr"}
 	adopted := cipvs.Service{Address: netip.MustParseAddr("10.0.0.100"), Port: 80, Protocol: cipvs.TCP, Family: cipvs.INET, Netmask: mask, Scheduler: "rr"}
 	keep := cipvs.Destination{Address: netip.MustParseAddr("10.0.0.11"), Port: 80, Family: cipvs.INET, FwdMethod: cipvs.DirectRoute, Weight: 1}
-	for _, err := range []error{
+	must(t,
 		k.CreateService(foreign),
 		k.CreateDestination(foreign, cipvs.Destination{Address: netip.MustParseAddr("10.0.0.50"), Port: 80, Family: cipvs.INET, Weight: 1}),
 		k.CreateService(adopted),
 		k.CreateDestination(adopted, keep),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	r, err := New(tableConfig(), zaptest.NewLogger(t), WithClient(k))
 	if err != nil {
 		t.Fatal(err)
