@@ -47,16 +47,6 @@ func echoServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func newProxy(t *testing.T, target string) *Proxy {
-	t.Helper()
-	p, err := New(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
 func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -99,14 +89,14 @@ func expectSilence(t *testing.T, c net.Conn, d time.Duration) {
 }
 
 func TestForwards(t *testing.T) {
-	p := newProxy(t, echoServer(t))
+	p := Start(t, echoServer(t))
 	c := dial(t, p.Addr())
 	roundTrip(t, c, "hello")
 	roundTrip(t, c, "again")
 }
 
 func TestBlockIsSilentAndUnblockDelivers(t *testing.T) {
-	p := newProxy(t, echoServer(t))
+	p := Start(t, echoServer(t))
 	old := dial(t, p.Addr())
 	roundTrip(t, old, "before")
 
@@ -131,7 +121,7 @@ func TestBlockIsSilentAndUnblockDelivers(t *testing.T) {
 }
 
 func TestCloseEndsConnections(t *testing.T) {
-	p := newProxy(t, echoServer(t))
+	p := Start(t, echoServer(t))
 	c := dial(t, p.Addr())
 	roundTrip(t, c, "x")
 	p.Block()
@@ -158,7 +148,7 @@ func TestUnreachableTargetClosesClient(t *testing.T) {
 	}
 	target := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	p := newProxy(t, target)
+	p := Start(t, target)
 	c := dial(t, p.Addr())
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var b [1]byte
