@@ -35,6 +35,12 @@ type Config struct {
 	// Check is the default schedule of the real servers' checkers; a checker's own fields and its
 	// virtual server's delay_loop override it.
 	Check check.Timing `yaml:"check_defaults,omitempty"`
+
+	// SyncDaemon runs the kernel's IPVS connection synchronisation (keepalived's lvs_sync_daemon):
+	// a backup daemon on every director, and a master daemon too on the one holding the VIPs, so
+	// the director that takes over knows the connections and persistence templates of the one
+	// that died. nil: none.
+	SyncDaemon *SyncConfig `yaml:"lvs_sync_daemon,omitempty"`
 }
 
 // DefaultConfig returns the defaults, commented on each Config field: the table is programmed on
@@ -124,6 +130,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.ResyncInterval < 0 {
 		errs = append(errs, fmt.Errorf("resync_interval: %v is negative", c.ResyncInterval))
+	}
+	if c.SyncDaemon != nil {
+		errs = append(errs, c.SyncDaemon.Validate())
 	}
 	seen := map[ServiceKey]int{}
 	for i, vs := range c.VirtualServers {

@@ -28,6 +28,7 @@ type instance struct {
 	guard  *guard         // the daemon's fence guard; nil: none
 	report *ipvsReporter  // tells the guard the IPVS services to withdraw; nil: none
 	ipv    *ipvs.Reconciler
+	sync   *ipvs.Syncer // lvs_sync_daemon (syncdaemon.go); nil: none
 	mon    *health.Monitor
 	hooks  *hooks
 	el     election.Elector // the backend's; wire may be given a sync group's member instead
@@ -84,6 +85,9 @@ func openInstance(ctx context.Context, p *plan, ip *instancePlan, g *guard, stor
 	}
 	if err := in.ipv.Cleanup(ctx); err != nil {
 		return nil, fmt.Errorf("instance %s: leftover IPVS services: %w", ip.name, err)
+	}
+	if err := in.openSync(ctx); err != nil {
+		return nil, err
 	}
 	if g != nil {
 		if err := in.tellGuard(); err != nil {
@@ -143,7 +147,7 @@ func (in *instance) wire(el election.Elector) error {
 	if len(in.plan.ipvs.VirtualServers) > 0 {
 		ia = ipvsAction{r: in.ipv, report: in.report}
 	}
-	acts := in.hooks.actions(ga, ia, vas)
+	acts := in.withSync(in.hooks.actions(ga, ia, vas), len(vas))
 	in.co, err = election.NewCoordinator(el, acts, in.log.Named("coordinator"))
 	in.wireConflicts()
 	return err
@@ -212,6 +216,7 @@ func (in *instance) close() {
 	if in.mon != nil {
 		in.mon.Close()
 	}
+	in.closeSync()
 	if in.ipv != nil {
 		_ = in.ipv.Close()
 	}

@@ -120,6 +120,7 @@ func buildPlan(s settings) (*plan, error) {
 	}
 	b.checkStores(p)
 	b.checkAcross(p)
+	b.checkSyncDaemon(p)
 	p.syncGroups = b.syncGroups(p)
 	if len(b.errs) > 0 {
 		return p, configError{errors.Join(b.errs...)}

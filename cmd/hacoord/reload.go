@@ -343,6 +343,8 @@ func planInstance(o, n *instancePlan) (instanceChange, []error) {
 			refuse("program_on_backup", "%v to %v: restart the daemon", o.ipvs.ProgramOnBackup, n.ipvs.ProgramOnBackup)
 		case o.ipvs.ResyncInterval != n.ipvs.ResyncInterval:
 			refuse("resync_interval", "%v to %v: restart the daemon", o.ipvs.ResyncInterval, n.ipvs.ResyncInterval)
+		case !reflect.DeepEqual(o.ipvs.SyncDaemon, n.ipvs.SyncDaemon):
+			refuse("lvs_sync_daemon", "changed: the sync daemons are started at start-up; restart the daemon")
 		default:
 			ic.ipvs = true
 			ic.changes = append(ic.changes, serviceChanges(o.ipvs, n.ipvs)...)

@@ -89,6 +89,7 @@ func Convert(k *Keepalived, opt ConvertOptions) (*Config, []Diagnostic, error) {
 		groups = append(groups, sg)
 	}
 	orphans := c.virtualServers(k.VirtualServers, insts)
+	c.syncDaemon(k, insts)
 
 	switch {
 	case len(insts) == 1 && len(groups) == 0:

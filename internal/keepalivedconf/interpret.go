@@ -164,7 +164,7 @@ var globalUnmapped = func() map[string]string {
 		"enable_snmp_rfcv2", "enable_snmp_rfcv3", "enable_snmp_checker", "enable_dbus", "dbus_service_name"} {
 		m[k] = noSNMP
 	}
-	for _, k := range []string{"lvs_timeouts", "lvs_flush", "lvs_flush_on_stop", "lvs_flush_onstop", "lvs_sync_daemon",
+	for _, k := range []string{"lvs_timeouts", "lvs_flush", "lvs_flush_on_stop", "lvs_flush_onstop",
 		"lvs_notify_fifo", "lvs_notify_fifo_script", "nftables_ipvs", "nftables_ipvs_priority", "nftables_ipvs_start_fwmark",
 		"lvs_netlink_cmd_rcv_bufs", "lvs_netlink_cmd_rcv_bufs_force", "lvs_netlink_monitor_rcv_bufs",
 		"lvs_netlink_monitor_rcv_bufs_force", "checker_log_all_failures", "rs_init_notifies"} {
@@ -242,6 +242,8 @@ func (in *interp) global(n *Node) {
 		if v, ok := in.value(n); ok && v != "ff02::12" {
 			in.unmapped(n, "hacoord sends IPv6 VRRP adverts to ff02::12 (RFC 5798) only")
 		}
+	case "lvs_sync_daemon":
+		in.syncDaemon(n)
 	default:
 		in.other(n, "global_defs", globalUnmapped)
 	}

@@ -38,7 +38,6 @@ var instanceUnmapped = map[string]string{
 	"notify_master_rx_lower_pri": noEquivalent,
 	"smtp_alert":                 noEmail,
 	"notify_priority_changes":    noEquivalent,
-	"lvs_sync_daemon_interface":  noIPVSFlag,
 	"down_timer_adverts":         "hacoord's VRRP uses RFC 5798's three advert intervals",
 	"lower_prio_no_advert":       noEquivalent,
 	"higher_prio_send_advert":    noEquivalent,
@@ -232,6 +231,8 @@ func (in *interp) instanceKeyword(inst *Instance, c *Node) {
 	case "garp_master_delay", "garp_master_repeat", "garp_master_refresh", "garp_master_refresh_repeat",
 		"garp_lower_prio_delay", "garp_lower_prio_repeat":
 		in.garp(c, &inst.GARP, c.Keyword)
+	case "lvs_sync_daemon_interface":
+		in.syncDaemonInterface(c, inst.Name)
 	default:
 		in.other(c, "vrrp_instance", instanceUnmapped)
 	}

@@ -32,6 +32,7 @@ type Keepalived struct {
 	VRRPVersion Opt[int]
 	GARP        GARP // global_defs vrrp_garp_*: the default of every instance
 	MinGARP     Opt[bool]
+	SyncDaemon  *SyncDaemon // lvs_sync_daemon (global_defs) or lvs_sync_daemon_interface (vrrp_instance)
 
 	Scripts        []*Script
 	Instances      []*Instance

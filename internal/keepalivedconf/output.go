@@ -43,6 +43,7 @@ type InstanceSettings struct {
 	TrackInterfaces []TrackIfaceOut    `yaml:"track_interfaces,omitempty"`
 	VirtualServers  []VirtualServerOut `yaml:"virtual_servers,omitempty"`
 	ProgramOnBackup *bool              `yaml:"program_on_backup,omitempty"`
+	LVSSyncDaemon   *SyncDaemonOut     `yaml:"lvs_sync_daemon,omitempty"`
 }
 
 // VIPEntry is one entry of `vips`: "10.0.0.100/24", or, when the address goes on another device
