@@ -39,7 +39,7 @@ test-ipvs: build
 # over an embedded etcd, three real servers; DR, NAT and NAT in a sync group: director crash,
 # real-server death, sorry server, all through the guest kernel's IPVS.
 test-lvs: build
-	internal/lvslab/vmtest/run -run 'TestLVS(DR|DRProgramOnPromote|NAT|NATSyncGroup)$$'
+	internal/lvslab/vmtest/run -run 'TestLVS(DR|DRProgramOnPromote|DRSyncDaemon|NAT|NATSyncGroup)$$'
 
 # The LVS figures (RUNS=n): director-crash outage with IPVS in the VM, the same lab without IPVS in
 # the VM and on the host (TCG's inflation), requests per real server, real-server removal time.
