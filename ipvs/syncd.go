@@ -203,3 +203,12 @@ func (s *SyncConn) Stop(st SyncState) error {
 	}
 	return nil
 }
+
+// FormatDaemons prints the sync daemons as `ipvsadm -L --daemon` does, one line each.
+func FormatDaemons(ds []SyncDaemon) string {
+	var b strings.Builder
+	for _, d := range ds {
+		fmt.Fprintf(&b, "%s sync daemon (mcast=%s, syncid=%d)\n", d.State, d.Interface, d.SyncID)
+	}
+	return b.String()
+}

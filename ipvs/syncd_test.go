@@ -189,3 +189,11 @@ func TestSyncerLifecycle(t *testing.T) {
 		t.Errorf("Start on a missing interface: %v, want an error naming lvs_sync_daemon.interface", err)
 	}
 }
+
+func TestFormatDaemons(t *testing.T) {
+	got := FormatDaemons([]SyncDaemon{{SyncMaster, "eth0", 7}, {SyncBackup, "eth0", 7}})
+	want := "master sync daemon (mcast=eth0, syncid=7)\nbackup sync daemon (mcast=eth0, syncid=7)\n"
+	if got != want {
+		t.Errorf("got %q, want %q (ipvsadm -L --daemon)", got, want)
+	}
+}

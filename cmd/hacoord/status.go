@@ -233,13 +233,18 @@ maintenance), as a table or with -o json; exit 0 when the store answered, even w
 }
 
 func newIPVSCommand(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{
+	var daemon bool
+	cmd := &cobra.Command{
 		Use:   "ipvs",
 		Short: "Print the kernel's IPVS table the way `ipvsadm -Ln` does",
 		Long: `ipvs reads the kernel's live IPVS table (every service, not only hacoord's) and prints it in
-ipvsadm -Ln's format. It fails with a clear message when the kernel has no IPVS.`,
+ipvsadm -Ln's format; with --daemon, the running sync daemons (lvs_sync_daemon) as ipvsadm -L
+--daemon does. It fails with a clear message when the kernel has no IPVS.`,
 		Args: noArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if daemon {
+				return printSyncDaemons(stdout)
+			}
 			k, err := ipvs.Open()
 			if err != nil {
 				return err
@@ -253,6 +258,8 @@ ipvsadm -Ln's format. It fails with a clear message when the kernel has no IPVS.
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&daemon, "daemon", false, "print the kernel's IPVS sync daemons instead of the table")
+	return cmd
 }
 
 // daemonAlive reports, as an error, a status file whose daemon is gone (killed: the file was not

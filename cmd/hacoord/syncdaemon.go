@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -92,4 +93,19 @@ func (b *planner) checkSyncDaemon(p *plan) {
 		b.fail("lvs_sync_daemon", "set for instances %s: the kernel runs one master and one backup sync daemon; set it on the instance that holds the virtual servers' VIPs only",
 			strings.Join(with, ", "))
 	}
+}
+
+// printSyncDaemons is `hacoord ipvs --daemon`.
+func printSyncDaemons(stdout io.Writer) error {
+	c, err := ipvs.OpenSync()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ds, err := c.Daemons()
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, ipvs.FormatDaemons(ds))
+	return err
 }
