@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -40,6 +41,16 @@ func TestLVSDRSyncDaemon(t *testing.T) {
 	}
 	waitDaemons(l, d1, want(ipvs.SyncMaster), want(ipvs.SyncBackup))
 	waitDaemons(l, d2, want(ipvs.SyncBackup))
+	// The operator sees them too, as ipvsadm -L --daemon prints them.
+	var out []byte
+	must(t, d1.NS.Do(func() error {
+		var err error
+		out, err = exec.Command(l.bin, "ipvs", "--daemon").CombinedOutput()
+		return err
+	}))
+	if w := "master sync daemon (mcast=eth0, syncid=7)\nbackup sync daemon (mcast=eth0, syncid=7)\n"; string(out) != w {
+		t.Errorf("hacoord ipvs --daemon on d1: %q, want %q", out, w)
+	}
 
 	other := netip.MustParseAddr("10.10.0.50")
 	link, err := l.Client.Netlink.LinkByName("eth0")
@@ -76,6 +87,12 @@ func TestLVSDRSyncDaemon(t *testing.T) {
 		t.Errorf("persistence: the client moved from %s to %s across the failover, with lvs_sync_daemon", persistent, got)
 	}
 	waitDaemons(l, d2, want(ipvs.SyncMaster), want(ipvs.SyncBackup))
+
+	// d1's SIGKILLed daemon left its master sync daemon in d1's kernel; restarted, it stops it
+	// and runs the backup one alone.
+	d1.Revive()
+	l.waitFor("d1 back as a backup", 30*time.Second, d1.Backup)
+	waitDaemons(l, d1, want(ipvs.SyncBackup))
 
 	// d2 stops (SIGTERM): its sync daemons stop with it.
 	must(t, d2.Stop(15*time.Second))
