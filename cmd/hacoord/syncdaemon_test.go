@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // lvs_sync_daemon: its interface is required, and one instance at most may set it (a top-level
 // key is inherited by every listed instance, so there it is refused with two).
@@ -34,5 +37,23 @@ func TestSyncDaemonConfigAccepted(t *testing.T) {
 `)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
+// A reload may not add, change or remove lvs_sync_daemon: the daemons start with the daemon.
+func TestSyncDaemonReloadRefused(t *testing.T) {
+	vs := "virtual_servers:\n  - {address: 10.0.0.100, port: 80, real_servers: [{address: 10.0.0.11}]}\n"
+	old := reloadBase + vs + "lvs_sync_daemon: {interface: lo, sync_id: 7}\n"
+	for name, body := range map[string]string{
+		"changed": reloadBase + vs + "lvs_sync_daemon: {interface: lo, sync_id: 8}\n",
+		"removed": reloadBase + vs,
+	} {
+		_, err := planReload(reloadPlanOf(t, old), reloadPlanOf(t, body))
+		if err == nil || !strings.Contains(err.Error(), "lvs_sync_daemon: changed") {
+			t.Errorf("%s: planReload = %v, want a refusal naming lvs_sync_daemon", name, err)
+		}
+	}
+	if _, err := planReload(reloadPlanOf(t, old), reloadPlanOf(t, old)); err != nil {
+		t.Errorf("the same lvs_sync_daemon: %v", err)
 	}
 }
