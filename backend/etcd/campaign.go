@@ -203,11 +203,9 @@ func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
 		case r := <-t.e.reqs:
 			refuse(r)
 		case <-t.e.kick:
-			t.e.yield.Store(false)
-			if !t.e.mayRun() {
-				return errIneligible
+			if err := t.kicked(ctx); err != nil {
+				return err
 			}
-			t.republish(ctx)
 		case wr, ok := <-wch:
 			if !ok {
 				return nil // moved to another endpoint, or ctx done
@@ -246,9 +244,8 @@ func (t *term) pause(ctx context.Context, d time.Duration, wake <-chan struct{})
 		case r := <-t.e.reqs:
 			refuse(r)
 		case <-t.e.kick:
-			t.e.yield.Store(false)
-			if !t.e.mayRun() {
-				return errIneligible
+			if err := t.kicked(ctx); err != nil {
+				return err
 			}
 		}
 	}

@@ -32,7 +32,7 @@ type mastership struct {
 	resumed uint64      // times the term was offered again after a suspension (part of Contact)
 
 	handover  bool                 // the previous master handed over (State.Handover); cleared by a suspension
-	firstSeen map[string]time.Time // when this master first saw each preempting candidate
+	firstSeen map[string]time.Time // when this master first saw each preempting candidate, by its key (a node that rejoins waits its preempt_delay again)
 }
 
 // master serves one term: it writes the master record, offers Master and keeps renewing it until

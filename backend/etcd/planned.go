@@ -164,10 +164,10 @@ func preemptor(self string, prio int, v view, firstSeen map[string]time.Time, no
 		if c.Node == self || !c.Preempt || c.Priority <= prio {
 			continue
 		}
-		seen, ok := firstSeen[c.Node]
+		seen, ok := firstSeen[q.key]
 		if !ok {
 			seen = now
-			firstSeen[c.Node] = now
+			firstSeen[q.key] = now
 		}
 		if !c.Since.IsZero() && c.Since.Before(seen) {
 			seen = c.Since
@@ -326,6 +326,18 @@ func (e *Elector) candidate(since time.Time) election.Candidate {
 // loop tries again after its next read).
 func (t *term) republish(ctx context.Context) { t.publishAt(ctx, t.rev) }
 
+// kicked handles a kick to a candidate that is waiting (queued, holding back or pausing): a yield
+// request is moot for a backup, a withdrawal ends the wait (errIneligible), and a new priority is
+// published under the candidate's key (nothing while it has none).
+func (t *term) kicked(ctx context.Context) error {
+	t.e.yield.Store(false)
+	if !t.e.mayRun() {
+		return errIneligible
+	}
+	t.republish(ctx)
+	return nil
+}
+
 // publishAt is republish for the key of create revision rev (the master's follow goroutine passes
 // its term's, so it never reads t.rev, which the master loop writes).
 func (t *term) publishAt(ctx context.Context, rev int64) {
@@ -395,11 +407,9 @@ func (t *term) holdFor(ctx context.Context, v view) error {
 		case r := <-t.e.reqs:
 			refuse(r)
 		case <-t.e.kick:
-			t.e.yield.Store(false)
-			if !t.e.mayRun() {
-				return errIneligible
+			if err := t.kicked(ctx); err != nil {
+				return err
 			}
-			t.republish(ctx)
 		case wr, ok := <-wch:
 			if !ok || wr.Err() != nil || len(wr.Events) > 0 {
 				return nil
