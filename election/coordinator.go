@@ -257,6 +257,7 @@ func (r *run) handle(ctx context.Context, s State) {
 	case s.Role == Master:
 		r.c.log.Warn("master state arrived after its deadline; not acting on it",
 			zap.Uint64("term", s.Term), zap.Duration("late-by", now.Sub(s.ValidUntil)))
+		r.stopPrepare("deadline passed")
 		r.demote(ctx, "deadline passed")
 	default:
 		r.stopPrepare(s.Reason)
