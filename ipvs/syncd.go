@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
@@ -68,12 +69,17 @@ const (
 // maxIfName is IFNAMSIZ-1, the longest interface name the kernel takes.
 const maxIfName = 15
 
+// validIfName reports whether s can name a Linux interface (IFNAMSIZ, no '/' or white space).
+func validIfName(s string) bool {
+	return s != "" && len(s) <= maxIfName && !strings.ContainsAny(s, "/ \t\n\x00")
+}
+
 // newDaemonMsg encodes IPVS_CMD_NEW_DAEMON for d: the kernel needs all three attributes.
 func newDaemonMsg(d SyncDaemon) (genetlink.Message, error) {
 	if d.State != SyncMaster && d.State != SyncBackup {
 		return genetlink.Message{}, fmt.Errorf("ipvs: sync daemon state %d: want master or backup", uint32(d.State))
 	}
-	if d.Interface == "" || len(d.Interface) > maxIfName || strings.ContainsAny(d.Interface, "/ \x00") {
+	if !validIfName(d.Interface) {
 		return genetlink.Message{}, fmt.Errorf("ipvs: sync daemon interface %q: not an interface name", d.Interface)
 	}
 	return daemonMsg(cmdNewDaemon, func(ae *netlink.AttributeEncoder) {
@@ -162,13 +168,25 @@ func OpenSync() (*SyncConn, error) {
 	return &SyncConn{c: c, family: f}, nil
 }
 
+// syncTimeout bounds every request on a SyncConn: a kernel that does not answer is an error, never
+// a demote that hangs (the VIP release and the guard's come after it).
+const syncTimeout = 5 * time.Second
+
+// execute sends msg and waits at most syncTimeout for the kernel's answer.
+func (s *SyncConn) execute(msg genetlink.Message, flags netlink.HeaderFlags) ([]genetlink.Message, error) {
+	if err := s.c.SetDeadline(time.Now().Add(syncTimeout)); err != nil {
+		return nil, err
+	}
+	return s.c.Execute(msg, s.family.ID, flags)
+}
+
 // Close closes the socket; the daemons run on.
 func (s *SyncConn) Close() error { return s.c.Close() }
 
 // Daemons lists the running sync daemons (IPVS_CMD_GET_DAEMON), none when none runs.
 func (s *SyncConn) Daemons() ([]SyncDaemon, error) {
 	msg := genetlink.Message{Header: genetlink.Header{Command: cmdGetDaemon, Version: genlVersion}}
-	msgs, err := s.c.Execute(msg, s.family.ID, netlink.Request|netlink.Dump)
+	msgs, err := s.execute(msg, netlink.Request|netlink.Dump)
 	if err != nil {
 		return nil, fmt.Errorf("ipvs: list sync daemons: %w", err)
 	}
@@ -182,7 +200,7 @@ func (s *SyncConn) Start(d SyncDaemon) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.c.Execute(msg, s.family.ID, netlink.Request|netlink.Acknowledge); err != nil {
+	if _, err := s.execute(msg, netlink.Request|netlink.Acknowledge); err != nil {
 		if errors.Is(err, syscall.ENODEV) {
 			return fmt.Errorf("ipvs: start the %s: no interface %s: %w", d, d.Interface, err)
 		}
@@ -198,7 +216,7 @@ func (s *SyncConn) Stop(st SyncState) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.c.Execute(msg, s.family.ID, netlink.Request|netlink.Acknowledge); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if _, err := s.execute(msg, netlink.Request|netlink.Acknowledge); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("ipvs: stop the %s sync daemon: %w", st, err)
 	}
 	return nil

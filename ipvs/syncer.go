@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -25,7 +24,7 @@ func (c SyncConfig) Validate() error {
 	if c.Interface == "" {
 		return errors.New("lvs_sync_daemon.interface: required (the interface the directors sync over)")
 	}
-	if len(c.Interface) > maxIfName || strings.ContainsAny(c.Interface, "/ \t\x00") {
+	if !validIfName(c.Interface) {
 		return fmt.Errorf("lvs_sync_daemon.interface: %q is not an interface name", c.Interface)
 	}
 	return nil
