@@ -283,12 +283,6 @@ func (s *controlServer) do(ctx context.Context, req controlRequest) (string, err
 		return s.doSync(ctx, req, sg)
 	}
 	g := in.plan.group
-	role := func() string {
-		if in.co == nil {
-			return "not running"
-		}
-		return in.co.Status().State.Role.String()
-	}
 	switch req.Op {
 	case "resign":
 		r, ok := in.el.(election.Resigner)
@@ -296,7 +290,7 @@ func (s *controlServer) do(ctx context.Context, req controlRequest) (string, err
 			return "", fmt.Errorf("backend %s of instance %s cannot resign on request: %w", in.plan.backend, in.plan.name, election.ErrUnsupported)
 		}
 		if err := r.Resign(ctx); errors.Is(err, election.ErrNotMaster) {
-			return "", fmt.Errorf("%s is not master of group %s (%s): nothing to resign", s.node, g, role())
+			return "", fmt.Errorf("%s is not master of group %s (%s): nothing to resign", s.node, g, instanceRole(in))
 		} else if errors.Is(err, election.ErrNoOtherCandidate) {
 			return "", fmt.Errorf("%s stays master of group %s: no other candidate could take over: nothing done; "+
 				"use `hacoord maintenance on` to take the node out anyway", s.node, g)
@@ -313,14 +307,14 @@ func (s *controlServer) do(ctx context.Context, req controlRequest) (string, err
 		if !ok {
 			return "", fmt.Errorf("backend %s of instance %s cannot transfer: %w", in.plan.backend, in.plan.name, election.ErrUnsupported)
 		}
-		d, err := time.ParseDuration(req.Timeout)
-		if err != nil || d <= 0 {
-			return "", fmt.Errorf("--timeout %q: want a positive duration", req.Timeout)
+		d, err := req.transferTimeout()
+		if err != nil {
+			return "", err
 		}
 		err = tr.Transfer(ctx, req.To, d)
 		switch {
 		case errors.Is(err, election.ErrNotMaster):
-			return "", fmt.Errorf("%s is not master of group %s (%s): run the transfer on the master", s.node, g, role())
+			return "", fmt.Errorf("%s is not master of group %s (%s): run the transfer on the master", s.node, g, instanceRole(in))
 		case errors.Is(err, election.ErrNoSuchCandidate):
 			return "", fmt.Errorf("--to %s: not a candidate of group %s (not running, unhealthy or in maintenance)", req.To, g)
 		case err != nil:

@@ -58,6 +58,15 @@ func (t *syncTarget) String() string {
 	return fmt.Sprintf("sync group %s (instances %s)", t.name, strings.Join(names, ", "))
 }
 
+// transferTimeout is the request's --timeout, which must be a positive duration.
+func (req controlRequest) transferTimeout() (time.Duration, error) {
+	d, err := time.ParseDuration(req.Timeout)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--timeout %q: want a positive duration", req.Timeout)
+	}
+	return d, nil
+}
+
 // instanceRole is in's role as its Coordinator last saw it.
 func instanceRole(in *instance) string {
 	if in.co == nil {
@@ -105,9 +114,9 @@ func (s *controlServer) doSync(ctx context.Context, req controlRequest, sg *sync
 		if !ok {
 			return "", fmt.Errorf("%s: backend %s of its leader %s cannot transfer: %w", sg, lead.plan.backend, lead.plan.name, election.ErrUnsupported)
 		}
-		d, err := time.ParseDuration(req.Timeout)
-		if err != nil || d <= 0 {
-			return "", fmt.Errorf("--timeout %q: want a positive duration", req.Timeout)
+		d, err := req.transferTimeout()
+		if err != nil {
+			return "", err
 		}
 		switch err := tr.Transfer(ctx, req.To, d); {
 		case errors.Is(err, election.ErrNotMaster):
@@ -131,8 +140,13 @@ func (s *controlServer) doSync(ctx context.Context, req controlRequest, sg *sync
 			}
 			ms[i] = m
 		}
-		for _, in := range sg.members {
+		for i, in := range sg.members {
 			if err := s.persistMaintenance(in, req.On); err != nil {
+				// Undo the members already saved: one member's flag stands for the whole group
+				// at the next start, and none was applied.
+				for _, done := range sg.members[:i] {
+					_ = s.persistMaintenance(done, !req.On)
+				}
 				return "", err
 			}
 		}
