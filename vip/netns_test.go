@@ -708,9 +708,13 @@ func TestExtendKeepsAddress(t *testing.T) {
 	if dels != 0 {
 		t.Errorf("%d addresses deleted while extending", dels)
 	}
+	// Wait for the kernel's RTM_DELADDR as the watcher read it, not only for Bound: the address can be
+	// gone from a dump a moment before the watcher's goroutine has read the notification.
 	eventually(t, 5*time.Second, "VIPs expire once Extend stops", func() bool {
 		b, err := m.Bound()
-		return err == nil && len(b) == 0
+		_, g4 := w.goneAt(vip4)
+		_, g6 := w.goneAt(vip6)
+		return err == nil && len(b) == 0 && g4 && g6
 	})
 	for _, p := range []netip.Prefix{vip4, vip6} {
 		if gone, ok := w.goneAt(p); !ok || !gone.Before(until) {
