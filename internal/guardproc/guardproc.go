@@ -7,6 +7,8 @@ package guardproc
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -25,7 +27,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -277,6 +278,36 @@ type Candidacy struct {
 	Passwd    string        `json:"passwd,omitempty"`   // ZooKeeper: the session password, hex
 }
 
+// ClientTLS is the TLS configuration of an etcd client with the files of --cacert, --cert and
+// --key, as etcd's transport.TLSInfo.ClientConfig makes it (at least TLS 1.2; the client
+// certificate needs both files; the CA file, if any, replaces the system's roots), without that
+// package (it imports net/http, which would weigh on the guard's memory).
+func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if certFile != "" || keyFile != "" {
+		if certFile == "" || keyFile == "" {
+			return nil, fmt.Errorf("KeyFile and CertFile must both be present[key: %v, cert: %v]", keyFile, certFile)
+		}
+		kp, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{kp}
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
 // EndCandidacy ends the candidacy text names (a Candidacy): it revokes the etcd lease through the
 // store's JSON gateway, or closes the ZooKeeper session; the guard calls it once its dead daemon's
 // VIPs are gone.
@@ -295,8 +326,7 @@ func EndCandidacy(ctx context.Context, text string, log *zap.Logger) error {
 		}
 		gc := etcdgw.Config{Endpoints: c.Endpoints, Username: c.User, Password: c.Password}
 		if c.CACert != "" || c.Cert != "" || c.Key != "" {
-			info := transport.TLSInfo{CertFile: c.Cert, KeyFile: c.Key, TrustedCAFile: c.CACert}
-			if gc.TLS, err = info.ClientConfig(); err != nil {
+			if gc.TLS, err = ClientTLS(c.CACert, c.Cert, c.Key); err != nil {
 				return fmt.Errorf("fence guard: etcd TLS files: %w", err)
 			}
 		}
