@@ -260,6 +260,7 @@ func (m *Manager) relinkLocked(reason string) error {
 		return err
 	}
 	if changed {
+		m.forgetAddrsLocked()
 		m.log.Warn("the interface was deleted and created again; using the new one", zap.Int("index", index), zap.String("reason", reason))
 	}
 	if !bytes.Equal(mac, m.mac) {
@@ -276,6 +277,14 @@ func (m *Manager) relinkLocked(reason string) error {
 // and deletes v there (a fence guard that opened the old interface must still find a VIP its
 // daemon bound on the new one). An interface that is gone for good has no VIP left.
 func (m *Manager) unbindLocked(v netip.Prefix) (bool, error) {
+	ok, err := m.unbindAnyLocked(v)
+	if err == nil {
+		m.seenLocked(v, false)
+	}
+	return ok, err
+}
+
+func (m *Manager) unbindAnyLocked(v netip.Prefix) (bool, error) {
 	ok, err := m.k.unbind(v)
 	if !isNoDevice(err) {
 		return ok, err

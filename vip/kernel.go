@@ -42,7 +42,7 @@ type kernel interface {
 	// interface, or one created since under the same name (a new index, maybe a new hardware
 	// address). changed says the index changed. An error (no such interface) changes nothing.
 	relink() (index int, mac net.HardwareAddr, changed bool, err error)
-	// watch sends address removals and link state changes of the interface on out until ctx is done
+	// watch sends address changes and link state changes of the interface on out until ctx is done
 	// (it then returns nil) or the subscription fails. It follows the interface across relink.
 	watch(ctx context.Context, out chan<- event) error
 	close() error
@@ -53,6 +53,8 @@ type eventKind int
 const (
 	// addrRemoved: addr left the interface.
 	addrRemoved eventKind = iota + 1
+	// addrAdded: addr was added to the interface, or updated in place.
+	addrAdded
 	// linkChanged: the interface changed; up says whether it is up and running now.
 	linkChanged
 	// subscribed: watching has (re)started; anything before may have been missed.
@@ -315,11 +317,12 @@ func (k *netlinkKernel) watch(ctx context.Context, out chan<- event) error {
 }
 
 // parseNotification turns an rtnetlink notification about interface index into an event: an address
-// removed (RTM_DELADDR), or the link's state (RTM_NEWLINK, RTM_DELLINK); and an RTM_NEWLINK of
-// another index that carries the interface's name into linkAppeared.
+// removed (RTM_DELADDR) or added or updated (RTM_NEWADDR), or the link's state (RTM_NEWLINK,
+// RTM_DELLINK); and an RTM_NEWLINK of another index that carries the interface's name into
+// linkAppeared.
 func parseNotification(m syscall.NetlinkMessage, index int, name string) (event, bool) {
 	switch m.Header.Type {
-	case unix.RTM_DELADDR:
+	case unix.RTM_DELADDR, unix.RTM_NEWADDR:
 		if len(m.Data) < unix.SizeofIfAddrmsg {
 			return event{}, false
 		}
@@ -347,7 +350,11 @@ func parseNotification(m syscall.NetlinkMessage, index int, name string) (event,
 		if !ok {
 			return event{}, false
 		}
-		return event{kind: addrRemoved, addr: netip.PrefixFrom(ip.Unmap(), int(msg.Prefixlen))}, true
+		kind := addrRemoved
+		if m.Header.Type == unix.RTM_NEWADDR {
+			kind = addrAdded
+		}
+		return event{kind: kind, addr: netip.PrefixFrom(ip.Unmap(), int(msg.Prefixlen))}, true
 	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
 		if len(m.Data) < unix.SizeofIfInfomsg {
 			return event{}, false

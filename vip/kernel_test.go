@@ -54,6 +54,11 @@ func TestParseNotification(t *testing.T) {
 			m := delAddrMsg(unix.AF_INET, 7, 24, map[uint16][]byte{unix.IFA_LOCAL: v4})
 			m.Header.Type = unix.RTM_NEWADDR
 			return m
+		}(), event{kind: addrAdded, addr: netip.MustParsePrefix("192.0.2.100/24")}, true},
+		{"address added on another interface", func() syscall.NetlinkMessage {
+			m := delAddrMsg(unix.AF_INET, 8, 24, map[uint16][]byte{unix.IFA_LOCAL: v4})
+			m.Header.Type = unix.RTM_NEWADDR
+			return m
 		}(), event{}, false},
 		{"truncated", syscall.NetlinkMessage{Header: syscall.NlMsghdr{Type: unix.RTM_DELADDR}, Data: []byte{2, 24}}, event{}, false},
 		{"link up and running", linkMsg(unix.RTM_NEWLINK, 7, unix.IFF_UP|unix.IFF_RUNNING|unix.IFF_LOWER_UP), event{kind: linkChanged, up: true}, true},

@@ -75,7 +75,19 @@ type Manager struct {
 	repeatsLeft int
 	nextRepeat  time.Time
 	nextRefresh time.Time
+	// The interface's addresses as Run's subscription keeps them, so that Bound answers without a
+	// listing (the status file asks every second): filled by a listing while watching, kept by
+	// the address notifications and the Manager's own binds and deletes, and dropped (nil) when
+	// notifications may have been missed (a new subscription, an overflow, a link change, a new
+	// interface) or Run stops watching. Bound lists again when it is older than addrsMaxAge.
+	watching bool // Run's subscription is live (its subscribed event was handled)
+	addrs    map[netip.Prefix]bool
+	addrsAt  time.Time // when addrs was listed
 }
+
+// addrsMaxAge is how long Bound trusts the notifications alone before it lists the addresses
+// again: a backstop, should a notification ever go missing without an overflow.
+const addrsMaxAge = 30 * time.Second
 
 // New validates cfg and opens the sockets the Manager needs (see the Manager's namespace contract):
 // a netlink handle and notification socket, and, when cfg announces or probes anything, one
@@ -145,6 +157,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	wg.Go(func() { watchErr <- m.k.watch(wctx, events) })
 	wg.Go(func() { m.watchForeign(wctx) })
 
+	defer m.stopWatching()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -167,9 +180,18 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 			// Not expected (overflow is recovered from inside watch). The periodic refresh still
 			// checks the binding and the link.
+			m.stopWatching()
 			m.log.Error("watching the interface failed; relying on the periodic refresh", zap.Error(err))
 		}
 	}
+}
+
+// stopWatching tells Bound that no notifications keep the addresses any more.
+func (m *Manager) stopWatching() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.watching = false
+	m.forgetAddrsLocked()
 }
 
 // Acquire binds every VIP (idempotent: a bound VIP is updated in place, never duplicated), sends the
@@ -352,15 +374,41 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 }
 
 // Bound returns the configured VIPs present on the interface now (same address and prefix length),
-// in configuration order.
+// in configuration order. While Run watches the interface it answers from the addresses its
+// notifications keep (no listing), as recent as the last notification Run has read, and lists them
+// at most every addrsMaxAge; otherwise it lists them.
 func (m *Manager) Bound() ([]netip.Prefix, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, fmt.Errorf("vip: list on %s: %w", m.cfg.Interface, ErrClosed)
 	}
+	if m.watching && m.addrs != nil && time.Since(m.addrsAt) < addrsMaxAge {
+		var out []netip.Prefix
+		for _, v := range m.cfg.VIPs {
+			if m.addrs[v] {
+				out = append(out, v)
+			}
+		}
+		return out, nil
+	}
 	return m.boundLocked()
 }
+
+// seenLocked records that v is on the interface (present) or not, as a notification or the
+// Manager's own request says, in the addresses Bound answers from, if it keeps them.
+func (m *Manager) seenLocked(v netip.Prefix, present bool) {
+	switch {
+	case m.addrs == nil:
+	case present:
+		m.addrs[v] = true
+	default:
+		delete(m.addrs, v)
+	}
+}
+
+// forgetAddrsLocked drops the addresses Bound answers from: notifications may have been missed.
+func (m *Manager) forgetAddrsLocked() { m.addrs = nil }
 
 // Close closes the Manager's sockets. It does not remove the VIPs (Release does; with Lifetime the
 // kernel removes them after the deadline). Call it after Run has returned. Idempotent.
@@ -420,6 +468,7 @@ func (m *Manager) bindLocked(v netip.Prefix, until time.Time) error {
 	if err != nil {
 		return fmt.Errorf("vip: add %s on %s: %w", v, m.cfg.Interface, err)
 	}
+	m.seenLocked(v, true)
 	if expired(until, time.Now()) {
 		err := fmt.Errorf("vip: add %s on %s: %w while binding", v, m.cfg.Interface, ErrDeadlinePassed)
 		if _, uerr := m.unbindLocked(v); uerr != nil {
@@ -457,6 +506,15 @@ func (m *Manager) boundLocked() ([]netip.Prefix, error) {
 	addrs, err := m.k.addrs()
 	if err != nil {
 		return nil, fmt.Errorf("vip: list addresses on %s: %w", m.cfg.Interface, err)
+	}
+	if m.watching {
+		// Notifications read from now on were sent after this listing or shortly before it; either
+		// way the last one about an address is its state, so the set stays right once Run has
+		// read them.
+		m.addrs, m.addrsAt = make(map[netip.Prefix]bool, len(addrs)), time.Now()
+		for _, a := range addrs {
+			m.addrs[a] = true
+		}
 	}
 	var out []netip.Prefix
 	for _, v := range m.cfg.VIPs {
@@ -597,7 +655,10 @@ func (m *Manager) handle(ev event) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch ev.kind {
+	case addrAdded:
+		m.seenLocked(ev.addr, true)
 	case addrRemoved:
+		m.seenLocked(ev.addr, false)
 		for i, v := range m.cfg.VIPs {
 			if v != ev.addr || !m.mayActLocked() || m.isPendingLocked(v) {
 				continue
@@ -612,10 +673,14 @@ func (m *Manager) handle(ev event) {
 			}
 		}
 	case linkChanged:
+		m.forgetAddrsLocked()
 		m.setLinkLocked(ev.up)
 	case subscribed:
+		m.watching = true
+		m.forgetAddrsLocked()
 		m.resyncLocked("subscribed")
 	case linkAppeared:
+		m.forgetAddrsLocked()
 		m.resyncLocked("interface created again")
 	}
 }

@@ -636,3 +636,76 @@ func TestRemoveDeletesWithoutListing(t *testing.T) {
 		}
 	})
 }
+
+// TestBoundFromNotifications: while Run watches, Bound answers from one listing kept up to date by
+// the notifications (an address added or removed behind the Manager's back) and the Manager's own
+// binds and deletes, lists again after a new subscription and after addrsMaxAge, and lists every
+// time without Run.
+func TestBoundFromNotifications(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, k, stop := startFake(t, DefaultConfig().Announce, false)
+		bound := func(want ...netip.Prefix) {
+			t.Helper()
+			got, err := m.Bound()
+			if err != nil || !slices.Equal(got, want) {
+				t.Fatalf("Bound = %v, %v; want %v", got, err, want)
+			}
+		}
+		lists := func() int {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			return k.lists
+		}
+		bound()
+		n := lists()
+		bound()
+		if got := lists(); got != n {
+			t.Fatalf("%d listings for a second Bound; want none", got-n)
+		}
+		// Added and removed behind its back (not held: nothing is repaired), with the notifications.
+		k.mu.Lock()
+		k.bound[fakeV6] = 0
+		k.mu.Unlock()
+		k.events <- event{kind: addrAdded, addr: fakeV6}
+		synctest.Wait()
+		bound(fakeV6)
+		k.remove(fakeV6)
+		synctest.Wait()
+		bound()
+		if err := m.Acquire(context.Background(), time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		bound(fakeV4, fakeV6) // the Manager's own binds
+		if err := m.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		bound() // its own deletes
+		if got := lists(); got != n {
+			t.Fatalf("%d listings while the notifications kept the addresses; want none", got-n)
+		}
+
+		// Something changed unnoticed: a new subscription (an overflow) lists again.
+		k.mu.Lock()
+		k.bound[fakeV4] = 0
+		k.mu.Unlock()
+		bound()
+		k.events <- event{kind: subscribed}
+		synctest.Wait()
+		bound(fakeV4)
+		// Unnoticed again: addrsMaxAge later Bound lists anyway.
+		k.mu.Lock()
+		delete(k.bound, fakeV4)
+		k.mu.Unlock()
+		time.Sleep(addrsMaxAge - time.Second)
+		bound(fakeV4)
+		time.Sleep(time.Second)
+		bound()
+
+		// Without Run, every Bound lists.
+		stop()
+		k.mu.Lock()
+		k.bound[fakeV6] = 0
+		k.mu.Unlock()
+		bound(fakeV6)
+	})
+}
