@@ -39,7 +39,7 @@ type Config struct {
 	TTL time.Duration
 	// Margin is taken off every deadline (see fencing.Deadline). 0 means fencing.DefaultMargin(TTL).
 	Margin time.Duration
-	// KeepaliveInterval is how often the elector renews its lease with its own KeepAliveOnce. Each
+	// KeepaliveInterval is how often the elector renews its lease with a keepalive of its own. Each
 	// attempt, and every other request within the lease's life (campaign reads, the master record,
 	// resign, revoke), is bounded by it too: a member that does not answer within it is left for the
 	// next endpoint. 0 means TTL/4. It must be below TTL-Margin.

@@ -231,3 +231,73 @@ func TestExpiryRule(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewerKeepsOneStream: the renewer sends every keepalive of a lease on one stream while it
+// answers; a member that goes silent fails the renewal within its timeout and moves the conn on,
+// and the next renewal opens a stream on the next member; a revoked lease is ErrLeaseNotFound.
+func TestRenewerKeepsOneStream(t *testing.T) {
+	c := etcdtest.StartCluster(t, 3)
+	eps := c.Endpoints()
+	f := (c.WaitLeader() + 1) % 3 // a follower, first: cut below while the store carries on
+	eps = append(eps[f:], eps[:f]...)
+	admin, err := clientv3.New(clientv3.Config{Endpoints: eps[1:], DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	cfg := DefaultConfig()
+	cfg.Endpoints, cfg.Group, cfg.Name = eps, "renew", "n"
+	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
+	cn, err := dial(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cn.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	g, err := admin.Grant(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &renewer{c: cn, id: g.ID, pause: cfg.RetryMin}
+	defer r.Close()
+	renew := func(timeout time.Duration) {
+		t.Helper()
+		ttl, err := r.renew(ctx, timeout)
+		if err != nil || ttl != 5*time.Second {
+			t.Fatalf("renew = %v, %v; want 5s", ttl, err)
+		}
+	}
+	renew(5 * time.Second)
+	first := r.s
+	for range 5 {
+		renew(time.Second)
+	}
+	if r.s != first || first.ep != eps[0] {
+		t.Fatalf("stream %p after 6 renewals; want the first one, %p, on %s", r.s, first, eps[0])
+	}
+
+	c.Cut(f)
+	defer c.Heal(f)
+	start := time.Now()
+	if _, err := r.renew(ctx, 300*time.Millisecond); err == nil || !memberTrouble(err) {
+		t.Fatalf("renew on a silent member = %v; want member trouble", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("renew on a silent member took %v; want its timeout, 300ms", took)
+	}
+	if ep, _ := cn.current(); ep == eps[0] || r.s != nil {
+		t.Fatalf("after the failure: endpoint %s, stream %p; want the next endpoint, no stream", ep, r.s)
+	}
+	renew(5 * time.Second)
+	if ep, _ := cn.current(); r.s == nil || r.s.ep != ep || ep == eps[0] {
+		t.Fatalf("renewed on %v; want a new stream on %s", r.s, ep)
+	}
+
+	if _, err := admin.Revoke(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.renew(ctx, 5*time.Second); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("renew of a revoked lease = %v; want ErrLeaseNotFound", err)
+	}
+}

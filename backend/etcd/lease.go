@@ -89,16 +89,19 @@ func (e *Elector) grant(ctx context.Context, c *conn) (*lease, error) {
 	return l, nil
 }
 
-// keepalive renews l every KeepaliveInterval with its own KeepAliveOnce, each attempt bounded by the
-// interval; a failed attempt moves c to the next endpoint, so the next one (at once: the failed one
-// used up the interval) reaches another member. Every acknowledgement moves l's deadline to
-// fencing.Deadline(send time, TTL, Margin). A missed deadline is not a reason to stop: the lease may
+// keepalive renews l every KeepaliveInterval, one keepalive at a time on one long-lived stream (see
+// renewer), each attempt bounded by the interval; a failed attempt moves c to the next endpoint, so
+// the next one (at once: the failed one used up the interval) reaches another member. Every
+// acknowledgement moves l's deadline to fencing.Deadline(send time, TTL, Margin), the send time
+// being taken before the attempt (before any stream is opened for it). A missed deadline is not a reason to stop: the lease may
 // well be alive (a store leader election, a quorum loss: a new leader extends every lease), and the
 // elector learns which only from the store. keepalive returns errLeaseLost when the store answers
 // that the lease is gone, and nil when ctx is done.
 func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Logger) error {
 	t := time.NewTicker(e.cfg.KeepaliveInterval)
 	defer t.Stop()
+	r := &renewer{c: c, id: l.id, pause: e.cfg.RetryMin}
+	defer r.Close()
 	failing, overdue := false, false
 	for {
 		select {
@@ -107,11 +110,7 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 		case <-t.C:
 		}
 		sent := time.Now()
-		var resp *clientv3.LeaseKeepAliveResponse
-		err := c.do(ctx, e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
-			resp, err = cli.KeepAliveOnce(ctx, l.id)
-			return err
-		})
+		ttl, err := r.renew(ctx, e.cfg.KeepaliveInterval)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -140,7 +139,7 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 			log.Info("lease keepalive answered again", zap.Duration("round-trip", rtt), zap.Bool("after-failures", failing))
 			failing = false
 		}
-		l.renew(fencing.Deadline(sent, time.Duration(resp.TTL)*time.Second, e.cfg.Margin), recovered)
+		l.renew(fencing.Deadline(sent, ttl, e.cfg.Margin), recovered)
 		if overdue {
 			overdue = false
 			e.setReachable(true)
