@@ -41,6 +41,7 @@ func TestElector(t *testing.T) {
 	t.Run("LostCreateReplyNotDuplicated", func(t *testing.T) { testLostCreateReply(t, addr) })
 	t.Run("FailedReleaseRetried", func(t *testing.T) { testFailedRelease(t, addr) })
 	t.Run("TimingLogged", func(t *testing.T) { testTimingLogged(t, addr) })
+	t.Run("DirectAnchorOnStandalone", func(t *testing.T) { testDirectAnchor(t, addr) })
 }
 
 // A master that withdraws (SetEligible(false)) but whose deletes fail, its session alive, keeps

@@ -172,19 +172,19 @@ func TestAnchor(t *testing.T) {
 	if a := l.anchor(); !a.Equal(t0) {
 		t.Fatalf("no checks yet: anchor %v, want the session start", a)
 	}
-	l.synced(ms(250))
+	l.synced(ms(250), false)
 	if a := l.anchor(); !a.Equal(t0) {
 		t.Errorf("one check: anchor %v, want the session start", a)
 	}
-	l.synced(ms(500)) // 250ms after the first: it proves the first reached the leader
+	l.synced(ms(500), false) // 250ms after the first: it proves the first reached the leader
 	if a := l.anchor(); !a.Equal(ms(250)) {
 		t.Errorf("anchor %v, want +250ms", a)
 	}
-	l.synced(ms(520)) // too close to vouch for 500
+	l.synced(ms(520), false) // too close to vouch for 500
 	if a := l.anchor(); !a.Equal(ms(250)) {
 		t.Errorf("anchor %v, want +250ms", a)
 	}
-	l.synced(ms(760)) // 240ms after 520: less than the leader's ping period may allow; 500 it vouches for
+	l.synced(ms(760), false) // 240ms after 520: less than the leader's ping period may allow; 500 it vouches for
 	if a := l.anchor(); !a.Equal(ms(500)) {
 		t.Errorf("anchor %v, want +500ms", a)
 	}

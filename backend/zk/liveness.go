@@ -18,7 +18,10 @@ type liveness struct {
 	tick   time.Duration // the server's tickTime when known (conf), else 0
 
 	// syncs holds the send times of the last answered liveness round trips (oldest first).
-	syncs      []time.Time
+	syncs []time.Time
+	// direct is the send time of the latest answered round trip that a server touching the session
+	// itself received (the leader, or a standalone server: servermode.go).
+	direct     time.Time
 	contact    uint64 // times contact was lost and regained within the session
 	warnMargin bool   // the configured margin did not fit the negotiated timeout (logged once)
 	// onRTT is Config.OnRTT.
@@ -65,15 +68,23 @@ func (l *liveness) validUntil() time.Time {
 //     a transaction of the leader's, and a server that takes a client back into its session asks the
 //     leader to revalidate it first (a touch of the session), before it answers the connect;
 //   - the send time S of an answered Sync followed by another answered Sync sent at least gap later
-//     (on the same connection: a reconnect in between makes the first point later than S anyway).
+//     (on the same connection: a reconnect in between makes the first point later than S anyway);
+//   - the send time of the latest answered Sync that the leader, or a standalone server, received
+//     itself on a connection srvr said was to it (direct; see servermode.go): such a server touches
+//     the session on receipt.
 //
-// Why not the latest answered Sync: a follower answers reads itself, and even a Sync (which it must
-// pass to the leader) does not touch our session at the leader: the follower reports the sessions
-// it saw to the leader only in its replies to the leader's pings, which come every half tick. An
-// answered Sync sent gap >= tick/2 after S proves the follower was still with the leader then (a
-// follower that loses its leader drops its clients), so a ping in between carried S to the leader.
+// Why not the latest answered Sync in general: a follower answers reads itself, and even a Sync
+// (which it must pass to the leader) does not touch our session at the leader: the follower
+// reports the sessions it saw to the leader only in its replies to the leader's pings, which come
+// every half tick. An answered Sync sent gap >= tick/2 after S proves the follower was still with
+// the leader then (a follower that loses its leader drops its clients), so a ping in between
+// carried S to the leader. On a follower (or when the server's mode is unknown) the anchor so
+// trails the latest answered Sync by one interval; on the leader it does not.
 func (l *liveness) anchor() time.Time {
 	a := l.s.revalidated()
+	if l.direct.After(a) {
+		a = l.direct
+	}
 	if n := len(l.syncs); n > 0 {
 		last := l.syncs[n-1]
 		for i := n - 2; i >= 0; i-- {
@@ -96,10 +107,14 @@ func (l *liveness) anchor() time.Time {
 // Syncs are always at least gap apart and the anchor trails the latest by one interval.
 func (l *liveness) gap() time.Duration { return l.interval() }
 
-// synced records the send time of an answered liveness round trip.
-func (l *liveness) synced(sent time.Time) {
+// synced records the send time of an answered liveness round trip; direct says that a server
+// touching the session itself received it (sessionRun.ping).
+func (l *liveness) synced(sent time.Time, direct bool) {
 	if l.onRTT != nil {
 		l.onRTT(time.Since(sent))
+	}
+	if direct && sent.After(l.direct) {
+		l.direct = sent
 	}
 	l.syncs = append(l.syncs, sent)
 	// Keep what anchor can still use: from the newest entry at least gap older than sent.

@@ -184,9 +184,17 @@ func (r *sessionRun) call(f func() error) error {
 // the election znode (a follower must pass it to the leader, see liveness.anchor), then a check that
 // our candidate znode still exists in our session. A master then reports its renewed deadline. It
 // returns the send time, and again=true when the campaign should step again.
+//
+// The Sync anchors the deadline directly when the connection that has the session before it is
+// sent is the one that has it after the answer, and srvr said before the send that its server is
+// the leader or standalone (servermode.go): go-zookeeper sends requests only on its current
+// connection, a new connection is a new wireConn, and sessionEvents makes a connection current
+// (hasSession) before go-zookeeper sends anything on it.
 func (r *sessionRun) ping(ctx context.Context) (sent time.Time, again bool) {
+	via := r.s.current()
 	sent = time.Now()
 	err := r.call(func() error { _, err := r.c.Sync(r.e.paths.election); return err })
+	direct := via != nil && r.s.current() == via && via.directFrom(sent)
 	if err != nil {
 		r.log.Debug("liveness check failed", zap.Error(err))
 		return sent, sessionGone(err) // no renewal: the deadline runs out unless a later one is answered
@@ -197,7 +205,7 @@ func (r *sessionRun) ping(ctx context.Context) (sent time.Time, again bool) {
 		r.log.Info("ZooKeeper answered after a long silence", zap.Duration("round-trip", rtt))
 		r.live.contact++
 	}
-	r.live.synced(sent)
+	r.live.synced(sent, direct)
 	if r.cand.node == "" {
 		return sent, false
 	}

@@ -17,7 +17,8 @@ import (
 // quietly open a new one on the same Conn, so session treats a changed session id like expiry (lost
 // is closed) and the owner closes the Conn and starts over with a fresh session.
 //
-// The session owns the stall guard's goroutine; close stops it and waits for it.
+// The session owns the goroutines of the stall guard and of the mode watch (watchMode); close stops
+// them and waits for them.
 type session struct {
 	raw    *zk.Conn
 	conn   conn // raw behind the stall guard; tests may wrap it (Elector.wrap)
@@ -26,8 +27,8 @@ type session struct {
 	log    *zap.Logger
 	ev     *sessionEvents
 
-	stopGuard context.CancelFunc
-	guardDone chan struct{}
+	stopGuard context.CancelFunc // stops the stall guard and the mode watch
+	bg        sync.WaitGroup     // their goroutines
 }
 
 // sessionEvents receives the library's session events through its event callback, which is called
@@ -222,7 +223,7 @@ func (s *sessionEvents) dialer(network, addr string, timeout time.Duration) (net
 	if err != nil {
 		return nil, err
 	}
-	return &wireConn{Conn: c, ev: s, addr: addr, dialed: dialed, handshake: handshakeLimit(t)}, nil
+	return &wireConn{Conn: c, ev: s, addr: addr, remote: c.RemoteAddr().String(), dialed: dialed, handshake: handshakeLimit(t)}, nil
 }
 
 // silent tells the host provider that the server at addr did not answer in time, so that the next
@@ -301,24 +302,40 @@ func dial(ctx context.Context, cfg Config, servers []string, log *zap.Logger) (*
 	return s, nil
 }
 
-// newSession wraps an established connection and starts its stall guard.
+// newSession wraps an established connection and starts its stall guard and the watch of the
+// server mode of each connection (watchMode).
 func newSession(raw *zk.Conn, ev *sessionEvents) *session {
 	ev.mu.Lock()
 	id, passwd := ev.id, ev.passwd
 	ev.mu.Unlock()
 	g := newStallGuard(func() time.Duration { return stallLimit(ev.sessionTimeout()) }, ev.connectedAt, ev.dropStalled)
+	modeKick := make(chan struct{}, 1)
+	modeKick <- struct{}{} // the first connection got the session before the watch started
 	ev.mu.Lock()
-	ev.onUp = g.poke
+	ev.onUp = func() {
+		g.poke()
+		select {
+		case modeKick <- struct{}{}:
+		default:
+		}
+	}
 	ev.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{raw: raw, conn: guardedConn{raw, g}, id: id, passwd: passwd, log: ev.log, ev: ev,
-		stopGuard: cancel, guardDone: make(chan struct{})}
+	s := &session{raw: raw, conn: guardedConn{raw, g}, id: id, passwd: passwd, log: ev.log, ev: ev, stopGuard: cancel}
+	s.bg.Add(2)
 	go func() {
-		defer close(s.guardDone)
+		defer s.bg.Done()
 		g.run(ctx)
+	}()
+	go func() {
+		defer s.bg.Done()
+		ev.watchMode(ctx, modeKick, serverMode)
 	}()
 	return s
 }
+
+// current is the connection that has the session now (nil while down).
+func (s *session) current() *wireConn { return s.ev.current() }
 
 // timeout is the smallest session timeout the ensemble granted this session.
 func (s *session) timeout() time.Duration { return s.ev.sessionTimeout() }
@@ -346,11 +363,12 @@ func (s *session) lost() <-chan struct{} { return s.ev.lost }
 func (s *session) reconnected() <-chan struct{} { return s.ev.reconnected }
 
 // close ends the session: the server deletes its ephemeral znodes at once. Bounded by the library
-// (about 1s when the server is unreachable). It stops the stall guard and waits for it.
+// (about 1s when the server is unreachable). It stops the stall guard and the mode watch and waits
+// for them.
 func (s *session) close() {
 	s.ev.close(s.raw)
 	s.stopGuard()
-	<-s.guardDone
+	s.bg.Wait()
 }
 
 // close marks the session as closing (its late events are not logged; a dialer's pause ends and the

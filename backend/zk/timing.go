@@ -34,7 +34,9 @@ const finalizeWait = 200 * time.Millisecond
 //   - every Renewal (T/4) the node makes a liveness round trip (a Sync, which a follower passes to
 //     the leader); the self-fencing deadline is anchored on an answered one at most two renewals
 //     old, or on the last (re)connection, which the leader itself validates. So a master in contact
-//     holds, at every instant, at least WorstValidity = T/2 - Margin of validity;
+//     holds, at every instant, at least WorstValidity = T/2 - Margin of validity. On the leader or
+//     a standalone server (known from srvr, see servermode.go) the deadline is anchored on the
+//     latest answered round trip, at most one renewal old: T - Renewal - Margin (3T/4 - Margin);
 //   - a server that leaves requests unanswered for Stall (T/6) is dropped and the next server of the
 //     ensemble dialled (go-zookeeper alone would wait for its receive timeout, 2T/3, and for a
 //     follower that has lost its leader but still answers pings, until that follower gives up);
@@ -72,8 +74,20 @@ func (t Timing) Stall() time.Duration { return stallLimit(t.Session) }
 // RoundPause is the pause after a round of failed connection attempts.
 func (t Timing) RoundPause() time.Duration { return roundPause(t.Session) }
 
-// WorstValidity is the least validity a master in contact with the ensemble holds at any instant.
-func (t Timing) WorstValidity() time.Duration { return t.Session/2 - t.Margin }
+// WorstValidity is the least validity a master in contact with the ensemble holds at any instant:
+// T/2 - Margin in an ensemble (the master's session may be on a follower) or when the servers'
+// timing is unknown, T - Renewal - Margin on a standalone server (which answers srvr: it is in
+// ZooKeeper's default 4lw.commands.whitelist).
+func (t Timing) WorstValidity() time.Duration {
+	if t.Standalone() {
+		return t.Session - t.Renewal() - t.Margin
+	}
+	return t.Session/2 - t.Margin
+}
+
+// Standalone reports whether the timing is known to be a standalone server's: a tick and no
+// syncLimit.
+func (t Timing) Standalone() bool { return t.Tick > 0 && t.SyncLimit == 0 }
 
 // StoreOutage estimates how long the ensemble does not serve after its leader fails (0: unknown).
 func (t Timing) StoreOutage() time.Duration {

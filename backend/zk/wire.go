@@ -19,12 +19,14 @@ type wireConn struct {
 	net.Conn
 	ev        *sessionEvents
 	addr      string // as the host provider named the server
+	remote    string // the address dialled (ip:port), for srvr (watchMode)
 	dialed    time.Time
 	handshake time.Duration
 
-	mu   sync.Mutex
-	head []byte
-	done bool
+	mu       sync.Mutex
+	head     []byte
+	done     bool
+	leaderAt time.Time // when srvr said the server is the leader or standalone (servermode.go)
 }
 
 // maxConnectResponse bounds the frame wireConn collects (the password is 16 bytes in practice).
