@@ -218,8 +218,14 @@ func explainTimeline(in explainInput) Explanation {
 			s += fmt.Sprintf(" (asked %s; the server grants [%s, %s])", ms(in.session), ms(negotiatedSession(0, tm)), ms(negotiatedSession(time.Hour, tm)))
 		}
 		ex.Settings = []string{fmt.Sprintf("%s, fencing margin %s, liveness round trip every %s", s, ms(m), ms(tm.Renewal()))}
+		// On a follower the deadline trails the latest answered round trip by one renewal; a
+		// standalone server touches the session on each (zk.Timing.WorstValidity).
+		wvF := "session/2 - margin"
+		if tm.Standalone() {
+			wvF = "session - renewal - margin (standalone)"
+		}
 		if wv := tm.WorstValidity(); wv < thinValidity {
-			ex.Warnings = append(ex.Warnings, fmt.Sprintf("a master in contact holds as little as session/2 - margin = %s of validity: a stall that long (GC, a loaded host, a slow answer) drops the VIPs for a moment (same term, no failover)", ms(wv)))
+			ex.Warnings = append(ex.Warnings, fmt.Sprintf("a master in contact holds as little as %s = %s of validity: a stall that long (GC, a loaded host, a slow answer) drops the VIPs for a moment (same term, no failover)", wvF, ms(wv)))
 			if in.probe >= wv {
 				ex.Warnings = append(ex.Warnings, fmt.Sprintf("the conflict probe (%s) outlasts that validity: a new master may bind the VIPs and let go of them at once, binding again a liveness round trip later", ms(in.probe)))
 			}
@@ -230,8 +236,8 @@ func explainTimeline(in explainInput) Explanation {
 		explainKillStop(&ex, in, crash, promote, promoteF, "closes the dead daemon's session", "closes its session")
 		hold := T - m
 		add(ExplainItem{Key: "hold-after-loss", What: "longest an old master holds the VIPs after losing the store", Bound: hold,
-			Formula: fmt.Sprintf("deadline = anchor (an answered liveness round trip the leader has seen) + session - margin: %s - %s; %s; in contact a master holds at least session/2 - margin = %s",
-				ms(T), ms(m), lifetimeNote(in, hold), ms(tm.WorstValidity()))})
+			Formula: fmt.Sprintf("deadline = anchor (an answered liveness round trip the leader has seen) + session - margin: %s - %s; %s; in contact a master holds at least %s = %s",
+				ms(T), ms(m), lifetimeNote(in, hold), wvF, ms(tm.WorstValidity()))})
 		if tm.SyncLimit == 0 {
 			f := "a standalone server has no leader election; while it is down the master lets go at its deadline, and its session survives a restart shorter than the session timeout"
 			add(ExplainItem{Key: "leader-change", What: "ZooKeeper leader change", NoBound: true, Formula: f})

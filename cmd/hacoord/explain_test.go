@@ -220,9 +220,10 @@ func TestExplainReadsStoreTiming(t *testing.T) {
 		if !strings.Contains(ex.Store, "tickTime 100ms") || !strings.Contains(ex.Store, "standalone") {
 			t.Errorf("store %q: want tickTime 100ms", ex.Store)
 		}
-		// The server grants at least 2 ticks: 200ms + 1 tick + probe + slack.
-		if got := item(t, ex, "crash").Bound; got != 610*time.Millisecond {
-			t.Errorf("crash %v, want 610ms (the session clamped to 200ms)", got)
+		// The server grants at least 2 ticks: 200ms + 1 tick + probe (3 x 5ms for the 100ms
+		// asked: conflictInterval) + slack.
+		if got := item(t, ex, "crash").Bound; got != 565*time.Millisecond {
+			t.Errorf("crash %v, want 565ms (the session clamped to 200ms)", got)
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 
@@ -240,6 +241,12 @@ func (b *planner) mapVIP(ip *instancePlan) {
 	base := vip.DefaultConfig()
 	base.Interface, base.Label, base.Lifetime = k.Interface, k.VIPLabel, k.VIPLifetime
 	base.Conflict.Policy = conflictPolicy(k.Conflict, base.Conflict.Policy)
+	switch ip.backend {
+	case backendZK:
+		base.Conflict.Interval = conflictInterval(b.s.daemon.ZK.SessionTimeout)
+	case backendEtcd:
+		base.Conflict.Interval = conflictInterval(b.s.daemon.LeaseTTL)
+	}
 	base.Announce = vip.AnnounceConfig{Count: k.Announce.Count, Repeat: k.Announce.Repeat,
 		RepeatInterval: k.Announce.Interval, Refresh: k.Announce.Refresh}
 	ip.vipSets = []vipSet{{cfg: base}}
@@ -268,6 +275,18 @@ func (b *planner) mapVIP(ip *instancePlan) {
 		}
 		b.attribute(ip, set.cfg.Validate(), "vip: config: ", rules)
 	}
+}
+
+// conflictInterval is the conflict probe's interval (vip.ConflictConfig.Interval: Probes rounds,
+// and as long again after the last) for a lease or session of ttl: ttl/30 within [5ms, 20ms], so
+// vip's default 20ms from a 600ms TTL up, 10ms for a 300ms ZooKeeper session. The probe runs on
+// every takeover, within the new master's validity, which a short session keeps small (a 300ms
+// session with its 100ms margin: 50ms on a follower, 125ms on the leader, see zk.Timing): a 60ms
+// probe could outlast it, and the new master would let go of the VIPs at once. An ARP reply or a
+// neighbour advertisement comes in well under a millisecond on a LAN, so even 5ms rounds leave it
+// ample time. There is no key for the interval: every instance gets this one.
+func conflictInterval(ttl time.Duration) time.Duration {
+	return min(max(ttl/30, 5*time.Millisecond), 20*time.Millisecond)
 }
 
 // mapBackend maps the instance onto its backend's Config and validates it.
