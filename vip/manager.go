@@ -287,6 +287,12 @@ func (m *Manager) Extend(ctx context.Context, until time.Time) error {
 	if !m.cfg.Lifetime {
 		return nil
 	}
+	if _, ok := lifetimeSeconds(until, time.Now()); !ok && m.noBackstop {
+		// Bound without a lifetime already (the deadline stays too close for one): writing them
+		// again without one would change nothing. A VIP removed meanwhile is added back by Run
+		// (its RTM_DELADDR, a resync).
+		return nil
+	}
 	var errs []error
 	for _, v := range m.cfg.VIPs {
 		if m.isPendingLocked(v) {

@@ -570,11 +570,37 @@ func TestNearDeadlineBindsWithoutLifetime(t *testing.T) {
 		if got := k.boundCopy(); len(got) != 2 || got[fakeV4] != 0 || got[fakeV6] != 0 {
 			t.Fatalf("bound = %v, want both VIPs without a lifetime", got)
 		}
+		binds := func() int {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			return k.binds
+		}
+		// Extending to deadlines as near changes nothing in the kernel: no request.
+		n := binds()
+		for range 3 {
+			time.Sleep(500 * time.Millisecond)
+			if err := m.Extend(context.Background(), time.Now().Add(1800*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := binds(); got != n {
+			t.Fatalf("%d binds extending without a lifetime to a near deadline; want none", got-n)
+		}
 		if err := m.Extend(context.Background(), time.Now().Add(2700*time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
 		if got := k.boundCopy(); got[fakeV4] != 1 || got[fakeV6] != 1 {
 			t.Fatalf("bound = %v, want 1s lifetimes for a deadline 2.7s away", got)
+		}
+		// Near again: the lifetimes must go (a 1s lifetime could outlive the deadline), once.
+		n = binds()
+		for range 2 {
+			if err := m.Extend(context.Background(), time.Now().Add(1800*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, b := k.boundCopy(), binds(); got[fakeV4] != 0 || got[fakeV6] != 0 || b != n+2 {
+			t.Fatalf("bound = %v after %d binds; want both without a lifetime, after 2", got, b-n)
 		}
 	})
 }
