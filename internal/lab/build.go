@@ -19,7 +19,7 @@ func Build(ctx context.Context, dir string) (hacoordBin, labBin string, err erro
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
 	build := func(pkg, dst string) error {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, pkg)
+		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "grpcnotrace", "-o", dst, pkg) // as the Makefile builds
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("lab: go build %s: %w\n%s", pkg, err, out)
