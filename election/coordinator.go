@@ -205,7 +205,15 @@ type run struct {
 	// heard is when the first Master State of term heardTerm reached the loop (Status.Takeover).
 	heard     time.Time
 	heardTerm uint64
+	// lapsed counts the promotes of term lapsedTerm in a row that failed after their State's
+	// deadline had passed (see promote).
+	lapsed     int
+	lapsedTerm uint64
 }
+
+// maxLapsedPromotes is how many promotes of one term in a row may fail after their deadline
+// passed before the node yields after all.
+const maxLapsedPromotes = 3
 
 // preparation is one run of the Preparers for a term, in a goroutine that the loop waits for.
 type preparation struct {
@@ -390,12 +398,22 @@ func (r *run) promote(ctx context.Context, s State) {
 				zap.Uint64("term", s.Term), zap.String("action", actionName(a, i)), zap.Error(err))
 			r.held = true // demote everything, including what a failed Promote half did
 			r.demote(ctx, "promote failed")
+			if r.lapsedPromote(s) {
+				// The State's validity ran out during the promote (a short TTL on a loaded
+				// host): the action is not at fault, and another node would start from the
+				// same thin validity. The Elector renews the deadline with its next round
+				// trip, and that Master State promotes again, in the same term (prepared).
+				r.c.log.Warn("the deadline passed during the promote; promoting again with the next renewal instead of yielding",
+					zap.Uint64("term", s.Term), zap.Int("in-a-row", r.lapsed))
+				return
+			}
 			if y, ok := r.c.elector.(Yielder); ok {
 				y.Yield()
 			}
 			return
 		}
 	}
+	r.lapsed = 0
 	r.held, r.term, r.contact = true, s.Term, s.Contact
 	r.arm(s)
 	if r.heardTerm == s.Term {
@@ -405,6 +423,21 @@ func (r *run) promote(ctx context.Context, s State) {
 	}
 	r.setStatus(true, false, "promoted")
 	r.c.log.Info("became master", zap.Uint64("term", s.Term), zap.Time("valid-until", s.ValidUntil))
+}
+
+// lapsedPromote reports whether a promote of s that just failed did so after s's deadline had
+// passed, for at most maxLapsedPromotes such failures of its term in a row: past them, an action
+// that always outlasts the validity is at fault, and the node yields.
+func (r *run) lapsedPromote(s State) bool {
+	if s.ValidUntil.IsZero() || time.Now().Before(s.ValidUntil) {
+		r.lapsed = 0
+		return false
+	}
+	if r.lapsedTerm != s.Term {
+		r.lapsed, r.lapsedTerm = 0, s.Term
+	}
+	r.lapsed++
+	return r.lapsed <= maxLapsedPromotes
 }
 
 func (r *run) renew(ctx context.Context, s State) {
