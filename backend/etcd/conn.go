@@ -22,6 +22,10 @@ import (
 // shorter to this); etcd servers by default refuse pings more frequent than every 5s.
 const grpcKeepaliveMin = 10 * time.Second
 
+// grpcWindow is the gRPC stream and connection flow-control window (see clientConfig): 1 MiB, 16
+// times gRPC's initial 64 KiB, so a large range read is not slowed by it.
+const grpcWindow = 1 << 20
+
 // conn is an etcd client that talks to one endpoint at a time and moves on to the next when the
 // current one fails: a request to it failed for want of a working member (timed out, unavailable,
 // no leader), or its connection broke (connection refused: the member is dead).
@@ -130,7 +134,11 @@ func wrap(cli *clientv3.Client, dwell time.Duration, log *zap.Logger) *conn {
 //     allows; the elector's own request timeouts find a silent member within one keepalive
 //     interval);
 //   - reconnection backoff capped at one keepalive interval (gRPC's default grows to 120s), so that
-//     a member that restarted is used again within an interval, not after the lease expired.
+//     a member that restarted is used again within an interval, not after the lease expired;
+//   - fixed flow-control windows of grpcWindow, which turn off gRPC's bandwidth-delay estimation: it
+//     answered every message received with a PING of its own (and a window update), whose
+//     acknowledgement woke the client again; an idle daemon's few small messages a second need no
+//     window tuning.
 func clientConfig(c Config, log *zap.Logger) clientv3.Config {
 	d := c.withDefaults()
 	reconnect := grpc.ConnectParams{
@@ -139,7 +147,8 @@ func clientConfig(c Config, log *zap.Logger) clientv3.Config {
 		MinConnectTimeout: c.DialTimeout,
 	}
 	return clientv3.Config{
-		DialOptions:          []grpc.DialOption{grpc.WithConnectParams(reconnect)},
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(reconnect),
+			grpc.WithInitialWindowSize(grpcWindow), grpc.WithInitialConnWindowSize(grpcWindow)},
 		Endpoints:            c.Endpoints,
 		DialTimeout:          c.DialTimeout,
 		DialKeepAliveTime:    grpcKeepaliveMin,
