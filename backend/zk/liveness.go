@@ -79,7 +79,7 @@ func (l *liveness) validUntil() time.Time {
 // every half tick. An answered Sync sent gap >= tick/2 after S proves the follower was still with
 // the leader then (a follower that loses its leader drops its clients), so a ping in between
 // carried S to the leader. On a follower (or when the server's mode is unknown) the anchor so
-// trails the latest answered Sync by one interval; on the leader it does not.
+// trails the latest answered Sync by one interval; on a standalone server it does not.
 func (l *liveness) anchor() time.Time {
 	a := l.s.revalidated()
 	if l.direct.After(a) {

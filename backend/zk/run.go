@@ -187,7 +187,7 @@ func (r *sessionRun) call(f func() error) error {
 //
 // The Sync anchors the deadline directly when the connection that has the session before it is
 // sent is the one that has it after the answer, and srvr said before the send that its server is
-// the leader or standalone (servermode.go): go-zookeeper sends requests only on its current
+// a standalone server (servermode.go): go-zookeeper sends requests only on its current
 // connection, a new connection is a new wireConn, and sessionEvents makes a connection current
 // (hasSession) before go-zookeeper sends anything on it.
 func (r *sessionRun) ping(ctx context.Context) (sent time.Time, again bool) {

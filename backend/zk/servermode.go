@@ -41,8 +41,19 @@ import (
 // client names its servers (or a name that resolves to each of them, dialled one address at a
 // time), not such a balancer.
 
-// isLeaderMode reports whether srvr's mode means the server touches sessions itself.
-func isLeaderMode(mode string) bool { return mode == "leader" || mode == "standalone" }
+// Why a standalone server only, and not an ensemble's leader as well: a leader touches the session
+// itself too, but a leader that has lost its quorum (cut off from its followers, not from us) goes
+// on answering Syncs, which it serves without a proposal, until its own quorum check notices: up to
+// about syncLimit ticks plus a tick after the cut, while the followers, whose reads time out after
+// syncLimit ticks, may already have elected a new leader (finalizeWait 200ms later). The new leader
+// gives every session a full timeout from its start and never hears of our Syncs to the old one.
+// An anchor on such a Sync could fall up to a tick minus 200ms after the new leader's start, past the
+// margin (for hacoord's default 2s tick, by about a second). Today's rule, which trails by an
+// interval, keeps its previous exposure there; a standalone server has no other leader to fear.
+
+// isLeaderMode reports whether srvr's mode means our Syncs' receipts are the only session touches
+// that count: a standalone server (see above for why not an ensemble's leader).
+func isLeaderMode(mode string) bool { return mode == "standalone" }
 
 // modeQuery asks the server at addr for its mode (serverMode; tests replace it).
 type modeQuery func(ctx context.Context, addr string) (string, error)
@@ -94,7 +105,7 @@ func (s *sessionEvents) current() *wireConn {
 	return s.cur.conn
 }
 
-// markLeader records that srvr, answered at t, said c's server is the leader or standalone.
+// markLeader records that srvr, answered at t, said c's server is standalone.
 func (c *wireConn) markLeader(t time.Time) {
 	c.mu.Lock()
 	c.leaderAt = t
@@ -102,7 +113,7 @@ func (c *wireConn) markLeader(t time.Time) {
 }
 
 // directFrom reports whether a round trip sent at sent on c, and answered on c, was received by a
-// server that touched the session itself: srvr said leader or standalone before sent.
+// server that touched the session itself: srvr said standalone before sent.
 func (c *wireConn) directFrom(sent time.Time) bool {
 	if c == nil {
 		return false

@@ -34,9 +34,10 @@ const finalizeWait = 200 * time.Millisecond
 //   - every Renewal (T/4) the node makes a liveness round trip (a Sync, which a follower passes to
 //     the leader); the self-fencing deadline is anchored on an answered one at most two renewals
 //     old, or on the last (re)connection, which the leader itself validates. So a master in contact
-//     holds, at every instant, at least WorstValidity = T/2 - Margin of validity. On the leader or
-//     a standalone server (known from srvr, see servermode.go) the deadline is anchored on the
-//     latest answered round trip, at most one renewal old: T - Renewal - Margin (3T/4 - Margin);
+//     holds, at every instant, at least WorstValidity = T/2 - Margin of validity. On a standalone
+//     server (known from srvr, see servermode.go; not on an ensemble's leader) the deadline is
+//     anchored on the latest answered round trip, at most one renewal old: T - Renewal - Margin
+//     (3T/4 - Margin);
 //   - a server that leaves requests unanswered for Stall (T/6) is dropped and the next server of the
 //     ensemble dialled (go-zookeeper alone would wait for its receive timeout, 2T/3, and for a
 //     follower that has lost its leader but still answers pings, until that follower gives up);

@@ -26,7 +26,7 @@ type wireConn struct {
 	mu       sync.Mutex
 	head     []byte
 	done     bool
-	leaderAt time.Time // when srvr said the server is the leader or standalone (servermode.go)
+	leaderAt time.Time // when srvr said the server is standalone (servermode.go)
 }
 
 // maxConnectResponse bounds the frame wireConn collects (the password is 16 bytes in practice).

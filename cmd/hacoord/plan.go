@@ -281,7 +281,7 @@ func (b *planner) mapVIP(ip *instancePlan) {
 // and as long again after the last) for a lease or session of ttl: ttl/30 within [5ms, 20ms], so
 // vip's default 20ms from a 600ms TTL up, 10ms for a 300ms ZooKeeper session. The probe runs on
 // every takeover, within the new master's validity, which a short session keeps small (a 300ms
-// session with its 100ms margin: 50ms on a follower, 125ms on the leader, see zk.Timing): a 60ms
+// session with its 100ms margin: 50ms on an ensemble, 125ms on a standalone server, see zk.Timing): a 60ms
 // probe could outlast it, and the new master would let go of the VIPs at once. An ARP reply or a
 // neighbour advertisement comes in well under a millisecond on a LAN, so even 5ms rounds leave it
 // ample time. There is no key for the interval: every instance gets this one.
