@@ -394,11 +394,12 @@ func (r *run) promote(ctx context.Context, s State) {
 	defer cancel()
 	for i, a := range r.c.actions {
 		if err := a.Promote(pctx, s); err != nil {
+			failed := time.Now() // before the demote, which may take its own while
 			r.c.log.Error("promote failed; letting go",
 				zap.Uint64("term", s.Term), zap.String("action", actionName(a, i)), zap.Error(err))
 			r.held = true // demote everything, including what a failed Promote half did
 			r.demote(ctx, "promote failed")
-			if r.lapsedPromote(s) {
+			if r.lapsedPromote(s, failed) {
 				// The State's validity ran out during the promote (a short TTL on a loaded
 				// host): the action is not at fault, and another node would start from the
 				// same thin validity. The Elector renews the deadline with its next round
@@ -425,11 +426,12 @@ func (r *run) promote(ctx context.Context, s State) {
 	r.c.log.Info("became master", zap.Uint64("term", s.Term), zap.Time("valid-until", s.ValidUntil))
 }
 
-// lapsedPromote reports whether a promote of s that just failed did so after s's deadline had
+// lapsedPromote reports whether a promote of s that failed at failed did so after s's deadline had
 // passed, for at most maxLapsedPromotes such failures of its term in a row: past them, an action
-// that always outlasts the validity is at fault, and the node yields.
-func (r *run) lapsedPromote(s State) bool {
-	if s.ValidUntil.IsZero() || time.Now().Before(s.ValidUntil) {
+// that always outlasts the validity is at fault, and the node yields. failed is taken before the
+// demote, so that a slow demote does not make a failure of the action's own look lapsed.
+func (r *run) lapsedPromote(s State, failed time.Time) bool {
+	if s.ValidUntil.IsZero() || failed.Before(s.ValidUntil) {
 		r.lapsed = 0
 		return false
 	}
