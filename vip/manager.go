@@ -178,12 +178,22 @@ func (m *Manager) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// Not expected (overflow is recovered from inside watch). The periodic refresh still
-			// checks the binding and the link.
-			m.stopWatching()
-			m.log.Error("watching the interface failed; relying on the periodic refresh", zap.Error(err))
+			m.watchFailed(events, err)
 		}
 	}
+}
+
+// watchFailed handles the end of watch with err (not expected: overflow is recovered from inside
+// watch; the periodic refresh still checks the binding and the link). watch has returned, so what
+// it queued on events is all it sent: handle that first, and stop watching after it, so that a
+// subscribed it queued before failing (select picks either when both are ready) cannot mark the
+// addresses as kept by notifications that no longer come.
+func (m *Manager) watchFailed(events <-chan event, err error) {
+	for len(events) > 0 {
+		m.handle(<-events)
+	}
+	m.stopWatching()
+	m.log.Error("watching the interface failed; relying on the periodic refresh", zap.Error(err))
 }
 
 // stopWatching tells Bound that no notifications keep the addresses any more.

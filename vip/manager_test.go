@@ -735,3 +735,34 @@ func TestBoundFromNotifications(t *testing.T) {
 		bound(fakeV6)
 	})
 }
+
+// TestWatchFailureAfterSubscribed: watch queues subscribed (at its start or after an overflow) and
+// then fails; Run may see the failure first. The queued subscribed must not mark the addresses as
+// kept by notifications after the failure stopped watching: Bound lists afresh from then on.
+func TestWatchFailureAfterSubscribed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := validConfig()
+		cfg.VIPs = []netip.Prefix{fakeV4, fakeV6}
+		k := newFakeKernel()
+		m, err := newManager(cfg, zaptest.NewLogger(t), k, testMAC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events := make(chan event, 16)
+		events <- event{kind: subscribed}
+		m.watchFailed(events, errors.New("netlink notifications: broken"))
+		// Run's loop goes on with whatever is still queued.
+		for len(events) > 0 {
+			m.handle(<-events)
+		}
+		if got, err := m.Bound(); err != nil || len(got) != 0 {
+			t.Fatalf("Bound = %v, %v; want none", got, err)
+		}
+		k.mu.Lock()
+		k.bound[fakeV4] = 0 // unnoticed: no notifications any more
+		k.mu.Unlock()
+		if got, err := m.Bound(); err != nil || !slices.Equal(got, []netip.Prefix{fakeV4}) {
+			t.Fatalf("Bound = %v, %v after the watch failed; want a fresh listing, %v", got, err, fakeV4)
+		}
+	})
+}
