@@ -70,10 +70,9 @@
 //
 // The lease TTL is a whole number of seconds (etcd's unit) and etcd grants at least its own minimum,
 // ceil(1.5 * election timeout); Run fails with a *TTLError when the server grants a TTL other than
-// Config.TTL. The elector sends its own keepalive every KeepaliveInterval while it leads (a backup,
-// which holds no VIPs, every BackupInterval), one at a time on one long-lived LeaseKeepAlive
-// stream (a stream per renewal cost most of an idle daemon's CPU), and, on every acknowledgement,
-// moves the self-fencing deadline (State.ValidUntil) to
+// Config.TTL. The elector sends its own keepalive every KeepaliveInterval, one at a time on one
+// long-lived LeaseKeepAlive stream (a stream per renewal cost most of an idle daemon's CPU), and,
+// on every acknowledgement, moves the self-fencing deadline (State.ValidUntil) to
 // fencing.Deadline(send time, granted TTL, Margin): counted from the send time, so it always falls
 // before the store can expire the lease. fencing.Deadline documents the worst-case timeline. With
 // the defaults (TTL 2s, Margin 200ms, keepalive every 500ms) a master that loses etcd reports Fault

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -637,79 +635,4 @@ func TestResignRetriedUntilItSucceeds(t *testing.T) {
 	bound := 4 * ki
 	b.Wait(t, bound, "Master once a's resign went through", lastIs(election.Master))
 	t.Logf("b master %v after the store came back", time.Since(back))
-}
-
-// renewals records when a candidate's keepalives were answered (Config.OnRTT).
-type renewals struct {
-	mu sync.Mutex
-	at []time.Time
-}
-
-func (r *renewals) add(time.Duration) {
-	r.mu.Lock()
-	r.at = append(r.at, time.Now())
-	r.mu.Unlock()
-}
-
-// medianGap waits (at most settle) for n more renewals after now and returns the median gap
-// between them.
-func (r *renewals) medianGap(t *testing.T, n int) time.Duration {
-	t.Helper()
-	r.mu.Lock()
-	from := len(r.at)
-	r.mu.Unlock()
-	deadline := time.Now().Add(settle)
-	for {
-		r.mu.Lock()
-		got := slices.Clone(r.at[from:])
-		r.mu.Unlock()
-		if len(got) > n {
-			var gaps []time.Duration
-			for i := 1; i < len(got); i++ {
-				gaps = append(gaps, got[i].Sub(got[i-1]))
-			}
-			slices.Sort(gaps)
-			return gaps[len(gaps)/2]
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d renewals in %v, want %d", len(got), settle, n+1)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a record, not synchronising
-	}
-}
-
-// A backup renews its lease every backupInterval (twice KeepaliveInterval: it holds no VIPs), the
-// master every KeepaliveInterval; a backup that becomes master renews as often as a master.
-func TestBackupRenewsLessOften(t *testing.T) {
-	srv := etcdtest.Start(t)
-	ka := testTTL / 4 // 250ms; a backup's 500ms
-	var ra, rb renewals
-	elector := func(name string, r *renewals) *etcd.Elector {
-		cfg := testConfig(srv.Endpoints()[0], "backup-renewals", name)
-		cfg.OnRTT = r.add
-		el, err := etcd.New(cfg, testLogger(t).Named(name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return el
-	}
-	a := electiontest.Start(t, "a", candidate(elector("a", &ra)))
-	a.Wait(t, settle, "a Master", lastIs(election.Master))
-	b := electiontest.Start(t, "b", candidate(elector("b", &rb)))
-	b.Wait(t, settle, "b Backup behind a", func(st []electiontest.Stamped) bool {
-		return len(st) > 0 && st[len(st)-1].Role == election.Backup && st[len(st)-1].Leader.Node == "a"
-	})
-	if g := ra.medianGap(t, 6); g < ka*3/4 || g > ka*3/2 {
-		t.Errorf("the master renews every %v (median), want about %v", g, ka)
-	}
-	if g := rb.medianGap(t, 6); g < ka*3/2 {
-		t.Errorf("the backup renews every %v (median), want about %v", g, 2*ka)
-	}
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	b.Wait(t, settle, "b Master", lastIs(election.Master))
-	if g := rb.medianGap(t, 6); g > ka*3/2 {
-		t.Errorf("the new master renews every %v (median), want about %v", g, ka)
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -31,21 +30,6 @@ type lease struct {
 	deadline time.Time // fencing.Deadline of the last acknowledged keepalive
 	contact  uint64    // times renewals recovered after failing (State.Contact)
 	renewed  chan struct{}
-
-	leading atomic.Bool   // a term of this lease leads (master, or claiming): renew every KeepaliveInterval
-	hurry   chan struct{} // capacity 1: leading began, renew at once
-}
-
-// lead tells the keepalive loop whether a term of l leads (see backupInterval); when it starts to,
-// the loop renews at once and from then on every KeepaliveInterval.
-func (l *lease) lead(on bool) {
-	if l.leading.Swap(on) == on || !on {
-		return
-	}
-	select {
-	case l.hurry <- struct{}{}:
-	default:
-	}
 }
 
 // Deadline returns the current self-fencing deadline.
@@ -100,36 +84,21 @@ func (e *Elector) grant(ctx context.Context, c *conn) (*lease, error) {
 		})
 		return nil, &TTLError{Requested: e.cfg.TTL, Granted: time.Duration(resp.TTL) * time.Second}
 	}
-	l := &lease{id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second, renewed: make(chan struct{}, 1),
-		hurry: make(chan struct{}, 1)}
+	l := &lease{id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second, renewed: make(chan struct{}, 1)}
 	l.deadline = fencing.Deadline(sent, l.ttl, e.cfg.Margin)
 	return l, nil
 }
 
-// backupInterval is how often a lease none of whose terms leads is renewed (see BackupInterval).
-func backupInterval(cfg Config) time.Duration {
-	return BackupInterval(cfg.TTL, cfg.Margin, cfg.KeepaliveInterval)
-}
-
-// keepalive renews l every KeepaliveInterval while a term of l leads, and every backupInterval
-// otherwise (at once when one starts to lead), one keepalive at a time on one long-lived stream
-// (see renewer), each attempt bounded by KeepaliveInterval; a failed attempt moves c to the next
-// endpoint, so the next one (at once while leading: the failed one used up the interval) reaches
-// another member. Every acknowledgement moves l's deadline to fencing.Deadline(send time, TTL,
-// Margin), the send time taken before the attempt (before any stream is opened for it). A missed
-// deadline is not a reason to stop: the lease may well be alive (a store leader election, a quorum
-// loss: a new leader extends every lease), and the elector learns which only from the store.
-// keepalive returns errLeaseLost when the store answers that the lease is gone, and nil when ctx
-// is done.
+// keepalive renews l every KeepaliveInterval, one keepalive at a time on one long-lived stream (see
+// renewer), each attempt bounded by the interval; a failed attempt moves c to the next endpoint, so
+// the next one (at once: the failed one used up the interval) reaches another member. Every
+// acknowledgement moves l's deadline to fencing.Deadline(send time, TTL, Margin), the send time
+// being taken before the attempt (before any stream is opened for it). A missed deadline is not a reason to stop: the lease may
+// well be alive (a store leader election, a quorum loss: a new leader extends every lease), and the
+// elector learns which only from the store. keepalive returns errLeaseLost when the store answers
+// that the lease is gone, and nil when ctx is done.
 func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Logger) error {
-	leading := l.leading.Load()
-	every := func() time.Duration {
-		if leading {
-			return e.cfg.KeepaliveInterval
-		}
-		return backupInterval(e.cfg)
-	}
-	t := time.NewTicker(every())
+	t := time.NewTicker(e.cfg.KeepaliveInterval)
 	defer t.Stop()
 	r := &renewer{c: c, id: l.id, pause: e.cfg.RetryMin}
 	defer r.Close()
@@ -139,11 +108,6 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-l.hurry:
-		}
-		if now := l.leading.Load(); now != leading {
-			leading = now
-			t.Reset(every())
 		}
 		sent := time.Now()
 		ttl, err := r.renew(ctx, e.cfg.KeepaliveInterval)

@@ -39,8 +39,6 @@ type mastership struct {
 // the term ends. It returns nil to campaign again (yielded, made ineligible, election key deleted)
 // and ctx's cause when ctx ends (Run stops, or the lease is lost).
 func (t *term) master(ctx context.Context) error {
-	t.l.lead(true) // renew at once and every KeepaliveInterval while the term lasts
-	defer t.l.lead(false)
 	rec, handover, err := t.claim(ctx)
 	if err != nil {
 		if errors.Is(err, errKeyGone) {

@@ -63,17 +63,6 @@ func (t Timing) RideOutTTL() time.Duration {
 	return ttl
 }
 
-// BackupInterval is how often a candidate that does not lead (a backup) renews its lease, where a
-// master renews every keepalive interval: a backup holds no VIPs, so its deadline guards nothing,
-// and the store keeps its lease through a leader change (the new leader extends every lease).
-// Twice the keepalive interval, at most ttl - margin - keepalive, so that a candidate that starts
-// to lead still has at least one master's interval of validity left from its last renewal while
-// the renewal it sends at once is under way; never below the keepalive interval. The formulas
-// above (RidesOut, RideOutTTL) are the master's and do not change.
-func BackupInterval(ttl, margin, keepalive time.Duration) time.Duration {
-	return max(min(2*keepalive, ttl-margin-keepalive), keepalive)
-}
-
 // String describes t for logs.
 func (t Timing) String() string {
 	return fmt.Sprintf("election timeout <= %v, minimum lease TTL %v, leader change <= %v",

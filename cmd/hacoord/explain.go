@@ -176,8 +176,7 @@ func explainTimeline(in explainInput) Explanation {
 	switch in.backend {
 	case backendEtcd:
 		T, m, k := in.ttl, in.margin, in.keepalive
-		ex.Settings = []string{fmt.Sprintf("lease TTL %s, fencing margin %s, keepalive every %s (a backup every %s)", ms(T), ms(m), ms(k),
-			ms(etcd.BackupInterval(T, m, k)))}
+		ex.Settings = []string{fmt.Sprintf("lease TTL %s, fencing margin %s, keepalive every %s", ms(T), ms(m), ms(k))}
 		if wv := T - m - k; wv < thinValidity {
 			ex.Warnings = append(ex.Warnings, fmt.Sprintf("a master holds as little as TTL - margin - keepalive = %s of validity: a stall that long drops the VIPs for a moment (same term, no failover)", ms(wv)))
 		}
