@@ -159,6 +159,14 @@ func newLab(t testing.TB, mode Mode, services string, programOnBackup bool, port
 		d := &Director{Name: name, NS: l.newNS(name), lab: l}
 		attach(d.NS, "eth0", name+"f", hostPrefix(front(byte(i+1)), 24), brF)
 		d.peers = append(d.peers, name+"f")
+		// As the LVS guides advise: a connection entry whose real server left the table expires at
+		// its next packet instead of forwarding there. In DR the director sees only the client's
+		// half, so a closed connection's entry stays in FIN_WAIT for two minutes, and a new
+		// connection that happens to reuse its source port (among the few hundred a test makes)
+		// would otherwise be sent to the real server its check had just removed.
+		if mode != Plain { // Plain runs on a host without IPVS
+			must(t, d.NS.Do(func() error { return os.WriteFile("/proc/sys/net/ipv4/vs/expire_nodest_conn", []byte("1"), 0o644) }))
+		}
 		if mode.nat() {
 			attach(d.NS, "eth1", name+"b", hostPrefix(back(byte(i+1)), 24), brB)
 			d.peers = append(d.peers, name+"b")
