@@ -120,24 +120,8 @@ func TestDeposedMasterCannotOverwriteRecord(t *testing.T) {
 // it runs on the new member, even though the old member went silent (clientv3 would otherwise add
 // it to the old member's stream, which hangs).
 func TestWatchFollowsTheEndpoint(t *testing.T) {
-	c := etcdtest.StartCluster(t, 3)
-	// A follower f is cut below (the store carries on): write through the others.
-	eps := c.Endpoints()
-	f := (c.WaitLeader() + 1) % 3
-	eps = append(eps[f:], eps[:f]...)
-	admin, err := clientv3.New(clientv3.Config{Endpoints: eps[1:], DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	cfg := DefaultConfig()
-	cfg.Endpoints, cfg.Group, cfg.Name = eps, "follow", "n"
-	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
-	cn, err := dial(cfg, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cn.Close)
+	fc := followerFirst(t, "follow")
+	c, f, admin, cn := fc.c, fc.f, fc.admin, fc.cn
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -236,23 +220,8 @@ func TestExpiryRule(t *testing.T) {
 // answers; a member that goes silent fails the renewal within its timeout and moves the conn on,
 // and the next renewal opens a stream on the next member; a revoked lease is ErrLeaseNotFound.
 func TestRenewerKeepsOneStream(t *testing.T) {
-	c := etcdtest.StartCluster(t, 3)
-	eps := c.Endpoints()
-	f := (c.WaitLeader() + 1) % 3 // a follower, first: cut below while the store carries on
-	eps = append(eps[f:], eps[:f]...)
-	admin, err := clientv3.New(clientv3.Config{Endpoints: eps[1:], DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	cfg := DefaultConfig()
-	cfg.Endpoints, cfg.Group, cfg.Name = eps, "renew", "n"
-	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
-	cn, err := dial(cfg, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cn.Close)
+	fc := followerFirst(t, "renew")
+	c, eps, f, admin, cn, cfg := fc.c, fc.eps, fc.f, fc.admin, fc.cn, fc.cfg
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	g, err := admin.Grant(ctx, 5)
@@ -300,4 +269,38 @@ func TestRenewerKeepsOneStream(t *testing.T) {
 	if _, err := r.renew(ctx, 5*time.Second); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		t.Fatalf("renew of a revoked lease = %v; want ErrLeaseNotFound", err)
 	}
+}
+
+// followerCase is a 3-member cluster whose follower f comes first in the conn's endpoints (eps),
+// so that cutting f leaves the store running; an admin client on the other two members, for
+// writes while f is cut; and the conn, dialled for group.
+type followerCase struct {
+	c     *etcdtest.Cluster
+	eps   []string
+	f     int
+	admin *clientv3.Client
+	cfg   Config
+	cn    *conn
+}
+
+func followerFirst(t *testing.T, group string) followerCase {
+	t.Helper()
+	c := etcdtest.StartCluster(t, 3)
+	eps := c.Endpoints()
+	f := (c.WaitLeader() + 1) % 3
+	eps = append(eps[f:], eps[:f]...)
+	admin, err := clientv3.New(clientv3.Config{Endpoints: eps[1:], DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	cfg := DefaultConfig()
+	cfg.Endpoints, cfg.Group, cfg.Name = eps, group, "n"
+	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
+	cn, err := dial(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cn.Close)
+	return followerCase{c, eps, f, admin, cfg, cn}
 }
