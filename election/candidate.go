@@ -40,6 +40,11 @@ type Candidate struct {
 	// not in the queue: the backend publishes it under its own maintenance key (bound to its lease
 	// or session), and a Lister returns it after the queued candidates.
 	Maintenance bool `json:"maintenance,omitempty"`
+	// Validity is how long after sending a renewal the candidate's own deadline falls at the latest
+	// (its TTL), published when the store's lease lasts longer (etcd: the lease has a second of
+	// headroom, which lets the backup first in line end a dead master's lease early). 0: not
+	// published, the lease's own TTL.
+	Validity time.Duration `json:"validity,omitzero"`
 }
 
 // DefaultPriority is the priority of a candidate that published none (keepalived's default).

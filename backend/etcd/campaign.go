@@ -101,6 +101,9 @@ type ahead struct {
 	key   string           // its election key; "": none, we lead
 	lease clientv3.LeaseID // the lease the key is put under
 	first bool             // it leads the queue: the master, or about to be
+	// validity is the Validity its candidate value publishes: its deadline falls that long after a
+	// renewal, the lease's headroom beyond (expiry.go). 0: none published.
+	validity time.Duration
 }
 
 // queue puts the election key if it is missing and returns the candidate just ahead of it (the key
@@ -134,6 +137,9 @@ func (t *term) queue(ctx context.Context) (ahead, int64, error) {
 		return ahead{}, resp.Header.Revision, nil
 	}
 	a := ahead{key: string(kvs[0].Key), lease: clientv3.LeaseID(kvs[0].Lease)}
+	if c, err := election.ParseCandidate(kvs[0].Value); err == nil {
+		a.validity = c.Validity
+	}
 	a.first = len(t.view.queue) > 0 && t.view.queue[0].key == a.key
 	return a, resp.Header.Revision, nil
 }
@@ -184,8 +190,8 @@ func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
 	defer recheck.Stop()
 	var lw *leaseWatch
 	var lwc <-chan time.Time // lw's next reading
-	if pred.first && t.l.ttl >= minExpiryTTL {
-		lw = &leaseWatch{t: t, key: pred.key, id: pred.lease}
+	if pred.first {
+		lw = &leaseWatch{t: t, key: pred.key, id: pred.lease, validity: pred.validity}
 		tm := time.NewTimer(0)
 		defer tm.Stop()
 		lw.timer, lwc = tm, tm.C

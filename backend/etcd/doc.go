@@ -69,20 +69,24 @@
 // # Timing
 //
 // The lease TTL is a whole number of seconds (etcd's unit) and etcd grants at least its own minimum,
-// ceil(1.5 * election timeout); Run fails with a *TTLError when the server grants a TTL other than
-// Config.TTL. The elector sends its own keepalive every KeepaliveInterval, one at a time on one
-// long-lived LeaseKeepAlive stream (a stream per renewal cost most of an idle daemon's CPU), and,
+// ceil(1.5 * election timeout); Run fails with a *TTLError when Config.TTL is below that minimum
+// or the server grants another TTL than asked. A TTL under 3s is asked for with a second of
+// headroom (expiry.go): the master's deadline follows Config.TTL, and a backup ends a dead master's
+// term once the store shows it unrenewed for that long.
+//
+// The elector sends its own keepalive every KeepaliveInterval, one at a time on one long-lived LeaseKeepAlive stream (a stream per renewal cost most of an idle daemon's CPU), and,
 // on every acknowledgement, moves the self-fencing deadline (State.ValidUntil) to
-// fencing.Deadline(send time, granted TTL, Margin): counted from the send time, so it always falls
+// fencing.Deadline(send time, Config.TTL, Margin): counted from the send time, so it always falls
 // before the store can expire the lease. fencing.Deadline documents the worst-case timeline. With
 // the defaults (TTL 2s, Margin 200ms, keepalive every 500ms) a master that loses etcd reports Fault
 // at most 1.8s after its last acknowledged keepalive was sent, and a new master is elected no earlier
 // than 2s after that keepalive reached the server (plus up to 500ms, the server's expiry scan).
 //
-// Two things shorten that wait without shortening the master's validity. With a TTL of 3s or more
-// the candidate first in line follows the master's lease and revokes it itself once the store shows
-// it expired, a few tens of milliseconds after the expiry instead of at the next scan (expiry.go
-// says why not below 3s: the store reports the remaining time in whole seconds). And when a daemon
+// Two things shorten that wait without shortening the master's validity. The candidate first in
+// line follows the master's lease and ends it itself, a few tens of milliseconds after the master's
+// validity ran out instead of at the store's next scan: with a TTL of 3s or more once the store
+// shows the lease expired, below 3s once it shows the lease's headroom reached (expiry.go says how,
+// and what makes it safe: the store reports the remaining time in whole seconds). And when a daemon
 // dies, its fence guard, told of every lease (Elector.OnLease), revokes it once the VIPs are gone
 // (RevokeLease, through the JSON gateway): the next candidate takes over at once.
 //

@@ -44,6 +44,7 @@ type Elector struct {
 
 	box     *election.Outbox // Run's out
 	onLease func(id int64)   // OnLease's f; nil: none
+	minTTL  time.Duration    // the store's shortest TTL, once learnt (Run's goroutine only)
 
 	mu  sync.Mutex
 	rep standing // what the non-Master States are made of
@@ -215,7 +216,7 @@ func (e *Elector) session(ctx context.Context, c *conn, l *lease) error {
 			cancel(err)
 		}
 	}()
-	t := &term{e: e, c: c, l: l, log: log, key: fmt.Sprintf("%s/%x", e.prefix, int64(l.id))}
+	t := &term{e: e, c: c, l: l, log: log, key: e.keyOf(l)}
 	t.pubPrio.Store(-1)
 	err := t.serve(sctx)
 	if ctx.Err() != nil {
@@ -229,6 +230,9 @@ func (e *Elector) session(ctx context.Context, c *conn, l *lease) error {
 	cancel(nil)
 	wg.Wait()
 	e.offerBackup(err.Error())
+	if errors.Is(err, errLeaseLapsed) {
+		e.revoke(c, l, log) // alive in the store, but not to be held again: do not leave it behind
+	}
 	return err
 }
 
@@ -243,6 +247,7 @@ func (e *Elector) learnTiming(ctx context.Context, c *conn) bool {
 	if err != nil {
 		return false
 	}
+	e.minTTL = tm.MinTTL
 	if e.cfg.StoreElectionTimeout > 0 {
 		tm.ElectionTimeout = e.cfg.StoreElectionTimeout
 	}

@@ -45,9 +45,27 @@ import (
 // s + (k-1)s. It reads every fastReading only once the master's lease has under two seconds left,
 // that is after the master has missed renewals for G - 2 seconds. With G >= minExpiryTTL (3s,
 // keepalives every 750ms) a live master's lease always shows TTL >= 2, and the backup reads about
-// once a second. With a TTL of 1s or 2s a live master's lease shows TTL 0 or 1 at all times: the
-// transition would have to be caught by reading every few tens of milliseconds for as long as the
-// master lives, so the backup does not watch, and waits for the store's expiry as before.
+// once a second.
+//
+// # Headroom: TTLs of 1s and 2s
+//
+// A live lease of 1s or 2s shows TTL 0 or 1 at all times, so its expiry cannot be seen coming. Such
+// a TTL V is granted as a lease of G = V + 1s (see headroom), and the candidate publishes
+// Validity V in its value: its deadline still falls V - Margin after a keepalive's send. The store's
+// reading then says when the master's validity has run out, without waiting for the lease: a
+// reading under one second left (TTL 0 of G = V + 1s) shows that the store has renewed nothing for
+// over V, so the master's deadline has passed. The backup first in line reads every fastReading (the
+// profile's store load: 20 LeaseTimeToLive a second, from one backup), framed by linearizable reads
+// of the same raft term as above, and then ends the term: it deletes the master's key and record and
+// revokes the lease, a second (plus the expiry scan) before the store would.
+//
+// Unlike an expired lease, a lease past its validity can still be renewed: a master answered late
+// (a stalled process, a keepalive stuck behind a store leader change) would hold on again, while the
+// backup's end of its term is on its way. So a master whose keepalive is answered past its deadline
+// marks its key (touch: a put that keeps value and lease and moves the mod revision) before it
+// holds on, and the backup deletes the key only at the mod revision it read before its readings
+// began (a transaction): the store orders the two, and whichever comes second fails. A master that
+// finds its key gone gives the lease up (errLeaseLapsed) and campaigns with a new one.
 //
 // A leader change between the second reading and the revoke revives an expired lease (the new
 // leader extends every lease) and the revoke then ends it: the same as etcd's own revocation of an
@@ -93,8 +111,13 @@ type leaseWatch struct {
 	timer *time.Timer      // the next reading
 
 	zero  *reading        // the first TTL 0 of the current series, framed by a read of term
-	term  uint64          // the raft term of the read before zero
+	term  uint64          // the raft term of the read before zero (or before the readings: pre)
 	epoch context.Context // the endpoint's epoch then: done if the conn moved since
+
+	// With headroom (the candidate publishes a validity below the lease's TTL):
+	validity time.Duration // the candidate's published Validity; 0: none
+	pre      bool          // term, epoch and modRev hold a read taken before the current readings
+	modRev   int64         // the candidate key's mod revision at that read
 }
 
 // check takes the next reading and acts on it. It reports true when the caller should read the
@@ -109,7 +132,21 @@ func (w *leaseWatch) check(ctx context.Context) bool {
 }
 
 func (w *leaseWatch) step(ctx context.Context) (next time.Time, reread bool) {
+	if w.validity > 0 && !w.pre {
+		_, epoch := w.t.c.current()
+		term, rev, ok, err := w.leaderTerm(ctx)
+		switch {
+		case err != nil:
+			return time.Now().Add(w.t.e.cfg.KeepaliveInterval), false
+		case !ok:
+			return time.Time{}, true
+		}
+		w.term, w.modRev, w.epoch, w.pre = term, rev, epoch, true
+	}
 	r, err := w.read(ctx)
+	if err == nil && r.ttl >= 0 && spare(r, w.validity) >= 1 {
+		return w.headroomStep(ctx, r)
+	}
 	if w.zero != nil && (err != nil || r.ttl != 0) {
 		w.zero = nil // the series is broken: renewed, gone, or the store did not answer
 	}
@@ -130,7 +167,7 @@ func (w *leaseWatch) step(ctx context.Context) (next time.Time, reread bool) {
 	}
 	zero := *w.zero
 	w.zero = nil
-	term, ok, err := w.leaderTerm(ctx)
+	term, _, ok, err := w.leaderTerm(ctx)
 	switch {
 	case err != nil:
 		return time.Now().Add(w.t.e.cfg.KeepaliveInterval), false
@@ -148,7 +185,7 @@ func (w *leaseWatch) step(ctx context.Context) (next time.Time, reread bool) {
 // startSeries frames a first TTL 0 reading with a linearizable read before it (see above).
 func (w *leaseWatch) startSeries(ctx context.Context) (time.Time, bool) {
 	_, epoch := w.t.c.current()
-	term, ok, err := w.leaderTerm(ctx)
+	term, _, ok, err := w.leaderTerm(ctx)
 	if err != nil {
 		return time.Now().Add(w.t.e.cfg.KeepaliveInterval), false
 	}
@@ -185,29 +222,101 @@ func (w *leaseWatch) read(ctx context.Context) (reading, error) {
 }
 
 // leaderTerm reads the candidate's key linearizably (so through a leader that has a quorum) and
-// returns the raft term of the member that answered; ok is false when the key is gone.
-func (w *leaseWatch) leaderTerm(ctx context.Context) (term uint64, ok bool, err error) {
+// returns the raft term of the member that answered and the key's mod revision; ok is false when
+// the key is gone.
+func (w *leaseWatch) leaderTerm(ctx context.Context) (term uint64, modRev int64, ok bool, err error) {
 	var resp *clientv3.GetResponse
 	err = w.t.c.do(ctx, w.t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
 		resp, err = cli.Get(ctx, w.key, clientv3.WithKeysOnly())
 		return err
 	})
-	if err != nil {
-		return 0, false, err
+	if err != nil || len(resp.Kvs) == 0 {
+		return 0, 0, false, err
 	}
-	return resp.Header.RaftTerm, len(resp.Kvs) > 0, nil
+	return resp.Header.RaftTerm, resp.Kvs[0].ModRevision, true, nil
 }
 
-// revoke revokes the expired lease, once: a failure is not retried blindly (the next reading
-// decides again).
-func (w *leaseWatch) revoke(ctx context.Context, zero reading) {
-	err := w.t.c.do(ctx, w.t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) error {
+// spare returns how many whole seconds lease r's granted TTL exceeds validity, the candidate's
+// published deadline after a renewal (0 when it published none).
+func spare(r reading, validity time.Duration) int64 {
+	if validity <= 0 || validity%time.Second != 0 {
+		return 0
+	}
+	return max(r.granted-int64(validity/time.Second), 0)
+}
+
+// headroomStep acts on reading r of a lease with h >= 1 spare seconds (see above): a reading under
+// h seconds left, framed by reads of the same raft term, shows that the store has renewed the lease
+// for longer than the candidate's validity, whose deadline has therefore passed; the backup then
+// deletes the candidate's key at the mod revision the read before the readings saw (so a master
+// that was answered since, and marked its key, keeps it) and revokes the lease.
+func (w *leaseWatch) headroomStep(ctx context.Context, r reading) (next time.Time, reread bool) {
+	h := spare(r, w.validity)
+	if r.ttl >= h {
+		// Under h seconds left no earlier than (ttl - h)s after this reading was sent.
+		return r.sent.Add(max(time.Duration(r.ttl-h)*time.Second, fastReading)), false
+	}
+	term, _, ok, err := w.leaderTerm(ctx)
+	switch {
+	case err != nil:
+		return time.Now().Add(w.t.e.cfg.KeepaliveInterval), false
+	case !ok:
+		return time.Time{}, true
+	case term != w.term || w.epoch.Err() != nil:
+		w.pre = false
+		w.t.log.Info("the store's leader changed while the master's lease ran short; reading it again",
+			zap.Uint64("raft-term", w.term), zap.Uint64("now", term))
+		return time.Now(), false
+	}
+	w.pre = false // whatever happens, the next readings need a new read before them
+	w.endEarly(ctx, r)
+	return time.Time{}, true
+}
+
+// endEarly deletes the candidate's key (and the master record, if it is under its lease) at the
+// mod revision read before reading r, then revokes the lease.
+func (w *leaseWatch) endEarly(ctx context.Context, r reading) {
+	e := w.t.e
+	ours := clientv3.Compare(clientv3.LeaseValue(e.leaderKey), "=", w.id)
+	var resp *clientv3.TxnResponse
+	err := w.t.c.do(ctx, e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(w.key), "=", w.modRev)).
+			Then(clientv3.OpDelete(w.key), clientv3.OpTxn([]clientv3.Cmp{ours}, []clientv3.Op{clientv3.OpDelete(e.leaderKey)}, nil)).
+			Commit()
+		return err
+	})
+	switch {
+	case err != nil:
+		w.t.log.Info("ending the master's lease early failed; reading it again", zap.String("candidate", w.key), zap.Error(err))
+		return
+	case !resp.Succeeded:
+		w.t.log.Info("the master's key changed since it ran short (answered again, or gone); reading it again", zap.String("candidate", w.key))
+		return
+	}
+	if err := w.revokeLease(ctx); err != nil {
+		w.t.log.Info("revoking the lease of the master's deleted key failed; the store expires it", zap.String("candidate", w.key), zap.Error(err))
+	}
+	w.t.log.Info("the master had no renewal for its validity; ended its term without waiting for the lease's expiry",
+		zap.String("candidate", w.key), zap.String("lease", leaseHex(w.id)), zap.Duration("validity", w.validity),
+		zap.Int64("ttl-left-s", r.ttl), zap.Duration("since-reading", time.Since(r.recv)))
+}
+
+// revokeLease revokes the lease; one already gone counts as revoked.
+func (w *leaseWatch) revokeLease(ctx context.Context) error {
+	return w.t.c.do(ctx, w.t.e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) error {
 		_, err := cli.Revoke(ctx, w.id)
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			return nil // the store's own scan came first
 		}
 		return err
 	})
+}
+
+// revoke revokes the expired lease, once: a failure is not retried blindly (the next reading
+// decides again).
+func (w *leaseWatch) revoke(ctx context.Context, zero reading) {
+	err := w.revokeLease(ctx)
 	// The lease expired before zero.recv + 1s: how much later than that we revoked.
 	late := time.Since(zero.recv.Add(time.Second))
 	if err != nil {

@@ -31,16 +31,21 @@ type fakeMaster struct {
 }
 
 func newFakeMaster(t *testing.T, cli *clientv3.Client, group string) *fakeMaster {
+	return newFakeMasterTTL(t, cli, group, expiryTTL, "fake")
+}
+
+// newFakeMasterTTL is newFakeMaster with a lease of ttl and the candidate value val.
+func newFakeMasterTTL(t *testing.T, cli *clientv3.Client, group string, ttl time.Duration, val string) *fakeMaster {
 	t.Helper()
 	ctx := opCtx(t)
 	f := &fakeMaster{cli: cli, sent: time.Now()}
-	g, err := cli.Grant(ctx, int64(expiryTTL/time.Second))
+	g, err := cli.Grant(ctx, int64(ttl/time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.id, f.recv = g.ID, time.Now()
 	key := fmt.Sprintf("%s/%x", etcd.ElectionPrefix(group), int64(g.ID))
-	if _, err := cli.Put(ctx, key, "fake", clientv3.WithLease(g.ID)); err != nil {
+	if _, err := cli.Put(ctx, key, val, clientv3.WithLease(g.ID)); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -57,9 +62,12 @@ func (f *fakeMaster) renew(ctx context.Context) error {
 }
 
 // renewFor renews every TTL/4, as a master does, for d.
-func (f *fakeMaster) renewFor(t *testing.T, d time.Duration) {
+func (f *fakeMaster) renewFor(t *testing.T, d time.Duration) { f.renewEvery(t, expiryTTL/4, d) }
+
+// renewEvery renews every interval for d.
+func (f *fakeMaster) renewEvery(t *testing.T, interval, d time.Duration) {
 	t.Helper()
-	tk := time.NewTicker(expiryTTL / 4)
+	tk := time.NewTicker(interval)
 	defer tk.Stop()
 	end := time.After(d)
 	for {
@@ -75,8 +83,12 @@ func (f *fakeMaster) renewFor(t *testing.T, d time.Duration) {
 }
 
 func expiryBackup(t *testing.T, srv *etcdtest.Server, group string) *electiontest.Recorder {
+	return expiryBackupTTL(t, srv, group, expiryTTL)
+}
+
+func expiryBackupTTL(t *testing.T, srv *etcdtest.Server, group string, ttl time.Duration) *electiontest.Recorder {
 	cfg := testConfig(srv.Endpoints()[0], group, "b")
-	cfg.TTL = expiryTTL
+	cfg.TTL = ttl
 	el, err := etcd.New(cfg, testLogger(t).Named("b"))
 	if err != nil {
 		t.Fatal(err)
@@ -153,4 +165,46 @@ func TestBackupKeepsAStalledMastersLiveLease(t *testing.T) {
 			t.Fatalf("the backup became master at %v while the master's lease was alive", s.At)
 		}
 	}
+}
+
+// A TTL under expiryTTL is granted with a second of headroom and its candidate publishes its
+// validity (the TTL): the backup first in line ends a dead master's lease as soon as the store
+// shows no renewal for that long, a second (plus etcd's expiry scan, up to 500ms) before the lease
+// itself would expire, and never before the master's own deadline can have passed. A TTL 1s master
+// killed at a random phase of its keepalives, three times.
+func TestBackupEndsTheMastersLeaseAtItsValidity(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := adminClient(t, srv)
+	const validity, granted, runs = time.Second, 2 * time.Second, 3
+	val := string(election.Candidate{Node: "fake", Priority: election.DefaultPriority, Preempt: true, Validity: validity}.Marshal())
+	// Readings 50ms apart, the reads framing the last, the delete, the revoke and the campaign: a
+	// few round trips on loopback. Waiting for the lease's expiry would be a second late, or more.
+	const bound = 150 * time.Millisecond
+	var lags []time.Duration
+	for i := range runs {
+		group := fmt.Sprintf("validity%d", i)
+		m := newFakeMasterTTL(t, admin, group, granted, val)
+		r := expiryBackupTTL(t, srv, group, validity)
+		r.Wait(t, settle, "Backup", lastIs(election.Backup))
+		m.renewEvery(t, validity/4, validity/2+rand.N(validity/4)) // then the master dies, at a random phase
+		r.Wait(t, settle, "Master", lastIs(election.Master))
+		won := r.Last().At
+		earliest, latest := m.sent.Add(validity), m.recv.Add(validity)
+		if won.Before(earliest) {
+			t.Fatalf("run %d: the backup became master %v before the master's validity could have run out", i, earliest.Sub(won))
+		}
+		lag := won.Sub(latest)
+		lags = append(lags, lag)
+		if lag > bound {
+			t.Errorf("run %d: master %v after the master's validity ran out, want at most %v", i, lag, bound)
+		}
+		if ttl, err := admin.TimeToLive(opCtx(t), m.id); err != nil || ttl.TTL != -1 {
+			t.Errorf("run %d: the dead master's lease: TTL %v, %v; want gone", i, ttl, err)
+		}
+		if err := r.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(lags)
+	t.Logf("takeover after the master's validity ran out: min %v, median %v, max %v", lags[0], lags[len(lags)/2], lags[len(lags)-1])
 }

@@ -304,3 +304,102 @@ func followerFirst(t *testing.T, group string) followerCase {
 	t.Cleanup(cn.Close)
 	return followerCase{c, eps, f, admin, cfg, cn}
 }
+
+// A master answered past its deadline marks its key (touch) before holding on, and that voids an
+// early end the backup prepared before the mark: the backup deletes the key only at the mod
+// revision it read before the readings. Without the mark the same reading ends the term: key and
+// lease gone, and the master's next touch says so (errLeaseLapsed).
+func TestMarkedKeyVoidsAnEarlyEnd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := DefaultConfig()
+	cfg.Endpoints, cfg.Group, cfg.TTL, cfg.DialTimeout, cfg.Name = srv.Endpoints(), "mark", time.Second, time.Second, "m"
+	me, err := New(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cli.Grant(ctx, 2) // TTL 1s + headroom
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lease{id: g.ID, ttl: 2 * time.Second, validity: time.Second, renewed: make(chan struct{}, 1)}
+	c := wrap(cli, time.Second, me.log)
+	key := me.keyOf(l)
+	val := election.Candidate{Node: "m", Priority: election.DefaultPriority, Validity: time.Second}.Marshal()
+	if _, err := cli.Put(ctx, key, string(val), clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	bcfg := cfg
+	bcfg.Name = "b"
+	be, err := New(bcfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &leaseWatch{t: &term{e: be, c: c, log: be.log}, key: key, id: g.ID, validity: time.Second}
+	runShort := func() {
+		t.Helper()
+		for {
+			r, err := cli.TimeToLive(ctx, g.ID)
+			if err != nil || r.TTL < 0 {
+				t.Fatalf("lease: %v, %v", r, err)
+			}
+			if r.TTL == 0 {
+				return // under a second left: no renewal for over the validity
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("the lease never ran short")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	exists := func() bool {
+		t.Helper()
+		r, err := cli.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(r.Kvs) == 1
+	}
+
+	if next, reread := w.step(ctx); reread || next.IsZero() || !w.pre {
+		t.Fatalf("live lease: step = %v, %v (read before: %v); want a next reading", next, reread, w.pre)
+	}
+	runShort()
+	// The master is answered now, past its deadline, and marks its key before the backup acts.
+	if _, err := cli.KeepAliveOnce(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := me.touch(ctx, c, l, me.log); err != nil {
+		t.Fatalf("touch of a live key = %v", err)
+	}
+	runShort()
+	if _, reread := w.step(ctx); !reread {
+		t.Fatal("a reading under the headroom did not end the wait")
+	}
+	if !exists() {
+		t.Fatal("the backup deleted a key its master marked after the backup's read: an early end not voided")
+	}
+	// Not marked since the backup's last read: the next reading ends the term.
+	for i := 0; exists(); i++ {
+		if i > 100 {
+			t.Fatal("the backup never ended the lease of a master silent past its validity")
+		}
+		w.step(ctx)
+		if exists() {
+			runShort()
+		}
+	}
+	if r, err := cli.TimeToLive(ctx, g.ID); err != nil || r.TTL != -1 {
+		t.Errorf("the ended master's lease: %v, %v; want revoked", r, err)
+	}
+	if err := me.touch(ctx, c, l, me.log); !errors.Is(err, errLeaseLapsed) {
+		t.Errorf("touch after the backup ended the term = %v, want errLeaseLapsed", err)
+	}
+}

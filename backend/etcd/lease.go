@@ -20,11 +20,17 @@ import (
 // that ends a lease's candidacy other than giving it up on purpose.
 var errLeaseLost = errors.New("lease lost")
 
+// errLeaseLapsed ends a lease with headroom whose deadline passed while the same store leader was
+// in office: a backup may have ended it early (see expiry.go), so the master must not hold again
+// with it, even though the store answered a later keepalive.
+var errLeaseLapsed = errors.New("lease lapsed under the same store leader: a backup may end it early")
+
 // lease is one etcd lease of the elector and the self-fencing deadline its acknowledged keepalives
 // give. Its keepalive loop is its only writer; any goroutine may read.
 type lease struct {
-	id  clientv3.LeaseID
-	ttl time.Duration // as granted
+	id       clientv3.LeaseID
+	ttl      time.Duration // as granted: validity + headroom
+	validity time.Duration // the configured TTL: deadlines fall that long after a keepalive's send, less Margin
 
 	mu       sync.Mutex
 	deadline time.Time // fencing.Deadline of the last acknowledged keepalive
@@ -64,10 +70,34 @@ func (l *lease) renew(deadline time.Time, recovered bool) {
 	}
 }
 
-// grant asks for a lease of the configured TTL. It returns a *TTLError (and revokes the lease) when
-// the store grants another TTL.
+// headroom is how much longer than the configured TTL (the master's validity) the store's lease is
+// granted: a second below minExpiryTTL, so that a backup can tell from the store's whole-second
+// reading that a master has had no renewal for its validity and end its lease early (expiry.go);
+// none from minExpiryTTL on, where a backup can see the lease itself expire.
+func headroom(ttl time.Duration) time.Duration {
+	if ttl < minExpiryTTL {
+		return time.Second
+	}
+	return 0
+}
+
+// validity is the Validity this elector's candidates publish: the TTL when its leases have
+// headroom, else 0 (the lease's own TTL).
+func (e *Elector) validity() time.Duration {
+	if headroom(e.cfg.TTL) > 0 {
+		return e.cfg.TTL
+	}
+	return 0
+}
+
+// grant asks for a lease of the configured TTL plus headroom. It returns a *TTLError (and revokes
+// the lease) when the store grants another TTL, or when the configured TTL is below the store's
+// minimum (which headroom would otherwise hide).
 func (e *Elector) grant(ctx context.Context, c *conn) (*lease, error) {
-	ttl := int64(e.cfg.TTL / time.Second)
+	if m := e.minTTL; m > e.cfg.TTL {
+		return nil, &TTLError{Requested: e.cfg.TTL, Granted: m}
+	}
+	ttl := int64((e.cfg.TTL + headroom(e.cfg.TTL)) / time.Second)
 	var resp *clientv3.LeaseGrantResponse
 	sent := time.Now()
 	err := c.do(ctx, e.cfg.DialTimeout, func(ctx context.Context, cli *clientv3.Client) (err error) {
@@ -82,10 +112,10 @@ func (e *Elector) grant(ctx context.Context, c *conn) (*lease, error) {
 			_, err := cli.Revoke(ctx, resp.ID) // best effort: it would expire anyway
 			return err
 		})
-		return nil, &TTLError{Requested: e.cfg.TTL, Granted: time.Duration(resp.TTL) * time.Second}
+		return nil, &TTLError{Requested: e.cfg.TTL, Granted: time.Duration(resp.TTL)*time.Second - headroom(e.cfg.TTL)}
 	}
-	l := &lease{id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second, renewed: make(chan struct{}, 1)}
-	l.deadline = fencing.Deadline(sent, l.ttl, e.cfg.Margin)
+	l := &lease{id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second, validity: e.cfg.TTL, renewed: make(chan struct{}, 1)}
+	l.deadline = fencing.Deadline(sent, l.validity, e.cfg.Margin)
 	return l, nil
 }
 
@@ -128,6 +158,16 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 			}
 			continue
 		}
+		if l.ttl > l.validity && !time.Now().Before(l.Deadline()) {
+			// Answered after the deadline: the store may have gone the validity without a renewal,
+			// and a backup may be ending the lease (expiry.go). Touch the key before holding on.
+			if err := e.touch(ctx, c, l, log); err != nil {
+				if errors.Is(err, errLeaseLapsed) {
+					return err
+				}
+				continue // the store did not answer: touch again after the next keepalive
+			}
+		}
 		rtt := time.Since(sent)
 		if e.cfg.OnRTT != nil {
 			e.cfg.OnRTT(rtt)
@@ -139,13 +179,47 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 			log.Info("lease keepalive answered again", zap.Duration("round-trip", rtt), zap.Bool("after-failures", failing))
 			failing = false
 		}
-		l.renew(fencing.Deadline(sent, ttl, e.cfg.Margin), recovered)
+		if ttl != l.ttl {
+			log.Warn("etcd renewed the lease with another TTL than granted; keeping the granted one",
+				zap.Duration("granted", l.ttl), zap.Duration("renewed", ttl))
+		}
+		l.renew(fencing.Deadline(sent, l.validity, e.cfg.Margin), recovered)
 		if overdue {
 			overdue = false
 			e.setReachable(true)
 		}
 	}
 }
+
+// touch marks this lease's election key after a keepalive that was answered past the deadline: a
+// put that keeps value and lease but moves the key's mod revision, which voids a backup's pending
+// early end of the lease (expiry.go: the backup deletes the key only at the mod revision it read
+// before it saw the lease run out). It returns errLeaseLapsed when the key is gone: a backup ended
+// the lease, or this candidate has none yet, and this lease must not be held again either way.
+func (e *Elector) touch(ctx context.Context, c *conn, l *lease, log *zap.Logger) error {
+	key := e.keyOf(l)
+	var resp *clientv3.TxnResponse
+	err := c.do(ctx, e.cfg.KeepaliveInterval, func(ctx context.Context, cli *clientv3.Client) (err error) {
+		resp, err = cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
+			Then(clientv3.OpPut(key, "", clientv3.WithIgnoreValue(), clientv3.WithIgnoreLease())).
+			Commit()
+		return err
+	})
+	switch {
+	case err != nil:
+		log.Warn("keepalive answered past the deadline, but marking the election key failed; not holding on yet", zap.Error(err))
+		return err
+	case !resp.Succeeded:
+		log.Warn("keepalive answered past the deadline, and the election key is gone; campaigning with a new lease", zap.String("key", key))
+		return errLeaseLapsed
+	}
+	log.Info("keepalive answered past the deadline; election key marked, holding on", zap.String("key", key))
+	return nil
+}
+
+// keyOf returns lease l's election key: <prefix>/<lease id in hex>.
+func (e *Elector) keyOf(l *lease) string { return fmt.Sprintf("%s/%x", e.prefix, int64(l.id)) }
 
 // revoke revokes l on the way out (Run's ctx is done). Once keepalives have stopped the store
 // expires the lease within its TTL anyway, so retrying longer than that gains nothing: revoke

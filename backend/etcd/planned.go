@@ -319,7 +319,7 @@ func (e *Elector) outReason() string {
 // candidate returns the value this node publishes, queued since since.
 func (e *Elector) candidate(since time.Time) election.Candidate {
 	return election.Candidate{Node: e.cfg.Name, Address: e.cfg.Record.Address, Priority: int(e.prio.Load()),
-		Preempt: !e.cfg.NoPreempt, PreemptDelay: e.cfg.PreemptDelay, Since: since.UTC().Round(0)}
+		Preempt: !e.cfg.NoPreempt, PreemptDelay: e.cfg.PreemptDelay, Since: since.UTC().Round(0), Validity: e.validity()}
 }
 
 // republish puts the candidate value again if its priority changed (one attempt: the campaign
