@@ -178,13 +178,21 @@ func (t *term) putKey(ctx context.Context) error {
 	return nil
 }
 
-// waitDelete waits until pred, the candidate ahead, may be gone: its DELETE event, a watch that
-// broke or moved to another endpoint, or recheckEvery without news (a watch that broke without
-// saying so costs at most that). When pred leads the queue, it also follows pred's lease and
+// waitDelete waits until pred, the candidate ahead, may be gone or lead: its DELETE event (any
+// DELETE in the queue while pred does not lead), a watch that broke or moved to another endpoint,
+// or recheckEvery without news (a watch that broke without saying so costs at most that). When pred leads the queue, it also follows pred's lease and
 // revokes it once the store shows it expired (see expiry.go). It returns nil then, for the caller
 // to read again; errIneligible or ctx's cause otherwise. A yield asked of a backup is void.
 func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
-	ep, wch, stop := t.c.watch(ctx, pred.key, clientv3.WithRev(rev+1))
+	// Behind a candidate that does not lead, watch the whole queue: when the keys ahead of pred go,
+	// pred leads, and this candidate is first in line and follows its lease (a restarted node that
+	// queued during a takeover would otherwise wait for the next recheck before it followed the
+	// new master's lease).
+	key, opts := pred.key, []clientv3.OpOption{clientv3.WithRev(rev + 1)}
+	if !pred.first {
+		key, opts = t.e.prefix+"/", append(opts, clientv3.WithPrefix())
+	}
+	ep, wch, stop := t.c.watch(ctx, key, opts...)
 	defer stop()
 	recheck := time.NewTimer(t.recheckEvery())
 	defer recheck.Stop()

@@ -208,3 +208,57 @@ func TestBackupEndsTheMastersLeaseAtItsValidity(t *testing.T) {
 	slices.Sort(lags)
 	t.Logf("takeover after the master's validity ran out: min %v, median %v, max %v", lags[0], lags[len(lags)/2], lags[len(lags)-1])
 }
+
+// A backup queued behind a candidate that does not lead yet follows that candidate's lease as soon
+// as the candidates ahead of it go, not at its next recheck: a node restarted during a takeover
+// (queued behind the dead master and its successor) takes over as fast from the successor.
+func TestBackupFollowsTheLeaseOfANewHead(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := adminClient(t, srv)
+	const validity, granted = time.Second, 2 * time.Second
+	val := func(node string) string {
+		return string(election.Candidate{Node: node, Priority: election.DefaultPriority, Preempt: true, Validity: validity}.Marshal())
+	}
+	dead := newFakeMasterTTL(t, admin, "head", granted, val("dead"))
+	next := newFakeMasterTTL(t, admin, "head", granted, val("next"))
+	r := expiryBackupTTL(t, srv, "head", validity)
+	r.Wait(t, settle, "Backup", lastIs(election.Backup))
+	waitQueued(t, admin, "head", 3)                            // the backup queued behind next, which does not lead
+	if _, err := admin.Revoke(opCtx(t), dead.id); err != nil { // next leads now
+		t.Fatal(err)
+	}
+	if err := next.renew(opCtx(t)); err != nil { // its last renewal: then it dies
+		t.Fatal(err)
+	}
+	r.Wait(t, settle, "Master", lastIs(election.Master))
+	won := r.Last().At
+	if earliest := next.sent.Add(validity); won.Before(earliest) {
+		t.Fatalf("the backup became master %v before the new head's validity could have run out", earliest.Sub(won))
+	}
+	// The recheck (once per granted TTL) would come up to a second later than this.
+	if lag := won.Sub(next.recv.Add(validity)); lag > 150*time.Millisecond {
+		t.Errorf("master %v after the new head's validity ran out, want at most 150ms", lag)
+	}
+}
+
+// waitQueued waits until n candidates are queued in group.
+func waitQueued(t *testing.T, admin *clientv3.Client, group string, n int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	wch := admin.Watch(ctx, etcd.ElectionPrefix(group)+"/", clientv3.WithPrefix())
+	for {
+		r, err := admin.Get(ctx, etcd.ElectionPrefix(group)+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatalf("waiting for %d candidates in %s: %v", n, group, err)
+		}
+		if r.Count >= n {
+			return
+		}
+		select {
+		case <-wch:
+		case <-ctx.Done():
+			t.Fatalf("%d candidates in %s, want %d", r.Count, group, n)
+		}
+	}
+}
