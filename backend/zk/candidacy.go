@@ -186,7 +186,7 @@ func (r *sessionRun) owe() {
 		transfer: r.cand.moving, marker: r.cand.marker && r.rec.owned, term: r.cand.term}
 	r.cand.moving, r.cand.marker = nil, false
 	r.cand.node, r.cand.pred, r.cand.predWatch = "", "", nil
-	r.rec.mine, r.rec.owned, r.rec.seen = zeroRecord, false, zeroRecord
+	r.rec.mine, r.rec.owned, r.rec.seen, r.rec.watchOwed = zeroRecord, false, zeroRecord, false
 }
 
 // payRelease deletes the znodes owed (the master record, if ours, and the candidate, in one

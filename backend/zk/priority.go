@@ -219,12 +219,24 @@ func queued(vals []election.Candidate, node string) bool {
 // target is not queued it waits, at the head, until the target comes or the transfer runs out.
 // ok=true: this node may become master.
 func (r *sessionRun) mayLead(cands []candidate) (ok, again bool, err error) {
+	// The transfer record is read alongside the values (both after the Children read that found
+	// us first): one round trip for both.
+	var (
+		tr     *election.Transfer
+		stale  bool
+		trErr  error
+		trDone = make(chan struct{})
+	)
+	go func() {
+		defer close(trDone)
+		tr, stale, trErr = r.readTransfer()
+	}()
 	vals, err := r.values(cands)
+	<-trDone
 	if err != nil {
 		return false, false, err
 	}
-	tr, stale, err := r.readTransfer()
-	if err != nil {
+	if err := trErr; err != nil {
 		return false, false, err
 	}
 	me := r.cand.published

@@ -28,6 +28,56 @@ type masterRecord struct {
 	watch    <-chan zk.Event // armed on the leader znode; nil once fired (re-armed by the next step)
 	seen     election.Record // last record read (zero: none or unreadable)
 	badMzxid int64           // mzxid of the last garbage record logged
+
+	// mark is the read of the released marker that the step which found us first started alongside
+	// mayLead's reads (prefetchMark), for claim; nil when none was started.
+	mark <-chan markRead
+	// watchOwed: claim created the leader znode (ours, version 0) and lead reports Master before
+	// arming its watch (watchOwnRecord), one round trip earlier.
+	watchOwed bool
+}
+
+// markRead is a read of the released marker.
+type markRead struct {
+	data []byte
+	st   *zk.Stat
+	err  error
+}
+
+// prefetchMark starts reading the released marker for the claim that follows if mayLead lets this
+// node lead, so that the read goes out with mayLead's instead of one round trip after them. It is
+// sent after the Children read that found us first, so it is answered from a state at least as
+// new (ZooKeeper answers a session's requests in order); a marker cannot appear after that
+// anyway: a master leaves one only in the multi-op that deletes its candidate, which was ahead of
+// ours.
+func (r *sessionRun) prefetchMark() {
+	ch := make(chan markRead, 1)
+	r.rec.mark = ch
+	go func() {
+		var m markRead
+		m.err = r.call(func() (err error) { m.data, m.st, err = r.c.Get(r.e.paths.released); return err })
+		ch <- m
+	}()
+}
+
+// takeMark waits for the prefetched read of the released marker, or reads it now if none was
+// started.
+func (r *sessionRun) takeMark() markRead {
+	if ch := r.rec.mark; ch != nil {
+		r.rec.mark = nil
+		return <-ch
+	}
+	var m markRead
+	m.err = r.call(func() (err error) { m.data, m.st, err = r.c.Get(r.e.paths.released); return err })
+	return m
+}
+
+// dropMark waits for a prefetched read of the released marker that no claim will use.
+func (r *sessionRun) dropMark() {
+	if ch := r.rec.mark; ch != nil {
+		r.rec.mark = nil
+		<-ch
+	}
 }
 
 var zeroRecord election.Record
@@ -48,11 +98,16 @@ func (r *sessionRun) ourRecord(term uint64) election.Record {
 // means we must wait for another session's record to go (r.retry is armed).
 func (r *sessionRun) publish() (ok bool, err error) {
 	p := r.e.paths.leader
+	r.rec.watchOwed = false
 	data := r.rec.mine.Marshal()
 	r.rec.released, err = r.claim(data)
 	switch {
 	case err == nil:
-		return r.watchOwnRecord()
+		// Created in our session just now: ours, at version 0. lead reports Master, then arms the
+		// watch (watchOwnRecord); a change meanwhile fires it as it would have a round trip later.
+		r.rec.owned, r.rec.version, r.rec.watchOwed = true, 0, true
+		r.rec.foreignSince = time.Time{}
+		return true, nil
 	case errors.Is(err, zk.ErrNoAuth):
 		return false, noAuth("create", p, r.e.cfg.Auth)
 	case !errors.Is(err, zk.ErrNodeExists):
@@ -93,9 +148,8 @@ func (r *sessionRun) publish() (ok bool, err error) {
 // a marker (a crash, an expiry, the first master) the record is created on its own.
 func (r *sessionRun) claim(data []byte) (released bool, err error) {
 	p := r.e.paths.leader
-	var mark []byte
-	var st *zk.Stat
-	err = r.call(func() (err error) { mark, st, err = r.c.Get(r.e.paths.released); return err })
+	m := r.takeMark()
+	mark, st, err := m.data, m.st, m.err
 	if err == nil {
 		err = r.call(func() error {
 			_, err := r.c.Multi(
@@ -199,6 +253,18 @@ func (r *sessionRun) watchOwnRecord() (bool, error) {
 	r.rec.owned, r.rec.version = true, st.Version
 	r.rec.foreignSince = time.Time{}
 	return true, nil
+}
+
+// armOwnRecord arms the watch on the leader znode that claim created (watchOwed). If the znode
+// is gone or not ours any more, it is not owned: the step reads the election again (errRetry) and
+// publishes anew.
+func (r *sessionRun) armOwnRecord() (again bool, err error) {
+	r.rec.watchOwed = false
+	ok, err := r.watchOwnRecord()
+	if !ok {
+		r.rec.owned = false
+	}
+	return false, err
 }
 
 // readLeader refreshes r.rec.seen from the leader znode, watching it when no watch is armed.

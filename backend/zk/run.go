@@ -301,11 +301,17 @@ func (r *sessionRun) stepOnce(ctx context.Context) (again bool, err error) {
 		return true, nil
 	case idx == 0:
 		if !r.master {
+			if !r.rec.owned {
+				r.prefetchMark() // for claim, alongside mayLead's reads
+			}
 			if ok, again, err := r.mayLead(cands); !ok || err != nil {
+				r.dropMark()
 				return again, err
 			}
 		}
-		if again, err := r.lead(); err != nil || again || !r.master {
+		again, err := r.lead()
+		r.dropMark() // lead published without a claim (its record was still ours)
+		if err != nil || again || !r.master {
 			return again, err
 		}
 		if err := r.republish(); err != nil { // the hold-back after a planned move ends here
@@ -386,6 +392,15 @@ func (r *sessionRun) lead() (again bool, err error) {
 		if err != nil || !ok {
 			return false, err
 		}
+	}
+	if r.rec.watchOwed {
+		// Arm the watch on the record claim just created once Master is reported (the
+		// Coordinator's promote starts meanwhile), or now if this step does not report.
+		defer func() {
+			if err == nil {
+				again, err = r.armOwnRecord()
+			}
+		}()
 	}
 	r.cand.pred, r.cand.predWatch = "", nil
 	r.rec.seen = r.rec.mine
