@@ -77,9 +77,9 @@ func newBenchCommand(stdout io.Writer) *cobra.Command {
 		Use:   "bench",
 		Short: "Run fault scenarios repeatedly and print min/median/max of outage, two-holder and no-holder time (root)",
 		Long: `bench builds a lab, runs each scenario --runs times (restoring the lab in between) and prints
-min / median / max of the client-visible outage (last reply from the old holder to the first from
-the new one), the time two nodes held the VIP, the time none did, the takeover and the old holder's
-release, all from the fault.
+min / median / max of the client-visible outage (from the fault, or from a later reply of the old
+holder, to the first reply from the new one), the time two nodes held the VIP, the time none did,
+the takeover and the old holder's release, all from the fault.
 
 The store scenarios (store-leader-kill, store-leader-cut, store-member-restart, store-quorum-loss;
 they need --store-members 3) hit the store, never a node, and get a table of their own: the longest

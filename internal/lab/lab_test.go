@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -369,6 +370,45 @@ func TestOutage(t *testing.T) {
 	l.outage(&r)
 	if r.Outage != 30*time.Millisecond || r.FailedProbes != 2 {
 		t.Errorf("outage %v with %d failed probes; want 30ms, 2", r.Outage, r.FailedProbes)
+	}
+
+	// A crash: the old holder's last reply came before the fault; the outage starts at the fault.
+	l.Prober.probes = []Probe{pr(-20, "n1"), pr(-10, "n1"), pr(0, ""), pr(10, ""), pr(20, ""), pr(30, "n2")}
+	r = Result{Old: "n1", New: "n2", Fault: at(-5), End: at(100)}
+	l.outage(&r)
+	if r.Outage != 36*time.Millisecond || r.FailedProbes != 3 {
+		t.Errorf("crash: outage %v with %d failed probes; want 36ms (from the fault), 3", r.Outage, r.FailedProbes)
+	}
+}
+
+// The prober's loops keep their slots a period apart and start each probe at a random point of the
+// first ProbeEvery of the slot, so that the wait from a takeover (on the store's grid) to the next
+// probe differs from run to run instead of being one fixed offset for the whole lab.
+func TestNextProbe(t *testing.T) {
+	const period, spread = 100 * time.Millisecond, 10 * time.Millisecond
+	t0 := time.Unix(1000, 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := t0
+	phases := map[time.Duration]bool{}
+	for i := range 200 {
+		slot, at := nextProbe(base, period, spread, base.Add(time.Millisecond), func(n time.Duration) time.Duration { return time.Duration(rng.Int64N(int64(n))) })
+		if want := t0.Add(time.Duration(i+1) * period); !slot.Equal(want) {
+			t.Fatalf("probe %d: slot %v after t0, want %v", i, slot.Sub(t0), want.Sub(t0))
+		}
+		if d := at.Sub(slot); d < 0 || d >= spread {
+			t.Fatalf("probe %d: starts %v into its slot, want within [0, %v)", i, d, spread)
+		}
+		// The phase against a 100ms grid (ZooKeeper's tick in the fast profile), to the millisecond.
+		phases[at.Sub(t0)%period/time.Millisecond] = true
+		base = slot
+	}
+	if len(phases) < 8 {
+		t.Errorf("probes fall on %d phases of the 100ms grid in 200 slots; want them spread over the 10ms", len(phases))
+	}
+	// A loop that fell more than a period behind (a probe that hung) starts from now.
+	now := t0.Add(3 * period)
+	if slot, _ := nextProbe(t0, period, spread, now, func(time.Duration) time.Duration { return 0 }); !slot.Equal(now) {
+		t.Errorf("lagging loop: slot %v after t0, want %v", slot.Sub(t0), now.Sub(t0))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -344,8 +345,9 @@ type Probe struct {
 	Err        string
 }
 
-// Prober dials VIP:8080 from the client namespace every ProbeEvery with a ProbeTimeout deadline and
-// records who answered, in the order the answers (or failures) came in.
+// Prober dials VIP:8080 from the client namespace once in every ProbeEvery (at a random point of
+// each, see nextProbe) with a ProbeTimeout deadline and records who answered, in the order the
+// answers (or failures) came in.
 //
 // Sockets belong to the namespace of the thread that creates them, and every dial creates a new
 // socket, so the whole probe loop runs inside netnstest.NS.Do: on one OS thread locked into the
@@ -391,7 +393,8 @@ func (p *Prober) loop(ctx context.Context, offset, period time.Duration) {
 			return nil
 		case <-first.C:
 		}
-		t := time.NewTicker(period)
+		base := time.Now()
+		t := time.NewTimer(time.Duration(1<<63 - 1))
 		defer t.Stop()
 		d := net.Dialer{Timeout: o.ProbeTimeout}
 		buf := make([]byte, 64)
@@ -420,6 +423,9 @@ func (p *Prober) loop(ctx context.Context, offset, period time.Duration) {
 				return nil
 			}
 			p.add(pr)
+			var at time.Time
+			base, at = nextProbe(base, period, o.ProbeEvery, time.Now(), rand.N[time.Duration])
+			t.Reset(time.Until(at))
 			select {
 			case <-ctx.Done():
 				return nil
@@ -432,6 +438,22 @@ func (p *Prober) loop(ctx context.Context, offset, period time.Duration) {
 		p.err = err
 		p.mu.Unlock()
 	}
+}
+
+// nextProbe schedules a loop's next probe: its slot is one period after base (or now, for a loop
+// that fell more than a period behind), and the probe starts at a random point in the first spread
+// (ProbeEvery) of the slot. Without that, every probe would sit on one fixed grid of ProbeEvery
+// from the lab's start, and so would the instants the store's own grid (ZooKeeper's tick, etcd's
+// lessor scan) puts the takeovers on: every run of a bench would wait the same part of a period
+// for its first reply (fixed per lab, anywhere in 0..ProbeEvery), and two benches would differ by
+// it. The random start makes that wait independent from run to run, about ProbeEvery/2 on average.
+// rnd(n) returns a uniform duration in [0, n).
+func nextProbe(base time.Time, period, spread time.Duration, now time.Time, rnd func(time.Duration) time.Duration) (slot, at time.Time) {
+	slot = base.Add(period)
+	if now.Sub(slot) > period {
+		slot = now
+	}
+	return slot, slot.Add(rnd(spread))
 }
 
 func shortErr(err error) string {

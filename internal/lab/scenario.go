@@ -74,9 +74,9 @@ type Result struct {
 	Fault  time.Time // when the fault was injected
 	End    time.Time // end of the measurement window
 
-	// Outage is the client-visible outage. Node scenarios: last reply from Old to first reply from
-	// New. Store scenarios: the longest gap between client replies in [Fault, End) (0 if no probe
-	// failed).
+	// Outage is the client-visible outage. Node scenarios: from the fault (or the last reply from
+	// Old after it, if later) to the first reply from New. Store scenarios: the longest gap between
+	// client replies in [Fault, End) (0 if no probe failed).
 	Outage time.Duration
 	// FailedProbes counts the client probes that failed in that gap.
 	FailedProbes int
@@ -629,9 +629,12 @@ func (l *Lab) outage(r *Result) {
 	if first == nil {
 		return
 	}
+	// From the fault, or from a later reply of the old holder (kill, term, partition: it may go on
+	// answering a while): a reply it gave before the fault does not start the outage, the fault
+	// does; counting from it added up to one probe period to every crash.
 	lastOld := r.Fault
 	for _, p := range probes {
-		if p.Node == r.Old && p.End.Before(first.End) {
+		if p.Node == r.Old && p.End.Before(first.End) && p.End.After(lastOld) {
 			lastOld = p.End
 		}
 	}
