@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -711,14 +712,63 @@ func (g *GuardConn) send(verb, instance, rest string) error {
 
 func (g *GuardConn) writeLocked(l string) error {
 	verb, _, _ := strings.Cut(l, " ")
-	if d, ok := g.w.(interface{ SetWriteDeadline(time.Time) error }); ok {
-		// A line is shorter than PIPE_BUF, so it is written whole or not at all.
+	line := l + "\n"
+	// A line is shorter than PIPE_BUF, so it is written whole or not at all. Try once without a
+	// deadline first: arming one for every write (hold, at every renewal) leaves a runtime timer
+	// that wakes the process GuardWriteTimeout later, even once the write is done and the deadline
+	// cleared. Only a full pipe (a guard that is not reading) takes the bounded wait.
+	if done, err := tryWrite(g.w, line); done {
+		if err != nil {
+			return fmt.Errorf("fencing: guard: %s: %w", verb, err)
+		}
+		return nil
+	}
+	d, ok := g.w.(interface{ SetWriteDeadline(time.Time) error })
+	if ok {
 		if err := d.SetWriteDeadline(time.Now().Add(GuardWriteTimeout)); err != nil && !errors.Is(err, os.ErrNoDeadline) {
 			return fmt.Errorf("fencing: guard: %s: %w", verb, err)
 		}
 	}
-	if _, err := io.WriteString(g.w, l+"\n"); err != nil {
+	_, err := io.WriteString(g.w, line)
+	if ok {
+		_ = d.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
 		return fmt.Errorf("fencing: guard: %s: %w", verb, err)
 	}
 	return nil
+}
+
+// tryWrite writes line to w in one non-blocking write(2) if w is a file the runtime polls (a pipe
+// from os.Pipe), and reports whether that settled it: written, or failed for another reason than a
+// full pipe. It is false (nothing written) when the pipe is full or w is no such file.
+func tryWrite(w io.Writer, line string) (bool, error) {
+	sc, ok := w.(syscall.Conn)
+	if !ok {
+		return false, nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	var n int
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), []byte(line))
+		return true // never wait in the poller here
+	}); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return false, nil // a deadline someone else left: the bounded write sets its own
+		}
+		return true, err // closed
+	}
+	switch {
+	case errors.Is(werr, syscall.EAGAIN):
+		return false, nil
+	case werr != nil:
+		return true, werr
+	case n != len(line):
+		return true, io.ErrShortWrite // cannot happen below PIPE_BUF
+	}
+	return true, nil
 }
