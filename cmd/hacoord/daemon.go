@@ -13,6 +13,7 @@ import (
 
 	"github.com/hacoord/hacoord/election"
 	"github.com/hacoord/hacoord/election/syncgroup"
+	"github.com/hacoord/hacoord/internal/exepages"
 )
 
 // runDaemon runs every instance of p until ctx is done (SIGINT/SIGTERM), then lets go of the VIPs,
@@ -74,6 +75,7 @@ func runDaemon(ctx context.Context, p *plan, stderr io.Writer, reread func() (*p
 	rl := &reloader{reread: mx.instrumented(reread), cur: p, insts: insts, level: level, log: log}
 	g.Go(func() error { rl.watch(gctx, hup); return nil })
 	startSdNotify(gctx, g, insts, log.Named("systemd"))
+	g.Go(func() error { exepages.Run(gctx, exepages.StartupDone, exepages.Every, logReleased(log)); return nil })
 	for _, in := range insts {
 		g.Go(func() error { return in.run(gctx) })
 	}
@@ -212,4 +214,20 @@ func countPaths(l netlink.Link, links []netlink.Link) int {
 		}
 	}
 	return n
+}
+
+// logReleased logs what exepages.Release gave back: the binary's pages only start-up touched,
+// which were most of the daemon's resident memory (issue 14).
+func logReleased(log *zap.Logger) func([]exepages.Mapping, error) {
+	return func(ms []exepages.Mapping, err error) {
+		if err != nil {
+			log.Warn("releasing start-up pages of the binary", zap.Error(err))
+			return
+		}
+		var n uintptr
+		for _, m := range ms {
+			n += m.End - m.Start
+		}
+		log.Debug("released start-up pages of the binary", zap.Int("mappings", len(ms)), zap.Uint64("bytes", uint64(n)))
+	}
 }
