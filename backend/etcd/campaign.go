@@ -128,7 +128,7 @@ func (t *term) queue(ctx context.Context) (ahead, int64, error) {
 	}
 	if !resp.Succeeded {
 		t.log.Warn("election key vanished while queued; queuing again", zap.String("key", t.key), zap.Int64("rev", t.rev))
-		t.rev = 0
+		t.setRev(0)
 		return ahead{}, 0, errKeyGone
 	}
 	t.view = parseView(resp.Header.Revision, resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange(), t.log)
@@ -164,11 +164,11 @@ func (t *term) putKey(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("etcd: put election key %s: %w", t.key, err)
 	}
-	t.rev = resp.Header.Revision
+	t.setRev(resp.Header.Revision)
 	t.pubPrio.Store(int64(prio))
 	if !resp.Succeeded {
 		kv := resp.Responses[0].GetResponseRange().Kvs[0]
-		t.rev = kv.CreateRevision
+		t.setRev(kv.CreateRevision)
 		t.pubPrio.Store(-1) // its value may be older: publish again
 		if c, err := election.ParseCandidate(kv.Value); err == nil {
 			t.pubPrio.Store(int64(c.Priority))
@@ -238,9 +238,22 @@ func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
 	}
 }
 
+// setRev sets the create revision of the term's election key (0: none), which the lease's
+// keepalive loop reads too (lease.keyRev, for touch).
+func (t *term) setRev(rev int64) {
+	t.rev = rev
+	t.l.keyRev.Store(rev)
+}
+
 // recheckEvery is how often a candidate reads again what it watches (the candidate ahead, its own
-// key) even though the watch is quiet: once per TTL, one small read per candidate.
-func (t *term) recheckEvery() time.Duration { return t.l.ttl }
+// key) even though the watch is quiet: once per TTL (the validity, for a lease with headroom), one
+// small read per candidate.
+func (t *term) recheckEvery() time.Duration {
+	if t.l.validity > 0 {
+		return t.l.validity
+	}
+	return t.l.ttl
+}
 
 // pause waits d, or less: until wake fires (nil: never), eligibility is withdrawn (errIneligible)
 // or ctx ends (its cause).
@@ -288,6 +301,6 @@ func (t *term) release(ctx context.Context, end *endOfTerm) error {
 	if err != nil {
 		return fmt.Errorf("etcd: resign %s: %w", t.key, err)
 	}
-	t.rev = 0
+	t.setRev(0)
 	return nil
 }

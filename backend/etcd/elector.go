@@ -45,6 +45,7 @@ type Elector struct {
 	box     *election.Outbox // Run's out
 	onLease func(id int64)   // OnLease's f; nil: none
 	minTTL  time.Duration    // the store's shortest TTL, once learnt (Run's goroutine only)
+	leases  int              // leases granted so far (Run's goroutine only)
 
 	mu  sync.Mutex
 	rep standing // what the non-Master States are made of
@@ -248,6 +249,10 @@ func (e *Elector) learnTiming(ctx context.Context, c *conn) bool {
 		return false
 	}
 	e.minTTL = tm.MinTTL
+	if e.cfg.TTL < tm.MinTTL && e.leases > 0 {
+		e.log.Error("lease ttl below the store's minimum lease TTL: the master lets go of the VIPs at every store leader change; configure ttl >= min-ttl",
+			zap.Duration("ttl", e.cfg.TTL), zap.Duration("min-ttl", tm.MinTTL))
+	}
 	if e.cfg.StoreElectionTimeout > 0 {
 		tm.ElectionTimeout = e.cfg.StoreElectionTimeout
 	}

@@ -269,13 +269,24 @@ func (w *leaseWatch) headroomStep(ctx context.Context, r reading) (next time.Tim
 		return time.Now(), false
 	}
 	w.pre = false // whatever happens, the next readings need a new read before them
-	w.endEarly(ctx, r)
-	return time.Time{}, true
+	switch w.endEarly(ctx, r) {
+	case nil:
+		return time.Time{}, true
+	case errVoided:
+		return time.Now(), false // answered again, or gone: the next read before the readings tells
+	default:
+		return time.Now().Add(w.t.e.cfg.KeepaliveInterval), false // not blindly again at once
+	}
 }
 
+// errVoided is an early end that did not happen: the candidate's key changed since the read
+// before the readings.
+var errVoided = errors.New("the candidate's key changed")
+
 // endEarly deletes the candidate's key (and the master record, if it is under its lease) at the
-// mod revision read before reading r, then revokes the lease.
-func (w *leaseWatch) endEarly(ctx context.Context, r reading) {
+// mod revision read before reading r, then revokes the lease. It returns errVoided when the key
+// changed meanwhile, and the store's error when the delete failed.
+func (w *leaseWatch) endEarly(ctx context.Context, r reading) error {
 	e := w.t.e
 	ours := clientv3.Compare(clientv3.LeaseValue(e.leaderKey), "=", w.id)
 	var resp *clientv3.TxnResponse
@@ -289,10 +300,10 @@ func (w *leaseWatch) endEarly(ctx context.Context, r reading) {
 	switch {
 	case err != nil:
 		w.t.log.Info("ending the master's lease early failed; reading it again", zap.String("candidate", w.key), zap.Error(err))
-		return
+		return err
 	case !resp.Succeeded:
 		w.t.log.Info("the master's key changed since it ran short (answered again, or gone); reading it again", zap.String("candidate", w.key))
-		return
+		return errVoided
 	}
 	if err := w.revokeLease(ctx); err != nil {
 		w.t.log.Info("revoking the lease of the master's deleted key failed; the store expires it", zap.String("candidate", w.key), zap.Error(err))
@@ -300,6 +311,7 @@ func (w *leaseWatch) endEarly(ctx context.Context, r reading) {
 	w.t.log.Info("the master had no renewal for its validity; ended its term without waiting for the lease's expiry",
 		zap.String("candidate", w.key), zap.String("lease", leaseHex(w.id)), zap.Duration("validity", w.validity),
 		zap.Int64("ttl-left-s", r.ttl), zap.Duration("since-reading", time.Since(r.recv)))
+	return nil
 }
 
 // revokeLease revokes the lease; one already gone counts as revoked.

@@ -262,3 +262,62 @@ func waitQueued(t *testing.T, admin *clientv3.Client, group string, n int64) {
 		}
 	}
 }
+
+// A master with headroom (TTL 1s) answered past its deadline marks its key before it holds on: cut
+// off until it lets go, then let through, it is master again in the same term and its key's mod
+// revision moved (which voids a backup's early end prepared meanwhile). Cut off again, and its key
+// deleted meanwhile (as a backup's early end does), it is never master again in that term, and no
+// lease is left behind.
+func TestLateAnsweredMasterMarksItsKey(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := adminClient(t, srv)
+	a, p := proxied(t, srv, "late", "a")
+	a.Wait(t, settle, "Master", lastIs(election.Master))
+	term := a.Last().Term
+	key, lease := candidateKey(t, admin, "late", "a")
+	modRev := func() int64 {
+		t.Helper()
+		r, err := admin.Get(opCtx(t), key)
+		if err != nil || len(r.Kvs) != 1 {
+			t.Fatalf("a's key: %v, %v", r, err)
+		}
+		return r.Kvs[0].ModRevision
+	}
+	before := modRev()
+
+	p.Block()
+	a.Wait(t, settle, "Fault past the deadline", lastIs(election.Fault))
+	p.Unblock() // the lease (2s) is still alive
+	a.Wait(t, settle, "Master again", func(st []electiontest.Stamped) bool {
+		l := st[len(st)-1]
+		return l.Role == election.Master && l.Term == term
+	})
+	if after := modRev(); after <= before {
+		t.Fatalf("a holds on after a late answer without marking its key (mod revision %d, was %d)", after, before)
+	}
+
+	p.Block()
+	a.Wait(t, settle, "Fault past the deadline", func(st []electiontest.Stamped) bool {
+		return st[len(st)-1].Role == election.Fault
+	})
+	if _, err := admin.Delete(opCtx(t), key); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	p.Unblock()
+	a.Wait(t, settle, "Master in a new term", func(st []electiontest.Stamped) bool {
+		l := st[len(st)-1]
+		return l.Role == election.Master && l.Term > term
+	})
+	// Whichever saw the deletion first (the late answer's touch, or the master's watch on its key,
+	// which requeues under the same lease), no lease is left behind: only the one of a's new key.
+	_, now := candidateKey(t, admin, "late", "a")
+	if ls, err := admin.Leases(opCtx(t)); err != nil || len(ls.Leases) != 1 || ls.Leases[0].ID != now {
+		t.Errorf("leases %v (%v), want only a's current %x (the old was %x)", ls, err, now, lease)
+	}
+	for _, s := range a.States() {
+		if s.Role == election.Master && s.Term == term && s.At.After(deleted) {
+			t.Errorf("a master again in term %d at %v, after its key was deleted", term, s.At.Sub(deleted))
+		}
+	}
+}

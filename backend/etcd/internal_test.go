@@ -332,9 +332,15 @@ func TestMarkedKeyVoidsAnEarlyEnd(t *testing.T) {
 	c := wrap(cli, time.Second, me.log)
 	key := me.keyOf(l)
 	val := election.Candidate{Node: "m", Priority: election.DefaultPriority, Validity: time.Second}.Marshal()
-	if _, err := cli.Put(ctx, key, string(val), clientv3.WithLease(g.ID)); err != nil {
+	// Not queued yet: nothing a backup could end, so a late answer holds on.
+	if err := me.touch(ctx, c, l, me.log); err != nil {
+		t.Fatalf("touch without an election key = %v, want nil", err)
+	}
+	put, err := cli.Put(ctx, key, string(val), clientv3.WithLease(g.ID))
+	if err != nil {
 		t.Fatal(err)
 	}
+	l.keyRev.Store(put.Header.Revision) // queued
 	bcfg := cfg
 	bcfg.Name = "b"
 	be, err := New(bcfg, zaptest.NewLogger(t))
@@ -380,8 +386,8 @@ func TestMarkedKeyVoidsAnEarlyEnd(t *testing.T) {
 		t.Fatalf("touch of a live key = %v", err)
 	}
 	runShort()
-	if _, reread := w.step(ctx); !reread {
-		t.Fatal("a reading under the headroom did not end the wait")
+	if next, reread := w.step(ctx); reread || next.IsZero() {
+		t.Fatalf("step = %v, %v after a voided early end; want another reading", next, reread)
 	}
 	if !exists() {
 		t.Fatal("the backup deleted a key its master marked after the backup's read: an early end not voided")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -31,6 +32,10 @@ type lease struct {
 	id       clientv3.LeaseID
 	ttl      time.Duration // as granted: validity + headroom
 	validity time.Duration // the configured TTL: deadlines fall that long after a keepalive's send, less Margin
+
+	// keyRev is the create revision of the election key the candidacy believes it has (term.rev),
+	// 0 while it has none; the term sets it, touch reads it.
+	keyRev atomic.Int64
 
 	mu       sync.Mutex
 	deadline time.Time // fencing.Deadline of the last acknowledged keepalive
@@ -91,10 +96,11 @@ func (e *Elector) validity() time.Duration {
 }
 
 // grant asks for a lease of the configured TTL plus headroom. It returns a *TTLError (and revokes
-// the lease) when the store grants another TTL, or when the configured TTL is below the store's
-// minimum (which headroom would otherwise hide).
+// the lease) when the store grants another TTL, or, before the first lease, when the configured
+// TTL is below the store's minimum (which headroom would otherwise hide; learnt later, it is logged:
+// Run does not end a working candidacy for it).
 func (e *Elector) grant(ctx context.Context, c *conn) (*lease, error) {
-	if m := e.minTTL; m > e.cfg.TTL {
+	if m := e.minTTL; m > e.cfg.TTL && e.leases == 0 {
 		return nil, &TTLError{Requested: e.cfg.TTL, Granted: m}
 	}
 	ttl := int64((e.cfg.TTL + headroom(e.cfg.TTL)) / time.Second)
@@ -112,8 +118,9 @@ func (e *Elector) grant(ctx context.Context, c *conn) (*lease, error) {
 			_, err := cli.Revoke(ctx, resp.ID) // best effort: it would expire anyway
 			return err
 		})
-		return nil, &TTLError{Requested: e.cfg.TTL, Granted: time.Duration(resp.TTL)*time.Second - headroom(e.cfg.TTL)}
+		return nil, &TTLError{Requested: e.cfg.TTL, Granted: time.Duration(resp.TTL) * time.Second}
 	}
+	e.leases++
 	l := &lease{id: resp.ID, ttl: time.Duration(resp.TTL) * time.Second, validity: e.cfg.TTL, renewed: make(chan struct{}, 1)}
 	l.deadline = fencing.Deadline(sent, l.validity, e.cfg.Margin)
 	return l, nil
@@ -141,12 +148,20 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 		}
 		sent := time.Now()
 		ttl, err := r.renew(ctx, e.cfg.KeepaliveInterval)
+		rtt := time.Since(sent)
+		if err == nil && l.ttl > l.validity && !time.Now().Before(l.Deadline()) {
+			// Answered after the deadline: the store may have gone the validity without a renewal,
+			// and a backup may be ending the lease (expiry.go). Touch the key before holding on.
+			err = e.touch(ctx, c, l, log)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, rpctypes.ErrLeaseNotFound): // also a TTL <= 0 answer
 			log.Warn("etcd says the lease is gone", zap.Error(err))
 			return errLeaseLost
+		case errors.Is(err, errLeaseLapsed):
+			return err
 		case err != nil:
 			if !failing {
 				log.Warn("lease keepalive failed; renewing on", zap.Error(err))
@@ -158,17 +173,6 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 			}
 			continue
 		}
-		if l.ttl > l.validity && !time.Now().Before(l.Deadline()) {
-			// Answered after the deadline: the store may have gone the validity without a renewal,
-			// and a backup may be ending the lease (expiry.go). Touch the key before holding on.
-			if err := e.touch(ctx, c, l, log); err != nil {
-				if errors.Is(err, errLeaseLapsed) {
-					return err
-				}
-				continue // the store did not answer: touch again after the next keepalive
-			}
-		}
-		rtt := time.Since(sent)
 		if e.cfg.OnRTT != nil {
 			e.cfg.OnRTT(rtt)
 		}
@@ -194,8 +198,10 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 // touch marks this lease's election key after a keepalive that was answered past the deadline: a
 // put that keeps value and lease but moves the key's mod revision, which voids a backup's pending
 // early end of the lease (expiry.go: the backup deletes the key only at the mod revision it read
-// before it saw the lease run out). It returns errLeaseLapsed when the key is gone: a backup ended
-// the lease, or this candidate has none yet, and this lease must not be held again either way.
+// before it saw the lease run out). A key that is gone while the candidacy believes it queued
+// (l.keyRev) was ended by a backup: touch returns errLeaseLapsed, and this lease must not be held
+// again. A candidacy with no key (not queued yet, in maintenance, pausing after a yield) has
+// nothing a backup could end, and holds on.
 func (e *Elector) touch(ctx context.Context, c *conn, l *lease, log *zap.Logger) error {
 	key := e.keyOf(l)
 	var resp *clientv3.TxnResponse
@@ -210,6 +216,8 @@ func (e *Elector) touch(ctx context.Context, c *conn, l *lease, log *zap.Logger)
 	case err != nil:
 		log.Warn("keepalive answered past the deadline, but marking the election key failed; not holding on yet", zap.Error(err))
 		return err
+	case !resp.Succeeded && l.keyRev.Load() == 0:
+		return nil // not queued: no key to end
 	case !resp.Succeeded:
 		log.Warn("keepalive answered past the deadline, and the election key is gone; campaigning with a new lease", zap.String("key", key))
 		return errLeaseLapsed

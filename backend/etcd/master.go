@@ -244,7 +244,7 @@ func (m *mastership) renewed(ctx context.Context) error {
 // node is a backup and campaigns again with the same lease.
 func (m *mastership) deposed(why error) error {
 	m.log.Warn("deposed", zap.Error(why))
-	m.t.rev = 0
+	m.t.setRev(0)
 	m.t.e.offerBackup(why.Error())
 	return nil
 }
@@ -321,7 +321,7 @@ func (t *term) writeRecord(ctx context.Context, rec election.Record, extra ...cl
 	}
 	if !resp.Succeeded {
 		t.log.Warn("election key gone before the master record was written", zap.String("key", t.key))
-		t.rev = 0
+		t.setRev(0)
 		return nil, permanent(errKeyGone)
 	}
 	return resp, nil
