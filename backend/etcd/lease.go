@@ -86,6 +86,14 @@ func headroom(ttl time.Duration) time.Duration {
 	return 0
 }
 
+// Headroom returns how much longer than ttl the elector asks for its leases (see headroom): a
+// second below 3s, where the backup first in line ends a dead master's term once the store shows
+// the lease unrenewed for ttl, reading every EarlyEndReading; 0 from 3s on.
+func Headroom(ttl time.Duration) time.Duration { return headroom(ttl) }
+
+// EarlyEndReading is how often the backup first in line reads a lease with headroom.
+const EarlyEndReading = fastReading
+
 // validity is the Validity this elector's candidates publish: the TTL when its leases have
 // headroom, else 0 (the lease's own TTL).
 func (e *Elector) validity() time.Duration {

@@ -181,8 +181,13 @@ func explainTimeline(in explainInput) Explanation {
 			ex.Warnings = append(ex.Warnings, fmt.Sprintf("a master holds as little as TTL - margin - keepalive = %s of validity: a stall that long drops the VIPs for a moment (same term, no failover)", ms(wv)))
 		}
 		crash = T + etcdLessorScan + promote
-		add(ExplainItem{Key: "crash", What: "node crash -> takeover", Bound: crash,
-			Formula: fmt.Sprintf("TTL %s (the store expires the lease; its last renewal came before the crash) + etcd lessor scan %s + %s", ms(T), ms(etcdLessorScan), promoteF)})
+		crashF := fmt.Sprintf("TTL %s (the store expires the lease; its last renewal came before the crash) + etcd lessor scan %s + %s", ms(T), ms(etcdLessorScan), promoteF)
+		if h := etcd.Headroom(T); h > 0 {
+			crash = T + etcd.EarlyEndReading + promote
+			crashF = fmt.Sprintf("TTL %s (the master's validity; its last renewal came before the crash) + a reading every %s (the backup first in line ends the term once the store shows the lease unrenewed that long: leases get %s of headroom) + %s; were no backup reading, the store would expire the lease %s + lessor scan %s later",
+				ms(T), ms(etcd.EarlyEndReading), ms(h), promoteF, ms(h), ms(etcdLessorScan))
+		}
+		add(ExplainItem{Key: "crash", What: "node crash -> takeover", Bound: crash, Formula: crashF})
 		explainKillStop(&ex, in, crash, promote, promoteF, "revokes the dead daemon's lease", "revokes its lease")
 		hold := T - m
 		add(ExplainItem{Key: "hold-after-loss", What: "longest an old master holds the VIPs after losing the store", Bound: hold,

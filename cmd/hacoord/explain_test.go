@@ -44,12 +44,12 @@ func TestExplainEtcdArithmetic(t *testing.T) {
 	}{
 		// etcd's defaults (election timeout 1s): README's table.
 		{"2s", 2 * time.Second, etcd.Timing{ElectionTimeout: time.Second, MinTTL: 2 * time.Second},
-			2810 * time.Millisecond, 1800 * time.Millisecond, 2100 * time.Millisecond, false, "up to 2.1s - 1.3s + the promote path (conflict probe 60ms + takeover slack 250ms) = 1.11s", "no kernel lifetime", "--lease-ttl 4s would"},
+			2360 * time.Millisecond /* TTL + a 50ms reading (headroom) + probe 60ms + slack */, 1800 * time.Millisecond, 2100 * time.Millisecond, false, "up to 2.1s - 1.3s + the promote path (conflict probe 60ms + takeover slack 250ms) = 1.11s", "no kernel lifetime", "--lease-ttl 4s would"},
 		{"4s", 4 * time.Second, etcd.Timing{ElectionTimeout: time.Second, MinTTL: 2 * time.Second},
 			4810 * time.Millisecond, 3600 * time.Millisecond, 2100 * time.Millisecond, true, "", "= 2s", ""},
 		// Issue 14's fast profile: election timeout 500ms, TTL 1s.
 		{"1s fast", time.Second, etcd.TimingFromMinTTL(time.Second),
-			1810 * time.Millisecond, 900 * time.Millisecond, 2*666666666 + 100*time.Millisecond, false, "", "no kernel lifetime", "--lease-ttl 3s would"},
+			1360 * time.Millisecond, 900 * time.Millisecond, 2*666666666 + 100*time.Millisecond, false, "", "no kernel lifetime", "--lease-ttl 3s would"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			in := common(explainInput{backend: backendEtcd, ttl: c.ttl, margin: fencing10(c.ttl), keepalive: c.ttl / 4, etcd: c.tm})
@@ -85,12 +85,12 @@ func TestExplainEtcdArithmetic(t *testing.T) {
 	// Without the guard, or with VIPs on two devices, nothing ends a killed daemon's candidacy.
 	in := common(explainInput{backend: backendEtcd, ttl: 2 * time.Second, margin: 200 * time.Millisecond, keepalive: 500 * time.Millisecond, etcd: assumedEtcdTiming})
 	in.guard = false
-	if ex := explainTimeline(in); item(t, ex, "kill").Bound != 2810*time.Millisecond || !strings.Contains(strings.Join(ex.Warnings, "\n"), "--fence-guard=false") {
-		t.Errorf("kill without the guard %v (warnings %q), want the crash bound 2.81s and a warning: no lifetime at 2s", item(t, ex, "kill").Bound, ex.Warnings)
+	if ex := explainTimeline(in); item(t, ex, "kill").Bound != 2360*time.Millisecond || !strings.Contains(strings.Join(ex.Warnings, "\n"), "--fence-guard=false") {
+		t.Errorf("kill without the guard %v (warnings %q), want the crash bound 2.36s and a warning: no lifetime at 2s", item(t, ex, "kill").Bound, ex.Warnings)
 	}
 	in.guard, in.guardEnds = true, false
-	if got := item(t, explainTimeline(in), "kill").Bound; got != 2810*time.Millisecond {
-		t.Errorf("kill with two devices %v, want the crash bound 2.81s", got)
+	if got := item(t, explainTimeline(in), "kill").Bound; got != 2360*time.Millisecond {
+		t.Errorf("kill with two devices %v, want the crash bound 2.36s", got)
 	}
 	// --conflict off and a fence hook move the takeover path.
 	in.guardEnds, in.probe, in.fenceHook = true, 0, 5*time.Second
@@ -228,7 +228,7 @@ func TestExplainReadsStoreTiming(t *testing.T) {
 	})
 	t.Run("unreachable", func(t *testing.T) {
 		ex := explain(t, "--backend", "etcd", "--endpoints", "http://127.0.0.1:1", "--timeout", "300ms")
-		if !strings.Contains(ex.Store, "assuming etcd's defaults") || item(t, ex, "crash").Bound != 2810*time.Millisecond {
+		if !strings.Contains(ex.Store, "assuming etcd's defaults") || item(t, ex, "crash").Bound != 2360*time.Millisecond {
 			t.Errorf("store %q crash %v: want the defaults assumed", ex.Store, item(t, ex, "crash").Bound)
 		}
 	})
