@@ -167,19 +167,29 @@ func (w *leaseWatch) step(ctx context.Context) (next time.Time, reread bool) {
 	}
 	zero := *w.zero
 	w.zero = nil
-	term, _, ok, err := w.leaderTerm(ctx)
-	switch {
-	case err != nil:
-		return time.Now().Add(w.t.e.cfg.KeepaliveInterval), false
-	case !ok:
-		return time.Time{}, true
-	case term != w.term || w.epoch.Err() != nil:
-		w.t.log.Info("the store's leader changed while the master's lease ran out; reading it again",
-			zap.Uint64("raft-term", w.term), zap.Uint64("now", term))
-		return time.Now(), false
+	if next, reread, ok := w.confirmLeader(ctx, "ran out"); !ok {
+		return next, reread
 	}
 	w.revoke(ctx, zero)
 	return time.Time{}, true
+}
+
+// confirmLeader is the read after a reading: ok when it reports the raft term of the read before
+// it, on the same endpoint (the same leader answered throughout); otherwise it returns what the
+// step does instead (read again later, or read the queue again: the key is gone).
+func (w *leaseWatch) confirmLeader(ctx context.Context, what string) (next time.Time, reread, ok bool) {
+	term, _, found, err := w.leaderTerm(ctx)
+	switch {
+	case err != nil:
+		return time.Now().Add(w.t.e.cfg.KeepaliveInterval), false, false
+	case !found:
+		return time.Time{}, true, false
+	case term != w.term || w.epoch.Err() != nil:
+		w.t.log.Info("the store's leader changed while the master's lease "+what+"; reading it again",
+			zap.Uint64("raft-term", w.term), zap.Uint64("now", term))
+		return time.Now(), false, false
+	}
+	return time.Time{}, false, true
 }
 
 // startSeries frames a first TTL 0 reading with a linearizable read before it (see above).
@@ -256,19 +266,10 @@ func (w *leaseWatch) headroomStep(ctx context.Context, r reading) (next time.Tim
 		// Under h seconds left no earlier than (ttl - h)s after this reading was sent.
 		return r.sent.Add(max(time.Duration(r.ttl-h)*time.Second, fastReading)), false
 	}
-	term, _, ok, err := w.leaderTerm(ctx)
-	switch {
-	case err != nil:
-		return time.Now().Add(w.t.e.cfg.KeepaliveInterval), false
-	case !ok:
-		return time.Time{}, true
-	case term != w.term || w.epoch.Err() != nil:
-		w.pre = false
-		w.t.log.Info("the store's leader changed while the master's lease ran short; reading it again",
-			zap.Uint64("raft-term", w.term), zap.Uint64("now", term))
-		return time.Now(), false
-	}
 	w.pre = false // whatever happens, the next readings need a new read before them
+	if next, reread, ok := w.confirmLeader(ctx, "ran short"); !ok {
+		return next, reread
+	}
 	switch w.endEarly(ctx, r) {
 	case nil:
 		return time.Time{}, true
