@@ -180,9 +180,10 @@ func (t *term) putKey(ctx context.Context) error {
 
 // waitDelete waits until pred, the candidate ahead, may be gone or lead: its DELETE event (any
 // DELETE in the queue while pred does not lead), a watch that broke or moved to another endpoint,
-// or recheckEvery without news (a watch that broke without saying so costs at most that). When pred leads the queue, it also follows pred's lease and
-// revokes it once the store shows it expired (see expiry.go). It returns nil then, for the caller
-// to read again; errIneligible or ctx's cause otherwise. A yield asked of a backup is void.
+// or recheckEvery without news (a watch that broke without saying so costs at most that). When
+// pred leads the queue, it also follows pred's lease and ends it once the store shows it expired,
+// or unrenewed for pred's validity (see expiry.go). It returns nil then, for the caller to read
+// again; errIneligible or ctx's cause otherwise. A yield asked of a backup is void.
 func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
 	// Behind a candidate that does not lead, watch the whole queue: when the keys ahead of pred go,
 	// pred leads, and this candidate is first in line and follows its lease (a restarted node that
@@ -226,7 +227,7 @@ func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
 			}
 			if err := wr.Err(); err != nil {
 				t.c.failed(ep, err)
-				t.log.Info("watch on the candidate ahead broke; reading again", zap.String("key", pred.key), zap.Error(err))
+				t.log.Info("watch on the candidate ahead broke; reading again", zap.String("watched", key), zap.Error(err))
 				return nil
 			}
 			for _, ev := range wr.Events {

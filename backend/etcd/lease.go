@@ -21,10 +21,10 @@ import (
 // that ends a lease's candidacy other than giving it up on purpose.
 var errLeaseLost = errors.New("lease lost")
 
-// errLeaseLapsed ends a lease with headroom whose deadline passed while the same store leader was
-// in office: a backup may have ended it early (see expiry.go), so the master must not hold again
-// with it, even though the store answered a later keepalive.
-var errLeaseLapsed = errors.New("lease lapsed under the same store leader: a backup may end it early")
+// errLeaseLapsed ends a lease with headroom whose keepalive was answered past the deadline while
+// its election key was gone: a backup ended its term early (see expiry.go), so the candidacy must
+// not hold again with it, even though the store renewed it.
+var errLeaseLapsed = errors.New("lease answered past its deadline, its election key gone: a backup ended the term")
 
 // lease is one etcd lease of the elector and the self-fencing deadline its acknowledged keepalives
 // give. Its keepalive loop is its only writer; any goroutine may read.
@@ -155,7 +155,7 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 		case <-t.C:
 		}
 		sent := time.Now()
-		ttl, err := r.renew(ctx, e.cfg.KeepaliveInterval)
+		_, err := r.renew(ctx, e.cfg.KeepaliveInterval) // the deadline follows the validity, not the TTL answered
 		rtt := time.Since(sent)
 		if err == nil && l.ttl > l.validity && !time.Now().Before(l.Deadline()) {
 			// Answered after the deadline: the store may have gone the validity without a renewal,
@@ -190,10 +190,6 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 		if recovered {
 			log.Info("lease keepalive answered again", zap.Duration("round-trip", rtt), zap.Bool("after-failures", failing))
 			failing = false
-		}
-		if ttl != l.ttl {
-			log.Warn("etcd renewed the lease with another TTL than granted; keeping the granted one",
-				zap.Duration("granted", l.ttl), zap.Duration("renewed", ttl))
 		}
 		l.renew(fencing.Deadline(sent, l.validity, e.cfg.Margin), recovered)
 		if overdue {
