@@ -68,27 +68,33 @@ type Coordinator struct {
 	mu       sync.Mutex
 	status   Status
 	onChange []func(Status)
-	lastTurn time.Time // when the Run loop last went round (LastTurn)
+	lastTurn time.Time // when the Run loop last began waiting or handling (LastTurn)
+	waiting  bool      // the Run loop waits for its next event
 }
 
-// TurnInterval is how often an idle Coordinator loop goes round at least, to prove it is not wedged
-// (LastTurn).
+// TurnInterval is the unit of the daemon's wedge checks: a loop busy with one event for a few
+// TurnIntervals is stuck (LastTurn).
 const TurnInterval = time.Second
 
-// LastTurn returns when the Run loop last went round: it goes round on every State, deadline and at
-// least every TurnInterval, so a LastTurn older than a few TurnIntervals means the loop is wedged
-// (stuck in an Action). The zero Time before Run. For the systemd watchdog and /healthz. Safe from
-// any goroutine.
+// LastTurn returns when the Run loop was last seen able to go round: now while it waits for its
+// next event (a State, a deadline, a preparation's end, shutdown: it takes each as it comes), else
+// when it began handling the one at hand. So a LastTurn older than a few TurnIntervals means the
+// loop is wedged (stuck in an Action), and an idle loop needs no timer of its own to prove it is
+// not. The zero Time before Run. For the systemd watchdog and /healthz. Safe from any goroutine.
 func (c *Coordinator) LastTurn() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.waiting {
+		return time.Now()
+	}
 	return c.lastTurn
 }
 
-func (c *Coordinator) turned() {
+// turned records that the loop begins to wait for its next event (waiting) or to handle one.
+func (c *Coordinator) turned(waiting bool) {
 	now := time.Now()
 	c.mu.Lock()
-	c.lastTurn = now
+	c.lastTurn, c.waiting = now, waiting
 	c.mu.Unlock()
 }
 
@@ -148,16 +154,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	r := &run{c: c, timer: time.NewTimer(time.Hour)}
 	r.timer.Stop()
 	defer r.timer.Stop()
-	turn := time.NewTicker(TurnInterval)
-	defer turn.Stop()
+	defer c.turned(false) // a stopped loop is waiting for nothing
 	for {
-		c.turned()
+		c.turned(true)
 		select {
-		case <-turn.C:
 		case err := <-r.prepared():
+			c.turned(false)
 			r.finishPrepare(ctx, err)
 			r.report()
 		case <-ctx.Done():
+			c.turned(false)
 			r.stopPrepare("shutdown")
 			r.demote(ctx, "shutdown")
 			r.report()
@@ -172,6 +178,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 				}
 			}
 		case err := <-done:
+			c.turned(false)
 			r.drain(out)
 			r.stopPrepare("elector stopped")
 			r.demote(ctx, "elector stopped")
@@ -181,10 +188,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("election: elector: %w", err)
 		case <-out.Ready():
+			c.turned(false)
 			// Acknowledged after handle: after the demote, if s asked for one, so the Elector may
 			// resign then.
 			out.TakeAll(func(s State) { r.handle(ctx, s) })
 		case <-r.timer.C:
+			c.turned(false)
 			r.fence(ctx)
 			r.report()
 		}

@@ -373,3 +373,64 @@ func TestOnChangeAfterActing(t *testing.T) {
 		}
 	})
 }
+
+// blockingAction's Promote waits until release is closed.
+type blockingAction struct{ release chan struct{} }
+
+func (a *blockingAction) Promote(ctx context.Context, s State) error {
+	select {
+	case <-a.release:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+func (a *blockingAction) Demote(ctx context.Context, s State) error { return nil }
+
+// An idle loop counts as turning now, with no timer of its own: it waits for its next event and
+// takes it as it comes. A loop stuck in an Action shows when it began handling the event, so a
+// watchdog sees it wedged.
+func TestLastTurnIdleAndWedged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		el := newScripted(rec)
+		act := &blockingAction{release: make(chan struct{})}
+		co, err := NewCoordinator(el, []Action{act}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !co.LastTurn().IsZero() {
+			t.Fatalf("LastTurn before Run = %v, want zero", co.LastTurn())
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- co.Run(ctx) }()
+
+		el.in <- State{Role: Backup, Reason: "campaigning"}
+		synctest.Wait()
+		time.Sleep(time.Minute) // idle: no State, no deadline
+		synctest.Wait()
+		if since := time.Since(co.LastTurn()); since != 0 {
+			t.Fatalf("idle loop last turned %v ago, want now", since)
+		}
+
+		el.in <- master(5, time.Hour) // Promote blocks
+		synctest.Wait()
+		began := time.Now()
+		time.Sleep(5 * TurnInterval)
+		synctest.Wait()
+		if got := co.LastTurn(); !got.Equal(began) {
+			t.Fatalf("loop stuck in Promote: LastTurn %v, want when it began handling (%v)", got, began)
+		}
+
+		close(act.release)
+		synctest.Wait()
+		if since := time.Since(co.LastTurn()); since != 0 {
+			t.Fatalf("loop back to waiting last turned %v ago, want now", since)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}

@@ -32,7 +32,7 @@ import (
 const defaultMetricsAddress = "127.0.0.1:9732"
 
 // healthStall is how old an instance's Coordinator.LastTurn may be before /healthz reports the
-// loop wedged: three turns missed.
+// loop wedged: busy with one event for three TurnIntervals.
 const healthStall = 3 * election.TurnInterval
 
 var instanceLabels = []string{"group", "instance"}

@@ -31,9 +31,9 @@ type namedLoop struct {
 	loop loopWatch
 }
 
-// wedgedAfter is how long a Coordinator loop may go without turning before the watchdog pings
-// stop: it turns at least every election.TurnInterval, so three missed turns mean it is stuck in
-// an Action. systemd restarts the daemon once WatchdogSec passes without a ping, and the fence
+// wedgedAfter is how long a Coordinator loop may be busy with one event (LastTurn: an idle loop
+// counts as turning now) before the watchdog pings stop: three election.TurnIntervals mean it is
+// stuck in an Action. systemd restarts the daemon once WatchdogSec passes without a ping, and the fence
 // guard then removes the VIPs of the dead daemon; WatchdogSec must exceed the longest legitimate
 // stall (a Demote is bounded by election.DemoteTimeout, a Promote by the lease's validity).
 const wedgedAfter = 3 * election.TurnInterval
