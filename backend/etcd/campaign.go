@@ -180,7 +180,8 @@ func (t *term) putKey(ctx context.Context) error {
 
 // waitDelete waits until pred, the candidate ahead, may be gone or lead: its DELETE event (any
 // DELETE in the queue while pred does not lead), a watch that broke or moved to another endpoint,
-// or recheckEvery without news (a watch that broke without saying so costs at most that). When
+// or a recheck due without news (recheckEvery, once the store moved past rev: a watch that broke
+// without saying so costs at most that). When
 // pred leads the queue, it also follows pred's lease and ends it once the store shows it expired,
 // or unrenewed for pred's validity (see expiry.go). It returns nil then, for the caller to read
 // again; errIneligible or ctx's cause otherwise. A yield asked of a backup is void.
@@ -195,7 +196,7 @@ func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
 	}
 	ep, wch, stop := t.c.watch(ctx, key, opts...)
 	defer stop()
-	recheck := time.NewTimer(t.recheckEvery())
+	recheck := t.newRecheck(rev)
 	defer recheck.Stop()
 	var lw *leaseWatch
 	var lwc <-chan time.Time // lw's next reading
@@ -209,7 +210,11 @@ func (t *term) waitDelete(ctx context.Context, pred ahead, rev int64) error {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-recheck.C:
+		case <-recheck.C():
+			if recheck.Fired() {
+				return nil
+			}
+		case <-recheck.Past:
 			return nil
 		case <-lwc:
 			if lw.check(ctx) {
@@ -247,13 +252,63 @@ func (t *term) setRev(rev int64) {
 }
 
 // recheckEvery is how often a candidate reads again what it watches (the candidate ahead, its own
-// key) even though the watch is quiet: once per TTL (the validity, for a lease with headroom), one
-// small read per candidate.
+// key, the master's queue) even though the watch is quiet, provided the store changed (see
+// recheck): once per TTL (the validity, for a lease with headroom), one small read per candidate.
 func (t *term) recheckEvery() time.Duration {
 	if t.l.validity > 0 {
 		return t.l.validity
 	}
 	return t.l.ttl
+}
+
+// recheck paces the reads a candidate makes again, though its watch is quiet, of what it watches:
+// they guard against a watch that broke without saying so. A recheck falls due recheckEvery after
+// the read it follows, at store revision rev, but not before an acknowledged keepalive reports the
+// store past rev (lease.revisionPast): at an unchanged revision a read can only find what the last
+// one found, so a store that stands still, as under an idle master, is not read at all. The bound
+// stays recheckEvery: a change made after the read shows in the first keepalive answered after it,
+// at most a KeepaliveInterval (shorter than recheckEvery) later, so the recheck falls due at
+// recheckEvery after the read or at that answer, whichever is later, within recheckEvery of the
+// change. A candidate whose keepalives go unanswered rechecks nothing, as a read would fail too;
+// a master then lets go at its deadline and confirms its key before it holds again (renewed).
+//
+// A recheck is used by the goroutine that made it; select on C and Past, and call Fired when C
+// fires, Stop when done.
+type recheck struct {
+	l     *lease
+	rev   int64
+	timer *time.Timer
+	// Past is nil until the timer fired with the store still at rev; then it is closed once a
+	// keepalive reports a later revision.
+	Past   <-chan struct{}
+	unwait func()
+}
+
+// newRecheck starts the pacing of a recheck after a read at revision rev.
+func (t *term) newRecheck(rev int64) *recheck {
+	return &recheck{l: t.l, rev: rev, timer: time.NewTimer(t.recheckEvery()), unwait: func() {}}
+}
+
+// C fires when recheckEvery has passed.
+func (r *recheck) C() <-chan time.Time { return r.timer.C }
+
+// Fired handles C and reports whether the recheck is due now (the store moved past rev); if not,
+// Past is set to be closed when it does.
+func (r *recheck) Fired() bool {
+	past, unwait := r.l.revisionPast(r.rev)
+	select {
+	case <-past:
+		return true
+	default:
+	}
+	r.Past, r.unwait = past, unwait
+	return false
+}
+
+// Stop stops the timer and gives up Past.
+func (r *recheck) Stop() {
+	r.timer.Stop()
+	r.unwait()
 }
 
 // pause waits d, or less: until wake fires (nil: never), eligibility is withdrawn (errIneligible)

@@ -41,6 +41,16 @@ type lease struct {
 	deadline time.Time // fencing.Deadline of the last acknowledged keepalive
 	contact  uint64    // times renewals recovered after failing (State.Contact)
 	renewed  chan struct{}
+	// rev is the store revision in the header of the last acknowledged keepalive (0: none yet);
+	// past are the channels revisionPast handed out, each closed once rev passes its revision.
+	rev  int64
+	past map[*revWaiter]struct{}
+}
+
+// revWaiter is one revisionPast channel and the revision it waits to see passed.
+type revWaiter struct {
+	rev int64
+	ch  chan struct{}
 }
 
 // Deadline returns the current self-fencing deadline.
@@ -60,7 +70,9 @@ func (l *lease) Contact() uint64 {
 // Renewed is signalled (capacity 1) after every acknowledged keepalive.
 func (l *lease) Renewed() <-chan struct{} { return l.renewed }
 
-func (l *lease) renew(deadline time.Time, recovered bool) {
+// renew records an acknowledged keepalive: its deadline, whether it recovered contact, and the
+// store revision its answer reported (0: none), closing the revisionPast channels it passes.
+func (l *lease) renew(deadline time.Time, recovered bool, rev int64) {
 	l.mu.Lock()
 	if deadline.After(l.deadline) {
 		l.deadline = deadline
@@ -68,10 +80,44 @@ func (l *lease) renew(deadline time.Time, recovered bool) {
 	if recovered {
 		l.contact++
 	}
+	if rev > l.rev {
+		l.rev = rev
+		for w := range l.past {
+			if rev > w.rev {
+				close(w.ch)
+				delete(l.past, w)
+			}
+		}
+	}
 	l.mu.Unlock()
 	select {
 	case l.renewed <- struct{}{}:
 	default:
+	}
+}
+
+// revisionPast returns a channel that is closed once an acknowledged keepalive reports a store
+// revision above rev (at once if the last one did), and a function that gives the channel up.
+// Every write moves etcd's revision (a put, a delete, a lease's expiry deleting its keys; a
+// keepalive does not), so while it stays at rev, a read of anything would find what a read at rev
+// found. The revision is the answering member's: one that lags reports a change once it has applied
+// it, which a linearizable read through it waits for as well.
+func (l *lease) revisionPast(rev int64) (<-chan struct{}, func()) {
+	w := &revWaiter{rev: rev, ch: make(chan struct{})}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rev > rev {
+		close(w.ch)
+		return w.ch, func() {}
+	}
+	if l.past == nil {
+		l.past = map[*revWaiter]struct{}{}
+	}
+	l.past[w] = struct{}{}
+	return w.ch, func() {
+		l.mu.Lock()
+		delete(l.past, w)
+		l.mu.Unlock()
 	}
 }
 
@@ -191,7 +237,7 @@ func (e *Elector) keepalive(ctx context.Context, c *conn, l *lease, log *zap.Log
 			log.Info("lease keepalive answered again", zap.Duration("round-trip", rtt), zap.Bool("after-failures", failing))
 			failing = false
 		}
-		l.renew(fencing.Deadline(sent, l.validity, e.cfg.Margin), recovered)
+		l.renew(fencing.Deadline(sent, l.validity, e.cfg.Margin), recovered, r.rev)
 		if overdue {
 			overdue = false
 			e.setReachable(true)

@@ -124,9 +124,10 @@ func (m *mastership) planned(ctx context.Context, r request) error {
 
 // follow runs beside the master loop, owning the term's published priority while it runs: on
 // every change in the queue, every nudge (the priority may have changed: it publishes it again),
-// when a preempting candidate's delay passes and every TTL, it reads the queue and sends the node
-// to hand over to (preemptor) on handTo, once, then returns. A store failure sends nothing: the
-// next change or the TTL's recheck looks again. It returns when ctx ends.
+// when a preempting candidate's delay passes and every TTL if the store changed (recheck: a queue
+// watch that broke without saying so), it reads the queue and sends the node to hand over to
+// (preemptor) on handTo, once, then returns. A store failure sends nothing: the next change or the
+// TTL's recheck looks again. It returns when ctx ends.
 // rev is the term's create revision, from the revision to watch the queue from.
 func (m *mastership) follow(ctx context.Context, rev, from int64, nudge <-chan struct{}, handTo chan<- string) {
 	t := m.t
@@ -139,8 +140,12 @@ func (m *mastership) follow(ctx context.Context, rev, from int64, nudge <-chan s
 		t.queueWatch(ctx, from, changed)
 	}()
 	defer wg.Wait()
-	timer := time.NewTimer(t.recheckEvery())
-	defer timer.Stop()
+	re := t.newRecheck(0) // before the first read: due at recheckEvery
+	defer func() { re.Stop() }()
+	delay := time.NewTimer(time.Hour) // a preempting candidate's delay
+	delay.Stop()
+	defer delay.Stop()
+	var readRev int64 // of the last read that succeeded
 	for {
 		select {
 		case <-ctx.Done():
@@ -148,10 +153,19 @@ func (m *mastership) follow(ctx context.Context, rev, from int64, nudge <-chan s
 		case <-changed:
 		case <-nudge:
 			t.publishAt(ctx, rev)
-		case <-timer.C:
+		case <-re.C():
+			if !re.Fired() {
+				continue // the store stands still: nothing to read again yet
+			}
+		case <-re.Past:
+		case <-delay.C:
 		}
-		timer.Reset(t.recheckEvery())
 		v, err := readView(ctx, t.c, t.e.cfg.Group, t.e.cfg.KeepaliveInterval, t.log)
+		if err == nil {
+			readRev = v.rev
+		}
+		re.Stop()
+		re = t.newRecheck(readRev)
 		if err != nil {
 			continue
 		}
@@ -164,7 +178,7 @@ func (m *mastership) follow(ctx context.Context, rev, from int64, nudge <-chan s
 			return
 		}
 		if wait > 0 {
-			timer.Reset(wait)
+			delay.Reset(wait)
 		}
 	}
 }
@@ -364,7 +378,8 @@ func (t *term) confirm(ctx context.Context, rec election.Record) error {
 // a read that finds it missing or created again), or nil when ctx is done. A watch that breaks
 // (compacted, cancelled, moved to another endpoint) is followed by a read and a new watch from the
 // read's revision: a broken watch never deposes by itself. The key is read again every TTL even while
-// the watch is quiet, so a watch that broke without saying so costs at most that.
+// the watch is quiet, if the store changed meanwhile (recheck), so a watch that broke without saying
+// so costs at most that.
 // rev is the key's create revision (passed: the master loop writes t.rev when it gives up).
 func (t *term) watchOwnKey(ctx context.Context, rev int64) error {
 	failures := 0
@@ -395,16 +410,21 @@ func (t *term) watchOwnKey(ctx context.Context, rev int64) error {
 	return nil
 }
 
-// watchDelete watches key from rev until a DELETE (true), a broken watch (its error; nil for a
-// move to another endpoint), recheckEvery without news (nil), or ctx's end.
+// watchDelete watches key from rev (the revision after the read it follows) until a DELETE (true),
+// a broken watch (its error; nil for a move to another endpoint), a recheck due without news (nil:
+// recheckEvery passed and the store moved on since the read, see recheck), or ctx's end.
 func (t *term) watchDelete(ctx context.Context, key string, rev int64) (bool, error) {
 	ep, wch, stop := t.c.watch(ctx, key, clientv3.WithRev(rev))
 	defer stop()
-	recheck := time.NewTimer(t.recheckEvery())
+	recheck := t.newRecheck(rev - 1)
 	defer recheck.Stop()
 	for {
 		select {
-		case <-recheck.C:
+		case <-recheck.C():
+			if recheck.Fired() {
+				return false, nil
+			}
+		case <-recheck.Past:
 			return false, nil
 		case wr, ok := <-wch:
 			if !ok {

@@ -29,6 +29,9 @@ type renewer struct {
 	id    clientv3.LeaseID
 	pause time.Duration // between a broken stream and the next
 	s     *kaStream     // nil: none open
+	// rev is the store revision in the header of the last answer (the answering member's), 0
+	// before the first.
+	rev int64
 }
 
 // kaStream is one open LeaseKeepAlive stream and its reader.
@@ -121,6 +124,9 @@ func (r *renewer) once(ctx context.Context) (string, time.Duration, error) {
 			return ep, 0, clientv3.ContextError(ctx, res.err)
 		case res.resp.TTL <= 0:
 			return ep, 0, rpctypes.ErrLeaseNotFound
+		}
+		if h := res.resp.GetHeader(); h != nil {
+			r.rev = h.Revision
 		}
 		return ep, time.Duration(res.resp.TTL) * time.Second, nil
 	}
