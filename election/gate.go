@@ -46,6 +46,25 @@ type Gate struct {
 	checks   map[string]Check
 	eligible bool
 	priority int
+	onChange []func()
+}
+
+// OnChange registers f to be called after every change of a verdict (Set) and of the checks
+// (SetChecks), synchronously and with the Gate's lock held: f must be quick, must not block and
+// must not call back into the Gate. The daemon's status file hears of health changes this way
+// instead of looking for them on a timer. Safe from any goroutine; f hears of no change made
+// before it was registered.
+func (g *Gate) OnChange(f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.onChange = append(g.onChange, f)
+}
+
+// changedLocked calls the OnChange functions.
+func (g *Gate) changedLocked() {
+	for _, f := range g.onChange {
+		f()
+	}
 }
 
 // NewGate returns a Gate for elector over checks, and applies the initial states at once. base is
@@ -92,6 +111,7 @@ func (g *Gate) Set(name string, up bool) {
 		g.log.Warn("health check fails", zap.String("check", name))
 	}
 	g.applyLocked()
+	g.changedLocked()
 }
 
 // Eligible reports whether the node is currently a candidate, and the priority it advertises.

@@ -54,5 +54,6 @@ func (g *Gate) SetChecks(checks []Check) (added, removed []string, err error) {
 	slices.Sort(removed)
 	g.checks = maps.Clone(next)
 	g.applyLocked()
+	g.changedLocked()
 	return added, removed, nil
 }

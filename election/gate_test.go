@@ -113,3 +113,30 @@ func TestGateRejectsBadChecks(t *testing.T) {
 type plainElector struct{}
 
 func (plainElector) Run(context.Context, *Outbox) error { return nil }
+
+// OnChange hears of every verdict that changes and of every new list of checks, and of nothing
+// else (a repeated verdict, an unknown check).
+func TestGateOnChange(t *testing.T) {
+	g, err := NewGate(&gated{}, 100, []Check{{Name: "nginx", Up: true}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var told int
+	g.OnChange(func() { told++ })
+	g.Set("nginx", true) // no change
+	g.Set("unknown", false)
+	if told != 0 {
+		t.Fatalf("OnChange called %d times for no change, want 0", told)
+	}
+	g.Set("nginx", false)
+	g.Set("nginx", true)
+	if told != 2 {
+		t.Fatalf("OnChange called %d times for 2 verdict changes, want 2", told)
+	}
+	if _, _, err := g.SetChecks([]Check{{Name: "nginx", Up: true}, {Name: "eth0", Up: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if told != 3 {
+		t.Fatalf("OnChange called %d times after SetChecks, want 3", told)
+	}
+}

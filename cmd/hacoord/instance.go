@@ -190,6 +190,12 @@ func (in *instance) run(ctx context.Context) error {
 		in.hooks.watch(cs)
 	})
 	if write {
+		in.gate.OnChange(st.changed) // health verdicts, eligibility, priority
+		in.rl.mu.Lock()
+		in.rl.status = st.changed // a reload's VIPs, checks, IPVS services
+		in.rl.mu.Unlock()
+	}
+	if write {
 		helpers.Go(func() error { st.run(aux); return nil })
 	}
 

@@ -575,6 +575,7 @@ type instanceReload struct {
 	aux      context.Context    // their context
 	monStop  context.CancelFunc // stops the running Monitor's Run
 	monDone  chan struct{}      // closed when it has returned
+	status   func()             // tells the status file that a reload changed it (nil: no file)
 }
 
 // startReloadable starts the instance's health Monitor among run's helpers, so that a reload can
@@ -679,6 +680,9 @@ func (in *instance) reload(ctx context.Context, o *instancePlan, ic instanceChan
 		for _, nt := range in.hooks.replace(hk) {
 			in.rl.helpers.Go(func() error { return ignoreCanceled(nt.Run(in.rl.aux)) })
 		}
+	}
+	if in.rl.status != nil {
+		in.rl.status() // the VIPs, checks and IPVS services it lists
 	}
 	return nil
 }

@@ -58,10 +58,14 @@ type Status struct {
 	Fencing bool `json:"fencing,omitempty"`
 }
 
-// statusPoll is how often the status writer looks at what changes without telling it (health,
-// IPVS, the VIPs on the interface): in memory and one address listing, never a file write unless
-// something changed.
-const statusPoll = time.Second
+// statusPoll is how often the status writer looks at what changes without telling it: VIPs added
+// or removed on the interface by someone else, IPVS real-server health, split-brain alarms ageing
+// out, a VRRP peer's adverts. What matters most is told at once (changed): every Coordinator
+// change (role, term, promoted, fenced: the VIPs the daemon binds and unbinds itself) and every
+// health verdict (election.Gate.OnChange). Looking is in memory, never a file write unless
+// something changed; it used to be every second, which woke an idle daemon once a second for
+// nothing.
+const statusPoll = 10 * time.Second
 
 // statusWriter keeps the status file while the daemon runs and removes it at the end. It writes the
 // file when its content changes, and only then: at once when told (changed), and within statusPoll

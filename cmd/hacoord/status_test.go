@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/hacoord/hacoord/election"
 )
 
 // fakeState is what a statusWriter under test snapshots; block makes the snapshot hang (a wedged
@@ -59,7 +61,7 @@ func readStatus(t *testing.T, path string) Status {
 }
 
 // The status file is written when its content changes, not every second: at once when told, within
-// statusPoll of a change nobody told of (health, IPVS), and never for nothing.
+// statusPoll of a change nobody told of (a VIP removed by hand, IPVS health), and never for nothing.
 func TestStatusWrittenOnChangeOnly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "s.json")
@@ -89,11 +91,11 @@ func TestStatusWrittenOnChangeOnly(t *testing.T) {
 		}
 
 		changedAt := time.Now()
-		f.set(func(s *Status) { s.Eligible = true }) // a health check passed: nobody tells the writer
+		f.set(func(s *Status) { s.Eligible = true }) // nobody tells the writer
 		time.Sleep(statusPoll)
 		synctest.Wait()
 		if st := readStatus(t, path); !st.Eligible || st.Updated.Sub(changedAt) > statusPoll {
-			t.Fatalf("status %+v, want the health change within %v", st, statusPoll)
+			t.Fatalf("status %+v, want the untold change within %v", st, statusPoll)
 		}
 		cancel()
 		<-done
@@ -210,4 +212,42 @@ func processStopped(t *testing.T, pid int) bool {
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && (b[i+2] == 'T' || b[i+2] == 't')
+}
+
+// gateElector is an Elector a Gate can withdraw (the quorum backends).
+type gateElector struct{}
+
+func (gateElector) Run(context.Context, *election.Outbox) error { return nil }
+func (gateElector) SetEligible(bool)                            {}
+
+// A health verdict reaches the status file at once, told by the Gate (as the daemon wires it), with
+// no poll: the writer's timer never fires in this test.
+func TestStatusToldOfHealthChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, err := election.NewGate(gateElector{}, 100, []election.Check{{Name: "nginx", Up: true}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "s.json")
+		snap := func() Status {
+			eligible, _ := g.Eligible()
+			return Status{Role: "master", Eligible: eligible, Checks: g.Verdicts(), BoundVIPs: []string{}}
+		}
+		w := newStatusWriter(path, snap, zap.NewNop())
+		g.OnChange(w.changed)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { w.run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		synctest.Wait()
+		if st := readStatus(t, path); !st.Eligible || !st.Checks["nginx"] {
+			t.Fatalf("first status %+v, want eligible, nginx passing", st)
+		}
+		time.Sleep(statusPoll / 2)
+		g.Set("nginx", false)
+		synctest.Wait()
+		if st := readStatus(t, path); st.Eligible || st.Checks["nginx"] || !st.Updated.Equal(time.Now().UTC()) {
+			t.Fatalf("status after the check failed %+v, want ineligible, written at once", st)
+		}
+	})
 }
