@@ -42,6 +42,7 @@ func TestElector(t *testing.T) {
 	t.Run("FailedReleaseRetried", func(t *testing.T) { testFailedRelease(t, addr) })
 	t.Run("TimingLogged", func(t *testing.T) { testTimingLogged(t, addr) })
 	t.Run("DirectAnchorOnStandalone", func(t *testing.T) { testDirectAnchor(t, addr) })
+	t.Run("NoRedundantPings", func(t *testing.T) { testNoRedundantPings(t, addr) })
 }
 
 // A master that withdraws (SetEligible(false)) but whose deletes fail, its session alive, keeps

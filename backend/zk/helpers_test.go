@@ -314,6 +314,9 @@ type faults struct {
 	loseCreate  atomic.Bool
 	failDeletes atomic.Int32 // this many Delete and Multi calls fail (connection lost) unsent
 	deletes     atomic.Int32 // Delete and Multi calls made
+	// stall, while not nil, holds every Sync (the liveness round trip) until it is closed: the
+	// campaign loop, which sends them, stands still.
+	stall atomic.Pointer[chan struct{}]
 
 	mu     sync.Mutex
 	id     int64
@@ -362,6 +365,14 @@ func (c faultConn) Delete(path string, version int32) error {
 		return gozk.ErrConnectionClosed
 	}
 	return c.Conn.Delete(path, version)
+}
+
+// Sync waits while the test stalls the liveness round trips.
+func (c faultConn) Sync(path string) (string, error) {
+	if ch := c.f.stall.Load(); ch != nil {
+		<-*ch
+	}
+	return c.Conn.Sync(path)
 }
 
 func (c faultConn) Multi(ops ...any) ([]gozk.MultiResponse, error) {

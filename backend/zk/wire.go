@@ -1,10 +1,12 @@
 package zk
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +17,8 @@ import (
 // self-fencing deadline needs it. Until that frame has arrived it also bounds every deadline
 // go-zookeeper sets to dialed+handshake: go-zookeeper gives the connect exchange ten receive timeouts
 // (more than six session timeouts), which a silent server would spend in full.
+//
+// It also holds back go-zookeeper's pings while the session's own requests keep it alive (Write).
 type wireConn struct {
 	net.Conn
 	ev        *sessionEvents
@@ -27,6 +31,44 @@ type wireConn struct {
 	head     []byte
 	done     bool
 	leaderAt time.Time // when srvr said the server is standalone (servermode.go)
+
+	// quiet is how recent another request must be for a ping to be held back (renewInterval of the
+	// negotiated timeout; 0 until the connect response has arrived: every ping goes out).
+	quiet atomic.Int64
+	// lastReq is when the last request other than a ping was written, as time since dialed
+	// (monotonic); 0: none yet.
+	lastReq atomic.Int64
+	// heldBack counts the pings held back (for tests).
+	heldBack atomic.Int64
+}
+
+// pingFrame is go-zookeeper's ping as it writes it: length 8, xid -2, opcode 11 (opPing), no body.
+var pingFrame = []byte{0, 0, 0, 8, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 11}
+
+// Write passes go-zookeeper's frames on, except a ping written less than quiet after another
+// request, which it holds back (and reports as written). go-zookeeper pings every third of the
+// session timeout, whatever else it sends; the liveness round trips (sessionRun.ping) go out every
+// quarter, so while they run every ping is redundant: any request touches the session, and its
+// answer satisfies the library's receive timeout (two thirds of the session timeout). Redundant
+// pings are not free: each is a packet and a reply to wake for, and each touches the session
+// later than the last liveness round trip did, which moves the server's expiry of a crashed
+// node's session up to a ping interval later (on average about 10ms at a 300ms session, where a
+// crash failover is the session plus a few tens of milliseconds). Once no other request has been
+// written for quiet (the liveness loop is busy or stopped) the pings go out again: then the gap
+// between two frames the server sees is at most quiet plus one ping interval (seven twelfths of
+// the session timeout), within both the session and the receive timeout. A held-back ping gets
+// no answer, which go-zookeeper does not expect anyway: it ignores ping replies.
+func (c *wireConn) Write(p []byte) (int, error) {
+	since := int64(time.Since(c.dialed))
+	if bytes.Equal(p, pingFrame) {
+		if q, last := c.quiet.Load(), c.lastReq.Load(); q > 0 && last > 0 && since-last < q {
+			c.heldBack.Add(1)
+			return len(p), nil
+		}
+		return c.Conn.Write(p)
+	}
+	c.lastReq.Store(max(since, 1)) // before the write: an earlier time holds back fewer pings
+	return c.Conn.Write(p)
 }
 
 // maxConnectResponse bounds the frame wireConn collects (the password is 16 bytes in practice).
@@ -87,6 +129,9 @@ func (c *wireConn) sniff(b []byte) {
 	c.done = true
 	f := c.head[4:size]
 	timeout := time.Duration(int32(binary.BigEndian.Uint32(f[4:8]))) * time.Millisecond
+	if timeout > 0 {
+		c.quiet.Store(int64(renewInterval(timeout)))
+	}
 	id := int64(binary.BigEndian.Uint64(f[8:16]))
 	var passwd []byte
 	if len(f) >= 20 {

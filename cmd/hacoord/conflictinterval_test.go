@@ -8,17 +8,19 @@ import (
 	"github.com/hacoord/hacoord/backend/zk"
 )
 
-// The conflict probe's interval scales with a short lease or session (ttl/30 within [5ms, 20ms]),
+// The conflict probe's interval scales with a short lease or session (ttl/60 within [5ms, 20ms]),
 // and explain's timeline uses the probe the daemon runs.
 func TestConflictIntervalScalesWithTTL(t *testing.T) {
 	for _, tc := range []struct {
 		name, body string
 		every      time.Duration
 	}{
-		{"zk 300ms", "backend: zk\nendpoints: [127.0.0.1:2181]\nname: n1\ninterface: eth0\nvips: [10.0.0.100/24]\nzookeeper:\n  session_timeout: 300ms\n", 10 * time.Millisecond},
+		{"zk 300ms", "backend: zk\nendpoints: [127.0.0.1:2181]\nname: n1\ninterface: eth0\nvips: [10.0.0.100/24]\nzookeeper:\n  session_timeout: 300ms\n", 5 * time.Millisecond},
 		{"zk 120ms", "backend: zk\nendpoints: [127.0.0.1:2181]\nname: n1\ninterface: eth0\nvips: [10.0.0.100/24]\nzookeeper:\n  session_timeout: 120ms\n", 5 * time.Millisecond},
 		{"zk default 4s", "backend: zk\nendpoints: [127.0.0.1:2181]\nname: n1\ninterface: eth0\nvips: [10.0.0.100/24]\n", 20 * time.Millisecond},
-		{"etcd 1s", reloadBase + "lease_ttl: 1s\n", 20 * time.Millisecond},
+		{"zk 600ms", "backend: zk\nendpoints: [127.0.0.1:2181]\nname: n1\ninterface: eth0\nvips: [10.0.0.100/24]\nzookeeper:\n  session_timeout: 600ms\n", 10 * time.Millisecond},
+		{"etcd 1s", reloadBase + "lease_ttl: 1s\n", 1000 * time.Millisecond / 60},
+		{"etcd 2s", reloadBase + "lease_ttl: 2s\n", 20 * time.Millisecond},
 	} {
 		p := reloadPlanOf(t, tc.body)
 		c := p.instances[0].vipSets[0].cfg.Conflict

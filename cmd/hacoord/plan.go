@@ -278,15 +278,20 @@ func (b *planner) mapVIP(ip *instancePlan) {
 }
 
 // conflictInterval is the conflict probe's interval (vip.ConflictConfig.Interval: Probes rounds,
-// and as long again after the last) for a lease or session of ttl: ttl/30 within [5ms, 20ms], so
-// vip's default 20ms from a 600ms TTL up, 10ms for a 300ms ZooKeeper session. The probe runs on
-// every takeover, within the new master's validity, which a short session keeps small (a 300ms
-// session with its 100ms margin: 50ms on an ensemble, 125ms on a standalone server, see zk.Timing): a 60ms
-// probe could outlast it, and the new master would let go of the VIPs at once. An ARP reply or a
-// neighbour advertisement comes in well under a millisecond on a LAN, so even 5ms rounds leave it
-// ample time. There is no key for the interval: every instance gets this one.
+// and as long again after the last) for a lease or session of ttl: ttl/60 within [5ms, 20ms], so
+// vip's default 20ms from a 1.2s TTL up, 16ms for etcd's 1s fast profile and 5ms (a 15ms probe)
+// for a 300ms ZooKeeper session. The probe runs on every takeover, on the path from the store's
+// "you are master" to the first gratuitous ARP, so a crash failover waits for all of it: at a
+// 300ms session a 30ms probe was a tenth of the failover. It also runs within the new master's
+// validity, which a short session keeps small (a 300ms session with its 100ms margin: 50ms on an
+// ensemble, 125ms on a standalone server, see zk.Timing): a 60ms probe could outlast it, and the
+// new master would let go of the VIPs at once. A host that still has the VIP answers from its
+// kernel: an ARP reply or a neighbour advertisement comes in well under a millisecond on a LAN,
+// and the first round's answer has the whole window (3 x 5ms at the least), an order of magnitude
+// more than it needs even on a loaded host. There is no key for the interval: every instance gets
+// this one.
 func conflictInterval(ttl time.Duration) time.Duration {
-	return min(max(ttl/30, 5*time.Millisecond), 20*time.Millisecond)
+	return min(max(ttl/60, 5*time.Millisecond), 20*time.Millisecond)
 }
 
 // mapBackend maps the instance onto its backend's Config and validates it.
