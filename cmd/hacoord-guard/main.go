@@ -8,10 +8,24 @@ package main
 
 import (
 	"os"
+	"syscall"
 
 	"github.com/hacoord/hacoord/internal/guardproc"
 )
 
 func main() {
-	os.Exit(guardproc.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(guardproc.Main(os.Args[1:], pollableStdin(), os.Stdout, os.Stderr))
+}
+
+// pollableStdin returns stdin in non-blocking mode, read through Go's network poller. os/exec
+// hands the guard the daemon's pipe in blocking mode, and a read(2) that blocks holds a thread in
+// the kernel: every line the daemon writes (a hold per renewal, several a second) then woke that
+// thread, and the runtime's monitor took its P away and handed it back, several wake-ups more each
+// time. Waiting in the poller, a line costs one wake-up. A stdin the poller cannot take (a regular
+// file) reads as before; if the mode cannot be set, os.Stdin is used unchanged.
+func pollableStdin() *os.File {
+	if err := syscall.SetNonblock(0, true); err != nil {
+		return os.Stdin
+	}
+	return os.NewFile(0, "/dev/stdin")
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -161,4 +162,84 @@ func TestGuardBinaryBadArguments(t *testing.T) {
 			t.Errorf("hacoord-guard %q said %q: want it to name %q", args, out, want)
 		}
 	}
+}
+
+// The guard waits for the daemon's lines in Go's poller, not in a read(2) on its stdin that holds a
+// thread in the kernel (every line woke it, and the runtime moved its P away and back).
+func TestGuardBinaryWaitsInThePoller(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("reads syscall numbers of x86-64")
+	}
+	bin := guardBin(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	cmd := exec.Command(bin, "--log-format", "json")
+	cmd.Stdin = pr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		pw.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || strings.TrimSpace(line) != fencing.GuardReady {
+		t.Fatalf("guard said %q, %v; want %q", line, err, fencing.GuardReady)
+	}
+	conn, err := fencing.NewGuardConn(pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Hold("web", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// Every thread of the idle guard, by the syscall it sleeps in: none in read(2) on fd 0.
+	tasks, err := filepath.Glob("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/task/*/syscall")
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("no threads listed: %v", err)
+	}
+	var seen []string
+	for range 50 { // the guard may still be handling the hold: look until all its threads sleep
+		seen = seen[:0]
+		blockedRead, running := false, false
+		for _, p := range tasks {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				if os.IsPermission(err) {
+					t.Skipf("cannot read %s: %v", p, err)
+				}
+				continue // a thread that ended
+			}
+			f := strings.Fields(string(b))
+			seen = append(seen, strings.Join(f[:min(2, len(f))], " "))
+			switch {
+			case len(f) < 2 || f[0] == "running":
+				running = true
+			case f[0] == "0" && f[1] == "0x0": // read(0, ...) on x86-64
+				blockedRead = true
+			}
+		}
+		if !running {
+			if blockedRead {
+				t.Fatalf("a guard thread sleeps in read(2) on stdin: %q", seen)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // polling /proc: there is no event to wait on
+	}
+	t.Fatalf("guard threads never all asleep: %q", seen)
 }
