@@ -88,7 +88,10 @@
 // which a follower must pass to the leader, then an Exists on its candidate znode), and a master
 // reports a new Master State with ValidUntil = fencing.Deadline(anchor, timeout, Margin). The
 // anchor is the dial time of the last (re)connection, which the leader validates, or the send time
-// of an earlier answered round trip (see liveness.anchor for why not the latest).
+// of an earlier answered round trip (see liveness.anchor for why not the latest). These round
+// trips keep the session alive too, so go-zookeeper's own pings (every third of the timeout) are
+// held back while they run (wireConn.Write): a ping would only touch the session after the last
+// round trip and so make the server expire a crashed master's session later.
 //
 // A store fault is not a failover. While the ensemble does not answer (its leader died or is cut
 // off, the connected server is silent) ValidUntil stops moving; the Coordinator fences at the
