@@ -238,6 +238,9 @@ func TestRenewerKeepsOneStream(t *testing.T) {
 		}
 	}
 	renew(5 * time.Second)
+	if r.rev <= 0 {
+		t.Fatalf("keepalive answer reported store revision %d; want the store's (recheck paces reads by it)", r.rev)
+	}
 	first := r.s
 	for range 5 {
 		renew(time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -71,8 +72,13 @@ func (l *lease) Contact() uint64 {
 func (l *lease) Renewed() <-chan struct{} { return l.renewed }
 
 // renew records an acknowledged keepalive: its deadline, whether it recovered contact, and the
-// store revision its answer reported (0: none), closing the revisionPast channels it passes.
+// store revision its answer reported, closing the revisionPast channels it passes. An answer with
+// no revision (0: a store that sends no header) counts as past every revision from then on, so
+// that the rechecks fall due every TTL as if the store always moved.
 func (l *lease) renew(deadline time.Time, recovered bool, rev int64) {
+	if rev == 0 {
+		rev = math.MaxInt64
+	}
 	l.mu.Lock()
 	if deadline.After(l.deadline) {
 		l.deadline = deadline

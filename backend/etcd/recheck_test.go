@@ -66,5 +66,14 @@ func TestRecheckWaitsForTheStoreToMove(t *testing.T) {
 		if n != 0 {
 			t.Fatalf("%d revision waiters left after Stop, want 0", n)
 		}
+
+		// A store whose answers carry no revision: every recheck falls due at recheckEvery.
+		renew(0)
+		r = tm.newRecheck(12)
+		<-r.C()
+		if !r.Fired() {
+			t.Fatal("recheck not due at recheckEvery with a store that reports no revision")
+		}
+		r.Stop()
 	})
 }
