@@ -35,12 +35,15 @@ type wireConn struct {
 	// quiet is how recent another request must be for a ping to be held back (renewInterval of the
 	// negotiated timeout; 0 until the connect response has arrived: every ping goes out).
 	quiet atomic.Int64
-	// lastReq is when the last request other than a ping was written, as time since dialed
+	// lastReq is when the last request other than a ping was written, as time since wireEpoch
 	// (monotonic); 0: none yet.
 	lastReq atomic.Int64
 	// heldBack counts the pings held back (for tests).
 	heldBack atomic.Int64
 }
+
+// wireEpoch is the origin of wireConn.lastReq.
+var wireEpoch = time.Now()
 
 // pingFrame is go-zookeeper's ping as it writes it: length 8, xid -2, opcode 11 (opPing), no body.
 var pingFrame = []byte{0, 0, 0, 8, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 11}
@@ -59,7 +62,7 @@ var pingFrame = []byte{0, 0, 0, 8, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 11}
 // the session timeout), within both the session and the receive timeout. A held-back ping gets
 // no answer, which go-zookeeper does not expect anyway: it ignores ping replies.
 func (c *wireConn) Write(p []byte) (int, error) {
-	since := int64(time.Since(c.dialed))
+	since := int64(time.Since(wireEpoch))
 	if bytes.Equal(p, pingFrame) {
 		if q, last := c.quiet.Load(), c.lastReq.Load(); q > 0 && last > 0 && since-last < q {
 			c.heldBack.Add(1)
