@@ -28,6 +28,11 @@ type candidacy struct {
 	pred      string          // the candidate just before ours
 	predWatch <-chan zk.Event // armed on pred; nil once fired (re-armed by the next step)
 
+	// selfWatch is a watch on node, armed by the liveness round trip that found it (ExistsW,
+	// sessionRun.checkCandidate) for selfFor; nil once fired or after a reconnect.
+	selfWatch <-chan zk.Event
+	selfFor   string // the node selfWatch was armed on
+
 	owed *release // znodes to delete before campaigning again (a failed release is retried)
 
 	holdUntil time.Time // after a yield: do not campaign before

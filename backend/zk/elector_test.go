@@ -43,6 +43,7 @@ func TestElector(t *testing.T) {
 	t.Run("TimingLogged", func(t *testing.T) { testTimingLogged(t, addr) })
 	t.Run("DirectAnchorOnStandalone", func(t *testing.T) { testDirectAnchor(t, addr) })
 	t.Run("NoRedundantPings", func(t *testing.T) { testNoRedundantPings(t, addr) })
+	t.Run("CandidateWatch", func(t *testing.T) { testCandidateWatch(t, addr) })
 }
 
 // A master that withdraws (SetEligible(false)) but whose deletes fail, its session alive, keeps

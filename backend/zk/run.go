@@ -82,6 +82,14 @@ func (r *sessionRun) serve(ctx context.Context) error {
 			r.cand.predWatch = nil
 			r.log.Debug("predecessor changed", zap.String("path", ev.Path), zap.Stringer("event", ev.Type))
 			needStep = true
+		case ev := <-r.cand.selfWatch:
+			r.cand.selfWatch = nil
+			// A change of our value is our own republish; anything else (deleted, the watch ended)
+			// is checked by a step now. The next round trip arms the watch again.
+			if ev.Path == r.cand.node && ev.Type != zk.EventNodeDataChanged {
+				r.log.Debug("our candidate znode changed", zap.String("path", ev.Path), zap.Stringer("event", ev.Type))
+				needStep = true
+			}
 		case ev := <-r.rec.watch:
 			r.rec.watch = nil
 			r.log.Debug("master record changed", zap.Stringer("event", ev.Type))
@@ -137,7 +145,7 @@ func (r *sessionRun) stepOrRetry(ctx context.Context) error {
 // ones, but does not retry when that fails), after re-reading the election.
 func (r *sessionRun) reconnected() {
 	r.live.contact++
-	r.cand.predWatch, r.rec.watch = nil, nil
+	r.cand.predWatch, r.rec.watch, r.cand.selfWatch = nil, nil, nil
 	r.cand.childWatch = false
 	clear(r.vals.vals)
 }
@@ -181,9 +189,10 @@ func (r *sessionRun) call(f func() error) error {
 }
 
 // ping is the liveness round trip, made every interval whether or not we are a candidate: a Sync on
-// the election znode (a follower must pass it to the leader, see liveness.anchor), then a check that
-// our candidate znode still exists in our session. A master then reports its renewed deadline. It
-// returns the send time, and again=true when the campaign should step again.
+// the election znode (a follower must pass it to the leader, see liveness.anchor), then, while no
+// watch on our candidate znode is armed, a check that it still exists in our session
+// (checkCandidate). A master then reports its renewed deadline. It returns the send time, and
+// again=true when the campaign should step again.
 //
 // The Sync anchors the deadline directly when the connection that has the session before it is
 // sent is the one that has it after the answer, and srvr said before the send that its server is
@@ -209,17 +218,8 @@ func (r *sessionRun) ping(ctx context.Context) (sent time.Time, again bool) {
 	if r.cand.node == "" {
 		return sent, false
 	}
-	var ok bool
-	var st *zk.Stat
-	err = r.call(func() (err error) { ok, st, err = r.c.Exists(r.cand.node); return err })
-	switch {
-	case err != nil:
-		r.log.Debug("candidate check failed", zap.Error(err))
-		return sent, sessionGone(err)
-	case !ok || st.EphemeralOwner != r.s.id:
-		r.log.Warn("our candidate znode is gone", zap.String("path", r.cand.node), zap.Uint64("term", r.cand.term))
-		r.giveUp(ctx, election.Backup, "candidate znode deleted")
-		return sent, true
+	if ok, again := r.checkCandidate(ctx); !ok {
+		return sent, again
 	}
 	if r.master {
 		if r.cand.yields > 0 && time.Since(r.masterSince) > r.s.timeout() {
@@ -228,6 +228,43 @@ func (r *sessionRun) ping(ctx context.Context) (sent time.Time, again bool) {
 		r.reportMaster("renewed")
 	}
 	return sent, false
+}
+
+// checkCandidate makes sure our candidate znode still exists in our session: with an Exists that
+// arms a watch on it, unless the watch an earlier round trip armed is still pending. ok=false when
+// the round trip must end there (again as for ping).
+//
+// Why the watch bounds the same case as an Exists every round trip, sooner: the znode is ours (an
+// ephemeral of our session, its sequential name never reused), so it can change only by a delete
+// (an operator's, or the server's expiry of the session, which ends the campaign anyway) or by a
+// set of its value (our republish, or an operator's). Our server sends the watch event when it
+// applies the delete (as our successor's server sends the event of its watch on the same znode), in
+// zxid order with the answers to our requests: an Exists each round trip saw it up to one interval
+// later. While
+// the connection is down no event arrives, and no Exists would be answered either; a reconnect
+// drops the watch (go-zookeeper re-registers watches without retrying when that fails), and the
+// step after it lists the election, so a delete in between is found there, and the next round trip
+// arms a new watch. A watch that fired is re-armed by the next round trip's Exists, whose answer
+// covers the time in between. An idle master so sends one request per round trip instead of two.
+func (r *sessionRun) checkCandidate(ctx context.Context) (ok, again bool) {
+	if r.cand.selfWatch != nil && r.cand.selfFor == r.cand.node {
+		return true, false
+	}
+	var exists bool
+	var st *zk.Stat
+	var w <-chan zk.Event
+	err := r.call(func() (err error) { exists, st, w, err = r.c.ExistsW(r.cand.node); return err })
+	switch {
+	case err != nil:
+		r.log.Debug("candidate check failed", zap.Error(err))
+		return false, sessionGone(err)
+	case !exists || st.EphemeralOwner != r.s.id:
+		r.log.Warn("our candidate znode is gone", zap.String("path", r.cand.node), zap.Uint64("term", r.cand.term))
+		r.giveUp(ctx, election.Backup, "candidate znode deleted")
+		return false, true
+	}
+	r.cand.selfWatch, r.cand.selfFor = w, r.cand.node
+	return true, false
 }
 
 // reportMaster offers Master with the current deadline, or Fault when that deadline has already
