@@ -66,8 +66,8 @@ type RawConn struct {
 	ifi   *net.Interface
 	addr  netip.Addr
 	group bool
-	// IPv4: raw is the socket, for relink (relink.go); index is the interface's index, which
-	// relink moves when the interface was created again.
+	// raw is the socket, for Pending and (IPv4) relink (relink.go); index is the interface's
+	// index, which relink moves when the interface was created again.
 	raw      syscall.RawConn
 	index    atomic.Int32
 	relinkMu sync.Mutex
@@ -167,6 +167,19 @@ func primaryAddr(ifi *net.Interface, exclude []netip.Addr) (netip.Addr, error) {
 
 // Addr returns the primary address.
 func (c *RawConn) Addr() netip.Addr { return c.addr }
+
+// Pending reports whether a packet waits in the socket's receive queue, not yet read (SIOCINQ:
+// the length of the next one). It does not read it nor disturb a Read in progress.
+func (c *RawConn) Pending() bool {
+	if c.raw == nil {
+		return false
+	}
+	n := 0
+	err := c.raw.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	return err == nil && n > 0
+}
 
 // Read implements Conn.
 func (c *RawConn) Read() (Received, error) {

@@ -36,6 +36,9 @@ func listen6(ifi *net.Interface, cfg ListenConfig) (*RawConn, error) {
 		return nil, fmt.Errorf("vrrp: listen on %s: %w", ifi.Name, err)
 	}
 	rc := &RawConn{pc6: ipv6.NewPacketConn(c), ifi: ifi, addr: addr}
+	if ic, ok := c.(*net.IPConn); ok {
+		rc.raw, _ = ic.SyscallConn()
+	}
 	if err := rc.setup6(cfg.Unicast); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("vrrp: listen on %s: %w", ifi.Name, err)

@@ -212,11 +212,63 @@ func (e *Elector) Run(ctx context.Context, out *election.Outbox) (err error) {
 		case p := <-pkts:
 			r.step(p)
 		case <-timer.C:
-			r.step(Tick{})
+			r.fire(pkts)
 		case <-e.kick:
 			r.stepPending()
 		}
 	}
+}
+
+// pender is a Conn that tells whether a packet waits to be read (RawConn.Pending).
+type pender interface{ Pending() bool }
+
+// maxEarly is how many packets one expiry of a timer lets go first (see fire), so that a flood of
+// packets cannot hold a timer off.
+const maxEarly = 8
+
+// earlyWait bounds the wait for a packet that the socket holds but the reading goroutine has not
+// handed over yet (see fire).
+const earlyWait = 20 * time.Millisecond
+
+// fire steps the expiry of the machine's timer, but first a packet that reached the socket before
+// it, as keepalived does (it reads a ready socket before it looks at its timers): a backup that
+// wakes up late (a loaded host) with the new master's advert already waiting must not become master
+// beside it, nor a master just continued (SIGCONT) announce before it hears a higher priority. The
+// loop comes back here while the timer is still due.
+func (r *runner) fire(pkts <-chan Received) {
+	if p, ok := r.early(pkts); ok {
+		r.earlyN++
+		r.step(p)
+		return
+	}
+	r.earlyN = 0
+	r.step(Tick{})
+}
+
+// early returns a packet received before the timer's expiry, if there is one and fewer than
+// maxEarly went first since the last Tick.
+func (r *runner) early(pkts <-chan Received) (Received, bool) {
+	if r.earlyN >= maxEarly {
+		return Received{}, false
+	}
+	select {
+	case p := <-pkts:
+		return p, true
+	default:
+	}
+	pc, ok := r.conn.(pender)
+	if !ok || !pc.Pending() {
+		return Received{}, false
+	}
+	t := time.NewTimer(earlyWait)
+	defer t.Stop()
+	select {
+	case p := <-pkts:
+		return p, true
+	case <-t.C:
+	case <-r.ctx.Done():
+	}
+	return Received{}, false
 }
 
 // listen opens the RawConn on Config.Interface. An IPv6 link-local address still in duplicate
@@ -272,6 +324,7 @@ type runner struct {
 	out        *election.Outbox
 	ctx        context.Context // Run's: once done, the consumer has demoted already
 	sendErrors uint64          // adverts that reached no destination
+	earlyN     int             // packets stepped before an expired timer since the last Tick (fire)
 }
 
 func (r *runner) step(ev Event) {
