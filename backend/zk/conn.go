@@ -3,6 +3,7 @@ package zk
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -108,6 +109,9 @@ type stallGuard struct {
 	mu       sync.Mutex
 	inflight int
 	progress time.Time // a request began with none in flight, or one was answered
+
+	armed atomic.Int64 // times run armed its timer (for tests)
+	fired atomic.Int64 // times run's timer fired at the time it was set for (for tests)
 }
 
 func newStallGuard(limit func() time.Duration, up func() time.Time, drop func(time.Time)) *stallGuard {
@@ -127,11 +131,18 @@ func (g *stallGuard) begin() (end func()) {
 		g.mu.Lock()
 		g.inflight--
 		g.progress = time.Now()
+		idle := g.inflight == 0
 		g.mu.Unlock()
+		if idle {
+			// run stops its timer now, while the process is awake for the answer anyway: left
+			// armed, it would fire limit later only to find nothing in flight, a wake-up of its own
+			// for every request (two a second for an idle candidate at a 2s session).
+			g.poke()
+		}
 	}
 }
 
-// poke makes run look again (a request began, a connection came up).
+// poke makes run look again (a request began, the last one in flight ended, a connection came up).
 func (g *stallGuard) poke() {
 	select {
 	case g.kick <- struct{}{}:
@@ -144,16 +155,32 @@ func (g *stallGuard) run(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
+	flush := false // t was set to expire at once (below)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-g.kick:
 		case <-t.C:
+			if !flush {
+				g.fired.Add(1)
+			}
+			flush = false
 		}
-		t.Stop()
-		if wait := g.check(time.Now()); wait > 0 {
+		pending := t.Stop()
+		switch wait := g.check(time.Now()); {
+		case wait > 0:
 			t.Reset(wait)
+			flush = false
+			g.armed.Add(1)
+		case pending:
+			// Nothing in flight, the timer stopped early (end poked): let it expire now instead.
+			// The runtime leaves a stopped timer in its heap, and sleeps until the time it was
+			// set for before it notices, a wake-up of the process for nothing; a timer moved
+			// earlier is taken out while the process is still awake. It fires into the next
+			// turn of this loop, which finds nothing to do.
+			t.Reset(time.Nanosecond)
+			flush = true
 		}
 	}
 }
