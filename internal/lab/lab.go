@@ -269,11 +269,13 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 	} else if len(removed) > 0 {
 		o.Logf("swept %d namespaces left by a dead lab: %s", len(removed), strings.Join(removed, " "))
 	}
-	l = &Lab{opts: o, Store: o.Store, Start: time.Now()}
-	register(l)
+	built := &Lab{opts: o, Store: o.Store, Start: time.Now()}
+	l = built
+	register(built)
 	defer func() {
 		if err != nil {
-			l.Close()
+			// Every error return has set l to nil already: close what was built through built.
+			built.Close()
 			l = nil
 		}
 	}()
@@ -282,6 +284,8 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 		if l.dir, err = os.MkdirTemp("", "hacoord-lab-"); err != nil {
 			return nil, fmt.Errorf("lab: %w", err)
 		}
+	} else if err := os.MkdirAll(l.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: log directory: %w", err)
 	}
 	if err := l.build(); err != nil {
 		return nil, err
