@@ -21,9 +21,13 @@ func main() {
 // hands the guard the daemon's pipe in blocking mode, and a read(2) that blocks holds a thread in
 // the kernel: every line the daemon writes (a hold per renewal, several a second) then woke that
 // thread, and the runtime's monitor took its P away and handed it back, several wake-ups more each
-// time. Waiting in the poller, a line costs one wake-up. A stdin the poller cannot take (a regular
-// file) reads as before; if the mode cannot be set, os.Stdin is used unchanged.
+// time. Waiting in the poller, a line costs one wake-up. Only a pipe is switched: the mode belongs
+// to the open file, which a terminal shares with the shell the guard was started from by hand. Any
+// other stdin, or one whose mode cannot be set, is os.Stdin unchanged.
 func pollableStdin() *os.File {
+	if fi, err := os.Stdin.Stat(); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		return os.Stdin
+	}
 	if err := syscall.SetNonblock(0, true); err != nil {
 		return os.Stdin
 	}
