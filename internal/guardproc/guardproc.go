@@ -19,7 +19,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -35,6 +34,7 @@ import (
 	"github.com/hacoord/hacoord/fencing"
 	"github.com/hacoord/hacoord/internal/exepages"
 	"github.com/hacoord/hacoord/internal/logsink"
+	"github.com/hacoord/hacoord/internal/oneproc"
 	"github.com/hacoord/hacoord/ipvs"
 	"github.com/hacoord/hacoord/vip"
 )
@@ -68,9 +68,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// One P is plenty for the guard's few goroutines and halves its idle CPU: every hold wakes it
 	// (4 a second with a 1 s TTL), and with more Ps the runtime hands each wake-up between threads
 	// (lab, etcd TTL 1 s master: 40-50 ms of CPU in 45 s instead of 100 ms).
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
+	oneproc.Set()
 	// The daemon handles SIGINT/SIGTERM and releases in order; the guard goes on until its stdin
 	// closes, which happens however the daemon ends. SIGPIPE too: if the daemon is already dead,
 	// writing "ready" (or a log line to a dead log reader) must not kill the guard before it has
