@@ -306,7 +306,7 @@ func (e *Elector) campaign(ctx context.Context, rep *reporter) error {
 
 // open dials a session and makes sure the election's path exists.
 func (e *Elector) open(ctx context.Context) (*session, error) {
-	s, err := dial(ctx, e.cfg, e.servers, e.log)
+	s, err := dial(ctx, e.cfg, e.servers, e.log, true)
 	if err != nil {
 		return nil, err
 	}

@@ -9,3 +9,7 @@ type Conn = conn
 func WrapConn(e *Elector, f func(c Conn, id int64, passwd []byte) Conn) {
 	e.wrap = func(c conn, s *session) conn { return f(c, s.id, s.passwd) }
 }
+
+// LibraryPings counts the pings go-zookeeper wrote on connections of sessions with their own
+// pings (its ticker fired), in this process.
+func LibraryPings() int64 { return libPings.Load() }

@@ -2,6 +2,7 @@ package zk
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
 	"slices"
 	"testing"
@@ -49,24 +50,82 @@ func TestSniffConnectResponse(t *testing.T) {
 	wire := append(binary.BigEndian.AppendUint32(nil, uint32(len(frame))), frame...)
 	wire = append(wire, 0, 0, 0, 9, 1, 2, 3) // the next frame must not disturb it
 
-	for _, chunk := range []int{1, 3, 4, 7, len(wire)} {
-		ev := newSessionEvents(nil, time.Second)
-		client, server := net.Pipe()
-		c := &wireConn{Conn: client, ev: ev}
-		go func() {
-			for i := 0; i < len(wire); i += chunk {
-				server.Write(wire[i:min(i+chunk, len(wire))])
+	for _, own := range []bool{false, true} {
+		for _, chunk := range []int{1, 3, 4, 7, len(wire)} {
+			ev := newSessionEvents(nil, time.Second)
+			client, server := net.Pipe()
+			c := &wireConn{Conn: client, ev: ev, own: own}
+			go func() {
+				for i := 0; i < len(wire); i += chunk {
+					server.Write(wire[i:min(i+chunk, len(wire))])
+				}
+				server.Close()
+			}()
+			var read []byte
+			buf := make([]byte, 5)
+			for {
+				n, err := c.Read(buf)
+				read = append(read, buf[:n]...)
+				if err != nil {
+					break
+				}
 			}
-			server.Close()
-		}()
-		buf := make([]byte, 5)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				break
+			if o := ev.offer; o.conn != c || o.id != 0xabcd || o.timeout != 1500*time.Millisecond || string(o.passwd) != "pwd" {
+				t.Errorf("own %v, chunk %d: session %#x timeout %v passwd %q", own, chunk, o.id, o.timeout, o.passwd)
+			}
+			// With its own pings the library reads libTimeout (and so never pings); otherwise the
+			// bytes pass unchanged.
+			want := wire
+			if own {
+				want = slices.Clone(wire)
+				binary.BigEndian.PutUint32(want[8:], uint32(libTimeout/time.Millisecond))
+			}
+			if !slices.Equal(read, want) {
+				t.Errorf("own %v, chunk %d: the library read % x, want % x", own, chunk, read, want)
 			}
 		}
-		if o := ev.offer; o.conn != c || o.id != 0xabcd || o.timeout != 1500*time.Millisecond || string(o.passwd) != "pwd" {
-			t.Errorf("chunk %d: session %#x timeout %v passwd %q", chunk, o.id, o.timeout, o.passwd)
+	}
+}
+
+// With its own pings, a reconnection's connect request asks for the timeout the server granted,
+// not for the libTimeout the library was told; the library's buffer is left as it was.
+func TestConnectRequestAsksForTheGrantedTimeout(t *testing.T) {
+	req := binary.BigEndian.AppendUint32(nil, 0) // protocolVersion
+	req = binary.BigEndian.AppendUint64(req, 7)  // lastZxidSeen
+	req = binary.BigEndian.AppendUint32(req, uint32(libTimeout/time.Millisecond))
+	req = binary.BigEndian.AppendUint64(req, 0xabcd) // sessionId
+	req = binary.BigEndian.AppendUint32(req, 3)
+	req = append(req, 'p', 'w', 'd', 0)
+	wire := append(binary.BigEndian.AppendUint32(nil, uint32(len(req))), req...)
+	for _, own := range []bool{false, true} {
+		ev := newSessionEvents(nil, 2*time.Second)
+		ev.connectResponse(&wireConn{}, 0xabcd, 1500*time.Millisecond, []byte("pwd"))
+		ev.mu.Lock()
+		ev.hasSession("a:1") // the first connection was granted 1.5s
+		ev.mu.Unlock()
+		client, server := net.Pipe()
+		c := &wireConn{Conn: client, ev: ev, own: own}
+		got := make(chan []byte, 1)
+		go func() {
+			b := make([]byte, len(wire))
+			_, _ = io.ReadFull(server, b)
+			got <- b
+		}()
+		lib := slices.Clone(wire)
+		if n, err := c.Write(lib); err != nil || n != len(wire) {
+			t.Fatalf("own %v: Write = %d, %v", own, n, err)
+		}
+		sent := <-got
+		client.Close()
+		want := uint32(libTimeout / time.Millisecond)
+		if own {
+			want = 1500
+		}
+		if ms := binary.BigEndian.Uint32(sent[16:]); ms != want {
+			t.Errorf("own %v: the server was asked for %d ms, want %d", own, ms, want)
+		}
+		if !slices.Equal(lib, wire) {
+			t.Errorf("own %v: Write changed the library's buffer", own)
 		}
 	}
 }

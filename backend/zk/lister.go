@@ -26,7 +26,7 @@ func NewLister(cfg Config, log *zap.Logger) (*Observer, error) { return NewObser
 // at the default priority), then the nodes in maintenance (Maintenance set), and the active transfer
 // record, if any. A group that does not exist has no candidates.
 func (o *Observer) Candidates(ctx context.Context) ([]election.Candidate, *election.Transfer, error) {
-	s, err := dial(ctx, o.cfg, o.servers, o.log)
+	s, err := dial(ctx, o.cfg, o.servers, o.log, false)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -52,7 +52,7 @@ func (o *Observer) Observe(ctx context.Context, out chan<- election.Record) erro
 	bo := newBackoff(o.cfg.Backoff)
 	f := &follower{o: o, out: out}
 	for {
-		s, err := dial(ctx, o.cfg, o.servers, o.log)
+		s, err := dial(ctx, o.cfg, o.servers, o.log, false)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -61,6 +61,7 @@ func (r *sessionRun) serve(ctx context.Context) error {
 	defer r.ws.close()
 	ping := time.NewTimer(r.live.interval())
 	defer ping.Stop()
+	r.s.keepaliveAt(r.live.interval())
 	needStep := true
 	for {
 		if needStep {
@@ -113,7 +114,9 @@ func (r *sessionRun) serve(ctx context.Context) error {
 			sent, again := r.ping(ctx)
 			// Measured from the send time, so answered round trips are at least one interval apart
 			// (liveness.gap).
-			ping.Reset(time.Until(sent.Add(r.live.interval())))
+			next := time.Until(sent.Add(r.live.interval()))
+			ping.Reset(next)
+			r.s.keepaliveAt(next) // the same instant: one wake-up for both
 			needStep = needStep || again
 		}
 	}

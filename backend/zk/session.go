@@ -28,6 +28,7 @@ type session struct {
 	ev     *sessionEvents
 
 	stopGuard context.CancelFunc // stops the stall guard and the mode watch
+	keep      *keepalive         // with ownPings: pings while the owner's round trips stand still
 	bg        sync.WaitGroup     // their goroutines
 }
 
@@ -39,6 +40,8 @@ type sessionEvents struct {
 	requested time.Duration
 	hosts     *hostProvider
 	onUp      func() // called (without blocking) whenever a connection gets the session
+	// ownPings: the owner makes liveness round trips, and the library does not ping (keepalive.go).
+	ownPings bool
 
 	mu          sync.Mutex
 	offer       offer         // the last connect response read off the wire, until consumed
@@ -223,7 +226,7 @@ func (s *sessionEvents) dialer(network, addr string, timeout time.Duration) (net
 	if err != nil {
 		return nil, err
 	}
-	return &wireConn{Conn: c, ev: s, addr: addr, remote: c.RemoteAddr().String(), dialed: dialed, handshake: handshakeLimit(t)}, nil
+	return &wireConn{Conn: c, ev: s, addr: addr, remote: c.RemoteAddr().String(), dialed: dialed, handshake: handshakeLimit(t), own: s.ownPings}, nil
 }
 
 // silent tells the host provider that the server at addr did not answer in time, so that the next
@@ -254,9 +257,12 @@ var errNoSession = errors.New("no session established")
 
 // dial connects to the ensemble and waits (at most connectTimeout, or until ctx is done) for a
 // session; it then adds the digest credentials, if any. A negotiated timeout that differs from the
-// requested one is logged with both values.
-func dial(ctx context.Context, cfg Config, servers []string, log *zap.Logger) (*session, error) {
+// requested one is logged with both values. ownPings: the caller makes liveness round trips every
+// renewInterval and re-arms the session's keepalive with them (session.keepaliveAt); the library
+// then does not ping (keepalive.go).
+func dial(ctx context.Context, cfg Config, servers []string, log *zap.Logger, ownPings bool) (*session, error) {
 	ev := newSessionEvents(log, cfg.SessionTimeout)
+	ev.ownPings = ownPings
 	raw, _, err := zk.Connect(servers, cfg.SessionTimeout,
 		zk.WithDialer(ev.dialer),
 		zk.WithHostProvider(ev.hosts),
@@ -322,6 +328,9 @@ func newSession(raw *zk.Conn, ev *sessionEvents) *session {
 	ev.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{raw: raw, conn: guardedConn{raw, g}, id: id, passwd: passwd, log: ev.log, ev: ev, stopGuard: cancel}
+	if ev.ownPings {
+		s.keep = startKeepalive(ev)
+	}
 	s.bg.Add(2)
 	go func() {
 		defer s.bg.Done()
@@ -332,6 +341,14 @@ func newSession(raw *zk.Conn, ev *sessionEvents) *session {
 		ev.watchMode(ctx, modeKick, serverMode)
 	}()
 	return s
+}
+
+// keepaliveAt re-arms the keepalive (with ownPings) to fire in d, when the owner's next liveness
+// round trip is due.
+func (s *session) keepaliveAt(d time.Duration) {
+	if s.keep != nil {
+		s.keep.at(d)
+	}
 }
 
 // current is the connection that has the session now (nil while down).
@@ -366,6 +383,9 @@ func (s *session) reconnected() <-chan struct{} { return s.ev.reconnected }
 // (about 1s when the server is unreachable). It stops the stall guard and the mode watch and waits
 // for them.
 func (s *session) close() {
+	if s.keep != nil {
+		s.keep.stop()
+	}
 	s.ev.close(s.raw)
 	s.stopGuard()
 	s.bg.Wait()
