@@ -23,9 +23,10 @@ import (
 // instead (what the library would have sent).
 //
 // What the library's pings did for such a session is done by keepalive: while the campaign loop
-// stands still (no request for one and a half round-trip intervals), it pings, directly on the
-// connection; see keepalive. What the library's receive timeout did (drop a server that sends
-// nothing) the stall guard does for every request, sooner: each round trip is one.
+// stands still it pings, directly on the connection; see keepalive. What the library's receive
+// timeout did (drop a server that sends nothing) the stall guard does for every request, sooner:
+// each round trip is one. While the loop stands still nothing drops a silent server; the loop's
+// next request does.
 
 // libTimeout is the session timeout go-zookeeper is told on a session with its own pings.
 const libTimeout = 24 * time.Hour
@@ -67,13 +68,15 @@ func patchRequest(p []byte, t time.Duration) []byte {
 }
 
 // keepalive pings on a session with its own pings while its campaign loop stands still, as the
-// library's pings would have: the loop re-arms it, for the instant of its own next round trip,
-// each time it arms its own timer (at), so that both fire in the same wake-up of the process; when
-// it fires and no request has been written for one and a half intervals, the loop is late by half
-// an interval and keepalive pings the connection that has the session, then every one and a half
-// intervals while the loop stays still. The longest gap the server then sees between two frames
-// is two and a half intervals (five eighths of the session timeout), within the session. A ping's
-// answer is ignored by the library, as its own pings' are.
+// library's pings would have. The loop re-arms it, for the instant of its own next round trip,
+// each time it arms its own timer (at), so that both fire in the same wake-up of the process.
+// When it fires and the loop has not re-armed it meanwhile, it re-arms itself for one and a half
+// intervals later; when it fires and no request has been written for one and a half intervals or
+// more, it pings the connection that has the session. So a loop that stops after a round trip
+// gets its first ping two and a half intervals after that round trip, then one every one and a
+// half intervals: the longest gap the server sees between two frames is five eighths of the
+// session timeout, within the session. A ping's answer is ignored by the library, as its own
+// pings' are.
 type keepalive struct {
 	ev *sessionEvents
 
