@@ -5,8 +5,8 @@
 // answer, a line to the guard). With more than one P the runtime hands each of them between
 // threads: the goroutine that is readied wakes an idle thread for the idle P, which spins, finds
 // little and sleeps again. On one P the same work is a run-queue push. In the lab's idle ZooKeeper
-// master this cut the daemon's context switches from 52 to 36 a second and its CPU by a fifth
-// (issue 14: an idle master at most 0.2 % of a core).
+// master this cut the daemon's context switches from 52 to 36 a second and its CPU by 7-18 % (two
+// sittings; issue 14: an idle master at most 0.2 % of a core).
 //
 // What it costs: nothing the daemon does needs a second core (store clients, netlink, ARP, health
 // checks: all waiting on I/O), and a blocking system call does not hold the P (the runtime hands it
