@@ -243,10 +243,10 @@ func (r *sessionRun) ping(ctx context.Context) (sent time.Time, again bool) {
 // set of its value (our republish, or an operator's). Our server sends the watch event when it
 // applies the delete (as our successor's server sends the event of its watch on the same znode), in
 // zxid order with the answers to our requests: an Exists each round trip saw it up to one interval
-// later. While the connection is down no event arrives, and no Exists would be answered either; a reconnect
-// drops the watch (go-zookeeper re-registers watches without retrying when that fails), and the
-// step after it lists the election, so a delete in between is found there, and the next round trip
-// arms a new watch. A watch that fired is re-armed by the next round trip's Exists, whose answer
+// later. While the connection is down no event arrives, and no Exists would be answered either; a
+// reconnect drops the watch (go-zookeeper re-registers watches without retrying when that fails),
+// and the step after it lists the election, so a delete in between is found there, and the next
+// round trip arms a new watch. A watch that fired is re-armed by the next round trip's Exists, whose answer
 // covers the time in between. An idle master so sends one request per round trip instead of two.
 func (r *sessionRun) checkCandidate(ctx context.Context) (ok, again bool) {
 	if r.cand.selfWatch != nil && r.cand.selfFor == r.cand.node {
